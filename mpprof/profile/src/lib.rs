@@ -1,0 +1,1 @@
+//! The mpprof Profile model.

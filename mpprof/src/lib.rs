@@ -1,0 +1,1 @@
+//! mpprof library: wire decoding, aggregation, analysis.
