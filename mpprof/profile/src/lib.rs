@@ -1,1 +1,3 @@
 //! The mpprof Profile model.
+
+pub mod cause;
