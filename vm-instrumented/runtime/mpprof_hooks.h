@@ -1,0 +1,64 @@
+// mpprof: definitions of MicroPython's profiling hook macros.
+//
+// Included from a port's (or variant's) mpconfig header when MicroPython is
+// built with the mpprof runtime. Only plain C types appear here, because this
+// header is seen before MicroPython's own object headers.
+
+#ifndef MPPROF_HOOKS_H
+#define MPPROF_HOOKS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdbool.h>
+
+#define MICROPY_MPPROF (1)
+
+struct _mp_code_state_t;
+
+// Non-zero while frames run through the hooked copy of the VM.
+extern uint8_t mpprof_vm_hooked;
+
+bool mpprof_vm_enter(struct _mp_code_state_t *code_state, void *inject_exc, int *kind_out);
+void mpprof_gc_alloc(void *ptr, size_t n_bytes);
+void mpprof_gc_alloc_fail(size_t n_bytes);
+void mpprof_gc_free(void *ptr, size_t n_blocks);
+void mpprof_gc_realloc(void *old_ptr, void *new_ptr, size_t old_blocks, size_t n_bytes);
+void mpprof_gc_collect_start(void);
+void mpprof_gc_collect_end(void);
+void mpprof_obj_typed(void *base);
+void mpprof_init(void);
+void mpprof_deinit(void);
+
+#if defined(MPPROF_VM_HOOKED_COPY)
+// The hooked copy of mp_execute_bytecode (mpprof_vm.c): take this frame's
+// counter array once, then count each dispatched opcode by its offset.
+#define MICROPY_VM_HOOK_ENTER(code_state, inject_exc) \
+    mpprof_frame_t *const mpprof_frame = mpprof_top_frame; \
+    uint32_t *const mpprof_counts = mpprof_frame->counts; \
+    const uint8_t *const mpprof_base = mpprof_frame->base;
+#define MICROPY_VM_HOOK_OPCODE(ip) \
+    do { mpprof_counts[(ip) - mpprof_base]++; mpprof_frame->opcodes++; } while (0)
+#else
+// The plain copy: when profiling is on, hand the frame to the hooked copy.
+#define MICROPY_VM_HOOK_ENTER(code_state, inject_exc) \
+    if (mpprof_vm_hooked) { \
+        int mpprof_kind_; \
+        if (mpprof_vm_enter((code_state), (void *)(inject_exc), &mpprof_kind_)) { \
+            return (mp_vm_return_kind_t)mpprof_kind_; \
+        } \
+    }
+#endif
+
+#define MICROPY_GC_HOOK_ALLOC(ptr, n_bytes) mpprof_gc_alloc((ptr), (n_bytes))
+#define MICROPY_GC_HOOK_ALLOC_FAIL(n_bytes) mpprof_gc_alloc_fail(n_bytes)
+#define MICROPY_GC_HOOK_FREE(ptr, n_blocks) mpprof_gc_free((ptr), (n_blocks))
+#define MICROPY_GC_HOOK_REALLOC(old_ptr, new_ptr, old_blocks, n_bytes) \
+    mpprof_gc_realloc((old_ptr), (new_ptr), (old_blocks), (n_bytes))
+#define MICROPY_GC_HOOK_COLLECT_START() mpprof_gc_collect_start()
+#define MICROPY_GC_HOOK_COLLECT_END() mpprof_gc_collect_end()
+#define MICROPY_OBJ_HOOK_MALLOC_TYPED(base) mpprof_obj_typed(base)
+
+#define MICROPY_PORT_INIT_FUNC mpprof_init()
+#define MICROPY_PORT_DEINIT_FUNC mpprof_deinit()
+
+#endif // MPPROF_HOOKS_H

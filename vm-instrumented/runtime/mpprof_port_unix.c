@@ -1,0 +1,84 @@
+// mpprof port layer for the unix port (the host target): the stream goes to a
+// file descriptor handed in by mpprof through MPPROF_FD, so the script's own
+// stdout, stderr and exit status pass through untouched; ticks are
+// CLOCK_MONOTONIC nanoseconds.
+
+#include "py/mpconfig.h"
+
+#if defined(__unix__) || defined(__APPLE__)
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "mpprof_rt.h"
+
+static int stream_fd = -1;
+static pthread_t main_thread;
+
+bool mpprof_port_open(void) {
+    const char *s = getenv("MPPROF_FD");
+    if (s == NULL || *s == '\0') {
+        return false;
+    }
+    char *end;
+    long fd = strtol(s, &end, 10);
+    if (*end != '\0' || fd < 0 || fcntl((int)fd, F_GETFD) == -1) {
+        return false;
+    }
+    stream_fd = (int)fd;
+    main_thread = pthread_self();
+    // If mpprof goes away, a write must fail, not kill the script.
+    signal(SIGPIPE, SIG_IGN);
+    return true;
+}
+
+bool mpprof_port_write(const uint8_t *buf, size_t len) {
+    while (len > 0) {
+        ssize_t n = write(stream_fd, buf, len);
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            return false;
+        }
+        buf += n;
+        len -= (size_t)n;
+    }
+    return true;
+}
+
+void mpprof_port_close(void) {
+    if (stream_fd >= 0) {
+        close(stream_fd);
+        stream_fd = -1;
+    }
+}
+
+uint64_t mpprof_port_ticks(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t mpprof_port_clock_hz(void) {
+    return 1000000000u;
+}
+
+const char *mpprof_port_clock_name(void) {
+    return "ns";
+}
+
+const char *mpprof_port_target_name(void) {
+    return "host";
+}
+
+bool mpprof_port_is_main_thread(void) {
+    return pthread_equal(pthread_self(), main_thread);
+}
+
+#endif

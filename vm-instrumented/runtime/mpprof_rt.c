@@ -1,0 +1,845 @@
+// mpprof runtime: the hooks' bodies.
+//
+// Frame enter/leave keep a shadow stack and a calling-context tree with call
+// counts and inclusive ticks; the hooked VM copy counts opcodes per bytecode
+// offset into a counter array per code object; the GC hooks turn allocations
+// into site events. Counts are aggregated here and flushed as deltas, so the
+// stream stays small. Nothing here allocates on the GC heap.
+
+#include <string.h>
+
+#include "py/runtime.h"
+#include "py/gc.h"
+#include "py/objtype.h"
+#include "py/objlist.h"
+#include "py/objarray.h"
+#include "py/objexcept.h"
+#include "py/objstr.h"
+#include "py/objfun.h"
+#include "py/smallint.h"
+#include "py/builtin.h"
+#include "mpprof_rt.h"
+
+uint8_t mpprof_vm_hooked;
+mpprof_frame_t *mpprof_top_frame;
+
+// A float object, mirrored from py/objfloat.c (where the struct is private) to
+// know its size.
+typedef struct {
+    mp_obj_base_t base;
+    mp_float_t value;
+} mpprof_float_obj_t;
+
+typedef struct {
+    const mp_obj_type_t *type;
+    uint32_t id;
+    uint16_t sent_epoch;
+} mpprof_type_t;
+
+// An allocation-site cache slot, mirrored by the host's decoder.
+typedef struct {
+    uint32_t node;
+    uint32_t offset;
+    uint32_t type_id;
+    uint32_t bytes;
+    uint8_t kind;
+    uint16_t epoch;
+} mpprof_slot_t;
+
+// The newest allocation, typed when the next event comes (its constructor has
+// set the type by then).
+typedef struct {
+    void *ptr;
+    size_t n_bytes;
+    uint32_t node;
+    uint32_t offset;
+    uint8_t kind;       // 0 new, 1 growth
+    bool exact;         // mp_obj_malloc set the type
+    bool valid;
+} mpprof_pending_t;
+
+// Static types whose objects are made with m_new_obj (not mp_obj_malloc),
+// with the exact size such an object is requested with. An allocation whose
+// first word is one of these and whose size matches is that object; anything
+// else without an exact type is a raw buffer. Comparing pointers never reads
+// through a raw buffer's contents.
+typedef struct {
+    const mp_obj_type_t *type;
+    size_t size;
+} mpprof_known_type_t;
+
+#define KNOWN_TYPES_MAX (64)
+
+static struct {
+    bool open;              // a host listens
+    bool recording;         // between start() and stop()
+    bool in_hook;           // guards against our own reads re-entering
+    uint64_t t0;
+    uint64_t flush_ticks;
+    uint64_t last_flush;
+    size_t used_bytes;
+    size_t peak_used;
+    uint64_t alloc_bytes;
+    uint64_t alloc_count;
+    uint64_t collections;
+    uint64_t gc_ticks;
+    uint64_t gc_start;
+    size_t used_before_gc;
+    uint32_t depth;
+    uint32_t unprofiled_frames;
+    uint8_t end_reason;
+    mpprof_pending_t pending;
+    uint32_t n_codes;
+    uint32_t n_types;
+    uint32_t n_nodes;
+    size_t counters_used;
+    uint32_t dirty_nodes;   // head of the dirty-node list, 0 = empty
+    mpprof_code_t *dirty_codes;
+    size_t n_known;
+    size_t heap_total;
+} rt;
+
+static mpprof_frame_t frames[MPPROF_MAX_DEPTH];
+static mpprof_code_t codes[MPPROF_MAX_CODES];
+static mpprof_node_t nodes[MPPROF_MAX_NODES];
+static mpprof_type_t types[MPPROF_MAX_TYPES];
+static uint32_t counters[MPPROF_COUNTER_WORDS];
+static mpprof_slot_t slots[MPPROF_SITE_SLOTS];
+static mpprof_known_type_t known_types[KNOWN_TYPES_MAX];
+
+static inline uint64_t now(void) {
+    return mpprof_port_ticks() - rt.t0;
+}
+
+static inline size_t blocks_bytes(size_t n_bytes) {
+    return (n_bytes + MICROPY_BYTES_PER_GC_BLOCK - 1) & ~(size_t)(MICROPY_BYTES_PER_GC_BLOCK - 1);
+}
+
+static void note_used(void) {
+    if (rt.used_bytes > rt.peak_used) {
+        rt.peak_used = rt.used_bytes;
+    }
+}
+
+/******************************************************************************/
+// Definitions sent on first use (and again after the transport dropped frames).
+
+static void send_code(mpprof_code_t *code);
+static void send_node(uint32_t idx);
+
+static void ensure_code(mpprof_code_t *code) {
+    if (code->sent_epoch != mpprof_wire_epoch) {
+        send_code(code);
+    }
+}
+
+static void ensure_node(uint32_t idx) {
+    if (idx != 0 && nodes[idx].sent_epoch != mpprof_wire_epoch) {
+        send_node(idx);
+    }
+}
+
+static void send_code(mpprof_code_t *code) {
+    const byte *ip = code->bytecode;
+    MP_BC_PRELUDE_SIG_DECODE(ip);
+    MP_BC_PRELUDE_SIZE_DECODE(ip);
+    (void)n_state;
+    (void)n_exc_stack;
+    (void)scope_flags;
+    (void)n_def_pos_args;
+    const byte *line_info_top = ip + n_info;
+    const byte *bytecode_start = ip + n_info + n_cell;
+    qstr block_name = mp_decode_uint_value(ip);
+    for (size_t i = 0; i < 1 + n_pos_args + n_kwonly_args; ++i) {
+        ip = mp_decode_uint_skip(ip);
+    }
+    const mp_module_context_t *context = code->context;
+    #if MICROPY_EMIT_BYTECODE_USES_QSTR_TABLE
+    block_name = context->constants.qstr_table[block_name];
+    qstr source_file = context->constants.qstr_table[0];
+    #else
+    qstr source_file = context->constants.source_file;
+    #endif
+    size_t bc_start = bytecode_start - code->bytecode;
+    size_t line_info_len = line_info_top > ip ? (size_t)(line_info_top - ip) : 0;
+    size_t code_len = code->n_counts > bc_start ? code->n_counts - bc_start : 0;
+    // Keep the record inside one frame: names and the line table first, then
+    // as much of the bytecode as fits (it only names opcodes for reports).
+    const size_t name_max = 128, file_max = 256;
+    if (line_info_len > MPPROF_FRAME_PAYLOAD / 2) {
+        line_info_len = MPPROF_FRAME_PAYLOAD / 2;
+    }
+    size_t fixed = 1 + 10 + (10 + name_max) + (10 + file_max) + 10 + (10 + line_info_len) + 10;
+    size_t room = MPPROF_FRAME_PAYLOAD > fixed ? MPPROF_FRAME_PAYLOAD - fixed : 0;
+    if (code_len > room) {
+        code_len = room;
+    }
+    size_t name_len, file_len;
+    const char *name = (const char *)qstr_data(block_name, &name_len);
+    const char *file = (const char *)qstr_data(source_file, &file_len);
+    mpprof_wire_begin(fixed + code_len);
+    mpprof_wire_u8(MPPROF_TAG_CODE);
+    mpprof_wire_uint(code->id);
+    mpprof_wire_str(name, name_len, name_max);
+    mpprof_wire_str(file, file_len, file_max);
+    mpprof_wire_uint(bc_start);
+    mpprof_wire_bytes(ip, line_info_len);
+    mpprof_wire_bytes(bytecode_start, code_len);
+    mpprof_wire_end_record();
+    code->sent_epoch = mpprof_wire_epoch;
+}
+
+static void send_node(uint32_t idx) {
+    mpprof_node_t *n = &nodes[idx];
+    uint16_t epoch;
+    do {
+        epoch = mpprof_wire_epoch;
+        ensure_node(n->parent);
+        ensure_code(n->code);
+        mpprof_wire_begin(1 + 3 * 10);
+    } while (epoch != mpprof_wire_epoch);
+    mpprof_wire_u8(MPPROF_TAG_NODE);
+    mpprof_wire_uint(idx);
+    mpprof_wire_uint(n->parent);
+    mpprof_wire_uint(n->code->id);
+    mpprof_wire_end_record();
+    n->sent_epoch = mpprof_wire_epoch;
+}
+
+static void send_type(mpprof_type_t *t) {
+    const mp_obj_type_t *type = t->type;
+    uint32_t flags = 0;
+    if (mp_obj_is_instance_type(type)) {
+        flags |= 1;
+    }
+    if (mp_obj_is_subclass_fast(MP_OBJ_FROM_PTR(type), MP_OBJ_FROM_PTR(&mp_type_BaseException))) {
+        flags |= 2;
+    }
+    size_t name_len;
+    const char *name = (const char *)qstr_data(type->name, &name_len);
+    mpprof_wire_begin(1 + 2 * 10 + 10 + 64);
+    mpprof_wire_u8(MPPROF_TAG_TYPE);
+    mpprof_wire_uint(t->id);
+    mpprof_wire_uint(flags);
+    mpprof_wire_str(name, name_len, 64);
+    mpprof_wire_end_record();
+    t->sent_epoch = mpprof_wire_epoch;
+}
+
+/******************************************************************************/
+// Tables.
+
+static mpprof_code_t *code_lookup(const mp_obj_fun_bc_t *fun) {
+    const uint8_t *bytecode = fun->bytecode;
+    uint32_t h = ((uintptr_t)bytecode >> 4) * 2654435761u;
+    for (uint32_t i = 0; i < MPPROF_MAX_CODES; i++) {
+        mpprof_code_t *c = &codes[(h + i) & (MPPROF_MAX_CODES - 1)];
+        if (c->bytecode == bytecode && !c->dead) {
+            return c;
+        }
+        if (c->bytecode == NULL) {
+            if (rt.n_codes >= MPPROF_MAX_CODES * 3 / 4) {
+                return NULL;
+            }
+            // Bytecode compiled at run time lives on the GC heap, and its
+            // block size bounds the offsets the counters must cover.
+            size_t len = gc_nbytes(bytecode);
+            c->bytecode = bytecode;
+            c->context = fun->context;
+            c->id = ++rt.n_codes;
+            c->sent_epoch = 0;
+            c->dead = 0;
+            c->dirty = 0;
+            c->counts = NULL;
+            c->n_counts = 0;
+            if (len != 0 && rt.counters_used + len <= MPPROF_COUNTER_WORDS) {
+                c->counts = &counters[rt.counters_used];
+                c->n_counts = len;
+                rt.counters_used += len;
+            }
+            return c;
+        }
+    }
+    return NULL;
+}
+
+static uint32_t node_child(uint32_t parent, mpprof_code_t *code) {
+    mpprof_node_t *p = &nodes[parent];
+    uint32_t prev = 0;
+    for (uint32_t c = p->first_child; c != 0; prev = c, c = nodes[c].next_sibling) {
+        if (nodes[c].code == code) {
+            if (prev != 0) {
+                // Move to front: a loop calls the same few functions.
+                nodes[prev].next_sibling = nodes[c].next_sibling;
+                nodes[c].next_sibling = p->first_child;
+                p->first_child = c;
+            }
+            return c;
+        }
+    }
+    if (rt.n_nodes >= MPPROF_MAX_NODES) {
+        return 0;
+    }
+    uint32_t idx = rt.n_nodes++;
+    mpprof_node_t *n = &nodes[idx];
+    memset(n, 0, sizeof(*n));
+    n->parent = parent;
+    n->code = code;
+    n->next_sibling = p->first_child;
+    p->first_child = idx;
+    return idx;
+}
+
+static mpprof_type_t *type_lookup(const mp_obj_type_t *type) {
+    uint32_t h = ((uintptr_t)type >> 2) * 2654435761u;
+    for (uint32_t i = 0; i < MPPROF_MAX_TYPES; i++) {
+        mpprof_type_t *t = &types[(h + i) & (MPPROF_MAX_TYPES - 1)];
+        if (t->type == type) {
+            return t;
+        }
+        if (t->type == NULL) {
+            if (rt.n_types >= MPPROF_MAX_TYPES * 3 / 4) {
+                return NULL;
+            }
+            t->type = type;
+            t->id = ++rt.n_types;
+            t->sent_epoch = 0;
+            return t;
+        }
+    }
+    return NULL;
+}
+
+static void add_known(const mp_obj_type_t *type, size_t size) {
+    if (rt.n_known < KNOWN_TYPES_MAX) {
+        known_types[rt.n_known].type = type;
+        known_types[rt.n_known].size = size;
+        rt.n_known++;
+    }
+}
+
+static void init_known_types(void) {
+    rt.n_known = 0;
+    add_known(&mp_type_float, sizeof(mpprof_float_obj_t));
+    add_known(&mp_type_list, sizeof(mp_obj_list_t));
+    add_known(&mp_type_dict, sizeof(mp_obj_dict_t));
+    #if MICROPY_PY_COLLECTIONS_ORDEREDDICT
+    add_known(&mp_type_ordereddict, sizeof(mp_obj_dict_t));
+    #endif
+    #if MICROPY_PY_BUILTINS_BYTEARRAY
+    add_known(&mp_type_bytearray, sizeof(mp_obj_array_t));
+    #endif
+    #if MICROPY_PY_ARRAY
+    add_known(&mp_type_array, sizeof(mp_obj_array_t));
+    #endif
+    #if MICROPY_PY_BUILTINS_MEMORYVIEW
+    add_known(&mp_type_memoryview, sizeof(mp_obj_array_t));
+    #endif
+    add_known(&mp_type_str, sizeof(mp_obj_str_t));
+    // Built-in exceptions are made with m_new_obj too: find them among the
+    // builtins (a dict of known-good objects), so no address is guessed.
+    const mp_map_t *map = &mp_module_builtins_globals.map;
+    for (size_t i = 0; i < map->alloc; i++) {
+        if (!mp_map_slot_is_filled(map, i)) {
+            continue;
+        }
+        mp_obj_t v = map->table[i].value;
+        if (mp_obj_is_type(v, &mp_type_type)
+            && mp_obj_is_subclass_fast(v, MP_OBJ_FROM_PTR(&mp_type_BaseException))) {
+            add_known(MP_OBJ_TO_PTR(v), sizeof(mp_obj_exception_t));
+        }
+    }
+}
+
+static const mp_obj_type_t *pending_type(const mpprof_pending_t *p) {
+    if (p->kind != 0) {
+        return NULL;
+    }
+    const mp_obj_type_t *first_word = ((const mp_obj_base_t *)p->ptr)->type;
+    if (p->exact) {
+        return first_word;
+    }
+    for (size_t i = 0; i < rt.n_known; i++) {
+        if (known_types[i].type == first_word && known_types[i].size == p->n_bytes) {
+            return first_word;
+        }
+    }
+    return NULL;
+}
+
+/******************************************************************************/
+// Events.
+
+static void flush_pending(void) {
+    mpprof_pending_t *p = &rt.pending;
+    if (!p->valid) {
+        return;
+    }
+    p->valid = false;
+    const mp_obj_type_t *type = pending_type(p);
+    mpprof_type_t *t = type ? type_lookup(type) : NULL;
+    uint32_t type_id = t ? t->id : 0;
+    uint32_t bytes = p->n_bytes > UINT32_MAX ? UINT32_MAX : (uint32_t)p->n_bytes;
+    uint32_t h = (p->node * 31u + p->offset * 7u + type_id * 13u + bytes + p->kind) & (MPPROF_SITE_SLOTS - 1);
+    mpprof_slot_t *s = &slots[h];
+    uint16_t epoch;
+    do {
+        epoch = mpprof_wire_epoch;
+        ensure_node(p->node);
+        if (t != NULL && t->sent_epoch != mpprof_wire_epoch) {
+            send_type(t);
+        }
+        mpprof_wire_begin(1 + 6 * 10);
+    } while (epoch != mpprof_wire_epoch);
+    if (s->epoch == epoch && s->node == p->node && s->offset == p->offset
+        && s->type_id == type_id && s->bytes == bytes && s->kind == p->kind) {
+        mpprof_wire_u8(MPPROF_TAG_ALLOC_REPEAT | h);
+    } else {
+        s->node = p->node;
+        s->offset = p->offset;
+        s->type_id = type_id;
+        s->bytes = bytes;
+        s->kind = p->kind;
+        s->epoch = epoch;
+        mpprof_wire_u8(MPPROF_TAG_SITE);
+        mpprof_wire_uint(h);
+        mpprof_wire_uint(p->node);
+        mpprof_wire_uint(p->offset);
+        mpprof_wire_uint(type_id);
+        mpprof_wire_uint(bytes);
+        mpprof_wire_uint(p->kind);
+    }
+    mpprof_wire_end_record();
+    rt.alloc_count++;
+    rt.alloc_bytes += bytes;
+}
+
+// Where the running bytecode is: the innermost profiled frame and the offset
+// of its current opcode (the VM stores ip at every dispatch).
+static void current_site(uint32_t *node, uint32_t *offset) {
+    if (rt.depth == 0) {
+        *node = 0;
+        *offset = 0;
+        return;
+    }
+    mpprof_frame_t *f = &frames[rt.depth - 1];
+    *node = f->node;
+    *offset = f->code_state->ip - f->base;
+}
+
+static void flush_counts(void) {
+    for (mpprof_code_t *c = rt.dirty_codes; c != NULL;) {
+        mpprof_code_t *next = c->next_dirty;
+        c->dirty = 0;
+        c->next_dirty = NULL;
+        // Send the non-zero counters in chunks that fit a frame.
+        const size_t per_record = (MPPROF_FRAME_PAYLOAD - 32) / 15;
+        size_t off = 0;
+        while (off < c->n_counts) {
+            size_t n = 0, end = off;
+            for (; end < c->n_counts && n < per_record; end++) {
+                n += c->counts[end] != 0;
+            }
+            if (n == 0) {
+                break;
+            }
+            uint16_t epoch;
+            do {
+                epoch = mpprof_wire_epoch;
+                ensure_code(c);
+                mpprof_wire_begin(1 + 2 * 10 + n * 15);
+            } while (epoch != mpprof_wire_epoch);
+            mpprof_wire_u8(MPPROF_TAG_COUNTS);
+            mpprof_wire_uint(c->id);
+            mpprof_wire_uint(n);
+            size_t prev = 0;
+            for (size_t i = off; i < end; i++) {
+                if (c->counts[i] != 0) {
+                    mpprof_wire_uint(i - prev);
+                    mpprof_wire_uint(c->counts[i]);
+                    c->counts[i] = 0;
+                    prev = i;
+                }
+            }
+            mpprof_wire_end_record();
+            off = end;
+        }
+        c = next;
+    }
+    rt.dirty_codes = NULL;
+    for (uint32_t i = rt.dirty_nodes; i != 0;) {
+        mpprof_node_t *n = &nodes[i];
+        uint32_t next = n->next_dirty;
+        uint16_t epoch;
+        do {
+            epoch = mpprof_wire_epoch;
+            ensure_node(i);
+            mpprof_wire_begin(1 + 4 * 10);
+        } while (epoch != mpprof_wire_epoch);
+        mpprof_wire_u8(MPPROF_TAG_NODE_STATS);
+        mpprof_wire_uint(i);
+        mpprof_wire_uint(n->calls);
+        mpprof_wire_uint(n->ticks);
+        mpprof_wire_uint(n->opcodes);
+        mpprof_wire_end_record();
+        n->calls = 0;
+        n->ticks = 0;
+        n->opcodes = 0;
+        n->dirty = 0;
+        n->next_dirty = 0;
+        i = next;
+    }
+    rt.dirty_nodes = 0;
+}
+
+static void write_stamped(uint8_t tag, uint64_t at, const char *label, size_t len) {
+    mpprof_wire_begin(1 + 10 + 10 + 64);
+    mpprof_wire_u8(tag);
+    mpprof_wire_uint(at);
+    if (label != NULL) {
+        mpprof_wire_str(label, len, 64);
+    }
+    mpprof_wire_end_record();
+}
+
+static void flush_all(uint64_t t) {
+    flush_pending();
+    flush_counts();
+    mpprof_wire_begin(1 + 2 * 10);
+    mpprof_wire_u8(MPPROF_TAG_HEAP);
+    mpprof_wire_uint(t);
+    mpprof_wire_uint(rt.used_bytes);
+    mpprof_wire_end_record();
+    rt.last_flush = t;
+}
+
+/******************************************************************************/
+// VM hooks.
+
+static uint8_t outcome_of(mp_vm_return_kind_t kind, mp_code_state_t *code_state) {
+    if (kind != MP_VM_RETURN_EXCEPTION) {
+        return 0;
+    }
+    const mp_obj_type_t *type = mp_obj_get_type(code_state->state[0]);
+    if (type == &mp_type_KeyboardInterrupt) {
+        return 2;
+    }
+    if (type == &mp_type_SystemExit) {
+        return 3;
+    }
+    if (type == &mp_type_MemoryError) {
+        return 5;
+    }
+    return 1;
+}
+
+bool mpprof_vm_enter(mp_code_state_t *code_state, void *inject_exc, int *kind_out) {
+    if (!rt.recording || rt.in_hook || !mpprof_port_is_main_thread()) {
+        return false;
+    }
+    if (rt.depth >= MPPROF_MAX_DEPTH) {
+        rt.unprofiled_frames++;
+        return false;
+    }
+    flush_pending();
+    mpprof_code_t *code = code_lookup(code_state->fun_bc);
+    if (code == NULL || code->counts == NULL) {
+        // Bytecode outside the GC heap (frozen) or tables full: run plain.
+        rt.unprofiled_frames++;
+        return false;
+    }
+    uint32_t parent = rt.depth != 0 ? frames[rt.depth - 1].node : 0;
+    uint32_t node = node_child(parent, code);
+    if (node == 0) {
+        rt.unprofiled_frames++;
+        return false;
+    }
+    if (!code->dirty) {
+        code->dirty = 1;
+        code->next_dirty = rt.dirty_codes;
+        rt.dirty_codes = code;
+    }
+    mpprof_frame_t *f = &frames[rt.depth++];
+    f->counts = code->counts;
+    f->base = code->bytecode;
+    f->opcodes = 0;
+    f->node = node;
+    f->code_state = code_state;
+    mpprof_top_frame = f;
+    f->enter_ticks = now();
+
+    mp_vm_return_kind_t kind = mpprof_vm_execute_hooked(code_state, inject_exc);
+
+    uint64_t t = now();
+    mpprof_node_t *n = &nodes[node];
+    n->ticks += t - f->enter_ticks;
+    n->calls++;
+    n->opcodes += f->opcodes;
+    if (!n->dirty) {
+        n->dirty = 1;
+        n->next_dirty = rt.dirty_nodes;
+        rt.dirty_nodes = node;
+    }
+    rt.depth--;
+    mpprof_top_frame = rt.depth != 0 ? &frames[rt.depth - 1] : NULL;
+    if (rt.depth == 0) {
+        rt.end_reason = outcome_of(kind, code_state);
+    }
+    if (rt.recording && t - rt.last_flush >= rt.flush_ticks) {
+        flush_all(t);
+        mpprof_wire_flush();
+    }
+    *kind_out = kind;
+    return true;
+}
+
+/******************************************************************************/
+// GC hooks.
+
+void mpprof_gc_alloc(void *ptr, size_t n_bytes) {
+    if (!rt.open) {
+        return;
+    }
+    rt.used_bytes += blocks_bytes(n_bytes);
+    note_used();
+    if (!rt.recording || rt.in_hook || !mpprof_port_is_main_thread()) {
+        return;
+    }
+    flush_pending();
+    mpprof_pending_t *p = &rt.pending;
+    p->ptr = ptr;
+    p->n_bytes = n_bytes;
+    p->kind = 0;
+    p->exact = false;
+    p->valid = true;
+    current_site(&p->node, &p->offset);
+}
+
+void mpprof_obj_typed(void *base) {
+    if (rt.pending.valid && rt.pending.ptr == base) {
+        rt.pending.exact = true;
+    }
+}
+
+void mpprof_gc_alloc_fail(size_t n_bytes) {
+    if (!rt.recording || !mpprof_port_is_main_thread()) {
+        return;
+    }
+    flush_pending();
+    uint32_t node, offset;
+    current_site(&node, &offset);
+    uint16_t epoch;
+    do {
+        epoch = mpprof_wire_epoch;
+        ensure_node(node);
+        mpprof_wire_begin(1 + 3 * 10);
+    } while (epoch != mpprof_wire_epoch);
+    mpprof_wire_u8(MPPROF_TAG_ALLOC_FAIL);
+    mpprof_wire_uint(node);
+    mpprof_wire_uint(offset);
+    mpprof_wire_uint(n_bytes);
+    mpprof_wire_end_record();
+}
+
+void mpprof_gc_free(void *ptr, size_t n_blocks) {
+    if (!rt.open) {
+        return;
+    }
+    if (rt.pending.valid && rt.pending.ptr == ptr && mpprof_port_is_main_thread()) {
+        flush_pending();
+    }
+    size_t bytes = n_blocks * MICROPY_BYTES_PER_GC_BLOCK;
+    rt.used_bytes = rt.used_bytes > bytes ? rt.used_bytes - bytes : 0;
+}
+
+void mpprof_gc_realloc(void *old_ptr, void *new_ptr, size_t old_blocks, size_t n_bytes) {
+    if (!rt.open) {
+        return;
+    }
+    size_t old_bytes = old_blocks * MICROPY_BYTES_PER_GC_BLOCK;
+    size_t new_bytes = blocks_bytes(n_bytes);
+    bool main_thread = mpprof_port_is_main_thread();
+    if (new_ptr != old_ptr) {
+        // Moved: the alloc and free hooks have seen the new block and the old
+        // one; the new block is this buffer growing, not a new object.
+        if (rt.pending.valid && rt.pending.ptr == new_ptr && main_thread) {
+            rt.pending.kind = 1;
+        }
+        return;
+    }
+    if (new_bytes >= old_bytes) {
+        rt.used_bytes += new_bytes - old_bytes;
+    } else {
+        rt.used_bytes = rt.used_bytes > old_bytes - new_bytes ? rt.used_bytes - (old_bytes - new_bytes) : 0;
+    }
+    note_used();
+    if (new_bytes <= old_bytes || !rt.recording || rt.in_hook || !main_thread) {
+        return;
+    }
+    flush_pending();
+    mpprof_pending_t *p = &rt.pending;
+    p->ptr = new_ptr;
+    p->n_bytes = new_bytes - old_bytes;
+    p->kind = 1;
+    p->exact = false;
+    p->valid = true;
+    current_site(&p->node, &p->offset);
+}
+
+void mpprof_gc_collect_start(void) {
+    if (!rt.open) {
+        return;
+    }
+    if (mpprof_port_is_main_thread()) {
+        flush_pending();
+    }
+    rt.used_before_gc = rt.used_bytes;
+    rt.gc_start = now();
+}
+
+void mpprof_gc_collect_end(void) {
+    if (!rt.open) {
+        return;
+    }
+    uint64_t t = now();
+    uint64_t duration = t - rt.gc_start;
+    gc_info_t info;
+    rt.in_hook = true;
+    gc_info(&info);
+    rt.in_hook = false;
+    rt.used_bytes = info.used;
+    rt.collections++;
+    rt.gc_ticks += duration;
+    if (!rt.recording || !mpprof_port_is_main_thread()) {
+        return;
+    }
+    // Code objects whose bytecode was just freed must never match a new
+    // function that reuses the memory.
+    for (uint32_t i = 0; i < MPPROF_MAX_CODES; i++) {
+        if (codes[i].bytecode != NULL && !codes[i].dead && gc_nbytes(codes[i].bytecode) == 0) {
+            codes[i].dead = 1;
+        }
+    }
+    size_t freed = rt.used_before_gc > info.used ? rt.used_before_gc - info.used : 0;
+    mpprof_wire_begin(1 + 6 * 10);
+    mpprof_wire_u8(MPPROF_TAG_GC);
+    mpprof_wire_uint(rt.gc_start);
+    mpprof_wire_uint(duration);
+    mpprof_wire_uint(freed / MICROPY_BYTES_PER_GC_BLOCK);
+    mpprof_wire_uint(info.used);
+    mpprof_wire_uint(info.free);
+    mpprof_wire_uint(info.max_free * MICROPY_BYTES_PER_GC_BLOCK);
+    mpprof_wire_end_record();
+}
+
+/******************************************************************************/
+// Life cycle.
+
+static void write_hello(void) {
+    gc_info_t info;
+    gc_info(&info);
+    rt.used_bytes = info.used;
+    rt.peak_used = info.used;
+    rt.heap_total = info.total;
+    const char *clock = mpprof_port_clock_name();
+    const char *target = mpprof_port_target_name();
+    const char *version = MICROPY_VERSION_STRING;
+    const char *platform = MICROPY_PY_SYS_PLATFORM;
+    mpprof_wire_begin(1 + 6 * 10 + 4 * 74);
+    mpprof_wire_u8(MPPROF_TAG_HELLO);
+    mpprof_wire_uint(1);
+    mpprof_wire_uint(sizeof(void *));
+    mpprof_wire_uint(MICROPY_BYTES_PER_GC_BLOCK);
+    mpprof_wire_uint(__builtin_popcountll((unsigned long long)MP_SMALL_INT_MAX) + 1);
+    mpprof_wire_uint(info.total);
+    mpprof_wire_uint(mpprof_port_clock_hz());
+    mpprof_wire_str(clock, strlen(clock), 64);
+    mpprof_wire_str(version, strlen(version), 64);
+    mpprof_wire_str(platform, strlen(platform), 64);
+    mpprof_wire_str(target, strlen(target), 64);
+    mpprof_wire_end_record();
+}
+
+void mpprof_init(void) {
+    memset(&rt, 0, sizeof(rt));
+    memset(codes, 0, sizeof(codes));
+    memset(types, 0, sizeof(types));
+    memset(slots, 0, sizeof(slots));
+    rt.n_nodes = 1;
+    memset(&nodes[0], 0, sizeof(nodes[0]));
+    mpprof_top_frame = NULL;
+    mpprof_vm_hooked = 0;
+    if (!mpprof_port_open()) {
+        return;
+    }
+    rt.open = true;
+    mpprof_wire_reset();
+    rt.t0 = mpprof_port_ticks();
+    rt.flush_ticks = MPPROF_FLUSH_TICKS ? MPPROF_FLUSH_TICKS : mpprof_port_clock_hz() / 50;
+    init_known_types();
+    write_hello();
+    mpprof_wire_flush();
+    rt.recording = true;
+    mpprof_vm_hooked = 1;
+}
+
+void mpprof_deinit(void) {
+    if (!rt.open) {
+        return;
+    }
+    uint64_t t = now();
+    bool was_recording = rt.recording;
+    flush_all(t);
+    mpprof_vm_hooked = 0;
+    rt.recording = false;
+    mpprof_wire_begin(1 + 9 * 10);
+    mpprof_wire_u8(MPPROF_TAG_END);
+    mpprof_wire_uint(t);
+    mpprof_wire_uint(rt.heap_total);
+    mpprof_wire_uint(rt.peak_used);
+    mpprof_wire_uint(rt.alloc_bytes);
+    mpprof_wire_uint(rt.alloc_count);
+    mpprof_wire_uint(rt.collections);
+    mpprof_wire_uint(rt.gc_ticks);
+    mpprof_wire_uint(mpprof_wire_dropped_records);
+    mpprof_wire_uint(was_recording || rt.end_reason != 0 ? rt.end_reason : 4);
+    mpprof_wire_end_record();
+    mpprof_wire_flush();
+    mpprof_port_close();
+    rt.open = false;
+}
+
+bool mpprof_active(void) {
+    return rt.recording;
+}
+
+void mpprof_start(void) {
+    if (!rt.open || rt.recording) {
+        return;
+    }
+    write_stamped(MPPROF_TAG_START, now(), NULL, 0);
+    rt.recording = true;
+    mpprof_vm_hooked = 1;
+}
+
+void mpprof_stop(void) {
+    if (!rt.recording) {
+        return;
+    }
+    uint64_t t = now();
+    flush_all(t);
+    write_stamped(MPPROF_TAG_STOP, t, NULL, 0);
+    mpprof_wire_flush();
+    rt.recording = false;
+    mpprof_vm_hooked = 0;
+}
+
+void mpprof_mark(uint8_t tag, const char *label, size_t len) {
+    if (!rt.recording) {
+        return;
+    }
+    // Flush first, so that everything counted so far lands before the mark.
+    uint64_t t = now();
+    flush_all(t);
+    write_stamped(tag, t, label, len);
+}

@@ -1,0 +1,130 @@
+// mpprof runtime: state shared by the hooks, the hooked VM copy, the wire
+// encoder, the `mpprof` Python module and the port layer.
+
+#ifndef MPPROF_RT_H
+#define MPPROF_RT_H
+
+#include "py/obj.h"
+#include "py/bc.h"
+#include "mpprof_hooks.h"
+
+// Sizes. Everything lives in static memory: the runtime never allocates on the
+// GC heap (it runs inside the allocator's hooks) nor with malloc (boards).
+#ifndef MPPROF_MAX_DEPTH
+#define MPPROF_MAX_DEPTH (4096)         // shadow frames; deeper frames run unprofiled
+#endif
+#ifndef MPPROF_MAX_CODES
+#define MPPROF_MAX_CODES (4096)         // code objects (power of two)
+#endif
+#ifndef MPPROF_MAX_NODES
+#define MPPROF_MAX_NODES (65536)        // calling-context tree nodes
+#endif
+#ifndef MPPROF_MAX_TYPES
+#define MPPROF_MAX_TYPES (256)          // object types (power of two)
+#endif
+#ifndef MPPROF_COUNTER_WORDS
+#define MPPROF_COUNTER_WORDS (1u << 20) // u32 opcode counters, shared by all code objects
+#endif
+#ifndef MPPROF_FRAME_PAYLOAD
+#define MPPROF_FRAME_PAYLOAD (4096)     // wire frame payload bytes
+#endif
+#ifndef MPPROF_FLUSH_TICKS
+#define MPPROF_FLUSH_TICKS (0)          // 0: the port's clock_hz / 50 (20 ms)
+#endif
+
+#define MPPROF_SITE_SLOTS (128)
+
+// A code object (bytecode function) seen by the profiler.
+typedef struct _mpprof_code_t {
+    const uint8_t *bytecode;    // key: the function's data (prelude first)
+    const mp_module_context_t *context; // for its qstr table
+    uint32_t *counts;           // one counter per byte of bytecode, or NULL
+    uint32_t n_counts;
+    uint32_t id;                // wire code_id (1-based)
+    uint16_t sent_epoch;        // described on the wire in this epoch
+    uint8_t dirty;              // counts changed since the last flush
+    uint8_t dead;               // its bytecode was freed: never matched again
+    struct _mpprof_code_t *next_dirty;
+} mpprof_code_t;
+
+// A node of the calling-context tree: a function called along one call path.
+typedef struct _mpprof_node_t {
+    uint32_t parent;            // index, 0 = root
+    uint32_t first_child;
+    uint32_t next_sibling;
+    uint32_t next_dirty;
+    mpprof_code_t *code;
+    uint64_t ticks;             // inclusive, since the last flush
+    uint32_t calls;
+    uint32_t opcodes;
+    uint16_t sent_epoch;
+    uint8_t dirty;
+} mpprof_node_t;
+
+// One bytecode frame running through the hooked VM copy.
+typedef struct _mpprof_frame_t {
+    uint32_t *counts;           // read by the hooked VM at each dispatch
+    const uint8_t *base;
+    uint32_t opcodes;           // incremented by the hooked VM
+    uint32_t node;
+    mp_code_state_t *code_state;
+    uint64_t enter_ticks;
+} mpprof_frame_t;
+
+extern mpprof_frame_t *mpprof_top_frame;
+
+// The hooked copy of the VM (mpprof_vm.c).
+mp_vm_return_kind_t mpprof_vm_execute_hooked(mp_code_state_t *code_state, volatile mp_obj_t inject_exc);
+
+// Port layer: each port (unix, qemu, boards) provides these.
+bool mpprof_port_open(void);                          // true: a host is listening, start profiling
+bool mpprof_port_write(const uint8_t *buf, size_t len); // false: the frame was dropped
+void mpprof_port_close(void);
+uint64_t mpprof_port_ticks(void);
+uint64_t mpprof_port_clock_hz(void);
+const char *mpprof_port_clock_name(void);
+const char *mpprof_port_target_name(void);
+bool mpprof_port_is_main_thread(void);
+
+// Wire encoder (mpprof_wire.c).
+void mpprof_wire_reset(void);
+void mpprof_wire_begin(size_t max_len);   // make room for a record of at most max_len bytes
+void mpprof_wire_u8(uint8_t b);
+void mpprof_wire_uint(uint64_t v);
+void mpprof_wire_str(const char *s, size_t len, size_t max_len);
+void mpprof_wire_bytes(const uint8_t *b, size_t len);
+void mpprof_wire_end_record(void);
+void mpprof_wire_flush(void);              // seal and send the current frame
+extern uint64_t mpprof_wire_dropped_records;
+extern uint64_t mpprof_wire_dropped_frames;
+extern uint16_t mpprof_wire_epoch;         // bumped when a frame is dropped
+
+// Runtime entry points used by the `mpprof` module.
+bool mpprof_active(void);
+void mpprof_start(void);
+void mpprof_stop(void);
+void mpprof_mark(uint8_t tag, const char *label, size_t len);
+
+// Wire record tags (vm-instrumented/WIRE.md).
+enum {
+    MPPROF_TAG_HELLO = 0x01,
+    MPPROF_TAG_CODE = 0x02,
+    MPPROF_TAG_TYPE = 0x03,
+    MPPROF_TAG_NODE = 0x04,
+    MPPROF_TAG_SITE = 0x05,
+    MPPROF_TAG_COUNTS = 0x06,
+    MPPROF_TAG_NODE_STATS = 0x07,
+    MPPROF_TAG_GC = 0x08,
+    MPPROF_TAG_MARK = 0x09,
+    MPPROF_TAG_REGION_BEGIN = 0x0A,
+    MPPROF_TAG_REGION_END = 0x0B,
+    MPPROF_TAG_ALLOC_FAIL = 0x0C,
+    MPPROF_TAG_DROPPED = 0x0D,
+    MPPROF_TAG_END = 0x0E,
+    MPPROF_TAG_HEAP = 0x0F,
+    MPPROF_TAG_START = 0x10,
+    MPPROF_TAG_STOP = 0x11,
+    MPPROF_TAG_ALLOC_REPEAT = 0x80,
+};
+
+#endif // MPPROF_RT_H
