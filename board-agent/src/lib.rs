@@ -1,1 +1,88 @@
-//! board-agent
+//! The host side of an mpprof target: start a script on the instrumented
+//! MicroPython and bring its profile stream back as bytes.
+//!
+//! Every target yields the same thing, a [`Session`]: a byte stream in the
+//! wire format (decoded by `mpprof::wire`), the script's output, and a way to
+//! interrupt, kill and wait. Transports differ only here.
+
+pub mod host;
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use host::HostProcess;
+
+/// What to run.
+#[derive(Debug, Clone, Default)]
+pub struct RunRequest {
+    /// The script to run.
+    pub script: PathBuf,
+    /// Arguments passed to the script (`sys.argv[1:]`).
+    pub args: Vec<String>,
+    /// GC heap size in bytes; the target's default when `None`.
+    pub heap_bytes: Option<u64>,
+    /// Capture the script's stdout/stderr (for the live view) instead of
+    /// passing them straight through to ours.
+    pub capture_output: bool,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExitInfo {
+    /// The exit status, when the target exited by itself.
+    pub code: Option<i32>,
+    /// The signal that ended it (host processes).
+    pub signal: Option<i32>,
+}
+
+impl ExitInfo {
+    pub fn success(&self) -> bool {
+        self.code == Some(0)
+    }
+}
+
+/// A running script on some target.
+pub trait Session: Send {
+    /// The profile stream. Reading returns 0 at the end of the stream.
+    fn take_stream(&mut self) -> Option<Box<dyn Read + Send>>;
+    /// The script's output when it was captured (`RunRequest::capture_output`).
+    fn take_output(&mut self) -> Option<Box<dyn Read + Send>>;
+    /// Ask the script to stop (KeyboardInterrupt), so it can end its profile cleanly.
+    fn interrupt(&mut self) -> Result<(), AgentError>;
+    /// End it now.
+    fn kill(&mut self) -> Result<(), AgentError>;
+    /// Whether it has ended, without blocking.
+    fn try_wait(&mut self) -> Result<Option<ExitInfo>, AgentError>;
+    /// Wait until it ends.
+    fn wait(&mut self) -> Result<ExitInfo, AgentError>;
+    /// Interrupt, then kill if it has not ended within `grace`.
+    fn stop_within(&mut self, grace: Duration) -> Result<ExitInfo, AgentError> {
+        self.interrupt()?;
+        let deadline = std::time::Instant::now() + grace;
+        while std::time::Instant::now() < deadline {
+            if let Some(exit) = self.try_wait()? {
+                return Ok(exit);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.kill()?;
+        self.wait()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("cannot start {program}: {source}")]
+    Spawn {
+        program: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot create the profile stream pipe: {0}")]
+    Pipe(std::io::Error),
+    #[error("{what}: {source}")]
+    Io {
+        what: &'static str,
+        source: std::io::Error,
+    },
+}
