@@ -34,10 +34,14 @@ void mpprof_deinit(void);
 // counter array once, then count each dispatched opcode by its offset.
 #define MICROPY_VM_HOOK_ENTER(code_state, inject_exc) \
     mpprof_frame_t *const mpprof_frame = mpprof_top_frame; \
-    uint32_t *const mpprof_counts = mpprof_frame->counts; \
-    const uint8_t *const mpprof_base = mpprof_frame->base;
+    const uintptr_t mpprof_counts_bias = mpprof_frame->counts_bias;
+// counts_bias = (uintptr_t)counts - (uintptr_t)bytecode * 4, so the counter
+// of the opcode at ip is at counts_bias + ip * 4: one add, no subtraction.
 #define MICROPY_VM_HOOK_OPCODE(ip) \
-    do { mpprof_counts[(ip) - mpprof_base]++; mpprof_frame->opcodes++; } while (0)
+    do { \
+        ++*(uint32_t *)(mpprof_counts_bias + (uintptr_t)(ip) * sizeof(uint32_t)); \
+        mpprof_frame->opcodes++; \
+    } while (0)
 #else
 // The plain copy: when profiling is on, hand the frame to the hooked copy.
 #define MICROPY_VM_HOOK_ENTER(code_state, inject_exc) \

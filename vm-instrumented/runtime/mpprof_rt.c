@@ -560,7 +560,7 @@ bool mpprof_vm_enter(mp_code_state_t *code_state, void *inject_exc, int *kind_ou
         rt.dirty_codes = code;
     }
     mpprof_frame_t *f = &frames[rt.depth++];
-    f->counts = code->counts;
+    f->counts_bias = (uintptr_t)code->counts - (uintptr_t)code->bytecode * sizeof(uint32_t);
     f->base = code->bytecode;
     f->opcodes = 0;
     f->node = node;

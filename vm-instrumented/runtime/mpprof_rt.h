@@ -63,7 +63,7 @@ typedef struct _mpprof_node_t {
 
 // One bytecode frame running through the hooked VM copy.
 typedef struct _mpprof_frame_t {
-    uint32_t *counts;           // read by the hooked VM at each dispatch
+    uintptr_t counts_bias;      // read by the hooked VM at each dispatch
     const uint8_t *base;
     uint32_t opcodes;           // incremented by the hooked VM
     uint32_t node;
