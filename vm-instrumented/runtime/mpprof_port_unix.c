@@ -20,17 +20,27 @@
 static int stream_fd = -1;
 static pthread_t main_thread;
 
+// MPPROF_FD names an inherited descriptor (how mpprof runs the VM);
+// MPPROF_PATH names a file to create (for runs under other harnesses, which
+// may close inherited descriptors).
 bool mpprof_port_open(void) {
     const char *s = getenv("MPPROF_FD");
-    if (s == NULL || *s == '\0') {
+    const char *path = getenv("MPPROF_PATH");
+    if (s != NULL && *s != '\0') {
+        char *end;
+        long fd = strtol(s, &end, 10);
+        if (*end != '\0' || fd < 0 || fcntl((int)fd, F_GETFD) == -1) {
+            return false;
+        }
+        stream_fd = (int)fd;
+    } else if (path != NULL && *path != '\0') {
+        stream_fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        if (stream_fd < 0) {
+            return false;
+        }
+    } else {
         return false;
     }
-    char *end;
-    long fd = strtol(s, &end, 10);
-    if (*end != '\0' || fd < 0 || fcntl((int)fd, F_GETFD) == -1) {
-        return false;
-    }
-    stream_fd = (int)fd;
     main_thread = pthread_self();
     // If mpprof goes away, a write must fail, not kill the script.
     signal(SIGPIPE, SIG_IGN);
