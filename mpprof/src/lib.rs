@@ -1,1 +1,2 @@
 //! mpprof library: wire decoding, aggregation, analysis.
+pub mod units;
