@@ -6,6 +6,9 @@ SRC_USERMOD_C += $(MPPROF_MOD_DIR)/mpprof_wire.c
 SRC_USERMOD_C += $(MPPROF_MOD_DIR)/mpprof_vm.c
 SRC_USERMOD_C += $(MPPROF_MOD_DIR)/mpprof_mod.c
 SRC_USERMOD_C += $(MPPROF_MOD_DIR)/mpprof_port_$(MPPROF_PORT).c
+ifneq ($(MPPROF_PORT),unix)
+SRC_USERMOD_C += $(MPPROF_MOD_DIR)/mpprof_rtt.c
+endif
 
 CFLAGS_USERMOD += -I$(MPPROF_MOD_DIR)
 

@@ -750,7 +750,11 @@ static void write_hello(void) {
     mpprof_wire_uint(1);
     mpprof_wire_uint(sizeof(void *));
     mpprof_wire_uint(MICROPY_BYTES_PER_GC_BLOCK);
-    mpprof_wire_uint(__builtin_popcountll((unsigned long long)MP_SMALL_INT_MAX) + 1);
+    unsigned small_int_bits = 1;
+    for (mp_uint_t m = (mp_uint_t)MP_SMALL_INT_MAX; m != 0; m >>= 1) {
+        small_int_bits++;
+    }
+    mpprof_wire_uint(small_int_bits);
     mpprof_wire_uint(info.total);
     mpprof_wire_uint(mpprof_port_clock_hz());
     mpprof_wire_str(clock, strlen(clock), 64);
@@ -775,7 +779,10 @@ void mpprof_init(void) {
     rt.open = true;
     mpprof_wire_reset();
     rt.t0 = mpprof_port_ticks();
-    rt.flush_ticks = MPPROF_FLUSH_TICKS ? MPPROF_FLUSH_TICKS : mpprof_port_clock_hz() / 50;
+    // 32-bit division: a 64-bit one pulls in a libgcc routine some boards'
+    // linker scripts cannot place.
+    uint32_t hz = (uint32_t)mpprof_port_clock_hz();
+    rt.flush_ticks = MPPROF_FLUSH_TICKS ? MPPROF_FLUSH_TICKS : hz / 50u;
     init_known_types();
     write_hello();
     mpprof_wire_flush();

@@ -1,0 +1,59 @@
+// mpprof port layer for the qemu port on MPS2-AN385 (Cortex-M3): the stream
+// leaves through RTT; ticks come from the CMSDK timer0, a 32-bit down-counter
+// at 25 MHz (qemu does not implement the DWT cycle counter). Under
+// `-icount shift=N` the timer advances with guest instructions, so tick
+// counts are deterministic: they are guest-instruction counts, not real
+// Cortex-M3 cycles.
+
+#include "py/mpconfig.h"
+#include "mpprof_rt.h"
+#include "mpprof_rtt.h"
+
+#define TIMER0_CTRL (*(volatile uint32_t *)0x40000000)
+#define TIMER0_VALUE (*(volatile uint32_t *)0x40000004)
+#define TIMER0_RELOAD (*(volatile uint32_t *)0x40000008)
+
+static uint32_t last_value;
+static uint64_t ticks_high;
+
+bool mpprof_port_open(void) {
+    mpprof_rtt_init();
+    TIMER0_RELOAD = 0xffffffff;
+    TIMER0_VALUE = 0xffffffff;
+    TIMER0_CTRL = 1; // enable, no interrupt
+    last_value = TIMER0_VALUE;
+    ticks_high = 0;
+    return true;
+}
+
+bool mpprof_port_write(const uint8_t *buf, size_t len) {
+    return mpprof_rtt_write(buf, len);
+}
+
+void mpprof_port_close(void) {
+}
+
+uint64_t mpprof_port_ticks(void) {
+    // Extend the down-counter to 64 bits; it wraps every 171 s, and ticks are
+    // read far more often than that.
+    uint32_t v = TIMER0_VALUE;
+    ticks_high += (uint32_t)(last_value - v);
+    last_value = v;
+    return ticks_high;
+}
+
+uint64_t mpprof_port_clock_hz(void) {
+    return 25000000u;
+}
+
+const char *mpprof_port_clock_name(void) {
+    return "timer0";
+}
+
+const char *mpprof_port_target_name(void) {
+    return "qemu";
+}
+
+bool mpprof_port_is_main_thread(void) {
+    return true;
+}
