@@ -5,7 +5,9 @@
 //! wire format (decoded by `mpprof::wire`), the script's output, and a way to
 //! interrupt, kill and wait. Transports differ only here.
 
+pub mod gdbstub;
 pub mod host;
+pub mod rtt;
 
 use std::io::Read;
 use std::path::PathBuf;
