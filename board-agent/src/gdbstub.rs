@@ -107,6 +107,17 @@ impl GdbClient {
         Ok(b[0])
     }
 
+    /// The next reply that is not a stop notification (`T..`/`S..`): the
+    /// stub may send one more of those after a halt.
+    fn recv_reply(&mut self) -> Result<Vec<u8>, GdbError> {
+        loop {
+            let p = self.recv_packet()?;
+            if !(p.first() == Some(&b'T') || p.first() == Some(&b'S')) {
+                return Ok(p);
+            }
+        }
+    }
+
     fn recv_packet(&mut self) -> Result<Vec<u8>, GdbError> {
         loop {
             let c = self.read_byte()?;
@@ -157,7 +168,7 @@ impl GdbClient {
             let n = (out.len() - done).min(2048);
             let a = addr.wrapping_add(done as u32);
             self.send_packet(format!("m{a:x},{n:x}").as_bytes())?;
-            let reply = self.recv_packet()?;
+            let reply = self.recv_reply()?;
             let bytes = decode_hex(&reply).filter(|b| b.len() == n).ok_or_else(|| {
                 GdbError::Memory {
                     addr: a,
@@ -173,7 +184,7 @@ impl GdbClient {
     fn write_halted(&mut self, addr: u32, data: &[u8]) -> Result<(), GdbError> {
         let pkt = format!("M{addr:x},{:x}:{}", data.len(), encode_hex(data));
         self.send_packet(pkt.as_bytes())?;
-        let reply = self.recv_packet()?;
+        let reply = self.recv_reply()?;
         if reply != b"OK" {
             return Err(GdbError::Memory {
                 addr,

@@ -7,6 +7,7 @@
 
 pub mod gdbstub;
 pub mod host;
+pub mod qemu;
 pub mod raw_repl;
 pub mod rtt;
 

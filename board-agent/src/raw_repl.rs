@@ -46,6 +46,10 @@ impl<L: Read + Write> RawRepl<L> {
         self.link
     }
 
+    pub fn link_ref(&self) -> &L {
+        &self.link
+    }
+
     /// Read until `pattern` has been seen; returns what came before it.
     /// `on_data` sees the bytes as they arrive (to show output live).
     fn read_until(

@@ -34,6 +34,10 @@ static uint8_t rtt_down[MPPROF_RTT_DOWN_SIZE];
 
 void mpprof_rtt_init(void) {
     mpprof_rtt_cb_t *cb = &_SEGGER_RTT;
+    if (cb->id[0] == 'S') {
+        // Already set up (a soft reset): keep what the host has not read yet.
+        return;
+    }
     cb->max_up = 1;
     cb->max_down = 1;
     cb->up[0].name = "mpprof";
