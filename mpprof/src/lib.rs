@@ -1,2 +1,3 @@
 //! mpprof library: wire decoding, aggregation, analysis.
 pub mod units;
+pub mod wire;

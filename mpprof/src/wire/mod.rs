@@ -1,0 +1,601 @@
+//! The wire decoder: bytes from any transport → frames → events.
+//!
+//! Implements `vm-instrumented/WIRE.md` (version 1). Streaming: feed any
+//! chunking of the byte stream and get the same events. It never panics on any
+//! input, never allocates from an unchecked length, resynchronises at the next
+//! good frame after damage, and counts every loss it can see.
+
+pub mod encode;
+
+/// The frame sync bytes.
+pub const SYNC: [u8; 2] = [0xa7, 0x5c];
+/// Wire format version.
+pub const VERSION: u8 = 1;
+/// Largest payload a frame may carry.
+pub const MAX_PAYLOAD: usize = 16384;
+const HEADER: usize = 7;
+const TRAILER: usize = 4;
+
+pub mod tag {
+    pub const HELLO: u8 = 0x01;
+    pub const CODE: u8 = 0x02;
+    pub const TYPE: u8 = 0x03;
+    pub const NODE: u8 = 0x04;
+    pub const SITE: u8 = 0x05;
+    pub const COUNTS: u8 = 0x06;
+    pub const NODE_STATS: u8 = 0x07;
+    pub const GC: u8 = 0x08;
+    pub const MARK: u8 = 0x09;
+    pub const REGION_BEGIN: u8 = 0x0a;
+    pub const REGION_END: u8 = 0x0b;
+    pub const ALLOC_FAIL: u8 = 0x0c;
+    pub const DROPPED: u8 = 0x0d;
+    pub const END: u8 = 0x0e;
+    pub const HEAP: u8 = 0x0f;
+    pub const START: u8 = 0x10;
+    pub const STOP: u8 = 0x11;
+    pub const ALLOC_REPEAT: u8 = 0x80;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AllocKind {
+    New,
+    Growth,
+}
+
+/// Where and what one allocation was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct AllocSite {
+    pub node_id: u32,
+    pub offset: u32,
+    pub type_id: u32,
+    pub bytes: u64,
+    pub kind: AllocKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Hello {
+    pub wire_version: u64,
+    pub word_bytes: u64,
+    pub gc_block_bytes: u64,
+    pub small_int_bits: u64,
+    pub heap_bytes: u64,
+    pub clock_hz: u64,
+    pub clock: String,
+    pub mp_version: String,
+    pub platform: String,
+    pub target: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodeInfo {
+    pub code_id: u32,
+    pub name: String,
+    pub file: String,
+    pub bc_start: u32,
+    pub line_info: Vec<u8>,
+    pub bytecode: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TypeInfo {
+    pub type_id: u32,
+    pub flags: u32,
+    pub name: String,
+}
+
+impl TypeInfo {
+    /// A class defined in Python.
+    pub const FLAG_PYTHON_CLASS: u32 = 1;
+    /// A subclass of BaseException.
+    pub const FLAG_EXCEPTION: u32 = 2;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct GcRecord {
+    pub start: u64,
+    pub duration: u64,
+    pub blocks_freed: u64,
+    pub used_bytes: u64,
+    pub free_bytes: u64,
+    pub largest_free_bytes: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndReason {
+    Finished,
+    Exception,
+    KeyboardInterrupt,
+    SystemExit,
+    Stopped,
+    MemoryError,
+    Unknown(u64),
+}
+
+impl EndReason {
+    fn from_wire(v: u64) -> Self {
+        match v {
+            0 => Self::Finished,
+            1 => Self::Exception,
+            2 => Self::KeyboardInterrupt,
+            3 => Self::SystemExit,
+            4 => Self::Stopped,
+            5 => Self::MemoryError,
+            other => Self::Unknown(other),
+        }
+    }
+
+    pub fn to_wire(self) -> u64 {
+        match self {
+            Self::Finished => 0,
+            Self::Exception => 1,
+            Self::KeyboardInterrupt => 2,
+            Self::SystemExit => 3,
+            Self::Stopped => 4,
+            Self::MemoryError => 5,
+            Self::Unknown(v) => v,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EndRecord {
+    pub at: u64,
+    pub heap_bytes: u64,
+    pub peak_used_bytes: u64,
+    pub alloc_bytes: u64,
+    pub alloc_count: u64,
+    pub collections: u64,
+    pub gc_ticks: u64,
+    pub dropped_records: u64,
+    pub reason: EndReason,
+}
+
+/// One decoded record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    Hello(Hello),
+    Code(CodeInfo),
+    Type(TypeInfo),
+    Node { node_id: u32, parent_id: u32, code_id: u32 },
+    /// One allocation (from a SITE or an ALLOC_REPEAT record).
+    Alloc(AllocSite),
+    /// Opcodes executed per offset (absolute offsets, delta counts).
+    Counts { code_id: u32, counts: Vec<(u32, u64)> },
+    NodeStats { node_id: u32, calls: u64, ticks: u64, opcodes: u64 },
+    Gc(GcRecord),
+    Mark { at: u64, label: String },
+    RegionBegin { at: u64, label: String },
+    RegionEnd { at: u64, label: String },
+    AllocFail { node_id: u32, offset: u32, bytes: u64 },
+    Dropped { records: u64, frames: u64 },
+    End(EndRecord),
+    Heap { at: u64, used_bytes: u64 },
+    Start { at: u64 },
+    Stop { at: u64 },
+    Extension { tag: u8, data: Vec<u8> },
+}
+
+/// What the decoder saw, including every kind of damage.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DecodeStats {
+    pub bytes: u64,
+    pub frames: u64,
+    pub records: u64,
+    /// Bytes outside any good frame (text on a shared UART, garbage).
+    pub skipped_bytes: u64,
+    pub crc_errors: u64,
+    /// Frames whose header was impossible or whose payload did not decode.
+    pub bad_frames: u64,
+    /// Frames missing from the sequence numbers (modulo 65536).
+    pub lost_frames: u64,
+    pub duplicate_frames: u64,
+    /// Bytes of an incomplete frame at the end of the stream.
+    pub truncated_tail_bytes: u64,
+    /// ALLOC_REPEAT records naming a slot never defined (after a loss).
+    pub repeat_without_site: u64,
+}
+
+/// CRC-32/ISO-HDLC, table-driven.
+pub fn crc32(data: &[u8]) -> u32 {
+    const TABLE: [u32; 256] = {
+        let mut t = [0u32; 256];
+        let mut i = 0;
+        while i < 256 {
+            let mut c = i as u32;
+            let mut k = 0;
+            while k < 8 {
+                c = if c & 1 != 0 { 0xedb8_8320 ^ (c >> 1) } else { c >> 1 };
+                k += 1;
+            }
+            t[i] = c;
+            i += 1;
+        }
+        t
+    };
+    let mut crc = 0xffff_ffffu32;
+    for &b in data {
+        crc = TABLE[((crc ^ b as u32) & 0xff) as usize] ^ (crc >> 8);
+    }
+    crc ^ 0xffff_ffff
+}
+
+/// A streaming decoder.
+pub struct Decoder {
+    pending: Vec<u8>,
+    slots: [Option<AllocSite>; 128],
+    last_seq: Option<u16>,
+    last_crc: Option<u32>,
+    stats: DecodeStats,
+}
+
+impl Default for Decoder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A malformed record: the rest of its frame is not decoded.
+#[derive(Debug)]
+struct Malformed;
+
+struct Cursor<'a> {
+    data: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Cursor<'a> {
+    #[inline]
+    fn u8(&mut self) -> Result<u8, Malformed> {
+        let b = *self.data.get(self.pos).ok_or(Malformed)?;
+        self.pos += 1;
+        Ok(b)
+    }
+
+    #[inline]
+    fn uint(&mut self) -> Result<u64, Malformed> {
+        let mut v = 0u64;
+        for i in 0..10 {
+            let b = self.u8()?;
+            let part = (b & 0x7f) as u64;
+            if i == 9 && part > 1 {
+                return Err(Malformed);
+            }
+            v |= part << (7 * i);
+            if b & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err(Malformed)
+    }
+
+    fn u32(&mut self) -> Result<u32, Malformed> {
+        u32::try_from(self.uint()?).map_err(|_| Malformed)
+    }
+
+    fn bytes(&mut self) -> Result<&'a [u8], Malformed> {
+        let n = self.uint()?;
+        let rest = self.data.len() - self.pos;
+        if n > rest as u64 {
+            return Err(Malformed);
+        }
+        let s = &self.data[self.pos..self.pos + n as usize];
+        self.pos += n as usize;
+        Ok(s)
+    }
+
+    fn string(&mut self) -> Result<String, Malformed> {
+        Ok(String::from_utf8_lossy(self.bytes()?).into_owned())
+    }
+}
+
+impl Decoder {
+    pub fn new() -> Self {
+        Self {
+            pending: Vec::new(),
+            slots: [None; 128],
+            last_seq: None,
+            last_crc: None,
+            stats: DecodeStats::default(),
+        }
+    }
+
+    pub fn stats(&self) -> &DecodeStats {
+        &self.stats
+    }
+
+    /// Decode what `bytes` completes; events go to `sink`.
+    pub fn feed(&mut self, bytes: &[u8], sink: &mut impl FnMut(Event)) {
+        self.feed_with_text(bytes, sink, &mut |_| {});
+    }
+
+    /// As `feed`; bytes outside frames (REPL text on a shared UART) also go
+    /// to `on_skipped`.
+    pub fn feed_with_text(
+        &mut self,
+        bytes: &[u8],
+        sink: &mut impl FnMut(Event),
+        on_skipped: &mut impl FnMut(&[u8]),
+    ) {
+        self.stats.bytes += bytes.len() as u64;
+        if self.pending.is_empty() {
+            let used = self.scan(bytes, sink, on_skipped);
+            self.pending.extend_from_slice(&bytes[used..]);
+        } else {
+            self.pending.extend_from_slice(bytes);
+            let pending = std::mem::take(&mut self.pending);
+            let used = self.scan(&pending, sink, on_skipped);
+            self.pending = pending;
+            self.pending.drain(..used);
+        }
+    }
+
+    /// The stream has ended: count an incomplete frame at its end.
+    pub fn finish(&mut self) -> &DecodeStats {
+        self.stats.truncated_tail_bytes += self.pending.len() as u64;
+        self.pending.clear();
+        &self.stats
+    }
+
+    /// Decode whole frames from `buf`; returns how many bytes were consumed
+    /// (the rest may be the start of a frame).
+    fn scan(
+        &mut self,
+        buf: &[u8],
+        sink: &mut impl FnMut(Event),
+        on_skipped: &mut impl FnMut(&[u8]),
+    ) -> usize {
+        let mut pos = 0;
+        loop {
+            // Find the next sync.
+            let rest = &buf[pos..];
+            let found = memchr_sync(rest);
+            let start = match found {
+                Some(i) => pos + i,
+                None => {
+                    // Keep a trailing 0xA7: it may be half a sync.
+                    let keep = usize::from(rest.last() == Some(&SYNC[0]));
+                    let skip_to = buf.len() - keep;
+                    self.skip(&buf[pos..skip_to], on_skipped);
+                    return skip_to;
+                }
+            };
+            self.skip(&buf[pos..start], on_skipped);
+            if buf.len() - start < HEADER {
+                return start;
+            }
+            let h = &buf[start..start + HEADER];
+            let len = u16::from_le_bytes([h[5], h[6]]) as usize;
+            if h[2] != VERSION || len == 0 || len > MAX_PAYLOAD {
+                self.stats.bad_frames += 1;
+                self.skip(&buf[start..start + 1], on_skipped);
+                pos = start + 1;
+                continue;
+            }
+            let total = HEADER + len + TRAILER;
+            if buf.len() - start < total {
+                return start;
+            }
+            let frame = &buf[start..start + total];
+            let crc = u32::from_le_bytes([
+                frame[total - 4],
+                frame[total - 3],
+                frame[total - 2],
+                frame[total - 1],
+            ]);
+            if crc32(&frame[2..HEADER + len]) != crc {
+                self.stats.crc_errors += 1;
+                self.skip(&buf[start..start + 1], on_skipped);
+                pos = start + 1;
+                continue;
+            }
+            let seq = u16::from_le_bytes([h[3], h[4]]);
+            pos = start + total;
+            if self.last_seq == Some(seq) && self.last_crc == Some(crc) {
+                self.stats.duplicate_frames += 1;
+                continue;
+            }
+            if let Some(last) = self.last_seq {
+                let gap = seq.wrapping_sub(last).wrapping_sub(1);
+                // A gap of more than half the sequence space is a reordering or
+                // a restarted target, not 30,000 lost frames.
+                if gap != 0 && gap < 0x8000 {
+                    self.stats.lost_frames += gap as u64;
+                }
+            }
+            self.last_seq = Some(seq);
+            self.last_crc = Some(crc);
+            self.stats.frames += 1;
+            self.decode_payload(&frame[HEADER..HEADER + len], sink);
+        }
+    }
+
+    fn skip(&mut self, bytes: &[u8], on_skipped: &mut impl FnMut(&[u8])) {
+        if !bytes.is_empty() {
+            self.stats.skipped_bytes += bytes.len() as u64;
+            on_skipped(bytes);
+        }
+    }
+
+    fn decode_payload(&mut self, payload: &[u8], sink: &mut impl FnMut(Event)) {
+        let mut c = Cursor {
+            data: payload,
+            pos: 0,
+        };
+        while c.pos < payload.len() {
+            match self.decode_record(&mut c, sink) {
+                Ok(()) => self.stats.records += 1,
+                Err(Malformed) => {
+                    self.stats.bad_frames += 1;
+                    return;
+                }
+            }
+        }
+    }
+
+    #[inline]
+    fn decode_record(&mut self, c: &mut Cursor, sink: &mut impl FnMut(Event)) -> Result<(), Malformed> {
+        let t = c.u8()?;
+        if t >= tag::ALLOC_REPEAT {
+            match self.slots[(t & 0x7f) as usize] {
+                Some(site) => sink(Event::Alloc(site)),
+                None => self.stats.repeat_without_site += 1,
+            }
+            return Ok(());
+        }
+        let ev = match t {
+            tag::HELLO => Event::Hello(Hello {
+                wire_version: c.uint()?,
+                word_bytes: c.uint()?,
+                gc_block_bytes: c.uint()?,
+                small_int_bits: c.uint()?,
+                heap_bytes: c.uint()?,
+                clock_hz: c.uint()?,
+                clock: c.string()?,
+                mp_version: c.string()?,
+                platform: c.string()?,
+                target: c.string()?,
+            }),
+            tag::CODE => Event::Code(CodeInfo {
+                code_id: c.u32()?,
+                name: c.string()?,
+                file: c.string()?,
+                bc_start: c.u32()?,
+                line_info: c.bytes()?.to_vec(),
+                bytecode: c.bytes()?.to_vec(),
+            }),
+            tag::TYPE => Event::Type(TypeInfo {
+                type_id: c.u32()?,
+                flags: c.u32()?,
+                name: c.string()?,
+            }),
+            tag::NODE => Event::Node {
+                node_id: c.u32()?,
+                parent_id: c.u32()?,
+                code_id: c.u32()?,
+            },
+            tag::SITE => {
+                let slot = c.uint()?;
+                let site = AllocSite {
+                    node_id: c.u32()?,
+                    offset: c.u32()?,
+                    type_id: c.u32()?,
+                    bytes: c.uint()?,
+                    kind: match c.uint()? {
+                        0 => AllocKind::New,
+                        1 => AllocKind::Growth,
+                        _ => return Err(Malformed),
+                    },
+                };
+                let slot = self.slots.get_mut(slot as usize).ok_or(Malformed)?;
+                *slot = Some(site);
+                Event::Alloc(site)
+            }
+            tag::COUNTS => {
+                let code_id = c.u32()?;
+                let n = c.uint()?;
+                // Each pair takes at least two bytes: bound n before allocating.
+                if n > ((c.data.len() - c.pos) / 2) as u64 {
+                    return Err(Malformed);
+                }
+                let mut counts = Vec::with_capacity(n as usize);
+                let mut offset = 0u64;
+                for _ in 0..n {
+                    offset += c.uint()?;
+                    let off = u32::try_from(offset).map_err(|_| Malformed)?;
+                    counts.push((off, c.uint()?));
+                }
+                Event::Counts { code_id, counts }
+            }
+            tag::NODE_STATS => Event::NodeStats {
+                node_id: c.u32()?,
+                calls: c.uint()?,
+                ticks: c.uint()?,
+                opcodes: c.uint()?,
+            },
+            tag::GC => Event::Gc(GcRecord {
+                start: c.uint()?,
+                duration: c.uint()?,
+                blocks_freed: c.uint()?,
+                used_bytes: c.uint()?,
+                free_bytes: c.uint()?,
+                largest_free_bytes: c.uint()?,
+            }),
+            tag::MARK => Event::Mark {
+                at: c.uint()?,
+                label: c.string()?,
+            },
+            tag::REGION_BEGIN => Event::RegionBegin {
+                at: c.uint()?,
+                label: c.string()?,
+            },
+            tag::REGION_END => Event::RegionEnd {
+                at: c.uint()?,
+                label: c.string()?,
+            },
+            tag::ALLOC_FAIL => Event::AllocFail {
+                node_id: c.u32()?,
+                offset: c.u32()?,
+                bytes: c.uint()?,
+            },
+            tag::DROPPED => {
+                // The target redefines every slot after a loss; forget ours.
+                self.slots = [None; 128];
+                Event::Dropped {
+                    records: c.uint()?,
+                    frames: c.uint()?,
+                }
+            }
+            tag::END => Event::End(EndRecord {
+                at: c.uint()?,
+                heap_bytes: c.uint()?,
+                peak_used_bytes: c.uint()?,
+                alloc_bytes: c.uint()?,
+                alloc_count: c.uint()?,
+                collections: c.uint()?,
+                gc_ticks: c.uint()?,
+                dropped_records: c.uint()?,
+                reason: EndReason::from_wire(c.uint()?),
+            }),
+            tag::HEAP => Event::Heap {
+                at: c.uint()?,
+                used_bytes: c.uint()?,
+            },
+            tag::START => Event::Start { at: c.uint()? },
+            tag::STOP => Event::Stop { at: c.uint()? },
+            0x40..=0x7f => Event::Extension {
+                tag: t,
+                data: c.bytes()?.to_vec(),
+            },
+            _ => return Err(Malformed),
+        };
+        sink(ev);
+        Ok(())
+    }
+}
+
+fn memchr_sync(hay: &[u8]) -> Option<usize> {
+    let mut i = 0;
+    while i + 1 < hay.len() {
+        match hay[i..hay.len() - 1].iter().position(|&b| b == SYNC[0]) {
+            Some(p) => {
+                let at = i + p;
+                if hay[at + 1] == SYNC[1] {
+                    return Some(at);
+                }
+                i = at + 1;
+            }
+            None => return None,
+        }
+    }
+    None
+}
+
+/// Decode a whole stream at once.
+pub fn decode_all(bytes: &[u8]) -> (Vec<Event>, DecodeStats) {
+    let mut d = Decoder::new();
+    let mut events = Vec::new();
+    d.feed(bytes, &mut |e| events.push(e));
+    let stats = *d.finish();
+    (events, stats)
+}

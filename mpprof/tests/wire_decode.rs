@@ -1,0 +1,206 @@
+//! The wire decoder against streams built by the Rust encoder, with damage.
+
+use mpprof::wire::encode::{frame, FrameWriter};
+use mpprof::wire::*;
+use proptest::prelude::*;
+
+fn sample_stream() -> (Vec<u8>, usize) {
+    let mut w = FrameWriter::new();
+    w.max_payload = 64;
+    w.hello(&Hello {
+        wire_version: 1,
+        word_bytes: 4,
+        gc_block_bytes: 16,
+        small_int_bits: 31,
+        heap_bytes: 65536,
+        clock_hz: 1_000_000_000,
+        clock: "ns".into(),
+        mp_version: "1.25.0".into(),
+        platform: "linux".into(),
+        target: "host".into(),
+    });
+    w.code(&CodeInfo {
+        code_id: 1,
+        name: "<module>".into(),
+        file: "t.py".into(),
+        bc_start: 6,
+        line_info: vec![0x21, 0x41],
+        bytecode: vec![0x11, 0x22, 0x33],
+    });
+    w.type_info(&TypeInfo {
+        type_id: 1,
+        flags: 0,
+        name: "float".into(),
+    });
+    w.node(1, 0, 1);
+    let site = AllocSite {
+        node_id: 1,
+        offset: 9,
+        type_id: 1,
+        bytes: 12,
+        kind: AllocKind::New,
+    };
+    w.site(5, &site);
+    for _ in 0..40 {
+        w.repeat(5);
+    }
+    w.counts(1, &[(6, 100), (8, 50), (300, 1)]);
+    w.node_stats(1, 3, 1234, 150);
+    w.gc(&GcRecord {
+        start: 10,
+        duration: 5,
+        blocks_freed: 7,
+        used_bytes: 100,
+        free_bytes: 900,
+        largest_free_bytes: 800,
+    });
+    w.stamped(tag::MARK, 20, "m");
+    w.stamped(tag::REGION_BEGIN, 21, "r");
+    w.stamped(tag::REGION_END, 22, "r");
+    w.alloc_fail(1, 9, 4096);
+    w.heap(23, 1600);
+    w.end(&EndRecord {
+        at: 30,
+        heap_bytes: 65536,
+        peak_used_bytes: 2000,
+        alloc_bytes: 492,
+        alloc_count: 41,
+        collections: 1,
+        gc_ticks: 5,
+        dropped_records: 0,
+        reason: EndReason::Finished,
+    });
+    let expected_events = 1 + 1 + 1 + 1 + 41 + 1 + 1 + 1 + 3 + 1 + 1 + 1;
+    (w.finish(), expected_events)
+}
+
+#[test]
+fn every_record_kind_round_trips() {
+    let (bytes, n) = sample_stream();
+    let (events, stats) = decode_all(&bytes);
+    assert_eq!(events.len(), n);
+    assert_eq!(stats.crc_errors + stats.bad_frames + stats.lost_frames, 0);
+    assert_eq!(stats.skipped_bytes, 0);
+    let allocs = events.iter().filter(|e| matches!(e, Event::Alloc(_))).count();
+    assert_eq!(allocs, 41);
+    assert!(events.contains(&Event::Counts {
+        code_id: 1,
+        counts: vec![(6, 100), (8, 50), (300, 1)]
+    }));
+    assert!(matches!(events.last(), Some(Event::End(e)) if e.reason == EndReason::Finished && e.alloc_count == 41));
+    assert!(stats.frames > 1, "the small max_payload splits the stream");
+}
+
+#[test]
+fn byte_by_byte_feeding_gives_the_same_events() {
+    let (bytes, _) = sample_stream();
+    let (all, _) = decode_all(&bytes);
+    let mut d = Decoder::new();
+    let mut events = Vec::new();
+    for b in &bytes {
+        d.feed(std::slice::from_ref(b), &mut |e| events.push(e));
+    }
+    assert_eq!(events, all);
+    assert_eq!(d.finish().truncated_tail_bytes, 0);
+}
+
+#[test]
+fn crc_check_value() {
+    assert_eq!(crc32(b"123456789"), 0xcbf4_3926);
+}
+
+#[test]
+fn a_flipped_bit_costs_exactly_its_frame() {
+    let a = frame(0, &[tag::HEAP, 1, 2]);
+    let b = frame(1, &[tag::HEAP, 3, 4]);
+    let c = frame(2, &[tag::HEAP, 5, 6]);
+    let mut bytes = [a, b.clone(), c].concat();
+    let a_len = bytes.len() - 2 * b.len();
+    bytes[a_len + 8] ^= 0x10; // inside frame b's payload
+    let (events, stats) = decode_all(&bytes);
+    assert_eq!(stats.crc_errors, 1);
+    assert_eq!(events.len(), 2);
+    assert_eq!(stats.lost_frames, 1, "the sequence gap shows the lost frame");
+}
+
+#[test]
+fn text_between_frames_is_passed_on_and_counted() {
+    let a = frame(0, &[tag::START, 7]);
+    let mut bytes = b"hello\r\n".to_vec();
+    bytes.extend_from_slice(&a);
+    bytes.extend_from_slice(b">>> ");
+    let mut d = Decoder::new();
+    let mut text = Vec::new();
+    let mut events = Vec::new();
+    d.feed_with_text(&bytes, &mut |e| events.push(e), &mut |t| text.extend_from_slice(t));
+    assert_eq!(events, vec![Event::Start { at: 7 }]);
+    assert_eq!(text, b"hello\r\n>>> ");
+    assert_eq!(d.stats().skipped_bytes, 11);
+}
+
+#[test]
+fn sequence_wrap_is_not_a_loss_and_duplicates_are_dropped() {
+    let a = frame(0xffff, &[tag::START, 1]);
+    let b = frame(0, &[tag::START, 2]);
+    let bytes = [a.clone(), a, b].concat();
+    let (events, stats) = decode_all(&bytes);
+    assert_eq!(events, vec![Event::Start { at: 1 }, Event::Start { at: 2 }]);
+    assert_eq!(stats.lost_frames, 0);
+    assert_eq!(stats.duplicate_frames, 1);
+}
+
+#[test]
+fn truncated_tail_and_bad_lengths() {
+    let a = frame(0, &[tag::START, 1]);
+    let b = frame(1, &[tag::START, 2]);
+    let mut bytes = [a, b.clone()].concat();
+    bytes.truncate(bytes.len() - 3);
+    let (events, stats) = decode_all(&bytes);
+    assert_eq!(events.len(), 1);
+    assert_eq!(stats.truncated_tail_bytes, b.len() as u64 - 3);
+
+    // A record whose string length runs past the frame: a bad frame, no allocation.
+    let mut w = FrameWriter::new();
+    w.raw(&[tag::MARK, 1, 0xff, 0xff, 0xff, 0xff, 0x0f]);
+    let (events, stats) = decode_all(&w.finish());
+    assert!(events.is_empty());
+    assert_eq!(stats.bad_frames, 1);
+
+    // A repeat of a slot never defined is counted, not invented.
+    let (events, stats) = decode_all(&frame(0, &[tag::ALLOC_REPEAT | 3]));
+    assert!(events.is_empty());
+    assert_eq!(stats.repeat_without_site, 1);
+}
+
+proptest! {
+    #[test]
+    fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..4096)) {
+        let (_, stats) = decode_all(&bytes);
+        prop_assert_eq!(stats.bytes, bytes.len() as u64);
+    }
+
+    #[test]
+    fn intact_frames_survive_garbage_and_corruption(
+        garbage in proptest::collection::vec(any::<u8>(), 0..64),
+        flip in 0usize..1000,
+    ) {
+        let (clean, _) = sample_stream();
+        let (expected, _) = decode_all(&clean);
+        // Garbage before the stream: every event still decodes.
+        let mut bytes = garbage.clone();
+        bytes.extend_from_slice(&clean);
+        let (events, _) = decode_all(&bytes);
+        prop_assert_eq!(&events[events.len() - expected.len()..], &expected[..]);
+        // One flipped bit: at most the frame that holds it is lost, and it is counted.
+        let mut damaged = clean.clone();
+        let i = flip % damaged.len();
+        damaged[i] ^= 1;
+        let (events, stats) = decode_all(&damaged);
+        prop_assert!(events.len() < expected.len() || events == expected);
+        if events.len() < expected.len() {
+            // A damaged sync byte hides the frame (its bytes are skipped); any
+            // other damage fails its CRC. Either way the loss is counted.
+            prop_assert!(stats.crc_errors + stats.bad_frames + stats.skipped_bytes >= 1);
+        }
+    }
+}
