@@ -330,10 +330,24 @@ impl Decoder {
         }
     }
 
-    /// The stream has ended: count an incomplete frame at its end.
-    pub fn finish(&mut self) -> &DecodeStats {
-        self.stats.truncated_tail_bytes += self.pending.len() as u64;
-        self.pending.clear();
+    /// The stream has ended. What is left starts with a frame that never
+    /// completed: either the stream was cut, or damage made a length claim
+    /// more bytes than followed, hiding good frames behind it. Look past it,
+    /// decode what is there, and count the rest as a truncated tail.
+    pub fn finish(&mut self, sink: &mut impl FnMut(Event)) -> &DecodeStats {
+        let mut tail = std::mem::take(&mut self.pending);
+        while !tail.is_empty() {
+            let frames_before = self.stats.frames + self.stats.crc_errors;
+            let used = 1 + self.scan(&tail[1..], sink, &mut |_| {});
+            if self.stats.frames + self.stats.crc_errors == frames_before {
+                self.stats.truncated_tail_bytes += tail.len() as u64;
+                break;
+            }
+            // The first candidate was not a frame.
+            self.stats.bad_frames += 1;
+            self.stats.skipped_bytes += 1;
+            tail.drain(..used);
+        }
         &self.stats
     }
 
@@ -596,6 +610,6 @@ pub fn decode_all(bytes: &[u8]) -> (Vec<Event>, DecodeStats) {
     let mut d = Decoder::new();
     let mut events = Vec::new();
     d.feed(bytes, &mut |e| events.push(e));
-    let stats = *d.finish();
+    let stats = *d.finish(&mut |e| events.push(e));
     (events, stats)
 }
