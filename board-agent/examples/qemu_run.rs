@@ -26,7 +26,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         &mut |d| print!("{}", String::from_utf8_lossy(d)),
         Arc::new(AtomicBool::new(false)),
     )?;
-    eprintln!("exit: {:?}, stderr: {}", run.exit, String::from_utf8_lossy(&run.output.stderr));
+    eprintln!(
+        "exit: {:?}, stderr: {}",
+        run.exit,
+        String::from_utf8_lossy(&run.output.stderr)
+    );
     session.shutdown();
     Ok(())
 }

@@ -169,12 +169,13 @@ impl GdbClient {
             let a = addr.wrapping_add(done as u32);
             self.send_packet(format!("m{a:x},{n:x}").as_bytes())?;
             let reply = self.recv_reply()?;
-            let bytes = decode_hex(&reply).filter(|b| b.len() == n).ok_or_else(|| {
-                GdbError::Memory {
-                    addr: a,
-                    reply: String::from_utf8_lossy(&reply).into_owned(),
-                }
-            })?;
+            let bytes =
+                decode_hex(&reply)
+                    .filter(|b| b.len() == n)
+                    .ok_or_else(|| GdbError::Memory {
+                        addr: a,
+                        reply: String::from_utf8_lossy(&reply).into_owned(),
+                    })?;
             out[done..done + n].copy_from_slice(&bytes);
             done += n;
         }
@@ -222,13 +223,19 @@ mod tests {
     #[test]
     fn hex_round_trip() {
         let data = [0u8, 1, 0x7f, 0x80, 0xff];
-        assert_eq!(decode_hex(encode_hex(&data).as_bytes()), Some(data.to_vec()));
+        assert_eq!(
+            decode_hex(encode_hex(&data).as_bytes()),
+            Some(data.to_vec())
+        );
         assert_eq!(decode_hex(b"0"), None);
         assert_eq!(decode_hex(b"zz"), None);
     }
 
     #[test]
     fn checksum_is_mod_256_sum() {
-        assert_eq!(checksum(b"m0,4"), (b'm' as u32 + b'0' as u32 + b',' as u32 + b'4' as u32) as u8);
+        assert_eq!(
+            checksum(b"m0,4"),
+            (b'm' as u32 + b'0' as u32 + b',' as u32 + b'4' as u32) as u8
+        );
     }
 }

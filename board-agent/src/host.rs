@@ -48,7 +48,9 @@ impl HostProcess {
                 if writer_fd == STREAM_FD {
                     // dup2 onto itself keeps close-on-exec set: clear it.
                     let flags = libc::fcntl(STREAM_FD, libc::F_GETFD);
-                    if flags < 0 || libc::fcntl(STREAM_FD, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
+                    if flags < 0
+                        || libc::fcntl(STREAM_FD, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0
+                    {
                         return Err(std::io::Error::last_os_error());
                     }
                 } else if libc::dup2(writer_fd, STREAM_FD) < 0 {

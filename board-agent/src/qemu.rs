@@ -78,6 +78,16 @@ pub fn rtt_symbol(elf: &Path) -> Result<u32, QemuError> {
         })
 }
 
+/// Whether `qemu-system-arm` is on PATH.
+pub fn have_qemu() -> bool {
+    std::process::Command::new("qemu-system-arm")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
 fn free_port() -> std::io::Result<u16> {
     let l = std::net::TcpListener::bind("127.0.0.1:0")?;
     Ok(l.local_addr()?.port())
@@ -95,10 +105,12 @@ impl QemuBoard {
     /// Boot the board and wait for MicroPython's raw REPL.
     pub fn boot(&self) -> Result<QemuSession, QemuError> {
         let rtt_addr = rtt_symbol(&self.firmware)?;
-        let port = free_port().map_err(|e| QemuError::Agent(AgentError::Io {
-            what: "cannot find a free TCP port for the gdbstub",
-            source: e,
-        }))?;
+        let port = free_port().map_err(|e| {
+            QemuError::Agent(AgentError::Io {
+                what: "cannot find a free TCP port for the gdbstub",
+                source: e,
+            })
+        })?;
         let gdb_addr = format!("127.0.0.1:{port}");
         let mut child = Command::new(&self.qemu)
             .args(["-machine", "mps2-an385", "-nographic", "-monitor", "null"])
@@ -140,8 +152,14 @@ impl QemuBoard {
 fn read_pty_name(child: &mut Child) -> Result<String, QemuError> {
     let (tx, rx) = mpsc::channel::<String>();
     for stream in [
-        child.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>),
-        child.stderr.take().map(|s| Box::new(s) as Box<dyn Read + Send>),
+        child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+        child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
     ]
     .into_iter()
     .flatten()
@@ -194,7 +212,8 @@ impl QemuSession {
         stop: Arc<AtomicBool>,
     ) -> Result<QemuRun, QemuError> {
         let mut gdb = GdbClient::connect(&self.gdb_addr, Duration::from_secs(5))?;
-        let ch = rtt::up_channel(&mut gdb, self.rtt_addr).map_err(|e| QemuError::Rtt(e.to_string()))?;
+        let ch =
+            rtt::up_channel(&mut gdb, self.rtt_addr).map_err(|e| QemuError::Rtt(e.to_string()))?;
         // The boot session's stream is not this script's: soft-reset, then keep
         // only what follows the new session's first frame.
         gdb.resume()?;
@@ -245,12 +264,16 @@ impl QemuSession {
                 false
             })
         };
-        let result = self.repl.run(source, Duration::from_secs(24 * 3600), on_output);
+        let result = self
+            .repl
+            .run(source, Duration::from_secs(24 * 3600), on_output);
         // End the session on the board so it writes its END record.
         let reset = self.repl.soft_reset(Duration::from_secs(20));
         done.store(true, Ordering::SeqCst);
         let interrupted = interrupter.join().unwrap_or(false);
-        let poll = poller.join().unwrap_or_else(|_| Err("RTT poller panicked".into()));
+        let poll = poller
+            .join()
+            .unwrap_or_else(|_| Err("RTT poller panicked".into()));
         // The reset that ended this session began the next one: stop at its
         // first frame.
         for chunk in rx.try_iter() {

@@ -76,10 +76,9 @@ impl<L: Read + Write> RawRepl<L> {
                 shown = safe;
             }
             if start.elapsed() > timeout {
-                let tail = String::from_utf8_lossy(
-                    &self.pending[self.pending.len().saturating_sub(80)..],
-                )
-                .into_owned();
+                let tail =
+                    String::from_utf8_lossy(&self.pending[self.pending.len().saturating_sub(80)..])
+                        .into_owned();
                 return Err(ReplError::Timeout {
                     expected: String::from_utf8_lossy(pattern).into_owned(),
                     waited: timeout,
@@ -132,7 +131,9 @@ impl<L: Read + Write> RawRepl<L> {
         self.link.write_all(b"\x04")?;
         let ok = self.read_until(b"OK", Duration::from_secs(10), &mut |_| {})?;
         if !ok.is_empty() {
-            return Err(ReplError::Refused(String::from_utf8_lossy(&ok).into_owned()));
+            return Err(ReplError::Refused(
+                String::from_utf8_lossy(&ok).into_owned(),
+            ));
         }
         let stdout = self.read_until(b"\x04", timeout, on_output)?;
         let stderr = self.read_until(b"\x04", Duration::from_secs(10), &mut |_| {})?;

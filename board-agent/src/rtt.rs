@@ -82,11 +82,17 @@ pub fn up_channel<M: MemoryAccess>(mem: &mut M, cb: u32) -> Result<UpChannel, Rt
     mem.end().map_err(RttError::Memory)?;
     r?;
     if &hdr[..RTT_ID.len()] != RTT_ID {
-        return Err(RttError::Malformed { addr: cb, why: "id" });
+        return Err(RttError::Malformed {
+            addr: cb,
+            why: "id",
+        });
     }
     let max_up = le32(&hdr[16..20]);
     if max_up == 0 || max_up > 16 {
-        return Err(RttError::Malformed { addr: cb, why: "number of up buffers" });
+        return Err(RttError::Malformed {
+            addr: cb,
+            why: "number of up buffers",
+        });
     }
     let rec = &hdr[CB_HEADER as usize..];
     let ch = UpChannel {
@@ -95,7 +101,10 @@ pub fn up_channel<M: MemoryAccess>(mem: &mut M, cb: u32) -> Result<UpChannel, Rt
         size: le32(&rec[8..12]),
     };
     if ch.size < 2 || ch.size > 16 * 1024 * 1024 {
-        return Err(RttError::Malformed { addr: cb, why: "buffer size" });
+        return Err(RttError::Malformed {
+            addr: cb,
+            why: "buffer size",
+        });
     }
     Ok(ch)
 }
@@ -119,7 +128,8 @@ fn drain_halted<M: MemoryAccess>(
     out: &mut Vec<u8>,
 ) -> Result<usize, RttError<M::Error>> {
     let mut offs = [0u8; 8];
-    mem.read(ch.record + 12, &mut offs).map_err(RttError::Memory)?;
+    mem.read(ch.record + 12, &mut offs)
+        .map_err(RttError::Memory)?;
     let wr = le32(&offs[0..4]);
     let rd = le32(&offs[4..8]);
     if wr >= ch.size || rd >= ch.size {
@@ -134,7 +144,8 @@ fn drain_halted<M: MemoryAccess>(
     let start = out.len();
     if wr > rd {
         out.resize(start + (wr - rd) as usize, 0);
-        mem.read(ch.buffer + rd, &mut out[start..]).map_err(RttError::Memory)?;
+        mem.read(ch.buffer + rd, &mut out[start..])
+            .map_err(RttError::Memory)?;
     } else {
         let first = (ch.size - rd) as usize;
         out.resize(start + first + wr as usize, 0);
@@ -216,7 +227,14 @@ mod tests {
         let cb = find_control_block(&mut ram, 0x1000, 0x1400).unwrap();
         assert_eq!(cb, 0x1100);
         let ch = up_channel(&mut ram, cb).unwrap();
-        assert_eq!(ch, UpChannel { record: 0x1118, buffer: 0x1200, size: 16 });
+        assert_eq!(
+            ch,
+            UpChannel {
+                record: 0x1118,
+                buffer: 0x1200,
+                size: 16
+            }
+        );
 
         // The target writes 10 bytes.
         ram.write(0x1200, b"0123456789").unwrap();
@@ -241,7 +259,10 @@ mod tests {
 
     #[test]
     fn missing_or_corrupt_block_is_an_error() {
-        let mut ram = Ram { base: 0, bytes: vec![0; 256] };
+        let mut ram = Ram {
+            base: 0,
+            bytes: vec![0; 256],
+        };
         assert!(matches!(
             find_control_block(&mut ram, 0, 256),
             Err(RttError::NotFound { .. })

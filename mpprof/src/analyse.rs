@@ -71,7 +71,8 @@ pub fn hint(cause: &Cause, opcode: Option<u8>, source_line: Option<&str>) -> Str
             return "this call packs *args into a new tuple each time: pass fixed arguments".into();
         }
         Cause::Dict if opcode.is_some_and(opcodes::is_star_call) => {
-            return "this call packs **kwargs into a new dict each time: pass positional arguments".into();
+            return "this call packs **kwargs into a new dict each time: pass positional arguments"
+                .into();
         }
         Cause::Str if src.contains('+') => {
             return "string concatenation makes a new str each time: write into a preallocated bytearray instead".into();
@@ -162,7 +163,11 @@ mod tests {
 
     #[test]
     fn hints_use_the_source() {
-        let h = hint(&Cause::BoundMethod, Some(opcodes::CALL_FUNCTION), Some("    register(self.cb)"));
+        let h = hint(
+            &Cause::BoundMethod,
+            Some(opcodes::CALL_FUNCTION),
+            Some("    register(self.cb)"),
+        );
         assert!(h.contains("`self.cb`"), "{h}");
         assert_eq!(bound_attribute("self.led.on()"), Some("self.led"));
         assert_eq!(bound_attribute("x = a.b()"), None);

@@ -1,5 +1,11 @@
 //! mpprof library: wire decoding, aggregation, analysis.
+pub mod aggregate;
+pub mod analyse;
+pub mod cli;
+pub mod lineinfo;
+pub mod opcodes;
+pub mod report_cmd;
+pub mod run;
+pub mod symbolize;
 pub mod units;
 pub mod wire;
-pub mod analyse;
-pub mod opcodes;

@@ -1,1 +1,7 @@
-fn main() {}
+//! The `mpprof` command line.
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    mpprof::cli::main()
+}

@@ -5,7 +5,9 @@ use std::time::Duration;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum UnitError {
-    #[error("`{0}` is not a size: write a number of bytes with an optional k or M suffix, e.g. 96k")]
+    #[error(
+        "`{0}` is not a size: write a number of bytes with an optional k or M suffix, e.g. 96k"
+    )]
     Size(String),
     #[error("`{0}` is not a duration: write a number with a unit, e.g. 500ms, 30s or 2m")]
     Duration(String),

@@ -81,13 +81,18 @@ fn every_record_kind_round_trips() {
     assert_eq!(events.len(), n);
     assert_eq!(stats.crc_errors + stats.bad_frames + stats.lost_frames, 0);
     assert_eq!(stats.skipped_bytes, 0);
-    let allocs = events.iter().filter(|e| matches!(e, Event::Alloc(_))).count();
+    let allocs = events
+        .iter()
+        .filter(|e| matches!(e, Event::Alloc(_)))
+        .count();
     assert_eq!(allocs, 41);
     assert!(events.contains(&Event::Counts {
         code_id: 1,
         counts: vec![(6, 100), (8, 50), (300, 1)]
     }));
-    assert!(matches!(events.last(), Some(Event::End(e)) if e.reason == EndReason::Finished && e.alloc_count == 41));
+    assert!(
+        matches!(events.last(), Some(Event::End(e)) if e.reason == EndReason::Finished && e.alloc_count == 41)
+    );
     assert!(stats.frames > 1, "the small max_payload splits the stream");
 }
 
@@ -120,7 +125,10 @@ fn a_flipped_bit_costs_exactly_its_frame() {
     let (events, stats) = decode_all(&bytes);
     assert_eq!(stats.crc_errors, 1);
     assert_eq!(events.len(), 2);
-    assert_eq!(stats.lost_frames, 1, "the sequence gap shows the lost frame");
+    assert_eq!(
+        stats.lost_frames, 1,
+        "the sequence gap shows the lost frame"
+    );
 }
 
 #[test]
@@ -132,7 +140,9 @@ fn text_between_frames_is_passed_on_and_counted() {
     let mut d = Decoder::new();
     let mut text = Vec::new();
     let mut events = Vec::new();
-    d.feed_with_text(&bytes, &mut |e| events.push(e), &mut |t| text.extend_from_slice(t));
+    d.feed_with_text(&bytes, &mut |e| events.push(e), &mut |t| {
+        text.extend_from_slice(t)
+    });
     assert_eq!(events, vec![Event::Start { at: 7 }]);
     assert_eq!(text, b"hello\r\n>>> ");
     assert_eq!(d.stats().skipped_bytes, 11);

@@ -1,1 +1,6 @@
-//! reports
+//! Renderers of an mpprof Profile. They only read a Profile: the summary,
+//! the annotated source, and (later) flame graphs and exports.
+
+pub mod annotate;
+pub mod format;
+pub mod summary;

@@ -108,38 +108,66 @@ impl Cause {
     /// Why this allocates, for a MicroPython developer.
     pub fn why(&self) -> &'static str {
         match self {
-            Cause::Float => "On most ports a float is an object on the heap: every arithmetic result, \
+            Cause::Float => {
+                "On most ports a float is an object on the heap: every arithmetic result, \
                 conversion or float literal computed at run time allocates a new one (12-16 bytes, \
-                one GC block).",
-            Cause::Bigint => "Ints that fit in 31 bits (63 on 64-bit builds) are stored in the \
+                one GC block)."
+            }
+            Cause::Bigint => {
+                "Ints that fit in 31 bits (63 on 64-bit builds) are stored in the \
                 pointer itself; anything larger, such as a 32-bit register value or a millisecond \
-                timestamp product, becomes a heap-allocated big int.",
-            Cause::BoundMethod => "Reading `self.cb` without calling it creates a bound-method \
+                timestamp product, becomes a heap-allocated big int."
+            }
+            Cause::BoundMethod => {
+                "Reading `self.cb` without calling it creates a bound-method \
                 object pairing the function with `self`, every time. Passing a method as a \
-                callback in a loop or an interrupt allocates on each pass.",
-            Cause::Tuple => "Calling with `*args`, returning several values, or writing `(a, b)` \
-                builds a tuple on the heap.",
-            Cause::List => "A list display, a list comprehension or `list()` allocates the list \
-                object and its item array.",
-            Cause::Dict => "A dict display, `dict()`, or a call with `**kwargs` (or keyword \
-                arguments to a function taking **kwargs) allocates a dict and its table.",
+                callback in a loop or an interrupt allocates on each pass."
+            }
+            Cause::Tuple => {
+                "Calling with `*args`, returning several values, or writing `(a, b)` \
+                builds a tuple on the heap."
+            }
+            Cause::List => {
+                "A list display, a list comprehension or `list()` allocates the list \
+                object and its item array."
+            }
+            Cause::Dict => {
+                "A dict display, `dict()`, or a call with `**kwargs` (or keyword \
+                arguments to a function taking **kwargs) allocates a dict and its table."
+            }
             Cause::Set => "A set display or `set()` allocates the set and its table.",
-            Cause::Str => "Strings are immutable: `a + b`, `%`/`format`, `str(x)` and f-strings \
-                allocate a new string each time.",
-            Cause::Bytes => "Slicing bytes or a bytearray (`buf[2:6]`) copies into a new object; \
-                `bytes(...)`, `.read()` and `.decode()` allocate too.",
-            Cause::Closure => "A `lambda`, a nested `def` or a comprehension inside a loop creates \
-                a new function object (and closure cells) every time it is reached.",
-            Cause::Generator => "Calling a generator function or evaluating a generator \
-                expression allocates the generator and its frame state.",
-            Cause::Instance => "Creating an instance of a class allocates the object (and its \
-                attribute dict as attributes are added).",
-            Cause::Exception => "Raising an exception allocates the exception object and its \
-                traceback; in an interrupt handler this fails outright.",
-            Cause::Growth => "Appending to a list or adding to a dict past its capacity reallocates \
-                its storage, copying it to a bigger block.",
-            Cause::Other(_) => "An object of another type, or a raw buffer allocated by C code \
-                called from this line.",
+            Cause::Str => {
+                "Strings are immutable: `a + b`, `%`/`format`, `str(x)` and f-strings \
+                allocate a new string each time."
+            }
+            Cause::Bytes => {
+                "Slicing bytes or a bytearray (`buf[2:6]`) copies into a new object; \
+                `bytes(...)`, `.read()` and `.decode()` allocate too."
+            }
+            Cause::Closure => {
+                "A `lambda`, a nested `def` or a comprehension inside a loop creates \
+                a new function object (and closure cells) every time it is reached."
+            }
+            Cause::Generator => {
+                "Calling a generator function or evaluating a generator \
+                expression allocates the generator and its frame state."
+            }
+            Cause::Instance => {
+                "Creating an instance of a class allocates the object (and its \
+                attribute dict as attributes are added)."
+            }
+            Cause::Exception => {
+                "Raising an exception allocates the exception object and its \
+                traceback; in an interrupt handler this fails outright."
+            }
+            Cause::Growth => {
+                "Appending to a list or adding to a dict past its capacity reallocates \
+                its storage, copying it to a bigger block."
+            }
+            Cause::Other(_) => {
+                "An object of another type, or a raw buffer allocated by C code \
+                called from this line."
+            }
         }
     }
 
@@ -167,42 +195,72 @@ impl Cause {
     /// A longer explanation of the fix, with the talk's techniques.
     pub fn fix_detail(&self) -> &'static str {
         match self {
-            Cause::Float => "Floats are boxed unless the port uses object representation C or D. \
+            Cause::Float => {
+                "Floats are boxed unless the port uses object representation C or D. \
                 Work in fixed point (e.g. millivolts as an int), keep float samples in an \
                 array('f') so the loop writes into existing storage, or move the maths into a \
-                @micropython.viper function working on ints.",
-            Cause::Bigint => "Small ints are free; big ints are not. Keep counters and masks \
+                @micropython.viper function working on ints."
+            }
+            Cause::Bigint => {
+                "Small ints are free; big ints are not. Keep counters and masks \
                 within 30 bits, use const() for constants, and keep 32-bit register values in an \
-                array('I') or a bytearray read through a memoryview.",
-            Cause::BoundMethod => "`timer.callback(self.cb)` allocates a bound method each call. \
+                array('I') or a bytearray read through a memoryview."
+            }
+            Cause::BoundMethod => {
+                "`timer.callback(self.cb)` allocates a bound method each call. \
                 Create it once: `self._cb = self.cb` in __init__ and pass `self._cb`; in a hot \
-                loop, cache `f = obj.method` in a local before the loop.",
-            Cause::Tuple => "Give the function fixed parameters instead of *args, return results \
+                loop, cache `f = obj.method` in a local before the loop."
+            }
+            Cause::Tuple => {
+                "Give the function fixed parameters instead of *args, return results \
                 through a preallocated list or attributes, and avoid tuple unpacking of freshly \
-                built tuples in the loop.",
-            Cause::List => "Allocate buffers once: `buf = [0] * n` before the loop, then assign \
-                `buf[i] = ...`. Comprehensions allocate a new list every time.",
-            Cause::Dict => "Pass keyword values as positional arguments in hot calls and keep \
-                lookup tables as module-level constants.",
-            Cause::Set => "Hoist constant sets out of the loop (or use a tuple of small ints for \
-                membership tests).",
-            Cause::Str => "Write text into a preallocated bytearray with memoryview slices, or \
-                precompute messages; only format strings outside the hot path.",
-            Cause::Bytes => "`uart.readinto(buf)` and `mv = memoryview(buf); mv[2:6]` avoid \
-                copies; slices of a memoryview share the storage.",
-            Cause::Closure => "Move lambdas, nested defs and comprehensions out of loops and \
-                interrupt handlers; bind needed state as default arguments or attributes.",
-            Cause::Generator => "Generators are convenient but each call allocates; in hot code \
-                use an index loop or a callback with preallocated state.",
-            Cause::Instance => "Reuse objects: keep a pool or a single instance and update its \
-                attributes; give classes __slots__-like fixed attributes set in __init__.",
-            Cause::Exception => "Raising allocates; in an ISR use \
+                built tuples in the loop."
+            }
+            Cause::List => {
+                "Allocate buffers once: `buf = [0] * n` before the loop, then assign \
+                `buf[i] = ...`. Comprehensions allocate a new list every time."
+            }
+            Cause::Dict => {
+                "Pass keyword values as positional arguments in hot calls and keep \
+                lookup tables as module-level constants."
+            }
+            Cause::Set => {
+                "Hoist constant sets out of the loop (or use a tuple of small ints for \
+                membership tests)."
+            }
+            Cause::Str => {
+                "Write text into a preallocated bytearray with memoryview slices, or \
+                precompute messages; only format strings outside the hot path."
+            }
+            Cause::Bytes => {
+                "`uart.readinto(buf)` and `mv = memoryview(buf); mv[2:6]` avoid \
+                copies; slices of a memoryview share the storage."
+            }
+            Cause::Closure => {
+                "Move lambdas, nested defs and comprehensions out of loops and \
+                interrupt handlers; bind needed state as default arguments or attributes."
+            }
+            Cause::Generator => {
+                "Generators are convenient but each call allocates; in hot code \
+                use an index loop or a callback with preallocated state."
+            }
+            Cause::Instance => {
+                "Reuse objects: keep a pool or a single instance and update its \
+                attributes; give classes __slots__-like fixed attributes set in __init__."
+            }
+            Cause::Exception => {
+                "Raising allocates; in an ISR use \
                 micropython.alloc_emergency_exception_buf() and schedule work with \
-                micropython.schedule; on hot paths prefer return codes.",
-            Cause::Growth => "Grow-by-append reallocates and copies repeatedly and fragments the \
-                heap. Preallocate to the final size and keep an index.",
-            Cause::Other(_) => "Check which built-in the line calls; many have preallocating \
-                variants (readinto, into=, memoryview) that avoid the allocation.",
+                micropython.schedule; on hot paths prefer return codes."
+            }
+            Cause::Growth => {
+                "Grow-by-append reallocates and copies repeatedly and fragments the \
+                heap. Preallocate to the final size and keep an index."
+            }
+            Cause::Other(_) => {
+                "Check which built-in the line calls; many have preallocating \
+                variants (readinto, into=, memoryview) that avoid the allocation."
+            }
         }
     }
 }

@@ -345,12 +345,17 @@ impl Profile {
         }
         for l in &self.lines {
             if l.file >= nf || l.function >= nfun {
-                return Err(format!("line {}:{} refers to a missing file or function", l.file, l.line));
+                return Err(format!(
+                    "line {}:{} refers to a missing file or function",
+                    l.file, l.line
+                ));
             }
         }
         for (i, n) in self.call_tree.iter().enumerate() {
             if n.function >= nfun || n.parent.is_some_and(|p| p >= i) {
-                return Err(format!("call-tree node {i} refers to a missing function or a later parent"));
+                return Err(format!(
+                    "call-tree node {i} refers to a missing function or a later parent"
+                ));
             }
         }
         for s in &self.alloc_sites {
@@ -370,7 +375,11 @@ impl Profile {
     pub fn function_label(&self, id: FunctionId) -> String {
         match self.functions.get(id) {
             Some(f) => {
-                let file = self.files.get(f.file).map(|s| s.path.as_str()).unwrap_or("");
+                let file = self
+                    .files
+                    .get(f.file)
+                    .map(|s| s.path.as_str())
+                    .unwrap_or("");
                 if file.is_empty() {
                     f.qualname.clone()
                 } else {
@@ -404,7 +413,11 @@ impl Profile {
     /// Function ids sorted by a key, largest first (ties by id).
     pub fn top_functions(&self, key: impl Fn(&Function) -> u64) -> Vec<FunctionId> {
         let mut ids: Vec<FunctionId> = (0..self.functions.len()).collect();
-        ids.sort_by(|&a, &b| key(&self.functions[b]).cmp(&key(&self.functions[a])).then(a.cmp(&b)));
+        ids.sort_by(|&a, &b| {
+            key(&self.functions[b])
+                .cmp(&key(&self.functions[a]))
+                .then(a.cmp(&b))
+        });
         ids
     }
 
@@ -495,7 +508,13 @@ impl ProfileBuilder {
 
     /// The function with this name defined at file:line (one per code object
     /// place; the same function met again returns its id).
-    pub fn add_function(&mut self, file: FileId, line: u32, name: &str, qualname: &str) -> FunctionId {
+    pub fn add_function(
+        &mut self,
+        file: FileId,
+        line: u32,
+        name: &str,
+        qualname: &str,
+    ) -> FunctionId {
         let key = (file, line, name.to_string());
         if let Some(&id) = self.function_ids.get(&key) {
             return id;
@@ -592,7 +611,8 @@ impl ProfileBuilder {
                 }
             }
         }
-        p.lines.sort_by(|a, b| (a.file, a.line).cmp(&(b.file, b.line)));
+        p.lines
+            .sort_by(|a, b| (a.file, a.line).cmp(&(b.file, b.line)));
         self.profile
     }
 }

@@ -1,7 +1,9 @@
 //! A Rust encoder of the wire format, for tests, fault injection and tools.
 //! The target's real encoder is C (`vm-instrumented/runtime/mpprof_wire.c`).
 
-use super::{crc32, tag, AllocKind, AllocSite, EndRecord, GcRecord, Hello, CodeInfo, TypeInfo, SYNC, VERSION};
+use super::{
+    crc32, tag, AllocKind, AllocSite, CodeInfo, EndRecord, GcRecord, Hello, TypeInfo, SYNC, VERSION,
+};
 
 /// Builds records into frames with sequence numbers and CRCs.
 #[derive(Debug, Default)]
@@ -77,7 +79,14 @@ impl FrameWriter {
 
     pub fn hello(&mut self, h: &Hello) {
         let mut r = vec![tag::HELLO];
-        for v in [h.wire_version, h.word_bytes, h.gc_block_bytes, h.small_int_bits, h.heap_bytes, h.clock_hz] {
+        for v in [
+            h.wire_version,
+            h.word_bytes,
+            h.gc_block_bytes,
+            h.small_int_bits,
+            h.heap_bytes,
+            h.clock_hz,
+        ] {
             put_uint(&mut r, v);
         }
         for s in [&h.clock, &h.mp_version, &h.platform, &h.target] {
@@ -153,7 +162,14 @@ impl FrameWriter {
 
     pub fn gc(&mut self, g: &GcRecord) {
         let mut r = vec![tag::GC];
-        for v in [g.start, g.duration, g.blocks_freed, g.used_bytes, g.free_bytes, g.largest_free_bytes] {
+        for v in [
+            g.start,
+            g.duration,
+            g.blocks_freed,
+            g.used_bytes,
+            g.free_bytes,
+            g.largest_free_bytes,
+        ] {
             put_uint(&mut r, v);
         }
         self.record(&r);

@@ -157,23 +157,61 @@ pub enum Event {
     Hello(Hello),
     Code(CodeInfo),
     Type(TypeInfo),
-    Node { node_id: u32, parent_id: u32, code_id: u32 },
+    Node {
+        node_id: u32,
+        parent_id: u32,
+        code_id: u32,
+    },
     /// One allocation (from a SITE or an ALLOC_REPEAT record).
     Alloc(AllocSite),
     /// Opcodes executed per offset (absolute offsets, delta counts).
-    Counts { code_id: u32, counts: Vec<(u32, u64)> },
-    NodeStats { node_id: u32, calls: u64, ticks: u64, opcodes: u64 },
+    Counts {
+        code_id: u32,
+        counts: Vec<(u32, u64)>,
+    },
+    NodeStats {
+        node_id: u32,
+        calls: u64,
+        ticks: u64,
+        opcodes: u64,
+    },
     Gc(GcRecord),
-    Mark { at: u64, label: String },
-    RegionBegin { at: u64, label: String },
-    RegionEnd { at: u64, label: String },
-    AllocFail { node_id: u32, offset: u32, bytes: u64 },
-    Dropped { records: u64, frames: u64 },
+    Mark {
+        at: u64,
+        label: String,
+    },
+    RegionBegin {
+        at: u64,
+        label: String,
+    },
+    RegionEnd {
+        at: u64,
+        label: String,
+    },
+    AllocFail {
+        node_id: u32,
+        offset: u32,
+        bytes: u64,
+    },
+    Dropped {
+        records: u64,
+        frames: u64,
+    },
     End(EndRecord),
-    Heap { at: u64, used_bytes: u64 },
-    Start { at: u64 },
-    Stop { at: u64 },
-    Extension { tag: u8, data: Vec<u8> },
+    Heap {
+        at: u64,
+        used_bytes: u64,
+    },
+    Start {
+        at: u64,
+    },
+    Stop {
+        at: u64,
+    },
+    Extension {
+        tag: u8,
+        data: Vec<u8>,
+    },
 }
 
 /// What the decoder saw, including every kind of damage.
@@ -205,7 +243,11 @@ pub fn crc32(data: &[u8]) -> u32 {
             let mut c = i as u32;
             let mut k = 0;
             while k < 8 {
-                c = if c & 1 != 0 { 0xedb8_8320 ^ (c >> 1) } else { c >> 1 };
+                c = if c & 1 != 0 {
+                    0xedb8_8320 ^ (c >> 1)
+                } else {
+                    c >> 1
+                };
                 k += 1;
             }
             t[i] = c;
@@ -448,7 +490,11 @@ impl Decoder {
     }
 
     #[inline]
-    fn decode_record(&mut self, c: &mut Cursor, sink: &mut impl FnMut(Event)) -> Result<(), Malformed> {
+    fn decode_record(
+        &mut self,
+        c: &mut Cursor,
+        sink: &mut impl FnMut(Event),
+    ) -> Result<(), Malformed> {
         let t = c.u8()?;
         if t >= tag::ALLOC_REPEAT {
             match self.slots[(t & 0x7f) as usize] {

@@ -1,0 +1,93 @@
+//! Command-line interface: one config struct per command, filled by clap.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+
+use crate::aggregate::{profile_from_stream, RunInfo};
+
+/// Exit status: mpprof's own errors (usage, set-up, bad input).
+pub const EXIT_USAGE: u8 = 2;
+/// Exit status: the script failed (uncaught exception, non-zero exit,
+/// timeout), or a budget failed.
+pub const EXIT_FAILED: u8 = 1;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "mpprof",
+    version,
+    about = "Profiler and allocation analyser for MicroPython"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a script on the instrumented MicroPython and profile it.
+    Run(crate::run::RunConfig),
+    /// Show a saved profile: summary and annotated source.
+    Report(crate::report_cmd::ReportConfig),
+    /// Turn a recorded wire stream into a profile.
+    Decode(DecodeConfig),
+    /// Build (or locate) the instrumented MicroPython and print its path.
+    Build(BuildConfig),
+}
+
+#[derive(Debug, Args)]
+pub struct DecodeConfig {
+    /// The recorded stream (raw wire bytes).
+    pub stream: PathBuf,
+    /// Where to write the profile JSON.
+    #[arg(short, long)]
+    pub output: PathBuf,
+    /// The script the stream came from (for source lines and names).
+    #[arg(long)]
+    pub script: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct BuildConfig {
+    /// Build the 64-bit interpreter instead of the board-like 32-bit one.
+    #[arg(long)]
+    pub bits64: bool,
+    /// Build the uninstrumented interpreter from the same source.
+    #[arg(long)]
+    pub plain: bool,
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(cfg) => crate::run::run(cfg),
+        Command::Report(cfg) => crate::report_cmd::report(cfg).map(|_| ExitCode::SUCCESS),
+        Command::Decode(cfg) => decode(cfg).map(|_| ExitCode::SUCCESS),
+        Command::Build(cfg) => crate::run::build_command(cfg).map(|_| ExitCode::SUCCESS),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("mpprof: error: {e:#}");
+            ExitCode::from(EXIT_USAGE)
+        }
+    }
+}
+
+fn decode(cfg: DecodeConfig) -> Result<()> {
+    let bytes = std::fs::read(&cfg.stream)
+        .with_context(|| format!("cannot read the stream {}", cfg.stream.display()))?;
+    let profile = profile_from_stream(
+        &bytes,
+        &RunInfo {
+            script: cfg.script.unwrap_or_default(),
+            embed_sources: true,
+            ..RunInfo::default()
+        },
+    );
+    crate::run::write_profile(&profile, &cfg.output)?;
+    eprintln!("mpprof: profile written to {}", cfg.output.display());
+    Ok(())
+}

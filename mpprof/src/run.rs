@@ -1,0 +1,414 @@
+//! `mpprof run`: build the target when needed, run the script on it, decode and
+//! aggregate its stream while it runs, then write the profile and show the
+//! summary. Whatever happens to the script, the profile collected so far is
+//! written.
+
+use std::io::{IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use board_agent::{HostProcess, RunRequest, Session};
+use clap::{Args, ValueEnum};
+use mpprof_profile::{ExitReason, Profile};
+
+use crate::aggregate::{Aggregator, RunInfo};
+use crate::cli::{BuildConfig, EXIT_FAILED};
+use crate::units::{parse_duration, parse_size};
+use crate::wire::Decoder;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Target {
+    /// The unix port on this machine (32-bit, like a board).
+    Host,
+    /// The emulated Cortex-M3 board (MPS2-AN385) under qemu.
+    Qemu,
+}
+
+#[derive(Debug, Args)]
+pub struct RunConfig {
+    /// The MicroPython script to profile.
+    pub script: PathBuf,
+    /// Arguments for the script (after `--`).
+    #[arg(last = true)]
+    pub args: Vec<String>,
+    /// Where to write the profile (default: SCRIPT-STEM.mpprof.json in the
+    /// current directory).
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+    /// GC heap size, e.g. 64k or 1M (default: the target's).
+    #[arg(long, value_parser = parse_size)]
+    pub heap: Option<u64>,
+    #[arg(long, value_enum, default_value_t = Target::Host)]
+    pub target: Target,
+    /// Stop the script after this long (e.g. 30s); the profile so far is kept.
+    #[arg(long, value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+    /// Print no summary.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Print the summary as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Rows in each summary table.
+    #[arg(long, default_value_t = 10)]
+    pub top: usize,
+    /// Run a 64-bit host build (default 32-bit, like a board).
+    #[arg(long)]
+    pub bits64: bool,
+    /// Also save the raw wire stream (for replay with `mpprof decode`).
+    #[arg(long)]
+    pub save_stream: Option<PathBuf>,
+}
+
+/// Set by SIGINT/SIGTERM: the script gets KeyboardInterrupt from the terminal
+/// itself, and we keep reading so its profile is complete.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    INTERRUPTED.store(true, Ordering::SeqCst);
+}
+
+fn install_signal_handlers() {
+    // SAFETY: the handler only stores to an atomic.
+    unsafe {
+        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
+    }
+}
+
+fn progress_printer(quiet: bool) -> impl FnMut(&str) {
+    move |msg: &str| {
+        if !quiet || msg.starts_with("warning") {
+            eprintln!("mpprof: {msg}");
+        }
+    }
+}
+
+/// The profile file next to the working directory, named after the script.
+pub fn default_output(script: &Path) -> PathBuf {
+    let stem = script
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "profile".into());
+    PathBuf::from(format!("{stem}.mpprof.json"))
+}
+
+pub fn write_profile(profile: &Profile, path: &Path) -> Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    // Write beside, then rename: a crash never leaves half a profile.
+    let tmp = path.with_extension("json.tmp");
+    let f =
+        std::fs::File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
+    let mut w = std::io::BufWriter::new(f);
+    profile.to_json_writer(&mut w)?;
+    w.flush()?;
+    drop(w);
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+pub fn build_command(cfg: BuildConfig) -> Result<()> {
+    let opts = vm_instrumented::BuildOptions {
+        word_size: if cfg.bits64 {
+            vm_instrumented::WordSize::Bits64
+        } else {
+            vm_instrumented::WordSize::Bits32
+        },
+        flavour: if cfg.plain {
+            vm_instrumented::Flavour::Plain
+        } else {
+            vm_instrumented::Flavour::Instrumented
+        },
+        ..vm_instrumented::BuildOptions::default()
+    };
+    let b = vm_instrumented::build_host(&opts, &mut progress_printer(false))?;
+    println!("{}", b.micropython.display());
+    Ok(())
+}
+
+/// Check the script before building anything.
+fn check_script(script: &Path) -> Result<()> {
+    match std::fs::metadata(script) {
+        Err(_) => bail!(
+            "the script {} does not exist: give the path of a .py file",
+            script.display()
+        ),
+        Ok(m) if !m.is_file() => bail!(
+            "{} is not a file: give the path of a .py file",
+            script.display()
+        ),
+        Ok(_) => Ok(()),
+    }
+}
+
+/// Reads the stream to its end, decoding and aggregating as it comes.
+fn ingest(
+    mut stream: Box<dyn Read + Send>,
+    mut save: Option<std::fs::File>,
+) -> std::thread::JoinHandle<(Aggregator, crate::wire::DecodeStats)> {
+    std::thread::spawn(move || {
+        let mut dec = Decoder::new();
+        let mut agg = Aggregator::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            match stream.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    if let Some(f) = save.as_mut() {
+                        let _ = f.write_all(&buf[..n]);
+                    }
+                    dec.feed(&buf[..n], &mut |e| agg.event(e));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => break,
+            }
+        }
+        let stats = *dec.finish(&mut |e| agg.event(e));
+        (agg, stats)
+    })
+}
+
+pub fn run(cfg: RunConfig) -> Result<ExitCode> {
+    check_script(&cfg.script)?;
+    let output = cfg
+        .output
+        .clone()
+        .unwrap_or_else(|| default_output(&cfg.script));
+    install_signal_handlers();
+    let started = Instant::now();
+    let (agg, stats, run_info) = match cfg.target {
+        Target::Host => run_host(&cfg)?,
+        Target::Qemu => run_qemu(&cfg)?,
+    };
+    let profile = agg.finish(&stats, &run_info);
+    write_profile(&profile, &output)?;
+    let failed = !matches!(
+        profile.meta.exit.reason,
+        ExitReason::Finished | ExitReason::Stopped
+    ) || run_info.status.is_some_and(|s| s != 0);
+    if cfg.json {
+        let summary = reports::summary::summary_json(&profile, cfg.top);
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else if !cfg.quiet {
+        let opts = reports::summary::SummaryOptions {
+            top: cfg.top,
+            color: std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+        };
+        eprint!("{}", reports::summary::render(&profile, &opts));
+    }
+    if !cfg.json {
+        let partial = if profile.meta.partial {
+            " (partial)"
+        } else {
+            ""
+        };
+        eprintln!(
+            "mpprof: profile{partial} written to {} ({:.1} s)",
+            output.display(),
+            started.elapsed().as_secs_f64()
+        );
+    }
+    Ok(if failed {
+        ExitCode::from(EXIT_FAILED)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn run_host(cfg: &RunConfig) -> Result<(Aggregator, crate::wire::DecodeStats, RunInfo)> {
+    let opts = vm_instrumented::BuildOptions {
+        word_size: if cfg.bits64 {
+            vm_instrumented::WordSize::Bits64
+        } else {
+            vm_instrumented::WordSize::Bits32
+        },
+        ..vm_instrumented::BuildOptions::default()
+    };
+    let build = vm_instrumented::build_host(&opts, &mut progress_printer(cfg.quiet || cfg.json))
+        .context("cannot build the instrumented MicroPython")?;
+    let host = HostProcess::new(build.micropython);
+    let mut session = host
+        .start(&RunRequest {
+            script: cfg.script.clone(),
+            args: cfg.args.clone(),
+            heap_bytes: cfg.heap,
+            capture_output: false,
+        })
+        .context("cannot start the script")?;
+    let save = match &cfg.save_stream {
+        Some(p) => Some(
+            std::fs::File::create(p).with_context(|| format!("cannot write {}", p.display()))?,
+        ),
+        None => None,
+    };
+    let reader = ingest(session.take_stream().context("no profile stream")?, save);
+    let started = Instant::now();
+    let mut host_reason = None;
+    let exit = loop {
+        if let Some(e) = session.try_wait()? {
+            break e;
+        }
+        if let Some(t) = cfg.timeout {
+            if started.elapsed() >= t {
+                eprintln!("mpprof: timeout after {:?}: stopping the script", t);
+                host_reason = Some(ExitReason::Timeout);
+                break session.stop_within(Duration::from_secs(3))?;
+            }
+        }
+        if INTERRUPTED.load(Ordering::SeqCst) && host_reason.is_none() {
+            // The terminal sent the script SIGINT too; give it time to end
+            // cleanly, then make sure.
+            host_reason = Some(ExitReason::KeyboardInterrupt);
+            break session.stop_within(Duration::from_secs(3))?;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let (agg, stats) = reader
+        .join()
+        .map_err(|_| anyhow::anyhow!("the stream reader failed"))?;
+    if exit.signal == Some(libc::SIGKILL) && host_reason.is_none() {
+        host_reason = Some(ExitReason::Killed);
+    }
+    let message = exit.signal.map(|s| format!("ended by signal {s}"));
+    Ok((
+        agg,
+        stats,
+        RunInfo {
+            script: cfg.script.display().to_string(),
+            args: cfg.args.clone(),
+            status: exit.code,
+            host_reason,
+            message,
+            embed_sources: true,
+        },
+    ))
+}
+
+fn run_qemu(cfg: &RunConfig) -> Result<(Aggregator, crate::wire::DecodeStats, RunInfo)> {
+    if cfg.heap.is_some() {
+        eprintln!("mpprof: warning: --heap is fixed by the qemu firmware (140k); ignored");
+    }
+    if !cfg.args.is_empty() {
+        bail!("script arguments cannot be passed to a board through the raw REPL: drop the arguments after --");
+    }
+    let opts = vm_instrumented::BuildOptions::default();
+    let build = vm_instrumented::build_qemu(&opts, &mut progress_printer(cfg.quiet || cfg.json))
+        .context("cannot build the qemu firmware")?;
+    if !board_agent::qemu::have_qemu() {
+        vm_instrumented::apt_install(&["qemu-system-arm"], &mut progress_printer(cfg.quiet))
+            .context("qemu-system-arm is needed for --target qemu")?;
+    }
+    let source = std::fs::read(&cfg.script)
+        .with_context(|| format!("cannot read {}", cfg.script.display()))?;
+    let board = board_agent::qemu::QemuBoard {
+        firmware: build.firmware,
+        qemu: "qemu-system-arm".into(),
+        icount_shift: 4,
+    };
+    let mut session = board.boot().context("cannot boot the emulated board")?;
+    let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    struct ChannelWriter(std::sync::mpsc::Sender<Vec<u8>>);
+    impl Write for ChannelWriter {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            let _ = self.0.send(b.to_vec());
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    struct ChannelReader {
+        rx: std::sync::mpsc::Receiver<Vec<u8>>,
+        buf: Vec<u8>,
+    }
+    impl Read for ChannelReader {
+        fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+            if self.buf.is_empty() {
+                match self.rx.recv() {
+                    Ok(b) => self.buf = b,
+                    Err(_) => return Ok(0),
+                }
+            }
+            let n = out.len().min(self.buf.len());
+            out[..n].copy_from_slice(&self.buf[..n]);
+            self.buf.drain(..n);
+            Ok(n)
+        }
+    }
+    let save = match &cfg.save_stream {
+        Some(p) => Some(
+            std::fs::File::create(p).with_context(|| format!("cannot write {}", p.display()))?,
+        ),
+        None => None,
+    };
+    let reader = ingest(
+        Box::new(ChannelReader {
+            rx,
+            buf: Vec::new(),
+        }),
+        save,
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let watcher = std::thread::spawn(move || {
+        while !stop2.load(Ordering::SeqCst) {
+            if INTERRUPTED.load(Ordering::SeqCst) {
+                stop2.store(true, Ordering::SeqCst);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    });
+    let mut writer = ChannelWriter(tx);
+    let timeout = cfg.timeout.unwrap_or(Duration::from_secs(24 * 3600));
+    let result = session.run_script(
+        &source,
+        timeout,
+        &mut writer,
+        &mut |d| {
+            let _ = std::io::stdout().write_all(d);
+            let _ = std::io::stdout().flush();
+        },
+        stop.clone(),
+    );
+    stop.store(true, Ordering::SeqCst);
+    let _ = watcher.join();
+    drop(writer);
+    session.shutdown();
+    let (agg, stats) = reader
+        .join()
+        .map_err(|_| anyhow::anyhow!("the stream reader failed"))?;
+    let (status, message) = match &result {
+        Ok(r) => {
+            if !r.output.stderr.is_empty() {
+                eprint!("{}", String::from_utf8_lossy(&r.output.stderr));
+            }
+            (r.exit.code, None)
+        }
+        Err(e) => {
+            eprintln!("mpprof: the board run failed: {e}");
+            (None, Some(e.to_string()))
+        }
+    };
+    Ok((
+        agg,
+        stats,
+        RunInfo {
+            script: cfg.script.display().to_string(),
+            args: Vec::new(),
+            status,
+            host_reason: if INTERRUPTED.load(Ordering::SeqCst) {
+                Some(ExitReason::KeyboardInterrupt)
+            } else {
+                None
+            },
+            message,
+            embed_sources: true,
+        },
+    ))
+}

@@ -1,0 +1,195 @@
+//! The annotated source listing: each line of each profiled file with its
+//! share of opcodes, its allocations and their cause, hot lines marked. The
+//! same rows feed the text report, the HTML report and the live view.
+
+use std::fmt::Write as _;
+
+use mpprof_profile::{FileId, Profile};
+
+use crate::format::{bytes, count, percent};
+
+#[derive(Debug, Clone, Default)]
+pub struct AnnotateOptions {
+    /// Only the lines of functions with this (qualified) name.
+    pub function: Option<String>,
+    /// Only the N hottest lines (by opcodes, then allocations) per file.
+    pub top: Option<usize>,
+    pub color: bool,
+}
+
+/// One row of the listing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AnnotatedLine {
+    pub line: u32,
+    pub text: String,
+    pub opcodes: u64,
+    pub opcode_percent: f64,
+    pub alloc_count: u64,
+    pub alloc_bytes: u64,
+    /// The main cause's label, if the line allocates.
+    pub cause: Option<String>,
+    pub fix: Option<String>,
+    /// Among the hottest lines of the profile (>= 5% of opcodes).
+    pub hot: bool,
+}
+
+/// A file's annotated lines.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AnnotatedFile {
+    pub path: String,
+    pub lines: Vec<AnnotatedLine>,
+}
+
+fn function_ranges(p: &Profile, name: &str, file: FileId) -> Vec<(u32, u32)> {
+    // A function spans from its def to the line before the next function
+    // defined at the same or lower indentation; without the source, to its
+    // last line with data.
+    p.find_functions(name)
+        .into_iter()
+        .filter(|&f| p.functions[f].file == file)
+        .map(|f| {
+            let last = p
+                .lines
+                .iter()
+                .filter(|l| l.function == f)
+                .map(|l| l.line)
+                .max()
+                .unwrap_or(p.functions[f].line);
+            (p.functions[f].line, last)
+        })
+        .collect()
+}
+
+/// The annotated listing of every profiled file with data.
+pub fn annotate(p: &Profile, opts: &AnnotateOptions) -> Vec<AnnotatedFile> {
+    let total_ops = p.total_opcodes().max(1);
+    let mut out = Vec::new();
+    for (fid, file) in p.files.iter().enumerate() {
+        if file.path.is_empty() {
+            continue;
+        }
+        let data: Vec<_> = p.lines.iter().filter(|l| l.file == fid).collect();
+        if data.is_empty() {
+            continue;
+        }
+        let ranges = opts.function.as_deref().map(|n| function_ranges(p, n, fid));
+        if ranges.as_ref().is_some_and(|r| r.is_empty()) {
+            continue;
+        }
+        let in_range = |line: u32| {
+            ranges
+                .as_ref()
+                .is_none_or(|r| r.iter().any(|&(a, b)| line >= a && line <= b))
+        };
+        let n_lines = file
+            .source
+            .as_ref()
+            .map_or(0, |s| s.len() as u32)
+            .max(data.iter().map(|l| l.line).max().unwrap_or(0));
+        let mut rows: Vec<AnnotatedLine> = (1..=n_lines)
+            .filter(|&ln| in_range(ln))
+            .map(|ln| {
+                let d = data.iter().find(|l| l.line == ln);
+                let text = p.source_line(fid, ln).unwrap_or("").to_string();
+                let (opcodes, ac, ab) =
+                    d.map_or((0, 0, 0), |l| (l.opcodes, l.alloc_count, l.alloc_bytes));
+                let cause = d.and_then(|l| l.causes.first()).map(|c| c.cause.clone());
+                let pct = percent(opcodes, total_ops);
+                AnnotatedLine {
+                    line: ln,
+                    text,
+                    opcodes,
+                    opcode_percent: pct,
+                    alloc_count: ac,
+                    alloc_bytes: ab,
+                    fix: cause.as_ref().map(|c| c.fix().to_string()),
+                    cause: cause.map(|c| c.label()),
+                    hot: pct >= 5.0,
+                }
+            })
+            .collect();
+        if let Some(n) = opts.top {
+            let mut order: Vec<usize> = (0..rows.len()).collect();
+            order.sort_by(|&a, &b| {
+                rows[b]
+                    .opcodes
+                    .cmp(&rows[a].opcodes)
+                    .then(rows[b].alloc_count.cmp(&rows[a].alloc_count))
+                    .then(a.cmp(&b))
+            });
+            let mut keep: Vec<usize> = order
+                .into_iter()
+                .take(n)
+                .filter(|&i| rows[i].opcodes > 0 || rows[i].alloc_count > 0)
+                .collect();
+            keep.sort();
+            rows = keep.into_iter().map(|i| rows[i].clone()).collect();
+        }
+        out.push(AnnotatedFile {
+            path: file.path.clone(),
+            lines: rows,
+        });
+    }
+    out
+}
+
+/// The listing as text.
+pub fn render(p: &Profile, opts: &AnnotateOptions) -> String {
+    let mut o = String::new();
+    let files = annotate(p, opts);
+    if files.is_empty() {
+        let _ = writeln!(
+            o,
+            "no profiled lines{}",
+            opts.function
+                .as_ref()
+                .map(|f| format!(" in a function named {f}"))
+                .unwrap_or_default()
+        );
+    }
+    for f in files {
+        let _ = writeln!(o, "\n== {} ==", f.path);
+        let _ = writeln!(
+            o,
+            "{:>5}  {:>6} {:>10} {:>7} {:>9}  source",
+            "line", "ops%", "opcodes", "allocs", "bytes"
+        );
+        for r in &f.lines {
+            let (pre, post) = if opts.color && r.hot {
+                ("\x1b[1;31m", "\x1b[0m")
+            } else {
+                ("", "")
+            };
+            let mark = if r.hot { '>' } else { ' ' };
+            let ops = if r.opcodes > 0 {
+                format!("{:.1}", r.opcode_percent)
+            } else {
+                String::new()
+            };
+            let opc = if r.opcodes > 0 {
+                count(r.opcodes)
+            } else {
+                String::new()
+            };
+            let ac = if r.alloc_count > 0 {
+                count(r.alloc_count)
+            } else {
+                String::new()
+            };
+            let ab = if r.alloc_count > 0 {
+                bytes(r.alloc_bytes)
+            } else {
+                String::new()
+            };
+            let _ = writeln!(
+                o,
+                "{pre}{mark}{:>4}  {:>6} {:>10} {:>7} {:>9}  {}{post}",
+                r.line, ops, opc, ac, ab, r.text
+            );
+            if let (Some(c), Some(fix)) = (&r.cause, &r.fix) {
+                let _ = writeln!(o, "{:>42}  ^ allocates: {c}; fix: {fix}", "");
+            }
+        }
+    }
+    o
+}

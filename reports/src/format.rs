@@ -1,0 +1,88 @@
+//! Number formatting shared by the renderers.
+
+use mpprof_profile::Profile;
+
+/// Ticks as a human time when the clock is known, else as a tick count.
+pub fn ticks(profile: &Profile, t: u64) -> String {
+    let hz = profile.meta.clock.hz;
+    if hz == 0 {
+        return format!("{t} ticks");
+    }
+    let secs = t as f64 / hz as f64;
+    let unit = &profile.meta.clock.unit;
+    if unit != "ns" && unit != "cycles" {
+        // A board's timer: show ticks, the deterministic figure.
+        return format!("{} ticks", count(t));
+    }
+    if secs >= 1.0 {
+        format!("{secs:.2} s")
+    } else if secs >= 1e-3 {
+        format!("{:.2} ms", secs * 1e3)
+    } else {
+        format!("{:.1} µs", secs * 1e6)
+    }
+}
+
+/// A count with thousands separators.
+pub fn count(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::with_capacity(s.len() + s.len() / 3);
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Bytes as B, KiB or MiB.
+pub fn bytes(n: u64) -> String {
+    if n < 1024 {
+        format!("{n} B")
+    } else if n < 1024 * 1024 {
+        format!("{:.1} KiB", n as f64 / 1024.0)
+    } else {
+        format!("{:.1} MiB", n as f64 / (1024.0 * 1024.0))
+    }
+}
+
+pub fn percent(part: u64, whole: u64) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        part as f64 * 100.0 / whole as f64
+    }
+}
+
+/// Cut a string to `max` characters, marking the cut.
+pub fn clip(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        s.to_string()
+    } else {
+        let mut t: String = s.chars().take(max.saturating_sub(1)).collect();
+        t.push('…');
+        t
+    }
+}
+
+/// The last path component.
+pub fn short_path(p: &str) -> &str {
+    p.rsplit('/').next().unwrap_or(p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_and_bytes() {
+        assert_eq!(count(0), "0");
+        assert_eq!(count(1973), "1,973");
+        assert_eq!(count(1234567), "1,234,567");
+        assert_eq!(bytes(100), "100 B");
+        assert_eq!(bytes(2048), "2.0 KiB");
+        assert_eq!(clip("abcdef", 4), "abc…");
+        assert_eq!(short_path("/a/b/c.py"), "c.py");
+    }
+}

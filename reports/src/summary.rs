@@ -1,0 +1,309 @@
+//! The summary `mpprof run` prints: top functions, top allocating lines with
+//! causes and fixes, the heap, and losses.
+
+use std::fmt::Write as _;
+
+use mpprof_profile::{ExitReason, Profile};
+use serde_json::{json, Value};
+
+use crate::format::{bytes, clip, count, percent, short_path, ticks};
+
+#[derive(Debug, Clone)]
+pub struct SummaryOptions {
+    /// Rows per table.
+    pub top: usize,
+    /// ANSI colour (only on a terminal, never with NO_COLOR).
+    pub color: bool,
+}
+
+impl Default for SummaryOptions {
+    fn default() -> Self {
+        Self {
+            top: 10,
+            color: false,
+        }
+    }
+}
+
+struct Style {
+    on: bool,
+}
+
+impl Style {
+    fn bold(&self, s: &str) -> String {
+        if self.on {
+            format!("\x1b[1m{s}\x1b[0m")
+        } else {
+            s.to_string()
+        }
+    }
+    fn warn(&self, s: &str) -> String {
+        if self.on {
+            format!("\x1b[33m{s}\x1b[0m")
+        } else {
+            s.to_string()
+        }
+    }
+}
+
+fn reason_text(r: ExitReason) -> &'static str {
+    match r {
+        ExitReason::Finished => "finished",
+        ExitReason::Exception => "raised an uncaught exception",
+        ExitReason::KeyboardInterrupt => "interrupted (KeyboardInterrupt)",
+        ExitReason::SystemExit => "exited (SystemExit)",
+        ExitReason::Stopped => "stopped profiling (mpprof.stop())",
+        ExitReason::MemoryError => "ran out of heap (MemoryError)",
+        ExitReason::Timeout => "stopped at the timeout",
+        ExitReason::Killed => "was killed",
+        ExitReason::Unknown => "ended without a summary",
+    }
+}
+
+/// One allocating line, as the summary shows it.
+pub struct AllocLineRow {
+    pub place: String,
+    pub source: String,
+    pub count: u64,
+    pub bytes: u64,
+    pub cause: String,
+    pub fix: String,
+}
+
+/// The allocating lines of user code, most allocations first.
+pub fn alloc_line_rows(p: &Profile, top: usize) -> Vec<AllocLineRow> {
+    p.allocating_lines()
+        .into_iter()
+        .take(top)
+        .map(|l| {
+            let file = p.files.get(l.file).map_or("", |f| f.path.as_str());
+            let src = p
+                .source_line(l.file, l.line)
+                .unwrap_or("")
+                .trim()
+                .to_string();
+            let (cause, fix) = match l.causes.first() {
+                Some(c) => {
+                    let op = p
+                        .alloc_sites
+                        .iter()
+                        .find(|s| s.file == l.file && s.line == l.line && s.cause == c.cause)
+                        .and_then(|s| s.opcode);
+                    (c.cause.label(), hint_text(&c.cause, op, &src))
+                }
+                None => (String::new(), String::new()),
+            };
+            AllocLineRow {
+                place: format!("{}:{}", short_path(file), l.line),
+                source: src,
+                count: l.alloc_count,
+                bytes: l.alloc_bytes,
+                cause,
+                fix,
+            }
+        })
+        .collect()
+}
+
+/// A line's fix text: the cause's own, made specific by the source where
+/// that helps. The same rules as `mpprof::analyse::hint`, kept here so a
+/// renderer depends on nothing but the Profile.
+fn hint_text(cause: &mpprof_profile::Cause, _opcode: Option<u8>, src: &str) -> String {
+    use mpprof_profile::Cause;
+    match cause {
+        Cause::Str if src.contains('+') => {
+            "string concatenation makes a new str each time: write into a preallocated bytearray"
+                .into()
+        }
+        Cause::Bytes if src.contains('[') && src.contains(':') => {
+            "this slice copies: slice a memoryview of the buffer instead".into()
+        }
+        Cause::Closure if src.contains("lambda") => {
+            "the lambda is created on every pass: define it once outside the loop".into()
+        }
+        c => c.fix().to_string(),
+    }
+}
+
+/// The summary as text.
+pub fn render(p: &Profile, opts: &SummaryOptions) -> String {
+    let st = Style { on: opts.color };
+    let mut o = String::new();
+    let m = &p.meta;
+    let _ = writeln!(
+        o,
+        "\n{} {} on {} (MicroPython {}, {}-bit, heap {}): {}{}, {}",
+        st.bold("mpprof:"),
+        short_path(&m.script),
+        if m.target.is_empty() { "?" } else { &m.target },
+        m.micropython_version,
+        m.word_bits,
+        bytes(m.heap_bytes),
+        reason_text(m.exit.reason),
+        if m.partial { " (partial profile)" } else { "" },
+        ticks(p, m.duration_ticks),
+    );
+
+    // Functions.
+    let total = p.total_ticks().max(1);
+    let _ = writeln!(o, "\n{}", st.bold("Top functions (by exclusive time)"));
+    let _ = writeln!(
+        o,
+        "  {:<40} {:>9} {:>12} {:>12} {:>6} {:>11} {:>7}",
+        "function", "calls", "inclusive", "exclusive", "excl%", "opcodes", "allocs"
+    );
+    let funcs: Vec<usize> = p
+        .top_functions(|f| f.excl_ticks)
+        .into_iter()
+        .filter(|&i| p.functions[i].calls > 0)
+        .take(opts.top)
+        .collect();
+    for i in funcs {
+        let f = &p.functions[i];
+        let _ = writeln!(
+            o,
+            "  {:<40} {:>9} {:>12} {:>12} {:>5.1}% {:>11} {:>7}",
+            clip(&p.function_label(i), 40),
+            count(f.calls),
+            ticks(p, f.incl_ticks),
+            ticks(p, f.excl_ticks),
+            percent(f.excl_ticks, total),
+            count(f.opcodes),
+            count(f.alloc_count),
+        );
+    }
+
+    // Allocating lines.
+    let rows = alloc_line_rows(p, opts.top);
+    let _ = writeln!(o, "\n{}", st.bold("Top allocating lines"));
+    if rows.is_empty() {
+        let _ = writeln!(o, "  none: no line of the script allocated on the heap");
+    }
+    for r in rows {
+        let _ = writeln!(
+            o,
+            "  {:<24} {:>8} x {:>9}  {:<14} {}",
+            clip(&r.place, 24),
+            count(r.count),
+            bytes(r.bytes),
+            r.cause,
+            clip(&r.source, 48)
+        );
+        let _ = writeln!(o, "  {:<24} fix: {}", "", r.fix);
+    }
+    let outside = p
+        .alloc_sites
+        .iter()
+        .filter(|s| {
+            s.node.is_none()
+                || p.functions
+                    .get(s.function)
+                    .is_some_and(|f| f.name == "<runtime>")
+        })
+        .fold((0u64, 0u64), |a, s| (a.0 + s.count, a.1 + s.bytes));
+    if outside.0 > 0 {
+        let _ = writeln!(
+            o,
+            "  (and {} allocations, {}, outside any bytecode: compiling and importing)",
+            count(outside.0),
+            bytes(outside.1)
+        );
+    }
+
+    // Heap.
+    let g = &p.gc;
+    let _ = writeln!(o, "\n{}", st.bold("Heap"));
+    let _ = writeln!(
+        o,
+        "  peak {} of {}; allocated {} in {} objects",
+        bytes(g.peak_used_bytes),
+        bytes(m.heap_bytes),
+        bytes(g.alloc_bytes),
+        count(g.alloc_count)
+    );
+    let _ = writeln!(
+        o,
+        "  {} collection(s), {} in GC{}",
+        g.collections.len(),
+        ticks(p, g.total_ticks),
+        match g.largest_free_after_last() {
+            Some(b) => format!(", largest free block after the last: {}", bytes(b)),
+            None => String::new(),
+        }
+    );
+    for f in g.failures.iter().take(3) {
+        let _ = writeln!(
+            o,
+            "  {}",
+            st.warn(&format!(
+                "MemoryError: {} could not be allocated at {} line {}",
+                bytes(f.bytes),
+                p.function_label(f.function),
+                f.line
+            ))
+        );
+    }
+    let lost = m.dropped.total();
+    let line = format!("Dropped events: {}", count(lost));
+    let _ = writeln!(o, "\n{}", if lost > 0 { st.warn(&line) } else { line });
+    o
+}
+
+/// The summary as JSON (for `--json`).
+pub fn summary_json(p: &Profile, top: usize) -> Value {
+    let funcs: Vec<Value> = p
+        .top_functions(|f| f.excl_ticks)
+        .into_iter()
+        .filter(|&i| p.functions[i].calls > 0)
+        .take(top)
+        .map(|i| {
+            let f = &p.functions[i];
+            json!({
+                "function": f.qualname,
+                "file": p.files.get(f.file).map(|s| s.path.clone()),
+                "line": f.line,
+                "calls": f.calls,
+                "incl_ticks": f.incl_ticks,
+                "excl_ticks": f.excl_ticks,
+                "opcodes": f.opcodes,
+                "alloc_count": f.alloc_count,
+                "alloc_bytes": f.alloc_bytes,
+            })
+        })
+        .collect();
+    let lines: Vec<Value> = p
+        .allocating_lines()
+        .into_iter()
+        .take(top)
+        .map(|l| {
+            json!({
+                "file": p.files.get(l.file).map(|s| s.path.clone()),
+                "line": l.line,
+                "source": p.source_line(l.file, l.line).map(str::trim),
+                "count": l.alloc_count,
+                "bytes": l.alloc_bytes,
+                "causes": l.causes.iter().map(|c| json!({"cause": c.cause.label(), "count": c.count, "bytes": c.bytes, "fix": c.cause.fix()})).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    json!({
+        "script": p.meta.script,
+        "target": p.meta.target,
+        "exit": p.meta.exit.reason,
+        "partial": p.meta.partial,
+        "duration_ticks": p.meta.duration_ticks,
+        "clock": p.meta.clock,
+        "top_functions": funcs,
+        "top_alloc_lines": lines,
+        "heap": {
+            "size": p.meta.heap_bytes,
+            "peak_used": p.gc.peak_used_bytes,
+            "alloc_bytes": p.gc.alloc_bytes,
+            "alloc_count": p.gc.alloc_count,
+            "collections": p.gc.collections.len(),
+            "gc_ticks": p.gc.total_ticks,
+            "largest_free_after_last_collection": p.gc.largest_free_after_last(),
+        },
+        "dropped": p.meta.dropped,
+    })
+}
