@@ -477,7 +477,13 @@ impl Aggregator {
             );
         }
 
-        let partial = self.end.is_none();
+        // Cut short by the host (timeout, Ctrl-C, kill): what was collected is
+        // there, but the run did not finish.
+        let partial = self.end.is_none()
+            || matches!(
+                run.host_reason,
+                Some(ExitReason::Timeout | ExitReason::KeyboardInterrupt | ExitReason::Killed)
+            );
         let reason = match (run.host_reason, self.end.map(|e| e.reason)) {
             (Some(r), _) => r,
             (None, Some(r)) => match r {

@@ -202,7 +202,7 @@ pub fn run(cfg: RunConfig) -> Result<ExitCode> {
         };
         eprint!("{}", reports::summary::render(&profile, &opts));
     }
-    if !cfg.json {
+    if !cfg.json && !cfg.quiet {
         let partial = if profile.meta.partial {
             " (partial)"
         } else {

@@ -1,0 +1,349 @@
+//! `mpprof run` on the fixtures, end to end: the real instrumented MicroPython
+//! (built from the pinned source on first use), the real stream, the real
+//! decoder and aggregator. Expectations are the fixtures' own markers.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use mpprof_profile::{Cause, ExitReason, Profile};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn out_dir(name: &str) -> PathBuf {
+    let d = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("run-fixtures")
+        .join(name);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Run `mpprof run` with `args` on `script`; returns the output and the profile.
+fn mpprof_run(script: &Path, args: &[&str], name: &str) -> (Output, PathBuf) {
+    let profile = out_dir(name).join("profile.json");
+    let _ = std::fs::remove_file(&profile);
+    let out = Command::new(env!("CARGO_BIN_EXE_mpprof"))
+        .arg("run")
+        .arg("-q")
+        .arg("-o")
+        .arg(&profile)
+        .args(args)
+        .arg(script)
+        .output()
+        .expect("mpprof runs");
+    (out, profile)
+}
+
+fn profile_of(script: &Path, name: &str) -> Profile {
+    let (out, path) = mpprof_run(script, &[], name);
+    assert!(
+        out.status.success(),
+        "mpprof run {} failed: {}",
+        script.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Profile::from_json_file(&path).unwrap()
+}
+
+fn file_id(p: &Profile, name: &str) -> usize {
+    p.files
+        .iter()
+        .position(|f| f.path.ends_with(name))
+        .unwrap_or_else(|| panic!("{name} not in profile"))
+}
+
+#[test]
+fn every_cause_fixture_is_found_on_its_line() {
+    let dir = root().join("fixtures/causes");
+    let expected: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
+    for (script, e) in expected.as_object().unwrap() {
+        let Some(line) = e.get("line").and_then(|l| l.as_u64()) else {
+            continue;
+        };
+        let cause = e["cause"].as_str().unwrap();
+        let min = e["min_count"].as_u64().unwrap();
+        let p = profile_of(&dir.join(script), script);
+        let f = file_id(&p, script);
+        let l = p
+            .line(f, line as u32)
+            .unwrap_or_else(|| panic!("{script}:{line} has no record"));
+        let top = l
+            .causes
+            .first()
+            .unwrap_or_else(|| panic!("{script}:{line} does not allocate"));
+        assert_eq!(
+            top.cause.as_str(),
+            cause,
+            "{script}:{line}: causes {:?}",
+            l.causes
+        );
+        assert!(top.count >= min, "{script}:{line}: {} < {min}", top.count);
+        // And the marked line is the one that allocates most in the script.
+        let worst = p
+            .allocating_lines()
+            .into_iter()
+            .find(|l| l.file == f)
+            .unwrap();
+        assert_eq!(worst.line, line as u32, "{script}");
+    }
+}
+
+#[test]
+fn a_quiet_loop_shows_no_allocation() {
+    let dir = root().join("fixtures/causes");
+    let p = profile_of(&dir.join("quiet_loop.py"), "quiet");
+    let f = file_id(&p, "quiet_loop.py");
+    let expected: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
+    let quiet: Vec<u32> = expected["quiet_loop.py"]["quiet_lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap() as u32)
+        .collect();
+    assert!(!quiet.is_empty());
+    for line in quiet {
+        let l = p.line(f, line).expect("the loop's lines ran");
+        assert!(l.opcodes >= 10_000, "line {line} ran {} opcodes", l.opcodes);
+        assert_eq!(
+            l.alloc_count, 0,
+            "line {line} must not allocate: {:?}",
+            l.causes
+        );
+    }
+    let hot = p.find_functions("hot")[0];
+    assert!(p.functions[hot].opcodes >= 50_000);
+}
+
+#[test]
+fn fib_15_is_exactly_1973_calls_and_runs_are_deterministic() {
+    let script = root().join("fixtures/misc/fib.py");
+    let a = profile_of(&script, "fib-a");
+    let b = profile_of(&script, "fib-b");
+    let fib = a.find_functions("fib")[0];
+    assert_eq!(a.functions[fib].calls, 1973);
+    assert_eq!(a.functions[fib].alloc_count, 0);
+    // Opcode and allocation figures are identical run to run.
+    let figures = |p: &Profile| {
+        let mut v: Vec<(u32, u64, u64, u64)> = p
+            .lines
+            .iter()
+            .map(|l| (l.line, l.opcodes, l.alloc_count, l.alloc_bytes))
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(figures(&a), figures(&b));
+    let script = root().join("fixtures/causes/bound_method.py");
+    assert_eq!(
+        figures(&profile_of(&script, "bm-a")),
+        figures(&profile_of(&script, "bm-b"))
+    );
+}
+
+#[test]
+fn the_five_blinks_get_cheaper_and_none_allocates_in_its_loop() {
+    let dir = root().join("fixtures/blink");
+    let scripts = [
+        "blink1_globals.py",
+        "blink2_locals.py",
+        "blink3_unrolled.py",
+        "blink4_native.py",
+        "blink5_viper.py",
+    ];
+    let mut per_toggle = Vec::new();
+    for s in scripts {
+        let p = profile_of(&dir.join(s), s);
+        // Opcodes of blink and everything it calls (the pin's methods).
+        let f = file_id(&p, s);
+        let blink_ops: u64 = p
+            .lines
+            .iter()
+            .filter(|l| l.file == f && l.line >= 9)
+            .map(|l| l.opcodes)
+            .sum();
+        let pin_ops: u64 = p
+            .functions
+            .iter()
+            .filter(|f| f.qualname == "Pin.on" || f.qualname == "Pin.off")
+            .map(|f| f.opcodes)
+            .sum();
+        per_toggle.push((blink_ops + pin_ops) as f64 / 1000.0);
+        // No line of blink's loop allocates (caching bound methods happens
+        // once, before the loop).
+        let loop_start = p.files[f]
+            .source
+            .as_ref()
+            .unwrap()
+            .iter()
+            .position(|l| l.contains("for i in range"))
+            .unwrap() as u32
+            + 1;
+        for l in p
+            .lines
+            .iter()
+            .filter(|l| l.file == f && l.line >= loop_start)
+        {
+            if l.line < loop_start + 20
+                && p.source_line(f, l.line)
+                    .is_some_and(|s| s.starts_with("    "))
+            {
+                assert_eq!(l.alloc_count, 0, "{s}:{} allocates: {:?}", l.line, l.causes);
+            }
+        }
+    }
+    for w in per_toggle.windows(2) {
+        assert!(w[1] < w[0], "opcodes per toggle must fall: {per_toggle:?}");
+    }
+}
+
+#[test]
+fn markers_and_regions_are_in_the_profile() {
+    let p = profile_of(&root().join("fixtures/misc/markers.py"), "markers");
+    let labels: Vec<&str> = p.markers.iter().map(|m| m.label.as_str()).collect();
+    assert_eq!(labels, ["setup done", "finished"]);
+    assert_eq!(p.regions.len(), 1);
+    let r = &p.regions[0];
+    assert_eq!(r.label, "hot");
+    assert!(r.end.is_some_and(|e| e > r.start));
+    // fill(100) in the region boxes 100 floats.
+    assert!(r.alloc_count >= 100, "{r:?}");
+    assert!(r.opcodes >= 100 * 5);
+    assert!(p.markers[0].at <= r.start && r.end.unwrap() <= p.markers[1].at);
+}
+
+#[test]
+fn paths_with_spaces_and_unicode() {
+    let script = root().join("fixtures/misc/names/dir with space/ünïcode.py");
+    let p = profile_of(&script, "unicode");
+    assert!(!p.find_functions("héllo").is_empty());
+    assert!(p.files.iter().any(|f| f.path.ends_with("ünïcode.py")));
+}
+
+#[test]
+fn bad_scripts_are_clear_errors_and_failed_runs_keep_their_profile() {
+    // Missing script and a directory: mpprof's own error, exit 2.
+    let (out, _) = mpprof_run(Path::new("/no/such/script.py"), &[], "missing");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist"));
+    let (out, _) = mpprof_run(&root().join("fixtures"), &[], "dir");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not a file"));
+
+    // A syntax error: MicroPython's message with its line; exit 1; profile written.
+    let (out, path) = mpprof_run(&root().join("fixtures/misc/syntax_error.py"), &[], "syntax");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("SyntaxError") && err.contains("line 4"),
+        "{err}"
+    );
+    assert!(Profile::from_json_file(&path).is_ok());
+
+    // An uncaught exception: the traceback, exit 1, the profile with the work done.
+    let (out, path) = mpprof_run(&root().join("fixtures/misc/uncaught.py"), &[], "uncaught");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("ValueError: bad reading"));
+    let p = Profile::from_json_file(&path).unwrap();
+    assert_eq!(p.meta.exit.reason, ExitReason::Exception);
+    assert!(!p.meta.partial);
+    let work = p.find_functions("work")[0];
+    assert!(p.functions[work].opcodes > 1000);
+
+    // MemoryError in a small heap: reported, with where it happened.
+    let (out, path) = mpprof_run(
+        &root().join("fixtures/misc/memory_error.py"),
+        &["--heap", "32k"],
+        "memerr",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let p = Profile::from_json_file(&path).unwrap();
+    assert_eq!(p.meta.exit.reason, ExitReason::MemoryError);
+    assert!(!p.gc.failures.is_empty());
+    assert!(p.gc.collections.len() >= 1);
+    // The heap asked for, less the GC's own allocation table.
+    assert!(p.meta.heap_bytes <= 32 * 1024 && p.meta.heap_bytes > 28 * 1024);
+
+    // Deep recursion: RuntimeError, profile written.
+    let (out, path) = mpprof_run(
+        &root().join("fixtures/misc/deep_recursion.py"),
+        &[],
+        "recursion",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("RuntimeError"));
+    let p = Profile::from_json_file(&path).unwrap();
+    let down = p.find_functions("down")[0];
+    assert!(p.functions[down].calls > 10);
+
+    // A script that never ends: --timeout stops it; the partial profile is kept.
+    let (out, path) = mpprof_run(
+        &root().join("fixtures/misc/forever.py"),
+        &["--timeout", "1s"],
+        "forever",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let p = Profile::from_json_file(&path).unwrap();
+    assert!(p.meta.partial);
+    assert_eq!(p.meta.exit.reason, ExitReason::Timeout);
+    let spin = p.find_functions("spin")[0];
+    assert!(p.functions[spin].opcodes > 0 || p.lines.iter().any(|l| l.opcodes > 0));
+}
+
+#[test]
+fn report_refuses_files_that_are_not_profiles() {
+    let dir = out_dir("report");
+    let not_ours = dir.join("other.json");
+    std::fs::write(&not_ours, r#"{"hello": 1}"#).unwrap();
+    let newer = dir.join("newer.json");
+    std::fs::write(&newer, r#"{"format": "mpprof-profile", "version": 99}"#).unwrap();
+    for (f, msg) in [
+        (&not_ours, "not an mpprof profile"),
+        (&newer, "newer than this mpprof"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_mpprof"))
+            .arg("report")
+            .arg(f)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(msg),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn report_annotates_the_source_with_causes() {
+    let script = root().join("fixtures/causes/float.py");
+    let (_, path) = mpprof_run(&script, &[], "report-float");
+    let out = Command::new(env!("CARGO_BIN_EXE_mpprof"))
+        .args(["report", "--function", "hot"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.contains("x = x + 0.5"))
+        .expect("the line is listed");
+    assert!(line.contains("100"), "{line}");
+    assert!(text.contains("allocates: float"));
+    assert!(!text.contains("hot()\n") || text.contains("def hot"));
+    let out = Command::new(env!("CARGO_BIN_EXE_mpprof"))
+        .args(["report", "--function", "nope"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("hot"));
+    let _ = Cause::Float;
+}
