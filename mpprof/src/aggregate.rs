@@ -15,6 +15,44 @@ use crate::opcodes;
 use crate::symbolize::Sources;
 use crate::wire::{AllocKind, CodeInfo, DecodeStats, EndReason, EndRecord, Event, Hello, TypeInfo};
 
+/// A fast hasher for the small integer keys of the hot path (allocation
+/// sites, counters): the default SipHash costs more than the rest of an
+/// event's handling. Keys come from the target, but a collision attack only
+/// slows a profile down.
+#[derive(Default, Clone, Copy)]
+pub struct FxHasher(u64);
+
+impl std::hash::Hasher for FxHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(b as u64);
+        }
+    }
+    #[inline]
+    fn write_u8(&mut self, i: u8) {
+        self.write_u64(i as u64)
+    }
+    #[inline]
+    fn write_u32(&mut self, i: u32) {
+        self.write_u64(i as u64)
+    }
+    #[inline]
+    fn write_u64(&mut self, i: u64) {
+        self.0 = (self.0.rotate_left(5) ^ i).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    #[inline]
+    fn write_usize(&mut self, i: usize) {
+        self.write_u64(i as u64)
+    }
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type FastMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<FxHasher>>;
+
 /// What the host knows about the run, beyond the stream.
 #[derive(Debug, Clone, Default)]
 pub struct RunInfo {
@@ -68,8 +106,8 @@ pub struct Aggregator {
     types: HashMap<u32, TypeInfo>,
     nodes: HashMap<u32, NodeAcc>,
     node_order: Vec<u32>,
-    counts: HashMap<(u32, u32), u64>,
-    sites: HashMap<SiteKey, SiteAcc>,
+    counts: FastMap<(u32, u32), u64>,
+    sites: FastMap<SiteKey, SiteAcc>,
     last_typed: Option<(u32, u32, u32)>,
     collections: Vec<Collection>,
     heap_samples: Vec<HeapSample>,

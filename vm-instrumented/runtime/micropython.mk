@@ -12,5 +12,7 @@ endif
 
 CFLAGS_USERMOD += -I$(MPPROF_MOD_DIR)
 
-# The hooked VM copy gets the same optimisation as py/vm.c.
+# The hooked VM copy gets the same optimisation as py/vm.c, and so do the
+# hooks it calls on every frame and allocation.
 $(BUILD)/mpprof/mpprof_vm.o: CFLAGS += $(CSUPEROPT)
+$(BUILD)/mpprof/mpprof_rt.o: CFLAGS += $(CSUPEROPT)

@@ -68,7 +68,7 @@ typedef struct {
     size_t size;
 } mpprof_known_type_t;
 
-#define KNOWN_TYPES_MAX (64)
+#define KNOWN_TYPES_MAX (128) // power of two; an open-addressed table
 
 static struct {
     bool open;              // a host listens
@@ -310,16 +310,27 @@ static mpprof_type_t *type_lookup(const mp_obj_type_t *type) {
     return NULL;
 }
 
+static inline uint32_t known_slot(const mp_obj_type_t *type) {
+    return ((uintptr_t)type >> 2) * 2654435761u >> 25; // 7 bits
+}
+
 static void add_known(const mp_obj_type_t *type, size_t size) {
-    if (rt.n_known < KNOWN_TYPES_MAX) {
-        known_types[rt.n_known].type = type;
-        known_types[rt.n_known].size = size;
-        rt.n_known++;
+    if (rt.n_known >= KNOWN_TYPES_MAX / 2) {
+        return;
+    }
+    for (uint32_t h = known_slot(type);; h = (h + 1) & (KNOWN_TYPES_MAX - 1)) {
+        if (known_types[h].type == NULL || known_types[h].type == type) {
+            known_types[h].type = type;
+            known_types[h].size = size;
+            rt.n_known++;
+            return;
+        }
     }
 }
 
 static void init_known_types(void) {
     rt.n_known = 0;
+    memset(known_types, 0, sizeof(known_types));
     add_known(&mp_type_float, sizeof(mpprof_float_obj_t));
     add_known(&mp_type_list, sizeof(mp_obj_list_t));
     add_known(&mp_type_dict, sizeof(mp_obj_dict_t));
@@ -359,9 +370,11 @@ static const mp_obj_type_t *pending_type(const mpprof_pending_t *p) {
     if (p->exact) {
         return first_word;
     }
-    for (size_t i = 0; i < rt.n_known; i++) {
-        if (known_types[i].type == first_word && known_types[i].size == p->n_bytes) {
-            return first_word;
+    // The first word is compared as a pointer only, never followed: a raw
+    // buffer's first word may be anything.
+    for (uint32_t h = known_slot(first_word); known_types[h].type != NULL; h = (h + 1) & (KNOWN_TYPES_MAX - 1)) {
+        if (known_types[h].type == first_word) {
+            return known_types[h].size == p->n_bytes ? first_word : NULL;
         }
     }
     return NULL;
@@ -385,8 +398,10 @@ static void flush_pending(void) {
     uint16_t epoch;
     do {
         epoch = mpprof_wire_epoch;
-        ensure_node(p->node);
-        if (t != NULL && t->sent_epoch != mpprof_wire_epoch) {
+        if (p->node != 0 && nodes[p->node].sent_epoch != epoch) {
+            send_node(p->node);
+        }
+        if (t != NULL && t->sent_epoch != epoch) {
             send_type(t);
         }
         mpprof_wire_begin(1 + 6 * 10);
@@ -736,10 +751,21 @@ void mpprof_gc_collect_end(void) {
 // Life cycle.
 
 static void write_hello(void) {
+    // The heap's size from its bounds: gc_info() would scan the whole heap.
+    // What mp_init allocated before us is counted from the first collection.
+    size_t total = 0;
+    for (mp_state_mem_area_t *a = &MP_STATE_MEM(area); a != NULL;) {
+        total += a->gc_pool_end - a->gc_pool_start;
+        #if MICROPY_GC_SPLIT_HEAP
+        a = a->next;
+        #else
+        a = NULL;
+        #endif
+    }
     gc_info_t info;
-    gc_info(&info);
-    rt.used_bytes = info.used;
-    rt.peak_used = info.used;
+    info.total = total;
+    rt.used_bytes = 0;
+    rt.peak_used = 0;
     rt.heap_total = info.total;
     const char *clock = mpprof_port_clock_name();
     const char *target = mpprof_port_target_name();

@@ -87,14 +87,32 @@ const char *mpprof_port_target_name(void);
 bool mpprof_port_is_main_thread(void);
 
 // Wire encoder (mpprof_wire.c).
+// The record helpers used on every allocation are inline; the frame buffer
+// they write is the encoder's.
+#define MPPROF_WIRE_HEADER (7)
+extern uint8_t mpprof_wire_frame[];
+extern size_t mpprof_wire_len;             // payload bytes in the open frame
+extern uint32_t mpprof_wire_records;       // records in the open frame
 void mpprof_wire_reset(void);
-void mpprof_wire_begin(size_t max_len);   // make room for a record of at most max_len bytes
-void mpprof_wire_u8(uint8_t b);
+void mpprof_wire_flush(void);              // seal and send the current frame
 void mpprof_wire_uint(uint64_t v);
 void mpprof_wire_str(const char *s, size_t len, size_t max_len);
 void mpprof_wire_bytes(const uint8_t *b, size_t len);
-void mpprof_wire_end_record(void);
-void mpprof_wire_flush(void);              // seal and send the current frame
+
+// Make room for a record of at most max_len bytes.
+static inline void mpprof_wire_begin(size_t max_len) {
+    if (mpprof_wire_len + max_len > MPPROF_FRAME_PAYLOAD) {
+        mpprof_wire_flush();
+    }
+}
+
+static inline void mpprof_wire_u8(uint8_t b) {
+    mpprof_wire_frame[MPPROF_WIRE_HEADER + mpprof_wire_len++] = b;
+}
+
+static inline void mpprof_wire_end_record(void) {
+    mpprof_wire_records++;
+}
 extern uint64_t mpprof_wire_dropped_records;
 extern uint64_t mpprof_wire_dropped_frames;
 extern uint16_t mpprof_wire_epoch;         // bumped when a frame is dropped

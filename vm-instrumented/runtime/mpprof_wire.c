@@ -6,9 +6,12 @@
 #define HEADER_LEN (7)
 #define CRC_LEN (4)
 
-static uint8_t frame[HEADER_LEN + MPPROF_FRAME_PAYLOAD + CRC_LEN];
-static size_t payload_len;
-static uint32_t frame_records;
+uint8_t mpprof_wire_frame[HEADER_LEN + MPPROF_FRAME_PAYLOAD + CRC_LEN];
+size_t mpprof_wire_len;
+uint32_t mpprof_wire_records;
+#define frame mpprof_wire_frame
+#define payload_len mpprof_wire_len
+#define frame_records mpprof_wire_records
 static uint16_t frame_seq;
 
 uint64_t mpprof_wire_dropped_records;
@@ -108,16 +111,6 @@ void mpprof_wire_flush(void) {
     }
 }
 
-void mpprof_wire_begin(size_t max_len) {
-    if (payload_len + max_len > MPPROF_FRAME_PAYLOAD) {
-        mpprof_wire_flush();
-    }
-}
-
-void mpprof_wire_u8(uint8_t b) {
-    frame[HEADER_LEN + payload_len++] = b;
-}
-
 void mpprof_wire_uint(uint64_t v) {
     put_uint(v);
 }
@@ -135,8 +128,4 @@ void mpprof_wire_bytes(const uint8_t *b, size_t len) {
     put_uint(len);
     memcpy(&frame[HEADER_LEN + payload_len], b, len);
     payload_len += len;
-}
-
-void mpprof_wire_end_record(void) {
-    frame_records++;
 }

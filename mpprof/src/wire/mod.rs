@@ -232,6 +232,10 @@ pub struct DecodeStats {
     pub truncated_tail_bytes: u64,
     /// ALLOC_REPEAT records naming a slot never defined (after a loss).
     pub repeat_without_site: u64,
+    /// Allocation events decoded, and the payload bytes their records took
+    /// (SITE and ALLOC_REPEAT): the wire's cost per allocation.
+    pub alloc_events: u64,
+    pub alloc_record_bytes: u64,
 }
 
 /// CRC-32/ISO-HDLC, table-driven.
@@ -479,8 +483,16 @@ impl Decoder {
             pos: 0,
         };
         while c.pos < payload.len() {
+            let start = c.pos;
+            let t = payload[start];
             match self.decode_record(&mut c, sink) {
-                Ok(()) => self.stats.records += 1,
+                Ok(()) => {
+                    self.stats.records += 1;
+                    if t == tag::SITE || t >= tag::ALLOC_REPEAT {
+                        self.stats.alloc_events += 1;
+                        self.stats.alloc_record_bytes += (c.pos - start) as u64;
+                    }
+                }
                 Err(Malformed) => {
                     self.stats.bad_frames += 1;
                     return;
