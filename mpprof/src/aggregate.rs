@@ -298,7 +298,7 @@ impl Aggregator {
         for &id in code_ids {
             let c = &self.codes[&id];
             let table = LineTable::new(&c.line_info);
-            let first = table.line(0);
+            let first = table.first_line();
             let source = if run.embed_sources {
                 sources.lines(&c.file).cloned()
             } else {

@@ -35,6 +35,14 @@ pub enum Command {
     Decode(DecodeConfig),
     /// Build (or locate) the instrumented MicroPython and print its path.
     Build(BuildConfig),
+    /// Draw a flame graph of a saved profile.
+    Flamegraph(crate::views::FlamegraphConfig),
+    /// Compare two profiles: what changed, function by function and line by line.
+    Diff(crate::views::DiffConfig),
+    /// Export a profile for speedscope, Perfetto, pprof or flamegraph tools.
+    Export(crate::views::ExportConfig),
+    /// Print the licences of the third-party code in this binary.
+    Licenses,
 }
 
 #[derive(Debug, Args)]
@@ -66,6 +74,13 @@ pub fn main() -> ExitCode {
         Command::Report(cfg) => crate::report_cmd::report(cfg).map(|_| ExitCode::SUCCESS),
         Command::Decode(cfg) => decode(cfg).map(|_| ExitCode::SUCCESS),
         Command::Build(cfg) => crate::run::build_command(cfg).map(|_| ExitCode::SUCCESS),
+        Command::Flamegraph(cfg) => crate::views::flamegraph(cfg).map(|_| ExitCode::SUCCESS),
+        Command::Diff(cfg) => crate::views::diff(cfg).map(|_| ExitCode::SUCCESS),
+        Command::Export(cfg) => crate::views::export(cfg).map(|_| ExitCode::SUCCESS),
+        Command::Licenses => {
+            crate::views::licenses();
+            Ok(ExitCode::SUCCESS)
+        }
     };
     match result {
         Ok(code) => code,

@@ -8,4 +8,5 @@ pub mod report_cmd;
 pub mod run;
 pub mod symbolize;
 pub mod units;
+pub mod views;
 pub mod wire;

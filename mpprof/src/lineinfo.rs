@@ -56,6 +56,13 @@ impl LineTable {
         Self { runs }
     }
 
+    /// The function's first source line: the line of its first opcode, or,
+    /// when that is still line 1 because the table's first entry advances
+    /// the offset before the line (class bodies), the first line reached.
+    pub fn first_line(&self) -> u32 {
+        self.runs.iter().map(|r| r.1).find(|&l| l > 1).unwrap_or(1)
+    }
+
     /// The line of the opcode at `offset` from the first opcode.
     pub fn line(&self, offset: u32) -> u32 {
         match self.runs.binary_search_by(|r| r.0.cmp(&offset)) {
@@ -96,6 +103,15 @@ mod tests {
             assert_eq!(line_of(&table, off), line, "offset {off}");
             assert_eq!(t.line(off), line, "table, offset {off}");
         }
+    }
+
+    #[test]
+    fn first_line_of_a_class_body() {
+        // b=8, l=9 (two-byte form) then b=4, l=3: offsets 0-7 are "line 1".
+        let t = LineTable::new(&[0x88, 0x09, 0x64]);
+        assert_eq!(t.line(0), 1);
+        assert_eq!(t.line(8), 10);
+        assert_eq!(t.first_line(), 10);
     }
 
     #[test]

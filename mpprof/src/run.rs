@@ -62,6 +62,12 @@ pub struct RunConfig {
     /// Also save the raw wire stream (for replay with `mpprof decode`).
     #[arg(long)]
     pub save_stream: Option<PathBuf>,
+    /// Also write a flame graph SVG.
+    #[arg(long)]
+    pub flamegraph: Option<PathBuf>,
+    /// The flame graph's weight: cycles, opcodes, alloc-bytes or alloc-count.
+    #[arg(long, default_value = "cycles")]
+    pub weight: String,
 }
 
 /// Set by SIGINT/SIGTERM: the script gets KeyboardInterrupt from the terminal
@@ -188,6 +194,17 @@ pub fn run(cfg: RunConfig) -> Result<ExitCode> {
     };
     let profile = agg.finish(&stats, &run_info);
     write_profile(&profile, &output)?;
+    if let Some(svg) = &cfg.flamegraph {
+        // The profile is already safe on disk; a flame graph problem is reported, not fatal.
+        match crate::views::write_flamegraph(&profile, svg, &cfg.weight, false) {
+            Ok(()) => {
+                if !cfg.quiet && !cfg.json {
+                    eprintln!("mpprof: flame graph written to {}", svg.display());
+                }
+            }
+            Err(e) => eprintln!("mpprof: no flame graph: {e:#}"),
+        }
+    }
     let failed = !matches!(
         profile.meta.exit.reason,
         ExitReason::Finished | ExitReason::Stopped

@@ -70,11 +70,18 @@ impl Sources {
             return (name.to_string(), line);
         };
         let is_def = |i: usize| definition(&lines[i]).is_some_and(|(_, n)| n == name);
-        // Look down past decorators, then up from the first statement.
-        let at = (start..lines.len().min(start + 8))
-            .find(|&i| is_def(i))
-            .or_else(|| (start.saturating_sub(64)..start).rev().find(|&i| is_def(i)))
-            .unwrap_or(start);
+        // A decorated function's code starts at its first decorator: look
+        // down past the decorators; otherwise the code starts at the first
+        // statement of the body, below its `def`: look up.
+        let mut down = start;
+        while down < lines.len() && lines[down].trim_start().starts_with('@') {
+            down += 1;
+        }
+        let at = if down > start && down < lines.len() && is_def(down) {
+            down
+        } else {
+            (0..=start).rev().find(|&i| is_def(i)).unwrap_or(start)
+        };
         let mut prefix: Vec<String> = Vec::new();
         let mut level = indent(&lines[at]);
         for i in (0..at).rev() {

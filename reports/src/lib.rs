@@ -2,5 +2,8 @@
 //! the annotated source, and (later) flame graphs and exports.
 
 pub mod annotate;
+pub mod diff;
+pub mod export;
+pub mod flamegraph;
 pub mod format;
 pub mod summary;

@@ -1,0 +1,146 @@
+//! Comparing two profiles: which functions and lines got cheaper or dearer.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use mpprof_profile::Profile;
+
+use crate::format::{count, short_path};
+
+/// One compared function or line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiffRow {
+    /// `qualname (file)` or `file:line`.
+    pub name: String,
+    pub opcodes: (u64, u64),
+    pub ticks: (u64, u64),
+    pub allocs: (u64, u64),
+}
+
+impl DiffRow {
+    fn magnitude(&self) -> u64 {
+        self.opcodes.0.abs_diff(self.opcodes.1) + self.allocs.0.abs_diff(self.allocs.1) * 100
+    }
+}
+
+/// Functions matched by qualified name and file name.
+pub fn function_rows(a: &Profile, b: &Profile) -> Vec<DiffRow> {
+    let mut map: BTreeMap<String, DiffRow> = BTreeMap::new();
+    for (side, p) in [(0, a), (1, b)] {
+        for f in &p.functions {
+            if f.calls == 0 && f.opcodes == 0 && f.alloc_count == 0 {
+                continue;
+            }
+            // The profiled script itself matches the other profile's script
+            // (a changed version is often a renamed copy); other files match
+            // by name.
+            let path = p.files.get(f.file).map_or("", |s| s.path.as_str());
+            let name = if path.is_empty() {
+                f.qualname.clone()
+            } else if path == p.meta.script {
+                format!("{} (script)", f.qualname)
+            } else {
+                format!("{} ({})", f.qualname, short_path(path))
+            };
+            let row = map.entry(name.clone()).or_insert_with(|| DiffRow {
+                name,
+                opcodes: (0, 0),
+                ticks: (0, 0),
+                allocs: (0, 0),
+            });
+            let set = |t: &mut (u64, u64), v: u64| if side == 0 { t.0 += v } else { t.1 += v };
+            set(&mut row.opcodes, f.opcodes);
+            set(&mut row.ticks, f.excl_ticks);
+            set(&mut row.allocs, f.alloc_count);
+        }
+    }
+    let mut v: Vec<DiffRow> = map
+        .into_values()
+        .filter(|r| r.magnitude() > 0 || r.ticks.0 != r.ticks.1)
+        .collect();
+    v.sort_by(|x, y| y.magnitude().cmp(&x.magnitude()).then(x.name.cmp(&y.name)));
+    v
+}
+
+/// Lines matched by file name and line number.
+pub fn line_rows(a: &Profile, b: &Profile) -> Vec<DiffRow> {
+    let mut map: BTreeMap<(String, u32), DiffRow> = BTreeMap::new();
+    for (side, p) in [(0, a), (1, b)] {
+        for l in &p.lines {
+            let path = p.files.get(l.file).map_or("", |s| s.path.as_str());
+            let file = if path == p.meta.script {
+                "script".to_string()
+            } else {
+                short_path(path).to_string()
+            };
+            let row = map
+                .entry((file.clone(), l.line))
+                .or_insert_with(|| DiffRow {
+                    name: format!("{file}:{}", l.line),
+                    opcodes: (0, 0),
+                    ticks: (0, 0),
+                    allocs: (0, 0),
+                });
+            let set = |t: &mut (u64, u64), v: u64| if side == 0 { t.0 += v } else { t.1 += v };
+            set(&mut row.opcodes, l.opcodes);
+            set(&mut row.allocs, l.alloc_count);
+        }
+    }
+    let mut v: Vec<DiffRow> = map.into_values().filter(|r| r.magnitude() > 0).collect();
+    v.sort_by(|x, y| y.magnitude().cmp(&x.magnitude()).then(x.name.cmp(&y.name)));
+    v
+}
+
+fn delta(t: (u64, u64)) -> String {
+    let d = t.1 as i128 - t.0 as i128;
+    let pct = if t.0 > 0 {
+        format!(" ({:+.0}%)", d as f64 * 100.0 / t.0 as f64)
+    } else {
+        String::new()
+    };
+    format!("{}{}{pct}", if d > 0 { "+" } else { "" }, d)
+}
+
+/// The comparison as text tables.
+pub fn render(a: &Profile, b: &Profile, top: usize) -> String {
+    let mut o = String::new();
+    let _ = writeln!(o, "A: {}   B: {}", a.meta.script, b.meta.script);
+    let _ = writeln!(
+        o,
+        "total opcodes {} -> {} ({}), allocations {} -> {} ({})",
+        count(a.total_opcodes()),
+        count(b.total_opcodes()),
+        delta((a.total_opcodes(), b.total_opcodes())),
+        count(a.gc.alloc_count),
+        count(b.gc.alloc_count),
+        delta((a.gc.alloc_count, b.gc.alloc_count)),
+    );
+    for (title, rows) in [
+        ("Functions", function_rows(a, b)),
+        ("Lines", line_rows(a, b)),
+    ] {
+        let _ = writeln!(o, "\n{title} (largest change first)");
+        let _ = writeln!(
+            o,
+            "  {:<40} {:>10} {:>10} {:>16} {:>8} {:>8} {:>10}",
+            "", "opcodes A", "opcodes B", "change", "allocs A", "allocs B", "change"
+        );
+        for r in rows.iter().take(top) {
+            let _ = writeln!(
+                o,
+                "  {:<40} {:>10} {:>10} {:>16} {:>8} {:>8} {:>10}",
+                crate::format::clip(&r.name, 40),
+                count(r.opcodes.0),
+                count(r.opcodes.1),
+                delta(r.opcodes),
+                count(r.allocs.0),
+                count(r.allocs.1),
+                delta(r.allocs)
+            );
+        }
+        if rows.is_empty() {
+            let _ = writeln!(o, "  no differences");
+        }
+    }
+    o
+}

@@ -1,0 +1,258 @@
+//! Exports for the viewers people already use: folded stacks, speedscope,
+//! Chrome Trace Event JSON (Perfetto, chrome://tracing) and pprof.
+
+use std::io::Write;
+
+use mpprof_profile::Profile;
+use serde_json::{json, Value};
+
+use crate::flamegraph::{folded, frame_name, FlameError, Weight};
+
+/// Folded stacks, one `a;b;c N` line per stack.
+pub fn collapsed(p: &Profile, weight: Weight, mut out: impl Write) -> Result<(), FlameError> {
+    for l in folded(p, weight) {
+        writeln!(out, "{l}")?;
+    }
+    Ok(())
+}
+
+/// speedscope's file format: one sampled profile per weight, sharing frames.
+pub fn speedscope(p: &Profile) -> Value {
+    let frames: Vec<Value> = p
+        .functions
+        .iter()
+        .map(|f| {
+            let file = p
+                .files
+                .get(f.file)
+                .map(|s| s.path.clone())
+                .unwrap_or_default();
+            json!({"name": f.qualname, "file": file, "line": f.line})
+        })
+        .collect();
+    let stacks = p.stacks();
+    let cycles_unit = match p.meta.clock.unit.as_str() {
+        "ns" => "nanoseconds",
+        _ => "none",
+    };
+    let mut profiles = Vec::new();
+    for (name, unit, pick) in [
+        ("cycles", cycles_unit, 0usize),
+        ("opcodes", "none", 1),
+        ("alloc-bytes", "bytes", 2),
+        ("alloc-count", "none", 3),
+    ] {
+        let mut samples = Vec::new();
+        let mut weights = Vec::new();
+        for (i, n) in p.call_tree.iter().enumerate() {
+            let w = match pick {
+                0 => n.excl_ticks,
+                1 => n.opcodes,
+                2 => n.alloc_bytes,
+                _ => n.alloc_count,
+            };
+            if w > 0 {
+                samples.push(json!(stacks[i].0));
+                weights.push(w);
+            }
+        }
+        let total: u64 = weights.iter().sum();
+        profiles.push(json!({
+            "type": "sampled",
+            "name": name,
+            "unit": unit,
+            "startValue": 0,
+            "endValue": total,
+            "samples": samples,
+            "weights": weights,
+        }));
+    }
+    json!({
+        "$schema": "https://www.speedscope.app/file-format-schema.json",
+        "name": p.meta.script,
+        "exporter": format!("mpprof {}", p.meta.mpprof_version),
+        "activeProfileIndex": 0,
+        "shared": {"frames": frames},
+        "profiles": profiles,
+    })
+}
+
+/// Chrome Trace Event JSON. The call tree is aggregated (calls are counted,
+/// not recorded one by one), so each node is laid out as one slice as long
+/// as its inclusive time, children side by side inside it; GC pauses, marks,
+/// regions and the heap counter are at their real times.
+pub fn chrome_trace(p: &Profile) -> Value {
+    let hz = p.meta.clock.hz.max(1) as f64;
+    let us = |t: u64| t as f64 * 1e6 / hz;
+    let mut events = vec![
+        json!({"ph": "M", "pid": 1, "tid": 1, "name": "thread_name", "args": {"name": "calls (aggregated)"}}),
+        json!({"ph": "M", "pid": 1, "tid": 2, "name": "thread_name", "args": {"name": "gc and markers"}}),
+    ];
+    // Lay out children inside their parent, in call-tree order.
+    let mut children: Vec<Vec<usize>> = vec![Vec::new(); p.call_tree.len()];
+    let mut roots = Vec::new();
+    for (i, n) in p.call_tree.iter().enumerate() {
+        match n.parent {
+            Some(par) if par < i => children[par].push(i),
+            _ => roots.push(i),
+        }
+    }
+    let mut stack: Vec<(usize, u64)> = Vec::new();
+    let mut t = 0u64;
+    for &r in &roots {
+        stack.push((r, t));
+        t += p.call_tree[r].incl_ticks;
+    }
+    while let Some((i, start)) = stack.pop() {
+        let n = &p.call_tree[i];
+        events.push(json!({
+            "ph": "X", "pid": 1, "tid": 1, "name": p.function_label(n.function),
+            "ts": us(start), "dur": us(n.incl_ticks),
+            "args": {"calls": n.calls, "opcodes": n.opcodes, "alloc_count": n.alloc_count, "alloc_bytes": n.alloc_bytes},
+        }));
+        let mut c = start;
+        for &ch in &children[i] {
+            stack.push((ch, c));
+            c += p.call_tree[ch].incl_ticks;
+        }
+    }
+    for g in &p.gc.collections {
+        events.push(json!({
+            "ph": "X", "pid": 1, "tid": 2, "name": "gc collect", "ts": us(g.at), "dur": us(g.duration),
+            "args": {"blocks_freed": g.blocks_freed, "used_after": g.used_after, "largest_free_after": g.largest_free_after},
+        }));
+    }
+    for h in &p.gc.heap_samples {
+        events.push(json!({"ph": "C", "pid": 1, "tid": 2, "name": "heap used", "ts": us(h.at), "args": {"bytes": h.used}}));
+    }
+    for m in &p.markers {
+        events.push(
+            json!({"ph": "i", "s": "g", "pid": 1, "tid": 2, "name": m.label, "ts": us(m.at)}),
+        );
+    }
+    for r in &p.regions {
+        let end = r.end.unwrap_or(p.meta.duration_ticks);
+        events.push(json!({
+            "ph": "X", "pid": 1, "tid": 2, "name": format!("region {}", r.label), "ts": us(r.start), "dur": us(end.saturating_sub(r.start)),
+            "args": {"alloc_count": r.alloc_count, "alloc_bytes": r.alloc_bytes, "opcodes": r.opcodes},
+        }));
+    }
+    json!({"traceEvents": events, "displayTimeUnit": "ms", "otherData": {"script": p.meta.script, "clock": p.meta.clock.name}})
+}
+
+/// A minimal protobuf writer for the pprof message.
+#[derive(Default)]
+struct Pb(Vec<u8>);
+
+impl Pb {
+    fn varint(&mut self, mut v: u64) {
+        while v >= 0x80 {
+            self.0.push((v as u8) | 0x80);
+            v >>= 7;
+        }
+        self.0.push(v as u8);
+    }
+    fn key(&mut self, field: u32, wire: u8) {
+        self.varint(((field as u64) << 3) | wire as u64);
+    }
+    fn uint(&mut self, field: u32, v: u64) {
+        if v != 0 {
+            self.key(field, 0);
+            self.varint(v);
+        }
+    }
+    fn int(&mut self, field: u32, v: i64) {
+        if v != 0 {
+            self.key(field, 0);
+            self.varint(v as u64);
+        }
+    }
+    fn bytes(&mut self, field: u32, b: &[u8]) {
+        self.key(field, 2);
+        self.varint(b.len() as u64);
+        self.0.extend_from_slice(b);
+    }
+    fn packed(&mut self, field: u32, vals: &[u64]) {
+        let mut inner = Pb::default();
+        for &v in vals {
+            inner.varint(v);
+        }
+        self.bytes(field, &inner.0);
+    }
+}
+
+/// pprof (gzipped protobuf) with sample types cycles, opcodes, alloc_count
+/// and alloc_bytes; one sample per call-tree node.
+pub fn pprof(p: &Profile, out: impl Write) -> Result<(), FlameError> {
+    let mut strings: Vec<String> = vec![String::new()];
+    let mut index: std::collections::HashMap<String, i64> = std::collections::HashMap::new();
+    let mut intern = |s: &str, strings: &mut Vec<String>| -> i64 {
+        if let Some(&i) = index.get(s) {
+            return i;
+        }
+        strings.push(s.to_string());
+        let i = (strings.len() - 1) as i64;
+        index.insert(s.to_string(), i);
+        i
+    };
+    let mut m = Pb::default();
+    let cycles_unit = if p.meta.clock.unit == "ns" {
+        "nanoseconds"
+    } else {
+        "count"
+    };
+    for (t, u) in [
+        ("cycles", cycles_unit),
+        ("opcodes", "count"),
+        ("alloc_count", "count"),
+        ("alloc_bytes", "bytes"),
+    ] {
+        let mut vt = Pb::default();
+        vt.int(1, intern(t, &mut strings));
+        vt.int(2, intern(u, &mut strings));
+        m.bytes(1, &vt.0);
+    }
+    let stacks = p.stacks();
+    for (i, n) in p.call_tree.iter().enumerate() {
+        let vals = [n.excl_ticks, n.opcodes, n.alloc_count, n.alloc_bytes];
+        if vals.iter().all(|&v| v == 0) {
+            continue;
+        }
+        // Locations are one per function (id = function id + 1), leaf first.
+        let locs: Vec<u64> = stacks[i].0.iter().rev().map(|&f| f as u64 + 1).collect();
+        let mut s = Pb::default();
+        s.packed(1, &locs);
+        s.packed(2, &vals);
+        m.bytes(2, &s.0);
+    }
+    for (fid, f) in p.functions.iter().enumerate() {
+        let mut line = Pb::default();
+        line.uint(1, fid as u64 + 1);
+        line.int(2, f.line as i64);
+        let mut loc = Pb::default();
+        loc.uint(1, fid as u64 + 1);
+        loc.bytes(4, &line.0);
+        m.bytes(4, &loc.0);
+    }
+    for (fid, f) in p.functions.iter().enumerate() {
+        let file = p
+            .files
+            .get(f.file)
+            .map(|s| s.path.clone())
+            .unwrap_or_default();
+        let mut func = Pb::default();
+        func.uint(1, fid as u64 + 1);
+        func.int(2, intern(&frame_name(&f.qualname), &mut strings));
+        func.int(3, intern(&f.name, &mut strings));
+        func.int(4, intern(&file, &mut strings));
+        func.int(5, f.line as i64);
+        m.bytes(5, &func.0);
+    }
+    for s in &strings {
+        m.bytes(6, s.as_bytes());
+    }
+    let mut gz = flate2::write::GzEncoder::new(out, flate2::Compression::default());
+    gz.write_all(&m.0)?;
+    gz.finish()?;
+    Ok(())
+}
