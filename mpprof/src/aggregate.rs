@@ -322,7 +322,10 @@ impl Aggregator {
         let place = |code_id: u32, offset: u32| -> Option<(usize, u32, Option<u8>)> {
             let c = self.codes.get(&code_id)?;
             let rel = offset.checked_sub(c.bc_start)?;
-            let line = tables.get(&code_id)?.line(rel);
+            let table = tables.get(&code_id)?;
+            // Opcodes before the table's first entry (a class body's
+            // preamble) belong to the code's first line.
+            let line = table.line(rel).max(table.first_line());
             let op = c.bytecode.get(rel as usize).copied();
             Some((*code_file.get(&code_id)?, line, op))
         };

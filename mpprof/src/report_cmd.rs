@@ -20,6 +20,9 @@ pub struct ReportConfig {
     /// Print only the annotated source, not the summary.
     #[arg(long)]
     pub source_only: bool,
+    /// Write a self-contained HTML report (summary, source, flame graphs) instead.
+    #[arg(long)]
+    pub html: Option<PathBuf>,
 }
 
 pub fn load_profile(path: &std::path::Path) -> Result<Profile> {
@@ -40,6 +43,14 @@ pub fn report(cfg: ReportConfig) -> Result<()> {
                 names.join(", ")
             );
         }
+    }
+    if let Some(out) = &cfg.html {
+        let page = reports::html::render_html(&p);
+        let tmp = out.with_extension("html.partial");
+        std::fs::write(&tmp, page).with_context(|| format!("cannot write {}", tmp.display()))?;
+        std::fs::rename(&tmp, out).with_context(|| format!("cannot write {}", out.display()))?;
+        eprintln!("mpprof: HTML report written to {}", out.display());
+        return Ok(());
     }
     if !cfg.source_only {
         print!(

@@ -6,4 +6,5 @@ pub mod diff;
 pub mod export;
 pub mod flamegraph;
 pub mod format;
+pub mod html;
 pub mod summary;

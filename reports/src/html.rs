@@ -1,0 +1,143 @@
+//! The HTML report: one self-contained file (no network, no external assets)
+//! with the summary, the annotated source with causes and fixes, and the
+//! interactive flame graphs.
+
+use std::fmt::Write as _;
+
+use mpprof_profile::Profile;
+
+use crate::annotate::{annotate, AnnotateOptions};
+use crate::flamegraph::{write_svg, FlameOptions, Weight};
+use crate::format::{bytes, count};
+use crate::summary::{alloc_line_rows, render, SummaryOptions};
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// The report as one HTML document.
+pub fn render_html(p: &Profile) -> String {
+    let mut o = String::new();
+    let title = format!(
+        "mpprof — {}",
+        p.meta.script.rsplit('/').next().unwrap_or("")
+    );
+    let _ = write!(
+        o,
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title>\n<style>\
+body{{font-family:system-ui,sans-serif;margin:1.5em;color:#222}}\
+pre{{background:#f6f6f6;padding:1em;overflow-x:auto}}\
+table{{border-collapse:collapse;font-size:13px}}td,th{{padding:2px 8px;text-align:right}}\
+td.src{{text-align:left;font-family:monospace;white-space:pre}}tr.hot{{background:#ffe3e3}}\
+tr.alloc td.src{{color:#a00}}.cause{{text-align:left;color:#555}}td.fix{{text-align:left;min-width:30em;color:#555}}\
+iframe{{width:100%;height:420px;border:1px solid #ccc}}\
+nav a{{margin-right:1em}}</style></head>\n<body>\n",
+        esc(&title)
+    );
+    let _ = writeln!(
+        o,
+        "<h1>{}</h1><nav><a href=\"#summary\">Summary</a><a href=\"#alloc\">Allocating lines</a><a href=\"#source\">Source</a><a href=\"#flame\">Flame graphs</a></nav>",
+        esc(&title)
+    );
+    let _ = writeln!(
+        o,
+        "<h2 id=\"summary\">Summary</h2><pre id=\"summary-text\">{}</pre>",
+        esc(&render(
+            p,
+            &SummaryOptions {
+                top: 15,
+                color: false
+            }
+        ))
+    );
+
+    let _ = writeln!(o, "<h2 id=\"alloc\">Allocating lines</h2><table><tr><th>line</th><th>count</th><th>bytes</th><th class=\"cause\">cause</th><th class=\"cause\">source</th><th class=\"fix\">fix</th></tr>");
+    for r in alloc_line_rows(p, 30) {
+        let _ = writeln!(
+            o,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"cause\">{}</td><td class=\"src\">{}</td><td class=\"fix\">{}</td></tr>",
+            esc(&r.place),
+            count(r.count),
+            bytes(r.bytes),
+            esc(&r.cause),
+            esc(&r.source),
+            esc(&r.fix)
+        );
+    }
+    let _ = writeln!(o, "</table>");
+
+    let _ = writeln!(o, "<h2 id=\"source\">Annotated source</h2>");
+    for f in annotate(p, &AnnotateOptions::default()) {
+        let _ = writeln!(o, "<h3>{}</h3><table><tr><th>line</th><th>ops%</th><th>opcodes</th><th>allocs</th><th>bytes</th><th class=\"cause\">source</th><th class=\"cause\">cause</th></tr>", esc(&f.path));
+        for l in &f.lines {
+            let class = if l.hot {
+                " class=\"hot\""
+            } else if l.alloc_count > 0 {
+                " class=\"alloc\""
+            } else {
+                ""
+            };
+            let _ = writeln!(
+                o,
+                "<tr{class}><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"src\">{}</td><td class=\"cause\">{}</td></tr>",
+                l.line,
+                if l.opcodes > 0 { format!("{:.1}", l.opcode_percent) } else { String::new() },
+                if l.opcodes > 0 { count(l.opcodes) } else { String::new() },
+                if l.alloc_count > 0 { count(l.alloc_count) } else { String::new() },
+                if l.alloc_count > 0 { bytes(l.alloc_bytes) } else { String::new() },
+                esc(&l.text),
+                l.cause
+                    .as_ref()
+                    .map(|c| format!("{}: {}", esc(c), esc(l.fix.as_deref().unwrap_or(""))))
+                    .unwrap_or_default()
+            );
+        }
+        let _ = writeln!(o, "</table>");
+    }
+
+    let _ = writeln!(
+        o,
+        "<h2 id=\"flame\">Flame graphs</h2><p>Click a frame to zoom; Ctrl-F searches.</p>"
+    );
+    for w in [
+        Weight::Cycles,
+        Weight::Opcodes,
+        Weight::AllocCount,
+        Weight::AllocBytes,
+    ] {
+        let mut svg = Vec::new();
+        match write_svg(
+            p,
+            &FlameOptions {
+                weight: w,
+                icicle: false,
+                title: None,
+            },
+            &mut svg,
+        ) {
+            Ok(()) => {
+                // srcdoc keeps the graph's own script (zoom, search) working
+                // inside the page, with nothing loaded from elsewhere.
+                let _ = writeln!(
+                    o,
+                    "<h3>{}</h3><iframe title=\"{} flame graph\" srcdoc=\"{}\"></iframe>",
+                    w.name(),
+                    w.name(),
+                    esc(&String::from_utf8_lossy(&svg))
+                );
+            }
+            Err(e) => {
+                let _ = writeln!(o, "<h3>{}</h3><p>{}</p>", w.name(), esc(&e.to_string()));
+            }
+        }
+    }
+    let _ = writeln!(
+        o,
+        "<script>window.addEventListener('error',function(e){{document.body.setAttribute('data-error',String(e.message))}});\
+document.body.setAttribute('data-ready','ok');</script>\n</body></html>"
+    );
+    o
+}
