@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use mpprof_profile::{
     AllocFailure, AllocKind as ProfileAllocKind, AllocSite as ProfileSite, CallNode, Cause,
-    CauseCount, Clock, Collection, Dropped, Exit, ExitReason, FunctionId, HeapSample, Line,
+    CauseCount, Clock, Collection, Dropped, Exit, ExitReason, FunctionId, HeapSample, Line, Marker,
     OpcodeCount, Profile, ProfileBuilder, Region,
 };
 
@@ -111,7 +111,11 @@ pub struct Aggregator {
     last_typed: Option<(u32, u32, u32)>,
     collections: Vec<Collection>,
     heap_samples: Vec<HeapSample>,
-    markers: Vec<(u64, String)>,
+    markers: Vec<Marker>,
+    /// Running totals, for the markers.
+    total_allocs: u64,
+    total_alloc_bytes: u64,
+    total_opcodes: u64,
     regions: Vec<Region>,
     open_regions: Vec<OpenRegion>,
     failures: Vec<(u32, u32, u64)>,
@@ -184,6 +188,8 @@ impl Aggregator {
                 let acc = self.sites.entry(key).or_default();
                 acc.count += 1;
                 acc.bytes += site.bytes;
+                self.total_allocs += 1;
+                self.total_alloc_bytes += site.bytes;
                 for r in &self.open_regions {
                     if let Some(region) = self.regions.get_mut(r.index) {
                         region.alloc_count += 1;
@@ -197,6 +203,7 @@ impl Aggregator {
                     *self.counts.entry((code_id, offset)).or_default() += n;
                     total += n;
                 }
+                self.total_opcodes += total;
                 for r in &self.open_regions {
                     if let Some(region) = self.regions.get_mut(r.index) {
                         region.opcodes += total;
@@ -227,7 +234,13 @@ impl Aggregator {
             }
             Event::Mark { at, label } => {
                 self.last_at = self.last_at.max(at);
-                self.markers.push((at, label));
+                self.markers.push(Marker {
+                    at,
+                    label,
+                    allocs_before: self.total_allocs,
+                    alloc_bytes_before: self.total_alloc_bytes,
+                    opcodes_before: self.total_opcodes,
+                });
             }
             Event::RegionBegin { at, label } => {
                 self.last_at = self.last_at.max(at);
@@ -476,8 +489,8 @@ impl Aggregator {
         mix.sort_by(|a, b| b.count.cmp(&a.count).then(a.opcode.cmp(&b.opcode)));
         b.set_opcode_mix(mix);
 
-        for (at, label) in &self.markers {
-            b.add_marker(*at, label);
+        for m in self.markers {
+            b.add_marker(m);
         }
         for r in self.regions {
             b.add_region(r);

@@ -41,6 +41,8 @@ pub enum Command {
     Diff(crate::views::DiffConfig),
     /// Export a profile for speedscope, Perfetto, pprof or flamegraph tools.
     Export(crate::views::ExportConfig),
+    /// Run the scripts of a budget file and check their budgets (for CI).
+    Check(crate::check::CheckConfig),
     /// Print the licences of the third-party code in this binary.
     Licenses,
 }
@@ -77,6 +79,7 @@ pub fn main() -> ExitCode {
         Command::Flamegraph(cfg) => crate::views::flamegraph(cfg).map(|_| ExitCode::SUCCESS),
         Command::Diff(cfg) => crate::views::diff(cfg).map(|_| ExitCode::SUCCESS),
         Command::Export(cfg) => crate::views::export(cfg).map(|_| ExitCode::SUCCESS),
+        Command::Check(cfg) => crate::check::check(cfg),
         Command::Licenses => {
             crate::views::licenses();
             Ok(ExitCode::SUCCESS)

@@ -1,6 +1,7 @@
 //! mpprof library: wire decoding, aggregation, analysis.
 pub mod aggregate;
 pub mod analyse;
+pub mod check;
 pub mod cli;
 pub mod lineinfo;
 pub mod opcodes;

@@ -180,6 +180,37 @@ fn ingest(
     })
 }
 
+/// Run a script and return its profile (for `mpprof check` and tools).
+pub fn profile_script(
+    script: &Path,
+    args: &[String],
+    heap: Option<u64>,
+    target: Target,
+    timeout: Option<Duration>,
+) -> Result<Profile> {
+    check_script(script)?;
+    let cfg = RunConfig {
+        script: script.to_path_buf(),
+        args: args.to_vec(),
+        output: None,
+        heap,
+        target,
+        timeout,
+        quiet: true,
+        json: false,
+        top: 10,
+        bits64: false,
+        save_stream: None,
+        flamegraph: None,
+        weight: "cycles".into(),
+    };
+    let (agg, stats, info) = match target {
+        Target::Host => run_host(&cfg)?,
+        Target::Qemu => run_qemu(&cfg)?,
+    };
+    Ok(agg.finish(&stats, &info))
+}
+
 pub fn run(cfg: RunConfig) -> Result<ExitCode> {
     check_script(&cfg.script)?;
     let output = cfg

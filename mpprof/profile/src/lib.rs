@@ -245,6 +245,14 @@ impl GcSummary {
 pub struct Marker {
     pub at: u64,
     pub label: String,
+    /// Totals from the start of the run up to this mark (counters are
+    /// flushed at every mark, so the difference between two marks is exact).
+    #[serde(default)]
+    pub allocs_before: u64,
+    #[serde(default)]
+    pub alloc_bytes_before: u64,
+    #[serde(default)]
+    pub opcodes_before: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -553,11 +561,8 @@ impl ProfileBuilder {
         self.profile.alloc_sites.push(site);
     }
 
-    pub fn add_marker(&mut self, at: u64, label: &str) {
-        self.profile.markers.push(Marker {
-            at,
-            label: label.to_string(),
-        });
+    pub fn add_marker(&mut self, marker: Marker) {
+        self.profile.markers.push(marker);
     }
 
     pub fn add_region(&mut self, region: Region) {

@@ -1,0 +1,775 @@
+//! `mpprof check`: regression budgets for CI. Runs each script of a budget
+//! file, evaluates every budget against its profile (or a stored baseline),
+//! and reports what failed and why, briefly.
+//!
+//! Opcode counts and allocations are deterministic on every target, and
+//! cycles are on the emulated board: budgets can be exact.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use mpprof_profile::{FunctionId, Profile};
+use serde::Deserialize;
+
+use crate::cli::{EXIT_FAILED, EXIT_USAGE};
+use crate::run::{profile_script, write_profile, Target};
+use crate::units::{parse_duration, parse_size};
+
+#[derive(Debug, Args)]
+pub struct CheckConfig {
+    /// The budget file.
+    #[arg(long, default_value = "mpprof.toml")]
+    pub budgets: PathBuf,
+    /// Compare relative budgets ("+2%") with the profiles stored here.
+    #[arg(long)]
+    pub baseline: Option<PathBuf>,
+    /// Write this run's profiles as the new baseline (into --baseline).
+    #[arg(long)]
+    pub update_baseline: bool,
+    /// Also write JUnit XML (for CI systems that display test results).
+    #[arg(long)]
+    pub junit: Option<PathBuf>,
+    /// Print the results as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The budget file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetFile {
+    #[serde(default)]
+    pub script: Vec<ScriptBudgets>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScriptBudgets {
+    pub path: PathBuf,
+    #[serde(default)]
+    pub args: Vec<String>,
+    pub heap: Option<String>,
+    pub target: Option<String>,
+    pub timeout: Option<String>,
+    #[serde(default)]
+    pub budget: Vec<Budget>,
+}
+
+/// A limit: an absolute number, a size ("8k"), or relative to the baseline
+/// ("+2%", "-5%", "+100").
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum Limit {
+    Number(u64),
+    Text(String),
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Budget {
+    /// What the budget covers: a function, a line (`file.py:42`), a region,
+    /// the span between two marks, or the whole run.
+    pub function: Option<String>,
+    pub line: Option<String>,
+    pub region: Option<String>,
+    pub between: Option<[String; 2]>,
+    /// Limits per call instead of in total (function budgets).
+    #[serde(default)]
+    pub per_call: bool,
+    pub allocs: Option<Limit>,
+    pub alloc_bytes: Option<Limit>,
+    pub opcodes: Option<Limit>,
+    pub calls: Option<Limit>,
+    pub cycles: Option<Limit>,
+    pub peak_heap: Option<Limit>,
+    pub collections: Option<Limit>,
+    /// A floor: the largest free block after the last collection must be at least this.
+    pub largest_free: Option<Limit>,
+    /// A name for reports.
+    pub name: Option<String>,
+}
+
+/// One evaluated limit.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Verdict {
+    pub script: String,
+    pub budget: String,
+    pub metric: String,
+    pub limit: String,
+    pub measured: u64,
+    pub allowed: u64,
+    pub pass: bool,
+    /// For failed allocation budgets: the offending lines with causes and fixes.
+    pub offenders: Vec<String>,
+    /// Where to annotate (file, line) in CI.
+    pub location: Option<(String, u32)>,
+}
+
+/// Parse a budget file, with the line and column of any mistake.
+pub fn parse_budgets(text: &str, path: &Path) -> Result<BudgetFile> {
+    let file: BudgetFile = toml::from_str(text).map_err(|e| {
+        let at = e
+            .span()
+            .map(|s| {
+                let before = &text[..s.start.min(text.len())];
+                let line = before.matches('\n').count() + 1;
+                let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+                format!(" at line {line}, column {col}")
+            })
+            .unwrap_or_default();
+        anyhow::anyhow!("{}{at}: {}", path.display(), e.message())
+    })?;
+    if file.script.is_empty() {
+        bail!(
+            "{} has no [[script]] entries: add one with a path and its [[script.budget]] limits",
+            path.display()
+        );
+    }
+    Ok(file)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            cur.push(
+                (prev[j] + usize::from(ca != *cb))
+                    .min(prev[j + 1] + 1)
+                    .min(cur[j] + 1),
+            );
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+/// The names closest to `name`, for "did you mean".
+pub fn nearest<'a>(name: &str, candidates: impl Iterator<Item = &'a str>) -> Vec<String> {
+    let mut v: Vec<(usize, String)> = candidates
+        .map(|c| (edit_distance(name, c), c.to_string()))
+        .collect();
+    v.sort();
+    v.dedup_by(|a, b| a.1 == b.1);
+    v.into_iter().take(3).map(|(_, c)| c).collect()
+}
+
+/// Measured figures for one budget's scope.
+#[derive(Debug, Default, Clone, Copy)]
+struct Figures {
+    allocs: u64,
+    alloc_bytes: u64,
+    opcodes: u64,
+    calls: u64,
+    cycles: u64,
+}
+
+fn scope_label(b: &Budget) -> String {
+    if let Some(n) = &b.name {
+        return n.clone();
+    }
+    match (&b.function, &b.line, &b.region, &b.between) {
+        (Some(f), _, _, _) => format!(
+            "function {f}{}",
+            if b.per_call { " (per call)" } else { "" }
+        ),
+        (_, Some(l), _, _) => format!("line {l}"),
+        (_, _, Some(r), _) => format!("region {r}"),
+        (_, _, _, Some([a, z])) => format!("between {a} and {z}"),
+        _ => "whole run".into(),
+    }
+}
+
+fn functions_named(p: &Profile, name: &str) -> Result<Vec<FunctionId>> {
+    let ids = p.find_functions(name);
+    if ids.is_empty() {
+        let near = nearest(name, p.functions.iter().map(|f| f.qualname.as_str()));
+        bail!(
+            "the profile has no function named `{name}`; nearest: {}",
+            near.join(", ")
+        );
+    }
+    Ok(ids)
+}
+
+fn figures(p: &Profile, b: &Budget) -> Result<Figures> {
+    if let Some(name) = &b.function {
+        let ids = functions_named(p, name)?;
+        let mut f = Figures::default();
+        for id in ids {
+            let func = &p.functions[id];
+            f.allocs += func.alloc_count;
+            f.alloc_bytes += func.alloc_bytes;
+            f.opcodes += func.opcodes;
+            f.calls += func.calls;
+            f.cycles += func.incl_ticks;
+        }
+        if b.per_call {
+            let c = f.calls.max(1);
+            f.allocs = f.allocs.div_ceil(c);
+            f.alloc_bytes = f.alloc_bytes.div_ceil(c);
+            f.opcodes = f.opcodes.div_ceil(c);
+            f.cycles = f.cycles.div_ceil(c);
+        }
+        return Ok(f);
+    }
+    if let Some(spec) = &b.line {
+        let (file, line) = spec
+            .rsplit_once(':')
+            .and_then(|(f, l)| l.parse::<u32>().ok().map(|l| (f, l)))
+            .with_context(|| format!("line budget `{spec}` must be FILE.py:LINE"))?;
+        let fids: Vec<usize> = (0..p.files.len())
+            .filter(|&i| p.files[i].path == file || p.files[i].path.ends_with(&format!("/{file}")))
+            .collect();
+        if fids.is_empty() {
+            let near = nearest(
+                file,
+                p.files
+                    .iter()
+                    .map(|f| f.path.rsplit('/').next().unwrap_or("")),
+            );
+            bail!(
+                "the profile has no file `{file}`; nearest: {}",
+                near.join(", ")
+            );
+        }
+        let l = fids
+            .iter()
+            .find_map(|&fid| p.line(fid, line))
+            .with_context(|| {
+                let lines: Vec<String> = p
+                    .lines
+                    .iter()
+                    .filter(|l| fids.contains(&l.file))
+                    .map(|l| l.line.to_string())
+                    .collect();
+                format!(
+                    "line {line} of {file} never ran; lines that did: {}",
+                    nearest(&line.to_string(), lines.iter().map(String::as_str)).join(", ")
+                )
+            })?;
+        return Ok(Figures {
+            allocs: l.alloc_count,
+            alloc_bytes: l.alloc_bytes,
+            opcodes: l.opcodes,
+            ..Figures::default()
+        });
+    }
+    if let Some(name) = &b.region {
+        let rs: Vec<_> = p.regions.iter().filter(|r| &r.label == name).collect();
+        if rs.is_empty() {
+            let near = nearest(name, p.regions.iter().map(|r| r.label.as_str()));
+            bail!(
+                "the profile has no region `{name}`; its regions: {}",
+                if near.is_empty() {
+                    "none".into()
+                } else {
+                    near.join(", ")
+                }
+            );
+        }
+        let mut f = Figures::default();
+        for r in rs {
+            f.allocs += r.alloc_count;
+            f.alloc_bytes += r.alloc_bytes;
+            f.opcodes += r.opcodes;
+            f.cycles += r.end.unwrap_or(r.start).saturating_sub(r.start);
+            f.calls += 1;
+        }
+        return Ok(f);
+    }
+    if let Some([a, z]) = &b.between {
+        let find = |label: &str| {
+            p.markers
+                .iter()
+                .find(|m| m.label == label)
+                .with_context(|| {
+                    format!(
+                        "the profile has no mark `{label}`; its marks: {}",
+                        nearest(label, p.markers.iter().map(|m| m.label.as_str())).join(", ")
+                    )
+                })
+        };
+        let (m0, m1) = (find(a)?, find(z)?);
+        return Ok(Figures {
+            allocs: m1.allocs_before.saturating_sub(m0.allocs_before),
+            alloc_bytes: m1.alloc_bytes_before.saturating_sub(m0.alloc_bytes_before),
+            opcodes: m1.opcodes_before.saturating_sub(m0.opcodes_before),
+            calls: 0,
+            cycles: m1.at.saturating_sub(m0.at),
+        });
+    }
+    Ok(Figures {
+        allocs: p.gc.alloc_count,
+        alloc_bytes: p.gc.alloc_bytes,
+        opcodes: p.total_opcodes(),
+        calls: p.functions.iter().map(|f| f.calls).sum(),
+        cycles: p.meta.duration_ticks,
+    })
+}
+
+/// Resolve a limit to the allowed maximum (or minimum for floors).
+fn allowed(limit: &Limit, metric: &str, baseline: Option<u64>) -> Result<u64> {
+    match limit {
+        Limit::Number(n) => Ok(*n),
+        Limit::Text(t) => {
+            let t = t.trim();
+            if let Some(exact) = t.strip_prefix('=') {
+                return exact
+                    .trim()
+                    .parse::<u64>()
+                    .with_context(|| format!("`{t}` is not an exact count"));
+            }
+            if let Some(rest) = t
+                .strip_prefix('+')
+                .or_else(|| t.strip_prefix('-').map(|_| t))
+            {
+                let base = baseline.with_context(|| {
+                    format!("`{metric} = \"{t}\"` is relative: give --baseline DIR with a stored profile (make one with --update-baseline)")
+                })?;
+                let negative = t.starts_with('-');
+                let rest = rest.trim_start_matches('-');
+                let delta = if let Some(pct) = rest.strip_suffix('%') {
+                    let v: f64 = pct
+                        .trim()
+                        .parse()
+                        .with_context(|| format!("`{t}` is not a percentage"))?;
+                    (base as f64 * v / 100.0).round() as u64
+                } else {
+                    rest.parse::<u64>()
+                        .with_context(|| format!("`{t}` is not a number"))?
+                };
+                Ok(if negative {
+                    base.saturating_sub(delta)
+                } else {
+                    base + delta
+                })
+            } else {
+                parse_size(t).map_err(|e| anyhow::anyhow!("{metric}: {e}"))
+            }
+        }
+    }
+}
+
+fn offenders(p: &Profile, b: &Budget) -> (Vec<String>, Option<(String, u32)>) {
+    let fns: Option<Vec<FunctionId>> = b.function.as_ref().map(|n| p.find_functions(n));
+    let mut lines: Vec<_> = p
+        .allocating_lines()
+        .into_iter()
+        .filter(|l| fns.as_ref().is_none_or(|f| f.contains(&l.function)))
+        .filter(|l| p.files.get(l.file).is_some_and(|f| !f.path.is_empty()))
+        .collect();
+    lines.truncate(5);
+    let first = lines
+        .first()
+        .map(|l| (p.files[l.file].path.clone(), l.line));
+    let text = lines
+        .into_iter()
+        .map(|l| {
+            let file = p.files[l.file]
+                .path
+                .rsplit('/')
+                .next()
+                .unwrap_or("")
+                .to_string();
+            let (cause, fix) = l
+                .causes
+                .first()
+                .map(|c| (c.cause.label(), c.cause.fix().to_string()))
+                .unwrap_or_default();
+            format!(
+                "{file}:{} {} allocation(s), {cause}: `{}` — fix: {fix}",
+                l.line,
+                l.alloc_count,
+                p.source_line(l.file, l.line).unwrap_or("").trim()
+            )
+        })
+        .collect();
+    (text, first)
+}
+
+/// Evaluate one script's budgets.
+pub fn evaluate(
+    p: &Profile,
+    s: &ScriptBudgets,
+    baseline: Option<&Profile>,
+    deterministic_cycles: bool,
+) -> Result<Vec<Verdict>> {
+    let mut out = Vec::new();
+    for b in &s.budget {
+        let label = scope_label(b);
+        let fig =
+            figures(p, b).with_context(|| format!("{}: budget `{label}`", s.path.display()))?;
+        let base = match baseline {
+            Some(bp) => Some(figures(bp, b).with_context(|| {
+                format!("{}: budget `{label}` in the baseline", s.path.display())
+            })?),
+            None => None,
+        };
+        let metrics: [(&str, &Option<Limit>, u64, Option<u64>, bool); 8] = [
+            (
+                "allocs",
+                &b.allocs,
+                fig.allocs,
+                base.map(|f| f.allocs),
+                false,
+            ),
+            (
+                "alloc_bytes",
+                &b.alloc_bytes,
+                fig.alloc_bytes,
+                base.map(|f| f.alloc_bytes),
+                false,
+            ),
+            (
+                "opcodes",
+                &b.opcodes,
+                fig.opcodes,
+                base.map(|f| f.opcodes),
+                false,
+            ),
+            ("calls", &b.calls, fig.calls, base.map(|f| f.calls), false),
+            (
+                "cycles",
+                &b.cycles,
+                fig.cycles,
+                base.map(|f| f.cycles),
+                false,
+            ),
+            (
+                "peak_heap",
+                &b.peak_heap,
+                p.gc.peak_used_bytes,
+                baseline.map(|b| b.gc.peak_used_bytes),
+                false,
+            ),
+            (
+                "collections",
+                &b.collections,
+                p.gc.collections.len() as u64,
+                baseline.map(|b| b.gc.collections.len() as u64),
+                false,
+            ),
+            (
+                "largest_free",
+                &b.largest_free,
+                p.gc.largest_free_after_last().unwrap_or(p.meta.heap_bytes),
+                baseline.map(|b| b.gc.largest_free_after_last().unwrap_or(b.meta.heap_bytes)),
+                true,
+            ),
+        ];
+        for (metric, limit, measured, base_value, floor) in metrics {
+            let Some(limit) = limit else { continue };
+            if metric == "cycles" && !deterministic_cycles {
+                bail!(
+                    "{}: budget `{label}` sets cycles, but target `{}` measures wall time, which varies run to run: budget cycles only with target = \"qemu\" (deterministic), or budget opcodes instead",
+                    s.path.display(),
+                    s.target.as_deref().unwrap_or("host")
+                );
+            }
+            let allow = allowed(limit, metric, base_value)
+                .with_context(|| format!("{}: budget `{label}`", s.path.display()))?;
+            let exact = matches!(limit, Limit::Text(t) if t.trim().starts_with('='));
+            let pass = if exact {
+                measured == allow
+            } else if floor {
+                measured >= allow
+            } else {
+                measured <= allow
+            };
+            let (offs, location) = if !pass && metric.starts_with("alloc") {
+                offenders(p, b)
+            } else {
+                (Vec::new(), None)
+            };
+            out.push(Verdict {
+                script: s.path.display().to_string(),
+                budget: label.clone(),
+                metric: metric.into(),
+                limit: match limit {
+                    _ if exact => format!("== {allow}"),
+                    Limit::Number(n) => format!("{}{n}", if floor { ">= " } else { "<= " }),
+                    Limit::Text(t) => format!("{}{t} ({allow})", if floor { ">= " } else { "<= " }),
+                },
+                measured,
+                allowed: allow,
+                pass,
+                offenders: offs,
+                location,
+            });
+        }
+    }
+    Ok(out)
+}
+
+fn baseline_path(dir: &Path, script: &Path) -> PathBuf {
+    let name: String = script
+        .to_string_lossy()
+        .chars()
+        .map(|c| {
+            if c.is_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    dir.join(format!("{name}.mpprof.json"))
+}
+
+fn junit(verdicts: &[Verdict]) -> String {
+    let esc = |s: &str| {
+        s.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+            .replace('"', "&quot;")
+    };
+    let failures = verdicts.iter().filter(|v| !v.pass).count();
+    let mut o = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites><testsuite name=\"mpprof budgets\" tests=\"{}\" failures=\"{failures}\">\n",
+        verdicts.len()
+    );
+    for v in verdicts {
+        let _ = write!(
+            o,
+            "  <testcase classname=\"{}\" name=\"{}: {}\"",
+            esc(&v.script),
+            esc(&v.budget),
+            esc(&v.metric)
+        );
+        if v.pass {
+            o.push_str("/>\n");
+        } else {
+            let _ = writeln!(
+                o,
+                "><failure message=\"{} is {}, limit {}\">{}</failure></testcase>",
+                esc(&v.metric),
+                v.measured,
+                esc(&v.limit),
+                esc(&v.offenders.join("\n"))
+            );
+        }
+    }
+    o.push_str("</testsuite></testsuites>\n");
+    o
+}
+
+fn run_check(cfg: &CheckConfig) -> Result<(Vec<Verdict>, bool)> {
+    let text = std::fs::read_to_string(&cfg.budgets).with_context(|| {
+        format!(
+            "cannot read the budget file {} (write one, or pass --budgets FILE)",
+            cfg.budgets.display()
+        )
+    })?;
+    let file = parse_budgets(&text, &cfg.budgets)?;
+    if cfg.update_baseline && cfg.baseline.is_none() {
+        bail!("--update-baseline needs --baseline DIR to write the profiles into");
+    }
+    let base_dir = cfg.budgets.parent().unwrap_or(Path::new("."));
+    let mut verdicts = Vec::new();
+    for s in &file.script {
+        let target = match s.target.as_deref().unwrap_or("host") {
+            "host" => Target::Host,
+            "qemu" => Target::Qemu,
+            other => bail!(
+                "{}: unknown target `{other}`: use host or qemu",
+                s.path.display()
+            ),
+        };
+        let heap = s
+            .heap
+            .as_deref()
+            .map(parse_size)
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("{}: heap: {e}", s.path.display()))?;
+        let timeout = s
+            .timeout
+            .as_deref()
+            .map(parse_duration)
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("{}: timeout: {e}", s.path.display()))?;
+        let script = if s.path.is_absolute() {
+            s.path.clone()
+        } else {
+            base_dir.join(&s.path)
+        };
+        let profile = profile_script(&script, &s.args, heap, target, timeout)
+            .with_context(|| format!("cannot profile {}", s.path.display()))?;
+        let baseline = match (&cfg.baseline, cfg.update_baseline) {
+            (Some(dir), false) => {
+                let bp = baseline_path(dir, &s.path);
+                if bp.exists() {
+                    let b = Profile::from_json_file(&bp)
+                        .with_context(|| format!("cannot load the baseline {}", bp.display()))?;
+                    if b.meta.target != profile.meta.target {
+                        bail!(
+                            "the baseline {} is from target `{}`, this run is `{}`: update it with --update-baseline",
+                            bp.display(),
+                            b.meta.target,
+                            profile.meta.target
+                        );
+                    }
+                    let name = |p: &str| p.rsplit('/').next().unwrap_or("").to_string();
+                    if name(&b.meta.script) != name(&profile.meta.script) {
+                        bail!(
+                            "the baseline {} is of {}, not {}",
+                            bp.display(),
+                            b.meta.script,
+                            profile.meta.script
+                        );
+                    }
+                    Some(b)
+                } else {
+                    None
+                }
+            }
+            _ => None,
+        };
+        // Updating: this run is the new baseline, so relative limits compare
+        // it with itself.
+        let against = if cfg.update_baseline {
+            Some(&profile)
+        } else {
+            baseline.as_ref()
+        };
+        verdicts.extend(evaluate(&profile, s, against, target == Target::Qemu)?);
+        if let (Some(dir), true) = (&cfg.baseline, cfg.update_baseline) {
+            write_profile(&profile, &baseline_path(dir, &s.path))?;
+        }
+    }
+    let ok = verdicts.iter().all(|v| v.pass);
+    Ok((verdicts, ok))
+}
+
+pub fn check(cfg: CheckConfig) -> Result<ExitCode> {
+    let (verdicts, ok) = match run_check(&cfg) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("mpprof check: error: {e:#}");
+            return Ok(ExitCode::from(EXIT_USAGE));
+        }
+    };
+    if let Some(j) = &cfg.junit {
+        std::fs::write(j, junit(&verdicts))
+            .with_context(|| format!("cannot write {}", j.display()))?;
+    }
+    if cfg.json {
+        println!("{}", serde_json::to_string_pretty(&verdicts)?);
+    } else {
+        let mut by_script: BTreeMap<&str, Vec<&Verdict>> = BTreeMap::new();
+        for v in &verdicts {
+            by_script.entry(&v.script).or_default().push(v);
+        }
+        for (script, vs) in by_script {
+            println!("{script}");
+            for v in vs {
+                println!(
+                    "  {:<4} {:<32} {:<12} measured {:>10}  limit {}",
+                    if v.pass { "ok" } else { "FAIL" },
+                    crate::check::clip(&v.budget, 32),
+                    v.metric,
+                    v.measured,
+                    v.limit
+                );
+                for o in &v.offenders {
+                    println!("         {o}");
+                }
+            }
+        }
+        let failed = verdicts.iter().filter(|v| !v.pass).count();
+        println!(
+            "\n{} budgets, {} passed, {} failed",
+            verdicts.len(),
+            verdicts.len() - failed,
+            failed
+        );
+    }
+    if std::env::var("GITHUB_ACTIONS").as_deref() == Ok("true") {
+        for v in verdicts.iter().filter(|v| !v.pass) {
+            let loc = v
+                .location
+                .as_ref()
+                .map(|(f, l)| format!(" file={f},line={l}"))
+                .unwrap_or_default();
+            println!(
+                "::error{loc}::mpprof budget {} {}: measured {}, limit {}",
+                v.budget, v.metric, v.measured, v.limit
+            );
+        }
+    }
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_FAILED)
+    })
+}
+
+fn clip(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        s.chars().take(n - 1).chain(std::iter::once('…')).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn malformed_files_name_the_place() {
+        let e = parse_budgets(
+            "[[script]]\npath = \"a.py\"\n[[script.budget]]\nallocs = = 0\n",
+            Path::new("m.toml"),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("line 4"), "{e}");
+        let e = parse_budgets(
+            "[[script]]\npath = \"a.py\"\nspeed = 3\n",
+            Path::new("m.toml"),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("speed"), "{e}");
+        assert!(parse_budgets("", Path::new("m.toml")).is_err());
+    }
+
+    #[test]
+    fn limits_absolute_sizes_and_relative() {
+        assert_eq!(allowed(&Limit::Number(0), "allocs", None).unwrap(), 0);
+        assert_eq!(
+            allowed(&Limit::Text("8k".into()), "peak_heap", None).unwrap(),
+            8192
+        );
+        assert_eq!(
+            allowed(&Limit::Text("+2%".into()), "opcodes", Some(1000)).unwrap(),
+            1020
+        );
+        assert_eq!(
+            allowed(&Limit::Text("-10%".into()), "opcodes", Some(1000)).unwrap(),
+            900
+        );
+        assert_eq!(
+            allowed(&Limit::Text("+5".into()), "calls", Some(10)).unwrap(),
+            15
+        );
+        assert_eq!(
+            allowed(&Limit::Text("=1973".into()), "calls", None).unwrap(),
+            1973
+        );
+        assert!(allowed(&Limit::Text("+2%".into()), "opcodes", None)
+            .unwrap_err()
+            .to_string()
+            .contains("--baseline"));
+    }
+
+    #[test]
+    fn nearest_names() {
+        let names = ["blink", "Pin.on", "Pin.off", "<module>"];
+        assert_eq!(nearest("blnk", names.iter().copied())[0], "blink");
+    }
+}
