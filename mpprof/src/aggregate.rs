@@ -312,13 +312,20 @@ impl Aggregator {
             let c = &self.codes[&id];
             let table = LineTable::new(&c.line_info);
             let first = table.first_line();
+            // Code sent through a board's raw REPL is compiled as `<stdin>`:
+            // it is the script.
+            let file_name = if c.file == "<stdin>" && !run.script.is_empty() {
+                run.script.as_str()
+            } else {
+                c.file.as_str()
+            };
             let source = if run.embed_sources {
-                sources.lines(&c.file).cloned()
+                sources.lines(file_name).cloned()
             } else {
                 None
             };
-            let file = b.add_file(&c.file, source);
-            let (qualname, def_line) = sources.qualname(&c.file, first, &c.name);
+            let file = b.add_file(file_name, source);
+            let (qualname, def_line) = sources.qualname(file_name, first, &c.name);
             let f = b.add_function(file, def_line, &c.name, &qualname);
             code_fn.insert(id, f);
             code_file.insert(id, file);

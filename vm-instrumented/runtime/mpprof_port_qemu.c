@@ -42,6 +42,14 @@ uint64_t mpprof_port_ticks(void) {
     return ticks_high;
 }
 
+void mpprof_port_align_ticks(void) {
+    // Restart the counter, so its 40 ns ticks fall at the same instructions
+    // of the script on every run, whatever the idle time before it.
+    mpprof_port_ticks();
+    TIMER0_VALUE = 0xffffffff;
+    last_value = 0xffffffff;
+}
+
 uint64_t mpprof_port_clock_hz(void) {
     return 25000000u;
 }

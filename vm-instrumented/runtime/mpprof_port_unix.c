@@ -87,6 +87,10 @@ const char *mpprof_port_target_name(void) {
     return "host";
 }
 
+void mpprof_port_align_ticks(void) {
+    // Nanoseconds need no alignment.
+}
+
 bool mpprof_port_is_main_thread(void) {
     return pthread_equal(pthread_self(), main_thread);
 }

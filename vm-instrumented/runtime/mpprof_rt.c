@@ -77,6 +77,7 @@ static struct {
     uint64_t t0;
     uint64_t flush_ticks;
     uint64_t last_flush;
+    uint64_t flush_cost;    // ticks spent flushing, hidden from measurements
     size_t used_bytes;
     size_t peak_used;
     uint64_t alloc_bytes;
@@ -107,8 +108,11 @@ static uint32_t counters[MPPROF_COUNTER_WORDS];
 static mpprof_slot_t slots[MPPROF_SITE_SLOTS];
 static mpprof_known_type_t known_types[KNOWN_TYPES_MAX];
 
+// Ticks since profiling started, less the time spent flushing: a flush's
+// cost must not land in whichever frame happened to trigger it, or ticks
+// would depend on when flushes fall and stop being repeatable.
 static inline uint64_t now(void) {
-    return mpprof_port_ticks() - rt.t0;
+    return mpprof_port_ticks() - rt.t0 - rt.flush_cost;
 }
 
 static inline size_t blocks_bytes(size_t n_bytes) {
@@ -574,6 +578,9 @@ bool mpprof_vm_enter(mp_code_state_t *code_state, void *inject_exc, int *kind_ou
         code->next_dirty = rt.dirty_codes;
         rt.dirty_codes = code;
     }
+    if (rt.depth == 0) {
+        mpprof_port_align_ticks();
+    }
     mpprof_frame_t *f = &frames[rt.depth++];
     f->counts_bias = (uintptr_t)code->counts - (uintptr_t)code->bytecode * sizeof(uint32_t);
     f->base = code->bytecode;
@@ -603,6 +610,7 @@ bool mpprof_vm_enter(mp_code_state_t *code_state, void *inject_exc, int *kind_ou
     if (rt.recording && t - rt.last_flush >= rt.flush_ticks) {
         flush_all(t);
         mpprof_wire_flush();
+        rt.flush_cost += now() - t;
     }
     *kind_out = kind;
     return true;
@@ -677,8 +685,11 @@ void mpprof_gc_realloc(void *old_ptr, void *new_ptr, size_t old_blocks, size_t n
     if (new_ptr != old_ptr) {
         // Moved: the alloc and free hooks have seen the new block and the old
         // one; the new block is this buffer growing, not a new object.
+        // Its size is the growth, not the new block's size, so the figure
+        // does not depend on whether the heap had room to grow in place.
         if (rt.pending.valid && rt.pending.ptr == new_ptr && main_thread) {
             rt.pending.kind = 1;
+            rt.pending.n_bytes = new_bytes > old_bytes ? new_bytes - old_bytes : 0;
         }
         return;
     }

@@ -85,6 +85,10 @@ uint64_t mpprof_port_clock_hz(void);
 const char *mpprof_port_clock_name(void);
 const char *mpprof_port_target_name(void);
 bool mpprof_port_is_main_thread(void);
+// Called as a top-level frame starts: a port whose tick counter is coarser
+// than its instructions restarts it here, so tick counts do not depend on
+// how long the board idled before the script came.
+void mpprof_port_align_ticks(void);
 
 // Wire encoder (mpprof_wire.c).
 // The record helpers used on every allocation are inline; the frame buffer

@@ -1,0 +1,156 @@
+//! The emulated Cortex-M3 board (MicroPython's qemu port on MPS2-AN385,
+//! built with our runtime): the script goes in through the raw REPL on a
+//! serial pseudo-terminal, the profile comes back over RTT read through
+//! qemu's gdbstub. The project installs the ARM toolchain and qemu with apt
+//! when they are missing.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use mpprof_profile::Profile;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn run(script: &str, target: &str, name: &str) -> Profile {
+    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join("qemu");
+    std::fs::create_dir_all(&d).unwrap();
+    let out = d.join(format!("{name}-{target}.json"));
+    let o = Command::new(env!("CARGO_BIN_EXE_mpprof"))
+        .args(["run", "-q", "--target", target, "-o"])
+        .arg(&out)
+        .arg(root().join(script))
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "{script} on {target}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    Profile::from_json_file(&out).unwrap()
+}
+
+/// (line, cause) -> (count, bytes) inside the fixture's functions. Module
+/// level differs by design: a file run on the host has `__file__` in its
+/// globals, code sent through the raw REPL does not, so the globals dict
+/// grows at other moments.
+fn allocations(p: &Profile, script: &str) -> BTreeMap<(u32, String), (u64, u64)> {
+    let mut m = BTreeMap::new();
+    for s in &p.alloc_sites {
+        let f = &p.functions[s.function];
+        let in_function =
+            f.name != "<module>" && f.name.chars().next().is_some_and(|c| c.is_lowercase());
+        if p.files[s.file].path.ends_with(script) && in_function {
+            let e = m.entry((s.line, s.cause.label())).or_insert((0, 0));
+            e.0 += s.count;
+            e.1 += s.bytes;
+        }
+    }
+    m
+}
+
+#[test]
+fn host_and_board_agree_on_lines_causes_and_sizes() {
+    // Float objects differ by design (double on the unix port, single
+    // precision on the Cortex-M3 build), so the float fixture is left out.
+    for script in [
+        "fixtures/causes/bound_method.py",
+        "fixtures/causes/tuple.py",
+        "fixtures/causes/list.py",
+        "fixtures/causes/str.py",
+        "fixtures/causes/generator.py",
+        "fixtures/causes/instance.py",
+        "fixtures/causes/growth.py",
+    ] {
+        let name = script.rsplit('/').next().unwrap();
+        let host = run(script, "host", name);
+        let board = run(script, "qemu", name);
+        assert_eq!(board.meta.target, "qemu");
+        assert_eq!(board.meta.word_bits, 32);
+        let (a, b) = (allocations(&host, name), allocations(&board, name));
+        assert!(!a.is_empty());
+        assert_eq!(a, b, "{script}: host and board allocations differ");
+        // And the same opcodes per line of every function.
+        let ops = |p: &Profile| {
+            let mut v: Vec<(u32, u64)> = p
+                .lines
+                .iter()
+                .filter(|l| {
+                    p.files[l.file].path.ends_with(name)
+                        && p.functions[l.function].name != "<module>"
+                })
+                .map(|l| (l.line, l.opcodes))
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(ops(&host), ops(&board), "{script}: opcodes differ");
+    }
+}
+
+#[test]
+fn board_cycles_are_deterministic() {
+    let a = run("fixtures/misc/fib.py", "qemu", "fib-a");
+    let b = run("fixtures/misc/fib.py", "qemu", "fib-b");
+    let fib = |p: &Profile| {
+        let f = &p.functions[p.find_functions("fib")[0]];
+        (f.calls, f.incl_ticks, f.excl_ticks, f.opcodes)
+    };
+    assert_eq!(fib(&a).0, 1973);
+    assert!(fib(&a).1 > 0);
+    assert_eq!(
+        fib(&a),
+        fib(&b),
+        "guest-instruction ticks repeat exactly under -icount"
+    );
+    assert_eq!(a.meta.clock.name, "timer0");
+}
+
+#[test]
+fn cycle_budgets_are_allowed_on_the_board() {
+    let fib = run("fixtures/misc/fib.py", "qemu", "fib-budget");
+    let ticks = fib.functions[fib.find_functions("fib")[0]].incl_ticks;
+    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join("qemu");
+    let f = d.join("budget.toml");
+    std::fs::write(
+        &f,
+        format!(
+            "[[script]]\npath = \"{}\"\ntarget = \"qemu\"\n[[script.budget]]\nfunction = \"fib\"\ncycles = \"={ticks}\"\n",
+            root().join("fixtures/misc/fib.py").display()
+        ),
+    )
+    .unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_mpprof"))
+        .args(["check", "--budgets"])
+        .arg(&f)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+#[test]
+fn an_uncaught_exception_on_the_board_keeps_the_profile() {
+    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join("qemu");
+    std::fs::create_dir_all(&d).unwrap();
+    let out = d.join("uncaught.json");
+    let o = Command::new(env!("CARGO_BIN_EXE_mpprof"))
+        .args(["run", "-q", "--target", "qemu", "-o"])
+        .arg(&out)
+        .arg(root().join("fixtures/misc/uncaught.py"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("ValueError"));
+    let p = Profile::from_json_file(&out).unwrap();
+    assert!(p.functions[p.find_functions("work")[0]].opcodes > 1000);
+}
