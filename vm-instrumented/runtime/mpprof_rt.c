@@ -112,7 +112,7 @@ static mpprof_known_type_t known_types[KNOWN_TYPES_MAX];
 // cost must not land in whichever frame happened to trigger it, or ticks
 // would depend on when flushes fall and stop being repeatable.
 static inline uint64_t now(void) {
-    return mpprof_port_ticks() - rt.t0 - rt.flush_cost;
+    return mpprof_port_ticks() - rt.t0 - rt.flush_cost - mpprof_wire_hidden_ticks;
 }
 
 static inline size_t blocks_bytes(size_t n_bytes) {
@@ -579,7 +579,10 @@ bool mpprof_vm_enter(mp_code_state_t *code_state, void *inject_exc, int *kind_ou
         rt.dirty_codes = code;
     }
     if (rt.depth == 0) {
+        // Count flush intervals from the script's start too: where flushes
+        // fall must not depend on how long the board idled before.
         mpprof_port_align_ticks();
+        rt.last_flush = now();
     }
     mpprof_frame_t *f = &frames[rt.depth++];
     f->counts_bias = (uintptr_t)code->counts - (uintptr_t)code->bytecode * sizeof(uint32_t);

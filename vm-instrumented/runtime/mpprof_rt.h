@@ -120,6 +120,7 @@ static inline void mpprof_wire_end_record(void) {
 extern uint64_t mpprof_wire_dropped_records;
 extern uint64_t mpprof_wire_dropped_frames;
 extern uint16_t mpprof_wire_epoch;         // bumped when a frame is dropped
+extern uint64_t mpprof_wire_hidden_ticks;  // ticks spent sealing and sending frames
 
 // Runtime entry points used by the `mpprof` module.
 bool mpprof_active(void);
