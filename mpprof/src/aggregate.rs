@@ -296,6 +296,11 @@ impl Aggregator {
 
     /// Build the Profile.
     pub fn finish(self, stats: &DecodeStats, run: &RunInfo) -> Profile {
+        self.snapshot(stats, run)
+    }
+
+    /// The Profile so far, leaving the aggregator to go on (the live view).
+    pub fn snapshot(&self, stats: &DecodeStats, run: &RunInfo) -> Profile {
         let mut b = ProfileBuilder::new();
         let mut sources = Sources::new();
         let hello = self.hello.clone().unwrap_or_default();
@@ -496,11 +501,11 @@ impl Aggregator {
         mix.sort_by(|a, b| b.count.cmp(&a.count).then(a.opcode.cmp(&b.opcode)));
         b.set_opcode_mix(mix);
 
-        for m in self.markers {
-            b.add_marker(m);
+        for m in &self.markers {
+            b.add_marker(m.clone());
         }
-        for r in self.regions {
-            b.add_region(r);
+        for r in &self.regions {
+            b.add_region(r.clone());
         }
 
         // Heap and GC.
@@ -523,8 +528,8 @@ impl Aggregator {
         {
             let gc = b.gc_mut();
             gc.total_ticks = self.collections.iter().map(|c| c.duration).sum();
-            gc.collections = self.collections;
-            gc.heap_samples = self.heap_samples;
+            gc.collections = self.collections.clone();
+            gc.heap_samples = self.heap_samples.clone();
             gc.failures = failures;
             let (alloc_count, alloc_bytes) = self
                 .sites

@@ -65,6 +65,9 @@ pub struct RunConfig {
     /// Also write a flame graph SVG.
     #[arg(long)]
     pub flamegraph: Option<PathBuf>,
+    /// Show the live view (a terminal UI) while the script runs.
+    #[arg(long)]
+    pub live: bool,
     /// The flame graph's weight: cycles, opcodes, alloc-bytes or alloc-count.
     #[arg(long, default_value = "cycles")]
     pub weight: String,
@@ -203,6 +206,7 @@ pub fn profile_script(
         save_stream: None,
         flamegraph: None,
         weight: "cycles".into(),
+        live: false,
     };
     let (agg, stats, info) = match target {
         Target::Host => run_host(&cfg)?,
@@ -219,9 +223,13 @@ pub fn run(cfg: RunConfig) -> Result<ExitCode> {
         .unwrap_or_else(|| default_output(&cfg.script));
     install_signal_handlers();
     let started = Instant::now();
-    let (agg, stats, run_info) = match cfg.target {
-        Target::Host => run_host(&cfg)?,
-        Target::Qemu => run_qemu(&cfg)?,
+    if cfg.live {
+        crate::live::check_live(&cfg)?;
+    }
+    let (agg, stats, run_info) = match (cfg.live, cfg.target) {
+        (true, _) => crate::live::run_live(&cfg, &output)?,
+        (false, Target::Host) => run_host(&cfg)?,
+        (false, Target::Qemu) => run_qemu(&cfg)?,
     };
     let profile = agg.finish(&stats, &run_info);
     write_profile(&profile, &output)?;

@@ -155,7 +155,7 @@ pub fn render(p: &Profile, opts: &SummaryOptions) -> String {
     let funcs: Vec<usize> = p
         .top_functions(|f| f.excl_ticks)
         .into_iter()
-        .filter(|&i| p.functions[i].calls > 0)
+        .filter(|&i| p.functions[i].calls > 0 || p.functions[i].opcodes > 0)
         .take(opts.top)
         .collect();
     for i in funcs {

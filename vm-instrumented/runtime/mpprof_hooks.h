@@ -42,6 +42,15 @@ void mpprof_deinit(void);
         ++*(uint32_t *)(mpprof_counts_bias + (uintptr_t)(ip) * sizeof(uint32_t)); \
         mpprof_frame->opcodes++; \
     } while (0)
+// After jumps (loops): every so many, see whether counters are due to be
+// flushed, so a function that loops for a long time without returning still
+// shows up in a live view.
+extern uint32_t mpprof_loop_countdown;
+void mpprof_loop_tick(void);
+#define MICROPY_VM_HOOK_LOOP \
+    if (--mpprof_loop_countdown == 0) { \
+        mpprof_loop_tick(); \
+    }
 #else
 // The plain copy: when profiling is on, hand the frame to the hooked copy.
 #define MICROPY_VM_HOOK_ENTER(code_state, inject_exc) \

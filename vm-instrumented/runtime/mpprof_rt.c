@@ -22,6 +22,7 @@
 
 uint8_t mpprof_vm_hooked;
 mpprof_frame_t *mpprof_top_frame;
+uint32_t mpprof_loop_countdown = 1;
 
 // A float object, mirrored from py/objfloat.c (where the struct is private) to
 // know its size.
@@ -617,6 +618,19 @@ bool mpprof_vm_enter(mp_code_state_t *code_state, void *inject_exc, int *kind_ou
     }
     *kind_out = kind;
     return true;
+}
+
+void mpprof_loop_tick(void) {
+    mpprof_loop_countdown = 4096;
+    if (!rt.recording || rt.in_hook) {
+        return;
+    }
+    uint64_t t = now();
+    if (t - rt.last_flush >= rt.flush_ticks) {
+        flush_all(t);
+        mpprof_wire_flush();
+        rt.flush_cost += now() - t;
+    }
 }
 
 /******************************************************************************/

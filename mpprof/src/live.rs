@@ -1,0 +1,232 @@
+//! `mpprof run --live`: the script runs on the host target while the terminal
+//! UI shows snapshots of its profile; `q` stops it and writes the profile.
+
+use std::io::{IsTerminal, Read};
+use std::path::Path;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use board_agent::{HostProcess, RunRequest, Session};
+use mpprof_profile::ExitReason;
+use ratatui::backend::CrosstermBackend;
+use ratatui::crossterm::event::{self, Event as TermEvent, KeyCode, KeyEventKind, KeyModifiers};
+use ratatui::crossterm::terminal::{
+    disable_raw_mode, enable_raw_mode, EnterAlternateScreen, LeaveAlternateScreen,
+};
+use ratatui::crossterm::ExecutableCommand;
+use ratatui::Terminal;
+
+use crate::aggregate::{Aggregator, RunInfo};
+use crate::run::{RunConfig, Target};
+use crate::tui::{self, Action, LiveState};
+use crate::wire::{DecodeStats, Decoder};
+
+struct Shared {
+    agg: Aggregator,
+    stats: DecodeStats,
+    events: u64,
+    ended: bool,
+}
+
+fn restore_terminal() {
+    let _ = disable_raw_mode();
+    let _ = std::io::stdout().execute(LeaveAlternateScreen);
+    let _ = std::io::stdout().execute(ratatui::crossterm::cursor::Show);
+}
+
+/// Refuse `--live` where it cannot work, before anything starts.
+pub fn check_live(cfg: &RunConfig) -> Result<()> {
+    if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
+        bail!("--live needs a terminal (stdin and stdout are not one): drop --live to get the summary when the script ends");
+    }
+    if cfg.target != Target::Host {
+        bail!("--live runs on the host target for now: drop --target, or drop --live to profile the board");
+    }
+    Ok(())
+}
+
+pub fn run_live(cfg: &RunConfig, output: &Path) -> Result<(Aggregator, DecodeStats, RunInfo)> {
+    check_live(cfg)?;
+    let build =
+        vm_instrumented::build_host(&vm_instrumented::BuildOptions::default(), &mut |m: &str| {
+            eprintln!("mpprof: {m}")
+        })
+        .context("cannot build the instrumented MicroPython")?;
+    let mut session = HostProcess::new(build.micropython)
+        .start(&RunRequest {
+            script: cfg.script.clone(),
+            args: cfg.args.clone(),
+            heap_bytes: cfg.heap,
+            capture_output: true,
+        })
+        .context("cannot start the script")?;
+    let shared = Arc::new(Mutex::new(Shared {
+        agg: Aggregator::new(),
+        stats: DecodeStats::default(),
+        events: 0,
+        ended: false,
+    }));
+    // Ingestion: never waits for the display, which only takes the lock to
+    // copy a snapshot.
+    let mut stream = session.take_stream().context("no profile stream")?;
+    let ingest = {
+        let shared = shared.clone();
+        std::thread::spawn(move || {
+            let mut dec = Decoder::new();
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                let n = match stream.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                let Ok(mut s) = shared.lock() else { break };
+                let s = &mut *s;
+                let mut events = 0;
+                dec.feed(&buf[..n], &mut |e| {
+                    events += 1;
+                    s.agg.event(e)
+                });
+                s.events += events;
+                s.stats = *dec.stats();
+            }
+            if let Ok(mut s) = shared.lock() {
+                let s = &mut *s;
+                s.stats = *dec.finish(&mut |e| s.agg.event(e));
+                s.ended = true;
+            }
+        })
+    };
+    let (out_tx, out_rx) = mpsc::channel::<String>();
+    if let Some(mut out) = session.take_output() {
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = out.read(&mut buf) {
+                if n == 0
+                    || out_tx
+                        .send(String::from_utf8_lossy(&buf[..n]).into_owned())
+                        .is_err()
+                {
+                    break;
+                }
+            }
+        });
+    }
+
+    enable_raw_mode().context("cannot put the terminal in raw mode")?;
+    let prev_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        restore_terminal();
+        prev_hook(info);
+    }));
+    let result = (|| -> Result<(Option<board_agent::ExitInfo>, Option<ExitReason>)> {
+        std::io::stdout().execute(EnterAlternateScreen)?;
+        let mut term = Terminal::new(CrosstermBackend::new(std::io::stdout()))?;
+        let mut st = LiveState::new(
+            "host",
+            &cfg.script.display().to_string(),
+            &output.display().to_string(),
+        );
+        let mut exit = None;
+        let mut last_events = (Instant::now(), 0u64);
+        let mut profile = mpprof_profile::Profile::empty();
+        let run = RunInfo {
+            script: cfg.script.display().to_string(),
+            embed_sources: true,
+            ..RunInfo::default()
+        };
+        loop {
+            while let Ok(text) = out_rx.try_recv() {
+                st.push_output(&text);
+            }
+            if exit.is_none() {
+                if let Some(e) = session.try_wait()? {
+                    st.script_status = Some(match (e.code, e.signal) {
+                        (Some(0), _) => "finished".to_string(),
+                        (Some(c), _) => format!("exited with status {c}"),
+                        (None, Some(s)) => format!("ended by signal {s}"),
+                        _ => "ended".into(),
+                    });
+                    exit = Some(e);
+                }
+            }
+            if !st.paused {
+                if let Ok(s) = shared.lock() {
+                    profile = s.agg.snapshot(&s.stats, &run);
+                    let now = Instant::now();
+                    let dt = now.duration_since(last_events.0).as_secs_f64();
+                    if dt >= 0.5 {
+                        st.events_per_sec = (s.events - last_events.1) as f64 / dt;
+                        last_events = (now, s.events);
+                    }
+                    st.events = s.events;
+                    st.stream_ended = s.ended;
+                }
+                st.note_allocs(profile.gc.alloc_count);
+                term.draw(|f| tui::draw(f, &st, &profile))?;
+            }
+            if event::poll(tui::FRAME)? {
+                if let TermEvent::Key(k) = event::read()? {
+                    if k.kind != KeyEventKind::Press {
+                        continue;
+                    }
+                    let c = match k.code {
+                        KeyCode::Char('c') if k.modifiers.contains(KeyModifiers::CONTROL) => 'q',
+                        KeyCode::Char(c) => c,
+                        KeyCode::Tab => '\t',
+                        KeyCode::Enter => '\n',
+                        KeyCode::Esc => '\u{1b}',
+                        KeyCode::Up => 'k',
+                        KeyCode::Down => 'j',
+                        _ => continue,
+                    };
+                    match tui::handle_key(&mut st, &profile, c) {
+                        Action::Quit => break,
+                        Action::FlameSnapshot => {
+                            let path = output.with_extension("snapshot.svg");
+                            st.message = Some(
+                                match crate::views::write_flamegraph(
+                                    &profile, &path, "cycles", false,
+                                ) {
+                                    Ok(()) => format!("flame graph written to {}", path.display()),
+                                    Err(e) => format!("no flame graph: {e}"),
+                                },
+                            );
+                        }
+                        Action::None => {}
+                    }
+                    if st.paused {
+                        term.draw(|f| tui::draw(f, &st, &profile))?;
+                    }
+                }
+            }
+        }
+        let mut reason = None;
+        if exit.is_none() {
+            reason = Some(ExitReason::KeyboardInterrupt);
+            exit = Some(session.stop_within(Duration::from_secs(3))?);
+        }
+        Ok((exit, reason))
+    })();
+    restore_terminal();
+    let _ = std::panic::take_hook();
+    let (exit, host_reason) = result?;
+    let _ = ingest.join();
+    let shared = Arc::try_unwrap(shared)
+        .map_err(|_| anyhow::anyhow!("the stream reader is still running"))?
+        .into_inner()
+        .map_err(|_| anyhow::anyhow!("the stream reader failed"))?;
+    Ok((
+        shared.agg,
+        shared.stats,
+        RunInfo {
+            script: cfg.script.display().to_string(),
+            args: cfg.args.clone(),
+            status: exit.and_then(|e| e.code),
+            host_reason,
+            message: None,
+            embed_sources: true,
+        },
+    ))
+}

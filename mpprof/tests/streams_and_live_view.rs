@@ -1,0 +1,237 @@
+//! Recorded streams from the real C encoder through the decoder and the
+//! aggregator, and the live view: rendering on ratatui's TestBackend from
+//! those streams, and the real binary in tmux.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use mpprof::aggregate::{profile_from_stream, RunInfo};
+use mpprof::tui::{self, Action, LiveState, Pane, SortKey};
+use mpprof::wire::decode_all;
+use mpprof_profile::Profile;
+use ratatui::backend::TestBackend;
+use ratatui::Terminal;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn stream(name: &str) -> Vec<u8> {
+    std::fs::read(root().join("fixtures/streams").join(name)).unwrap()
+}
+
+fn profile(name: &str) -> Profile {
+    profile_from_stream(&stream(name), &RunInfo::default())
+}
+
+#[test]
+fn recorded_streams_decode_cleanly_into_their_profiles() {
+    for name in [
+        "bound_method.host.bin",
+        "bound_method.qemu.bin",
+        "fib.host.bin",
+        "float.host.bin",
+        "markers.host.bin",
+    ] {
+        let bytes = stream(name);
+        let (events, stats) = decode_all(&bytes);
+        assert!(events.len() > 10, "{name}");
+        assert_eq!(
+            stats.crc_errors + stats.bad_frames + stats.lost_frames + stats.skipped_bytes,
+            0,
+            "{name}: {stats:?}"
+        );
+        assert_eq!(stats.truncated_tail_bytes, 0);
+        let p = profile(name);
+        assert!(!p.meta.partial, "{name} ends with its END record");
+        p.validate().unwrap();
+    }
+    let fib = profile("fib.host.bin");
+    assert_eq!(fib.functions[fib.find_functions("fib")[0]].calls, 1973);
+    // The board's stream says the same about the hot line as the host's.
+    let (h, q) = (
+        profile("bound_method.host.bin"),
+        profile("bound_method.qemu.bin"),
+    );
+    assert_eq!(q.meta.target, "qemu");
+    assert_eq!(q.meta.clock.name, "timer0");
+    let bm = |p: &Profile| {
+        p.alloc_sites
+            .iter()
+            .filter(|s| s.cause.as_str() == "bound_method")
+            .map(|s| (s.line, s.count, s.bytes))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(bm(&h), bm(&q));
+    // A stream cut short still gives what it had, marked partial.
+    let bytes = stream("fib.host.bin");
+    let cut = profile_from_stream(&bytes[..bytes.len() / 2], &RunInfo::default());
+    assert!(cut.meta.partial);
+}
+
+fn render(st: &LiveState, p: &Profile, w: u16, h: u16) -> String {
+    let mut term = Terminal::new(TestBackend::new(w, h)).unwrap();
+    term.draw(|f| tui::draw(f, st, p)).unwrap();
+    let buf = term.backend().buffer().clone();
+    let mut out = String::new();
+    for y in 0..h {
+        for x in 0..w {
+            out.push_str(buf[(x, y)].symbol());
+        }
+        out.push('\n');
+    }
+    out
+}
+
+#[test]
+fn every_pane_shows_its_rows() {
+    let p = profile("bound_method.host.bin");
+    let mut st = LiveState::new("host", "fixtures/causes/bound_method.py", "bm.mpprof.json");
+    st.push_output("hello from the script\n");
+    st.note_allocs(p.gc.alloc_count);
+    let screen = render(&st, &p, 160, 45);
+    // Functions, sorted by exclusive time: Sensor.hot is the hottest.
+    let f_row = screen.lines().find(|l| l.contains("calls")).unwrap();
+    assert!(f_row.contains("function"));
+    let first = screen
+        .lines()
+        .skip_while(|l| !l.contains("function"))
+        .nth(1)
+        .unwrap();
+    assert!(first.contains("hot") && first.contains("1,311"), "{first}");
+    // Allocating lines with cause and fix.
+    let line = screen
+        .lines()
+        .find(|l| l.contains(":15") && l.contains("bound_method"))
+        .expect("the hot line");
+    assert!(line.contains("100"), "{line}");
+    // Heap, opcode mix, output, status.
+    assert!(screen.contains("Heap") && screen.contains("used of"));
+    assert!(screen.contains("Opcode mix") && screen.contains("LOAD_FAST"));
+    assert!(screen.contains("hello from the script"));
+    assert!(screen.contains("bound_method.py on host") && screen.contains("dropped 0"));
+}
+
+#[test]
+fn keys_sort_focus_open_source_and_quit() {
+    let p = profile("bound_method.host.bin");
+    let mut st = LiveState::new("host", "s.py", "p.json");
+    assert_eq!(tui::handle_key(&mut st, &p, 's'), Action::None);
+    assert_eq!(st.sort, SortKey::Inclusive);
+    let by_calls = {
+        tui::handle_key(&mut st, &p, 's');
+        tui::sorted_functions(&p, st.sort)
+    };
+    assert_eq!(
+        p.functions[by_calls[0]].calls, 100,
+        "register is called most"
+    );
+    tui::handle_key(&mut st, &p, '\n');
+    let screen = render(&st, &p, 160, 45);
+    assert!(
+        screen.contains("(Esc: close)"),
+        "the annotated source opens"
+    );
+    tui::handle_key(&mut st, &p, '\u{1b}');
+    tui::handle_key(&mut st, &p, '\t');
+    assert_eq!(st.focus, Pane::Lines);
+    tui::handle_key(&mut st, &p, '?');
+    assert!(render(&st, &p, 160, 45).contains("quit (the profile is written)"));
+    tui::handle_key(&mut st, &p, 'x');
+    assert!(!st.help);
+    tui::handle_key(&mut st, &p, 'p');
+    assert!(st.paused);
+    assert_eq!(tui::handle_key(&mut st, &p, 'q'), Action::Quit);
+}
+
+#[test]
+fn a_small_terminal_and_a_stopped_stream_are_said_plainly() {
+    let p = profile("fib.host.bin");
+    let mut st = LiveState::new("host", "fib.py", "fib.json");
+    let small = render(&st, &p, 40, 10);
+    assert!(small.contains("needs at"), "{small}");
+    st.stream_ended = true;
+    assert!(render(&st, &p, 160, 45).contains("the stream stopped"));
+}
+
+#[test]
+fn live_needs_a_terminal() {
+    let o = Command::new(env!("CARGO_BIN_EXE_mpprof"))
+        .args(["run", "--live"])
+        .arg(root().join("fixtures/misc/fib.py"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("drop --live"));
+}
+
+#[test]
+fn the_live_view_runs_in_tmux_and_q_writes_the_profile() {
+    if Command::new("tmux").arg("-V").output().is_err() {
+        let st = Command::new("apt-get")
+            .args(["install", "-y", "-qq", "tmux"])
+            .status()
+            .unwrap();
+        assert!(st.success(), "tmux is needed for this test");
+    }
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("live");
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join("forever.json");
+    let _ = std::fs::remove_file(&out);
+    let session = format!("mpprof-live-{}", std::process::id());
+    let cmd = format!(
+        "{} run --live -o {} {}; sleep 5",
+        env!("CARGO_BIN_EXE_mpprof"),
+        out.display(),
+        root().join("fixtures/misc/forever.py").display()
+    );
+    let tmux = |args: &[&str]| Command::new("tmux").args(args).output().unwrap();
+    assert!(tmux(&[
+        "new-session",
+        "-d",
+        "-s",
+        &session,
+        "-x",
+        "150",
+        "-y",
+        "45",
+        &cmd
+    ])
+    .status
+    .success());
+    let capture = || {
+        String::from_utf8_lossy(&tmux(&["capture-pane", "-t", &session, "-p"]).stdout).into_owned()
+    };
+    let mut screen = String::new();
+    // The first run may still be building the VM (another test may hold the
+    // build lock): allow for that.
+    for _ in 0..900 {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        screen = capture();
+        if screen.contains("spin") {
+            break;
+        }
+    }
+    assert!(
+        screen.contains("Functions") && screen.contains("spin"),
+        "{screen}"
+    );
+    assert!(screen.contains("running"));
+    tmux(&["send-keys", "-t", &session, "s"]);
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    assert!(capture().contains("sorted by inclusive"));
+    tmux(&["send-keys", "-t", &session, "q"]);
+    for _ in 0..50 {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        if out.exists() {
+            break;
+        }
+    }
+    let _ = tmux(&["kill-session", "-t", &session]);
+    let p = Profile::from_json_file(&out).expect("q wrote the profile");
+    assert!(p.meta.partial, "the script was stopped");
+    assert!(p.functions[p.find_functions("spin")[0]].opcodes > 0 || p.total_opcodes() > 0);
+}
