@@ -44,7 +44,7 @@ fn hex_nibble(c: u8) -> Option<u8> {
 
 /// Decode a hex string into bytes.
 pub fn decode_hex(s: &[u8]) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     s.chunks(2)

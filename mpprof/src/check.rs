@@ -93,6 +93,10 @@ pub struct Budget {
     pub name: Option<String>,
 }
 
+/// A metric to check: name, its limit, the measured value, the baseline's,
+/// and whether the limit is a floor.
+type MetricRow<'a> = (&'static str, &'a Option<Limit>, u64, Option<u64>, bool);
+
 /// One evaluated limit.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Verdict {
@@ -411,7 +415,7 @@ pub fn evaluate(
             })?),
             None => None,
         };
-        let metrics: [(&str, &Option<Limit>, u64, Option<u64>, bool); 8] = [
+        let metrics: [MetricRow; 8] = [
             (
                 "allocs",
                 &b.allocs,

@@ -78,6 +78,8 @@ mod tests {
     use super::*;
 
     #[test]
+    // The bit groups spell the encoding: 0b0_LL_BBBBB.
+    #[allow(clippy::unusual_byte_groupings)]
     fn one_and_two_byte_entries() {
         // A function whose def is on line 3: offset 0 -> line 3 (+2 lines, 0 bytes),
         // then 4 bytes of code on line 3, then +1 line, then 6 bytes on line 4,

@@ -172,7 +172,7 @@ fn bad_flamegraph_requests_are_clear_and_leave_no_file() {
     assert!(!out.exists());
     // A profile with nothing to draw for the weight.
     let (path, p) = profile("fixtures/blink/blink5_viper.py", "viper");
-    assert_eq!(p.call_tree.iter().map(|n| n.opcodes).sum::<u64>() > 0, true);
+    assert!(p.call_tree.iter().map(|n| n.opcodes).sum::<u64>() > 0);
     let empty = tmp("empty.json");
     let mut e = p.clone();
     for n in &mut e.call_tree {

@@ -625,8 +625,11 @@ pub fn build_host(
     let tree = prepared_source(opts, progress)?;
     let mut word_size = opts.word_size;
     let mut fell_back_to_64 = false;
-    if word_size == WordSize::Bits32 && !can_build_32bit(&opts.cache_dir) {
-        if apt_install(&["gcc-multilib"], progress).is_err() || !can_build_32bit(&opts.cache_dir) {
+    if word_size == WordSize::Bits32
+        && !can_build_32bit(&opts.cache_dir)
+        && (apt_install(&["gcc-multilib"], progress).is_err() || !can_build_32bit(&opts.cache_dir))
+    {
+        {
             progress("warning: no 32-bit toolchain (gcc-multilib): building 64-bit; small ints are 63-bit and GC blocks 32 bytes, unlike a board's");
             word_size = WordSize::Bits64;
             fell_back_to_64 = true;

@@ -616,8 +616,7 @@ impl ProfileBuilder {
                 }
             }
         }
-        p.lines
-            .sort_by(|a, b| (a.file, a.line).cmp(&(b.file, b.line)));
+        p.lines.sort_by_key(|l| (l.file, l.line));
         self.profile
     }
 }
