@@ -42,20 +42,43 @@ bool mpprof_port_open(void) {
         return false;
     }
     main_thread = pthread_self();
+    // MPPROF_NONBLOCK=1: a full pipe drops frames instead of stalling the
+    // script, as a board's ring buffer does (and lets tests check that drops
+    // are counted exactly).
+    const char *nb = getenv("MPPROF_NONBLOCK");
+    if (nb != NULL && nb[0] == '1') {
+        int fl = fcntl(stream_fd, F_GETFL);
+        if (fl != -1) {
+            fcntl(stream_fd, F_SETFL, fl | O_NONBLOCK);
+        }
+    }
     // If mpprof goes away, a write must fail, not kill the script.
     signal(SIGPIPE, SIG_IGN);
     return true;
 }
 
 bool mpprof_port_write(const uint8_t *buf, size_t len) {
+    bool started = false;
     while (len > 0) {
         ssize_t n = write(stream_fd, buf, len);
         if (n < 0) {
             if (errno == EINTR) {
                 continue;
             }
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                if (!started) {
+                    // Nothing of this frame went out: drop it whole.
+                    return false;
+                }
+                // Part of the frame went out: finish it, or the stream
+                // would be corrupt.
+                struct timespec ts = { 0, 100000 };
+                nanosleep(&ts, NULL);
+                continue;
+            }
             return false;
         }
+        started = true;
         buf += n;
         len -= (size_t)n;
     }
