@@ -216,3 +216,19 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    /// Frames with valid CRCs but arbitrary records (a buggy or hostile
+    /// target): the aggregator never panics and its profile is consistent.
+    #[test]
+    fn arbitrary_records_make_a_valid_profile(
+        payloads in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 1..200), 0..40),
+    ) {
+        let mut bytes = Vec::new();
+        for (i, p) in payloads.iter().enumerate() {
+            bytes.extend_from_slice(&frame(i as u16, p));
+        }
+        let p = mpprof::aggregate::profile_from_stream(&bytes, &mpprof::aggregate::RunInfo::default());
+        prop_assert!(p.validate().is_ok());
+    }
+}
