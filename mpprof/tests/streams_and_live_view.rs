@@ -171,6 +171,7 @@ fn live_needs_a_terminal() {
 #[test]
 fn the_live_view_runs_in_tmux_and_q_writes_the_profile() {
     if Command::new("tmux").arg("-V").output().is_err() {
+        let _ = Command::new("apt-get").args(["update", "-qq"]).status();
         let st = Command::new("apt-get")
             .args(["install", "-y", "-qq", "tmux"])
             .status()
