@@ -487,6 +487,17 @@ static void flush_counts(void) {
         c = next;
     }
     rt.dirty_codes = NULL;
+    // Frames still running go on counting into their code's counters: keep
+    // those codes on the dirty list, or a loop that never returns would be
+    // counted only up to the first flush.
+    for (uint32_t d = 0; d < rt.depth; d++) {
+        mpprof_code_t *c = nodes[frames[d].node].code;
+        if (c != NULL && !c->dirty) {
+            c->dirty = 1;
+            c->next_dirty = rt.dirty_codes;
+            rt.dirty_codes = c;
+        }
+    }
     for (uint32_t i = rt.dirty_nodes; i != 0;) {
         mpprof_node_t *n = &nodes[i];
         uint32_t next = n->next_dirty;
