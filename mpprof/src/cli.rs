@@ -41,6 +41,9 @@ pub enum Command {
     Diff(crate::views::DiffConfig),
     /// Export a profile for speedscope, Perfetto, pprof or flamegraph tools.
     Export(crate::views::ExportConfig),
+    /// Attach the live view to a running target's stream (a FIFO or file
+    /// written through MPPROF_PATH).
+    Live(crate::live::AttachConfig),
     /// Run the scripts of a budget file and check their budgets (for CI).
     Check(crate::check::CheckConfig),
     /// Print the licences of the third-party code in this binary.
@@ -80,6 +83,7 @@ pub fn main() -> ExitCode {
         Command::Diff(cfg) => crate::views::diff(cfg).map(|_| ExitCode::SUCCESS),
         Command::Export(cfg) => crate::views::export(cfg).map(|_| ExitCode::SUCCESS),
         Command::Check(cfg) => crate::check::check(cfg),
+        Command::Live(cfg) => crate::live::attach(cfg).map(|_| ExitCode::SUCCESS),
         Command::Licenses => {
             crate::views::licenses();
             Ok(ExitCode::SUCCESS)

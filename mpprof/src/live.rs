@@ -28,6 +28,8 @@ struct Shared {
     stats: DecodeStats,
     events: u64,
     ended: bool,
+    /// The view has closed: a following reader stops waiting.
+    quit: bool,
 }
 
 fn restore_terminal() {
@@ -67,37 +69,13 @@ pub fn run_live(cfg: &RunConfig, output: &Path) -> Result<(Aggregator, DecodeSta
         stats: DecodeStats::default(),
         events: 0,
         ended: false,
+        quit: false,
     }));
-    // Ingestion: never waits for the display, which only takes the lock to
-    // copy a snapshot.
-    let mut stream = session.take_stream().context("no profile stream")?;
-    let ingest = {
-        let shared = shared.clone();
-        std::thread::spawn(move || {
-            let mut dec = Decoder::new();
-            let mut buf = vec![0u8; 64 * 1024];
-            loop {
-                let n = match stream.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => n,
-                };
-                let Ok(mut s) = shared.lock() else { break };
-                let s = &mut *s;
-                let mut events = 0;
-                dec.feed(&buf[..n], &mut |e| {
-                    events += 1;
-                    s.agg.event(e)
-                });
-                s.events += events;
-                s.stats = *dec.stats();
-            }
-            if let Ok(mut s) = shared.lock() {
-                let s = &mut *s;
-                s.stats = *dec.finish(&mut |e| s.agg.event(e));
-                s.ended = true;
-            }
-        })
-    };
+    let ingest = spawn_ingest(
+        shared.clone(),
+        session.take_stream().context("no profile stream")?,
+        false,
+    );
     let (out_tx, out_rx) = mpsc::channel::<String>();
     if let Some(mut out) = session.take_output() {
         std::thread::spawn(move || {
@@ -114,6 +92,89 @@ pub fn run_live(cfg: &RunConfig, output: &Path) -> Result<(Aggregator, DecodeSta
         });
     }
 
+    let st = LiveState::new(
+        "host",
+        &cfg.script.display().to_string(),
+        &output.display().to_string(),
+    );
+    let (exit, host_reason) = view_loop(
+        &shared,
+        &out_rx,
+        Some(&mut session),
+        st,
+        &cfg.script.display().to_string(),
+        output,
+    )?;
+    let _ = ingest.join();
+    let shared = Arc::try_unwrap(shared)
+        .map_err(|_| anyhow::anyhow!("the stream reader is still running"))?
+        .into_inner()
+        .map_err(|_| anyhow::anyhow!("the stream reader failed"))?;
+    Ok((
+        shared.agg,
+        shared.stats,
+        RunInfo {
+            script: cfg.script.display().to_string(),
+            args: cfg.args.clone(),
+            status: exit.and_then(|e| e.code),
+            host_reason,
+            message: None,
+            embed_sources: true,
+        },
+    ))
+}
+
+/// Read a stream into the shared aggregator until it ends. Ingestion never
+/// waits for the display, which only takes the lock to copy a snapshot.
+/// `follow`: at the end of a file, wait for more (a file still being written).
+fn spawn_ingest(
+    shared: Arc<Mutex<Shared>>,
+    mut stream: Box<dyn Read + Send>,
+    follow: bool,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut dec = Decoder::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = match stream.read(&mut buf) {
+                Ok(0) if follow => {
+                    if shared.lock().map_or(true, |s| s.agg.ended() || s.quit) {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                    continue;
+                }
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            let Ok(mut s) = shared.lock() else { break };
+            let s = &mut *s;
+            let mut events = 0;
+            dec.feed(&buf[..n], &mut |e| {
+                events += 1;
+                s.agg.event(e)
+            });
+            s.events += events;
+            s.stats = *dec.stats();
+        }
+        if let Ok(mut s) = shared.lock() {
+            let s = &mut *s;
+            s.stats = *dec.finish(&mut |e| s.agg.event(e));
+            s.ended = true;
+        }
+    })
+}
+
+/// The terminal UI until `q`: returns how the script ended, if there is a
+/// script to watch, and why the host ended it.
+fn view_loop(
+    shared: &Arc<Mutex<Shared>>,
+    out_rx: &mpsc::Receiver<String>,
+    mut session: Option<&mut dyn Session>,
+    mut st: LiveState,
+    script: &str,
+    output: &Path,
+) -> Result<(Option<board_agent::ExitInfo>, Option<ExitReason>)> {
     enable_raw_mode().context("cannot put the terminal in raw mode")?;
     let prev_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
@@ -123,16 +184,11 @@ pub fn run_live(cfg: &RunConfig, output: &Path) -> Result<(Aggregator, DecodeSta
     let result = (|| -> Result<(Option<board_agent::ExitInfo>, Option<ExitReason>)> {
         std::io::stdout().execute(EnterAlternateScreen)?;
         let mut term = Terminal::new(CrosstermBackend::new(std::io::stdout()))?;
-        let mut st = LiveState::new(
-            "host",
-            &cfg.script.display().to_string(),
-            &output.display().to_string(),
-        );
         let mut exit = None;
         let mut last_events = (Instant::now(), 0u64);
         let mut profile = mpprof_profile::Profile::empty();
         let run = RunInfo {
-            script: cfg.script.display().to_string(),
+            script: script.to_string(),
             embed_sources: true,
             ..RunInfo::default()
         };
@@ -140,7 +196,7 @@ pub fn run_live(cfg: &RunConfig, output: &Path) -> Result<(Aggregator, DecodeSta
             while let Ok(text) = out_rx.try_recv() {
                 st.push_output(&text);
             }
-            if exit.is_none() {
+            if let (None, Some(session)) = (&exit, session.as_mut()) {
                 if let Some(e) = session.try_wait()? {
                     st.script_status = Some(match (e.code, e.signal) {
                         (Some(0), _) => "finished".to_string(),
@@ -203,7 +259,7 @@ pub fn run_live(cfg: &RunConfig, output: &Path) -> Result<(Aggregator, DecodeSta
             }
         }
         let mut reason = None;
-        if exit.is_none() {
+        if let (None, Some(session)) = (&exit, session.as_mut()) {
             reason = Some(ExitReason::KeyboardInterrupt);
             exit = Some(session.stop_within(Duration::from_secs(3))?);
         }
@@ -211,22 +267,64 @@ pub fn run_live(cfg: &RunConfig, output: &Path) -> Result<(Aggregator, DecodeSta
     })();
     restore_terminal();
     let _ = std::panic::take_hook();
-    let (exit, host_reason) = result?;
+    if let Ok(mut s) = shared.lock() {
+        s.quit = true;
+    }
+    result
+}
+
+/// `mpprof live STREAM`: attach the live view to a target that is already
+/// running, through the stream it writes (a FIFO or a file the VM writes with
+/// `MPPROF_PATH=...`).
+#[derive(Debug, clap::Args)]
+pub struct AttachConfig {
+    /// The stream to follow.
+    pub stream: std::path::PathBuf,
+    /// Where to write the profile when the view closes.
+    #[arg(short, long, default_value = "live.mpprof.json")]
+    pub output: std::path::PathBuf,
+    /// The script's path, for source lines and names.
+    #[arg(long, default_value = "")]
+    pub script: String,
+}
+
+pub fn attach(cfg: AttachConfig) -> Result<()> {
+    if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
+        bail!("mpprof live needs a terminal: use `mpprof decode STREAM -o PROFILE` to turn a stream into a profile without one");
+    }
+    // Opening a FIFO waits for its writer: say what we wait for.
+    eprintln!("mpprof: waiting for the stream {}", cfg.stream.display());
+    let file = std::fs::File::open(&cfg.stream).with_context(|| {
+        format!(
+            "cannot open the stream {}: start the VM with MPPROF_PATH={0}",
+            cfg.stream.display()
+        )
+    })?;
+    let shared = Arc::new(Mutex::new(Shared {
+        agg: Aggregator::new(),
+        stats: DecodeStats::default(),
+        events: 0,
+        ended: false,
+        quit: false,
+    }));
+    let ingest = spawn_ingest(shared.clone(), Box::new(file), true);
+    let (_tx, rx) = mpsc::channel::<String>();
+    let mut st = LiveState::new("attached", &cfg.script, &cfg.output.display().to_string());
+    st.push_output("(attached to a running target: its output is on its own terminal)\n");
+    view_loop(&shared, &rx, None, st, &cfg.script, &cfg.output)?;
     let _ = ingest.join();
-    let shared = Arc::try_unwrap(shared)
-        .map_err(|_| anyhow::anyhow!("the stream reader is still running"))?
-        .into_inner()
+    let s = shared
+        .lock()
         .map_err(|_| anyhow::anyhow!("the stream reader failed"))?;
-    Ok((
-        shared.agg,
-        shared.stats,
-        RunInfo {
-            script: cfg.script.display().to_string(),
-            args: cfg.args.clone(),
-            status: exit.and_then(|e| e.code),
-            host_reason,
-            message: None,
+    let profile = s.agg.snapshot(
+        &s.stats,
+        &RunInfo {
+            script: cfg.script.clone(),
             embed_sources: true,
+            ..RunInfo::default()
         },
-    ))
+    );
+    crate::run::write_profile(&profile, &cfg.output)?;
+    eprintln!("mpprof: profile written to {}", cfg.output.display());
+    Ok(())
 }

@@ -207,9 +207,14 @@ pub fn draw(f: &mut Frame, st: &LiveState, p: &Profile) {
 fn draw_functions(f: &mut Frame, area: Rect, st: &LiveState, p: &Profile) {
     let ids = sorted_functions(p, st.sort);
     let total = p.total_ticks().max(1);
+    // Only the rows that fit are built: a profile may have thousands.
+    let visible = area.height.saturating_sub(3) as usize;
+    let first = st.selected.saturating_sub(visible.saturating_sub(1));
     let rows: Vec<Row> = ids
         .iter()
         .enumerate()
+        .skip(first)
+        .take(visible)
         .map(|(i, &id)| {
             let fun = &p.functions[id];
             let style = if st.focus == Pane::Functions && i == st.selected {
@@ -254,7 +259,7 @@ fn draw_functions(f: &mut Frame, area: Rect, st: &LiveState, p: &Profile) {
 }
 
 fn draw_lines(f: &mut Frame, area: Rect, st: &LiveState, p: &Profile) {
-    let rows: Vec<Row> = reports::summary::alloc_line_rows(p, 50)
+    let rows: Vec<Row> = reports::summary::alloc_line_rows(p, area.height.saturating_sub(3) as usize)
         .into_iter()
         .enumerate()
         .map(|(i, r)| {

@@ -236,3 +236,87 @@ fn the_live_view_runs_in_tmux_and_q_writes_the_profile() {
     assert!(p.meta.partial, "the script was stopped");
     assert!(p.functions[p.find_functions("spin")[0]].opcodes > 0 || p.total_opcodes() > 0);
 }
+
+#[test]
+fn the_live_view_attaches_to_a_running_target() {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("attach");
+    std::fs::create_dir_all(&dir).unwrap();
+    let fifo = dir.join("stream.fifo");
+    let out = dir.join("attached.json");
+    let _ = std::fs::remove_file(&fifo);
+    let _ = std::fs::remove_file(&out);
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let build = Command::new(env!("CARGO_BIN_EXE_mpprof"))
+        .arg("build")
+        .output()
+        .unwrap();
+    assert!(build.status.success());
+    let micropython = String::from_utf8_lossy(&build.stdout).trim().to_string();
+    let sock = format!("mpprof-attach-{}", std::process::id());
+    let tmux = |args: &[&str]| {
+        Command::new("tmux")
+            .arg("-L")
+            .arg(&sock)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let script = root().join("fixtures/misc/forever.py");
+    let cmd = format!(
+        "{} live {} -o {} --script {}; sleep 5",
+        env!("CARGO_BIN_EXE_mpprof"),
+        fifo.display(),
+        out.display(),
+        script.display()
+    );
+    assert!(tmux(&[
+        "new-session",
+        "-d",
+        "-s",
+        "a",
+        "-x",
+        "150",
+        "-y",
+        "45",
+        &cmd
+    ])
+    .status
+    .success());
+    // The target, started on its own, streams into the FIFO.
+    let mut target = Command::new(&micropython)
+        .arg(&script)
+        .env("MPPROF_PATH", &fifo)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut screen = String::new();
+    for _ in 0..100 {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        screen =
+            String::from_utf8_lossy(&tmux(&["capture-pane", "-t", "a", "-p"]).stdout).into_owned();
+        if screen.contains("spin") {
+            break;
+        }
+    }
+    assert!(
+        screen.contains("spin") && screen.contains("attached"),
+        "{screen}"
+    );
+    tmux(&["send-keys", "-t", "a", "q"]);
+    for _ in 0..50 {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        if out.exists() {
+            break;
+        }
+    }
+    let _ = target.kill();
+    let _ = target.wait();
+    let _ = tmux(&["kill-server"]);
+    let p = Profile::from_json_file(&out).expect("closing the view wrote the profile");
+    assert!(p.meta.partial, "the target was still running");
+    assert!(p.functions[p.find_functions("spin")[0]].opcodes > 10_000);
+}
