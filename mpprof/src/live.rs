@@ -38,6 +38,18 @@ fn restore_terminal() {
     let _ = std::io::stdout().execute(ratatui::crossterm::cursor::Show);
 }
 
+impl Shared {
+    fn new() -> Arc<Mutex<Self>> {
+        Arc::new(Mutex::new(Self {
+            agg: Aggregator::new(),
+            stats: DecodeStats::default(),
+            events: 0,
+            ended: false,
+            quit: false,
+        }))
+    }
+}
+
 /// Refuse `--live` where it cannot work, before anything starts.
 pub fn check_live(cfg: &RunConfig) -> Result<()> {
     if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
@@ -64,13 +76,7 @@ pub fn run_live(cfg: &RunConfig, output: &Path) -> Result<(Aggregator, DecodeSta
             capture_output: true,
         })
         .context("cannot start the script")?;
-    let shared = Arc::new(Mutex::new(Shared {
-        agg: Aggregator::new(),
-        stats: DecodeStats::default(),
-        events: 0,
-        ended: false,
-        quit: false,
-    }));
+    let shared = Shared::new();
     let ingest = spawn_ingest(
         shared.clone(),
         session.take_stream().context("no profile stream")?,
@@ -300,13 +306,7 @@ pub fn attach(cfg: AttachConfig) -> Result<()> {
             cfg.stream.display()
         )
     })?;
-    let shared = Arc::new(Mutex::new(Shared {
-        agg: Aggregator::new(),
-        stats: DecodeStats::default(),
-        events: 0,
-        ended: false,
-        quit: false,
-    }));
+    let shared = Shared::new();
     let ingest = spawn_ingest(shared.clone(), Box::new(file), true);
     let (_tx, rx) = mpsc::channel::<String>();
     let mut st = LiveState::new("attached", &cfg.script, &cfg.output.display().to_string());

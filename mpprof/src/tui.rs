@@ -259,25 +259,26 @@ fn draw_functions(f: &mut Frame, area: Rect, st: &LiveState, p: &Profile) {
 }
 
 fn draw_lines(f: &mut Frame, area: Rect, st: &LiveState, p: &Profile) {
-    let rows: Vec<Row> = reports::summary::alloc_line_rows(p, area.height.saturating_sub(3) as usize)
-        .into_iter()
-        .enumerate()
-        .map(|(i, r)| {
-            let style = if st.focus == Pane::Lines && i == st.selected {
-                Style::default().add_modifier(Modifier::REVERSED)
-            } else {
-                Style::default()
-            };
-            Row::new(vec![
-                Cell::from(r.place),
-                Cell::from(count(r.count)),
-                Cell::from(bytes(r.bytes)),
-                Cell::from(Span::styled(r.cause, Style::default().fg(Color::Red))),
-                Cell::from(format!("{}  — {}", r.source, r.fix)),
-            ])
-            .style(style)
-        })
-        .collect();
+    let rows: Vec<Row> =
+        reports::summary::alloc_line_rows(p, area.height.saturating_sub(3) as usize)
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let style = if st.focus == Pane::Lines && i == st.selected {
+                    Style::default().add_modifier(Modifier::REVERSED)
+                } else {
+                    Style::default()
+                };
+                Row::new(vec![
+                    Cell::from(r.place),
+                    Cell::from(count(r.count)),
+                    Cell::from(bytes(r.bytes)),
+                    Cell::from(Span::styled(r.cause, Style::default().fg(Color::Red))),
+                    Cell::from(format!("{}  — {}", r.source, r.fix)),
+                ])
+                .style(style)
+            })
+            .collect();
     let header = Row::new(["line", "allocs", "bytes", "cause", "source — fix"])
         .style(Style::default().add_modifier(Modifier::BOLD));
     let table = Table::new(
