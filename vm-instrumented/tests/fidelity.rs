@@ -167,3 +167,74 @@ fn the_32bit_build_is_board_like_and_a_second_build_is_cached() {
         );
     }
 }
+
+/// The patches with no profiler configured compile to exactly upstream's
+/// machine code: the patched files' objects in the plain build equal those
+/// of a build of the pristine source.
+#[test]
+fn unconfigured_hooks_compile_to_upstreams_code() {
+    let mut progress = |m: &str| eprintln!("{m}");
+    let opts = BuildOptions {
+        flavour: Flavour::Plain,
+        ..BuildOptions::default()
+    };
+    let plain = build_host(&opts, &mut progress).expect("plain build");
+    let pristine_src = match &opts.micropy_dir {
+        Some(d) => d.clone(),
+        None => opts.cache_dir.join("source/micropython-1.25.0"),
+    };
+    let build = Path::new(env!("CARGO_TARGET_TMPDIR")).join("pristine-build");
+    let st = Command::new("make")
+        .arg("-C")
+        .arg(pristine_src.join("ports/unix"))
+        .arg("-j2")
+        .arg("VARIANT=standard")
+        .arg(format!("BUILD={}", build.display()))
+        .args([
+            "FROZEN_MANIFEST=",
+            "MICROPY_PY_BTREE=0",
+            "MICROPY_PY_FFI=0",
+            "MICROPY_PY_SSL=0",
+            "MICROPY_SSL_AXTLS=0",
+            "MICROPY_SSL_MBEDTLS=0",
+        ])
+        .args(if plain.word_size == vm_instrumented::WordSize::Bits32 {
+            vec!["MICROPY_FORCE_32BIT=1"]
+        } else {
+            vec![]
+        })
+        .arg(build.join("py/vm.o"))
+        .arg(build.join("py/gc.o"))
+        .arg(build.join("py/obj.o"))
+        .output()
+        .expect("make runs");
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    let disasm = |o: &Path| {
+        let out = Command::new("objdump")
+            .arg("-d")
+            .arg(o)
+            .output()
+            .expect("objdump (binutils)");
+        assert!(out.status.success());
+        // Skip the header, which names the file.
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .skip(3)
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let plain_build = plain.micropython.parent().unwrap().to_path_buf();
+    for o in ["vm", "gc", "obj"] {
+        let a = disasm(&build.join(format!("py/{o}.o")));
+        let b = disasm(&plain_build.join(format!("py/{o}.o")));
+        assert!(!a.is_empty());
+        assert!(
+            a == b,
+            "py/{o}.c: the patched build's code differs from upstream's"
+        );
+    }
+}
