@@ -11,9 +11,18 @@ fn chromium() -> PathBuf {
         return p;
     }
     // The project installs what its tests need.
-    let _ = Command::new("apt-get").args(["update", "-qq"]).status();
+    let _ = Command::new("apt-get")
+        .args(["-o", "DPkg::Lock::Timeout=600", "update", "-qq"])
+        .status();
     let st = Command::new("apt-get")
-        .args(["install", "-y", "-qq", "chromium"])
+        .args([
+            "-o",
+            "DPkg::Lock::Timeout=600",
+            "install",
+            "-y",
+            "-qq",
+            "chromium",
+        ])
         .env("DEBIAN_FRONTEND", "noninteractive")
         .status()
         .expect("apt-get runs");

@@ -168,16 +168,30 @@ fn live_needs_a_terminal() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("drop --live"));
 }
 
-#[test]
-fn the_live_view_runs_in_tmux_and_q_writes_the_profile() {
+/// The project installs what its tests need.
+fn ensure_tmux() {
     if Command::new("tmux").arg("-V").output().is_err() {
-        let _ = Command::new("apt-get").args(["update", "-qq"]).status();
+        let _ = Command::new("apt-get")
+            .args(["-o", "DPkg::Lock::Timeout=600", "update", "-qq"])
+            .status();
         let st = Command::new("apt-get")
-            .args(["install", "-y", "-qq", "tmux"])
+            .args([
+                "-o",
+                "DPkg::Lock::Timeout=600",
+                "install",
+                "-y",
+                "-qq",
+                "tmux",
+            ])
             .status()
             .unwrap();
         assert!(st.success(), "tmux is needed for this test");
     }
+}
+
+#[test]
+fn the_live_view_runs_in_tmux_and_q_writes_the_profile() {
+    ensure_tmux();
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("live");
     std::fs::create_dir_all(&dir).unwrap();
     let out = dir.join("forever.json");
@@ -239,6 +253,7 @@ fn the_live_view_runs_in_tmux_and_q_writes_the_profile() {
 
 #[test]
 fn the_live_view_attaches_to_a_running_target() {
+    ensure_tmux();
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("attach");
     std::fs::create_dir_all(&dir).unwrap();
     let fifo = dir.join("stream.fifo");

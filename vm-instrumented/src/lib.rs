@@ -217,13 +217,14 @@ pub fn apt_install(packages: &[&str], progress: &mut dyn FnMut(&str)) -> Result<
         });
     }
     progress(&format!("installing {} with apt", packages.join(" ")));
+    // Tests may install in parallel: wait for dpkg's lock instead of failing.
     let update = Command::new("apt-get")
-        .args(["update", "-qq"])
+        .args(["-o", "DPkg::Lock::Timeout=600", "update", "-qq"])
         .stdin(Stdio::null())
         .output();
     let _ = update;
     let out = Command::new("apt-get")
-        .args(["install", "-y", "-qq"])
+        .args(["-o", "DPkg::Lock::Timeout=600", "install", "-y", "-qq"])
         .args(packages)
         .env("DEBIAN_FRONTEND", "noninteractive")
         .stdin(Stdio::null())
