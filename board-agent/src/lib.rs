@@ -90,3 +90,34 @@ pub enum AgentError {
         source: std::io::Error,
     },
 }
+
+/// A serial port a board may be on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SerialDevice {
+    pub path: String,
+    /// USB vendor:product and description, when the port is a USB device.
+    pub usb: Option<String>,
+}
+
+/// The serial ports of this machine (USB-CDC boards, UART adapters).
+pub fn serial_devices() -> Result<Vec<SerialDevice>, AgentError> {
+    let ports = serialport::available_ports().map_err(|e| AgentError::Io {
+        what: "cannot list serial ports",
+        source: std::io::Error::other(e.to_string()),
+    })?;
+    Ok(ports
+        .into_iter()
+        .map(|p| SerialDevice {
+            path: p.port_name,
+            usb: match p.port_type {
+                serialport::SerialPortType::UsbPort(u) => Some(format!(
+                    "{:04x}:{:04x} {}",
+                    u.vid,
+                    u.pid,
+                    u.product.unwrap_or_default()
+                )),
+                _ => None,
+            },
+        })
+        .collect())
+}

@@ -46,6 +46,8 @@ pub enum Command {
     Live(crate::live::AttachConfig),
     /// Run the scripts of a budget file and check their budgets (for CI).
     Check(crate::check::CheckConfig),
+    /// List the serial ports boards may be on.
+    Devices,
     /// Print the licences of the third-party code in this binary.
     Licenses,
 }
@@ -84,6 +86,7 @@ pub fn main() -> ExitCode {
         Command::Export(cfg) => crate::views::export(cfg).map(|_| ExitCode::SUCCESS),
         Command::Check(cfg) => crate::check::check(cfg),
         Command::Live(cfg) => crate::live::attach(cfg).map(|_| ExitCode::SUCCESS),
+        Command::Devices => devices().map(|_| ExitCode::SUCCESS),
         Command::Licenses => {
             crate::views::licenses();
             Ok(ExitCode::SUCCESS)
@@ -96,6 +99,18 @@ pub fn main() -> ExitCode {
             ExitCode::from(EXIT_USAGE)
         }
     }
+}
+
+fn devices() -> Result<()> {
+    let devs = board_agent::serial_devices()?;
+    if devs.is_empty() {
+        println!("no serial ports found");
+    }
+    for d in devs {
+        println!("{}\t{}", d.path, d.usb.unwrap_or_else(|| "serial".into()));
+    }
+    println!("(debug probes: probe-rs support is not built into this mpprof yet)");
+    Ok(())
 }
 
 fn decode(cfg: DecodeConfig) -> Result<()> {
