@@ -385,7 +385,14 @@ fn rss_kib(pid: u32) -> Option<u64> {
 
 /// Run an allocation flood under `mpprof run` for `secs` seconds, sampling
 /// mpprof's memory: it must stay flat however many events arrive.
-fn soak(root: &Path, tmp: &Path, secs: u64) -> Result<(Vec<(u64, u64)>, u64, u64)> {
+/// (seconds, RSS KiB) samples, allocations and opcodes profiled.
+struct SoakResult {
+    samples: Vec<(u64, u64)>,
+    allocs: u64,
+    opcodes: u64,
+}
+
+fn soak(root: &Path, tmp: &Path, secs: u64) -> Result<SoakResult> {
     let mpprof = std::env::current_exe()?.with_file_name("mpprof");
     let out = tmp.join("soak.json");
     let mut child = Command::new(&mpprof)
@@ -404,7 +411,11 @@ fn soak(root: &Path, tmp: &Path, secs: u64) -> Result<(Vec<(u64, u64)>, u64, u64
         std::thread::sleep(std::time::Duration::from_secs(1));
     }
     let p = mpprof_profile::Profile::from_json_file(&out)?;
-    Ok((samples, p.gc.alloc_count, p.total_opcodes()))
+    Ok(SoakResult {
+        samples,
+        allocs: p.gc.alloc_count,
+        opcodes: p.total_opcodes(),
+    })
 }
 
 /// The live view's redraws while ingestion runs flat out: ingestion rate
@@ -575,7 +586,15 @@ fn main() -> Result<()> {
         rate_with_view / 1e6,
         view_cpu * 100.0
     );
-    if let Some((secs, (samples, allocs, ops))) = &soak_result {
+    if let Some((
+        secs,
+        SoakResult {
+            samples,
+            allocs,
+            opcodes: ops,
+        },
+    )) = &soak_result
+    {
         let first = samples
             .iter()
             .find(|s| s.0 >= 5)
