@@ -1,21 +1,39 @@
 //! Allocation causes: why each allocation happened, from the allocated
-//! object's type (exact where MicroPython names it) and the opcode that ran,
-//! and what to write instead.
+//! object's type (exact where MicroPython names it), the opcode that was
+//! running, and what was allocated just before at the same place; and a fix
+//! made specific by the line's source text.
+//!
+//! The runtime reports each allocation with the object's type when it knows
+//! it (`qstr_str(type->name)` of MicroPython v1.25) and as a raw buffer (no
+//! type) otherwise. Raw buffers are the hard part: they are an object's
+//! separate storage (a list's items, a dict's table, a big int's digits, the
+//! text of a str), a hash table being resized, a function frame too big for
+//! the C stack, or a C function's work buffer. Each rule below names the
+//! evidence it relies on; without evidence a raw buffer stays
+//! `Other("raw buffer")`.
 
 use mpprof_profile::Cause;
 
 use crate::opcodes;
 
+/// `type_flags` bit: the type is a class defined in Python.
+pub const FLAG_PYTHON_CLASS: u32 = 1;
+/// `type_flags` bit: the type is BaseException or a subclass of it.
+pub const FLAG_EXCEPTION: u32 = 2;
+
+/// The `Other` text of a raw buffer nothing explains.
+pub const RAW_BUFFER: &str = "raw buffer";
+
 /// What is known about one allocation site.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct AllocFacts<'a> {
-    /// The object's type; `None` for a raw buffer.
+    /// The object's type name; `None` for a raw buffer (type id 0).
     pub type_name: Option<&'a str>,
-    /// Bit 0: a class defined in Python; bit 1: a BaseException subclass.
+    /// [`FLAG_PYTHON_CLASS`], [`FLAG_EXCEPTION`].
     pub type_flags: u32,
     /// A realloc that grew the block.
     pub growth: bool,
-    /// The allocating opcode.
+    /// The opcode running when the allocation happened.
     pub opcode: Option<u8>,
     /// The cause of a typed object allocated just before at the same site:
     /// a raw buffer right after it is that object's storage.
@@ -25,154 +43,750 @@ pub struct AllocFacts<'a> {
 /// The cause of an allocation.
 pub fn classify(f: &AllocFacts) -> Cause {
     if f.growth {
+        // Only containers and buffers are ever reallocated larger.
         return Cause::Growth;
     }
-    if f.type_flags & 2 != 0 {
+    // Exception first: a Python exception class is also a Python class.
+    if f.type_flags & FLAG_EXCEPTION != 0 {
         return Cause::Exception;
     }
-    if f.type_flags & 1 != 0 {
+    if f.type_flags & FLAG_PYTHON_CLASS != 0 {
         return Cause::Instance;
     }
     match f.type_name {
-        Some("float") => Cause::Float,
-        Some("int") => Cause::Bigint,
-        Some("bound_method") => Cause::BoundMethod,
-        Some("tuple") => Cause::Tuple,
-        Some("list") => Cause::List,
-        Some("dict") | Some("OrderedDict") => Cause::Dict,
-        Some("set") | Some("frozenset") => Cause::Set,
-        Some("str") => Cause::Str,
-        Some("bytes") | Some("bytearray") | Some("memoryview") | Some("array") => Cause::Bytes,
-        Some("closure") | Some("function") => Cause::Closure,
-        Some("generator") => Cause::Generator,
-        Some(other) => Cause::Other(other.to_string()),
-        None => match (f.companion_of, f.opcode) {
-            (Some(c), _) => c.clone(),
-            (None, Some(op)) if opcodes::is_star_call(op) => Cause::Tuple,
-            _ => Cause::Other("raw buffer".to_string()),
-        },
+        Some(name) => classify_type(name, f.opcode),
+        None => classify_raw(f),
     }
 }
 
-/// A specific one-line fix for a site, using its source text when that says
-/// more than the cause alone.
+/// A typed object, by its MicroPython v1.25 type name.
+fn classify_type(name: &str, opcode: Option<u8>) -> Cause {
+    match name {
+        "float" => Cause::Float,
+        // Small ints live in the object pointer; a heap `int` is always big.
+        "int" => Cause::Bigint,
+        "bound_method" => Cause::BoundMethod,
+        "tuple" => Cause::Tuple,
+        "list" => Cause::List,
+        "dict" | "OrderedDict" => Cause::Dict,
+        "set" | "frozenset" => Cause::Set,
+        "str" => Cause::Str,
+        "bytes" | "bytearray" | "memoryview" | "array" => Cause::Bytes,
+        // `function` is a bytecode function (objfun.c), `closure` one with
+        // captured variables (objclosure.c); a captured variable's cell has
+        // the empty name (objcell.c).
+        "function" | "closure" | "cell" | "" => Cause::Closure,
+        // objgenerator.c gives the generator *function* (made by MAKE_*) and
+        // the generator *instance* (made by calling it) the same name.
+        "generator" if opcode.is_some_and(opcodes::is_make_function) => Cause::Closure,
+        "generator" => Cause::Generator,
+        other => Cause::Other(other.to_string()),
+    }
+}
+
+/// A raw buffer: explained by the typed object before it, or by the opcode.
+fn classify_raw(f: &AllocFacts) -> Cause {
+    if let Some(c) = f.companion_of {
+        return c.clone();
+    }
+    let Some(op) = f.opcode else {
+        return Cause::Other(RAW_BUFFER.to_string());
+    };
+    if opcodes::is_star_call(op) {
+        // The argument array a `f(*seq)` / `f(**map)` call builds to unpack
+        // into: the cost of star-args at the call site.
+        return Cause::Tuple;
+    }
+    if is_text_building_op(op) {
+        // str and bytes results of `+`, `*` and `%` are built in a buffer
+        // first and wrapped in the object after it (objstr.c); every other
+        // type these operators allocate for (list, tuple, big int, array)
+        // makes its typed object first, which would have been the companion.
+        // No object after the buffer means the result was an interned string.
+        return Cause::Str;
+    }
+    if opcodes::is_table_store(op) {
+        // Stores allocate a raw block only to resize a hash table (map.c,
+        // set rehash): a namespace, an object's attributes, a dict or a set
+        // outgrowing its table.
+        return Cause::Growth;
+    }
+    Cause::Other(RAW_BUFFER.to_string())
+}
+
+/// `+`, `+=`, `*`, `*=`, `%`, `%=`: the operators that build str/bytes text.
+fn is_text_building_op(opcode: u8) -> bool {
+    opcodes::binary_op_index(opcode).is_some_and(|i| {
+        matches!(
+            i,
+            opcodes::BINARY_OP_ADD
+                | opcodes::BINARY_OP_INPLACE_ADD
+                | opcodes::BINARY_OP_MULTIPLY
+                | opcodes::BINARY_OP_INPLACE_MULTIPLY
+                | opcodes::BINARY_OP_MODULO
+                | opcodes::BINARY_OP_INPLACE_MODULO
+        )
+    })
+}
+
+/// A specific one-line fix for a site, using the opcode and the line's source
+/// text when they say more than the cause alone; the cause's own fix otherwise.
 pub fn hint(cause: &Cause, opcode: Option<u8>, source_line: Option<&str>) -> String {
-    let src = source_line.map(str::trim).unwrap_or("");
-    match cause {
-        Cause::BoundMethod => {
-            if let Some(attr) = bound_attribute(src) {
-                return format!(
-                    "cache `{attr}` once (e.g. `self._{name} = {attr}` in __init__, or a local before the loop) and pass that",
-                    name = attr.rsplit('.').next().unwrap_or("cb")
-                );
-            }
-        }
-        Cause::Tuple if opcode.is_some_and(opcodes::is_star_call) => {
-            return "this call packs *args into a new tuple each time: pass fixed arguments".into();
-        }
-        Cause::Dict if opcode.is_some_and(opcodes::is_star_call) => {
-            return "this call packs **kwargs into a new dict each time: pass positional arguments"
-                .into();
-        }
-        Cause::Str if src.contains('+') => {
-            return "string concatenation makes a new str each time: write into a preallocated bytearray instead".into();
-        }
-        Cause::Bytes if src.contains('[') && src.contains(':') => {
-            return "this slice copies: slice a memoryview of the buffer instead (`mv = memoryview(buf)` once)".into();
-        }
-        Cause::Closure if src.contains("lambda") => {
-            return "the lambda is created on every pass: define it once outside the loop".into();
-        }
-        _ => {}
+    let src = source_line.map(code_part).unwrap_or("");
+    // Module-level statements run once, at import.
+    let top_level = source_line.is_some_and(|l| !l.starts_with([' ', '\t']));
+    if let Some(h) = definition_hint(cause, src, top_level) {
+        return h;
     }
-    cause.fix().to_string()
+    let specific = match cause {
+        Cause::Float => float_hint(src),
+        Cause::Bigint => bigint_hint(src),
+        Cause::BoundMethod => bound_method_hint(src),
+        Cause::Tuple => tuple_hint(opcode, src),
+        Cause::List => list_hint(opcode, src),
+        Cause::Dict => dict_hint(opcode, src),
+        Cause::Set => (opcode == Some(opcodes::BUILD_SET)).then(|| {
+            "a set display builds a new set on every pass: build it once, outside the loop".into()
+        }),
+        Cause::Str => str_hint(opcode, src),
+        Cause::Bytes => bytes_hint(src),
+        Cause::Closure => closure_hint(opcode, src),
+        Cause::Generator => generator_hint(src),
+        Cause::Instance => instance_hint(src),
+        Cause::Exception => exception_hint(src),
+        Cause::Growth => growth_hint(opcode, src),
+        Cause::Other(t) => other_hint(t, opcode, src),
+    };
+    specific.unwrap_or_else(|| cause.fix().to_string())
 }
 
-/// The attribute read as a value in a line such as `register(self.cb)`:
-/// `self.cb` not followed by `(`.
-fn bound_attribute(src: &str) -> Option<&str> {
-    let bytes = src.as_bytes();
-    let mut i = 0;
-    while let Some(p) = src[i..].find('.') {
-        let dot = i + p;
-        let start = src[..dot]
-            .rfind(|c: char| !(c.is_alphanumeric() || c == '_'))
-            .map_or(0, |s| s + 1);
-        let end = src[dot + 1..]
-            .find(|c: char| !(c.is_alphanumeric() || c == '_'))
-            .map_or(src.len(), |e| dot + 1 + e);
-        let called = bytes.get(end) == Some(&b'(');
-        if start < dot && end > dot + 1 && !called {
-            return Some(&src[start..end]);
-        }
-        i = dot + 1;
+/// `def` and `class` lines: what they allocate is the definition itself.
+fn definition_hint(cause: &Cause, src: &str, top_level: bool) -> Option<String> {
+    if src.starts_with("class ") {
+        return Some(if top_level {
+            "the class statement builds the class once, at import: a one-off, nothing to fix".into()
+        } else {
+            "this class statement builds a new class each time it runs: define the class once, at module level".into()
+        });
+    }
+    let is_def = src.starts_with("def ") || src.starts_with("async def ");
+    if !is_def || !matches!(cause, Cause::Closure) {
+        return None;
+    }
+    if top_level {
+        return Some(
+            "a module-level `def` makes its function object once, at import: a one-off, nothing to fix".into(),
+        );
+    }
+    Some(
+        "a `def` makes a new function object each time it runs: keep it at module or class level, not inside a function called often".into(),
+    )
+}
+
+fn float_hint(src: &str) -> Option<String> {
+    if has_true_division(src) {
+        return Some(
+            "`/` always makes a float: keep the value as a scaled int and divide with `//`".into(),
+        );
+    }
+    if let Some(call) = find_call(src, "float") {
+        return Some(format!(
+            "`{call}` boxes a new float each time: keep the reading as an int and scale it"
+        ));
+    }
+    if src.contains("math.") {
+        return Some(
+            "math functions return a new float on every call: precompute a table of scaled ints, or move the maths into a @micropython.viper function".into(),
+        );
     }
     None
+}
+
+fn bigint_hint(src: &str) -> Option<String> {
+    if src.contains("<<") {
+        return Some(
+            "this shift goes past the 31-bit small-int range: keep values below 2**30, or keep the wide value in an array('I')".into(),
+        );
+    }
+    if src.contains("ticks_") {
+        return Some(
+            "tick arithmetic past 2**30 makes big ints: compare ticks only with time.ticks_diff() and time.ticks_add()".into(),
+        );
+    }
+    None
+}
+
+fn bound_method_hint(src: &str) -> Option<String> {
+    let attr = attribute_values(src).into_iter().next()?;
+    let (owner, method) = attr.rsplit_once('.')?;
+    Some(if owner == "self" {
+        format!("cache `{attr}` once: `self._{method} = {attr}` in __init__, pass `self._{method}`")
+    } else {
+        format!("cache `{attr}` once, before the loop: `{method} = {attr}`, then use `{method}`")
+    })
+}
+
+fn tuple_hint(opcode: Option<u8>, src: &str) -> Option<String> {
+    let op = opcode?;
+    if opcodes::is_star_call(op) {
+        return Some(
+            "`*` unpacking at this call builds the argument list on every call: pass the arguments one by one".into(),
+        );
+    }
+    if op == opcodes::BUILD_TUPLE {
+        return Some(if src.starts_with("return") || src.starts_with("yield") {
+            "returning several values builds a tuple per call: write the results into a preallocated list or attributes".into()
+        } else {
+            "`(a, b)` builds a tuple on every pass: keep the values in separate variables or a preallocated list".into()
+        });
+    }
+    if opcodes::is_call(op) {
+        return Some(format!(
+            "{} packs its `*args` into a new tuple per call (or returns a tuple): give it fixed parameters",
+            callee_text(src)
+        ));
+    }
+    None
+}
+
+fn list_hint(opcode: Option<u8>, src: &str) -> Option<String> {
+    if is_comprehension(src, '[') {
+        return Some(
+            "the list comprehension builds a new list (and a function object) each time: fill a preallocated list in a plain loop".into(),
+        );
+    }
+    if let Some(call) = find_method_call(src, "split") {
+        return Some(format!(
+            "`{call}` returns a new list of new strings: parse in place with find() and indexes"
+        ));
+    }
+    match opcode? {
+        opcodes::BUILD_LIST => Some(
+            "a list display builds a new list on every pass: create it once, outside the loop, and assign its items".into(),
+        ),
+        opcodes::UNPACK_EX => Some(
+            "`a, *rest = ...` builds a list for `rest`: index the items you need instead".into(),
+        ),
+        _ => None,
+    }
+}
+
+fn dict_hint(opcode: Option<u8>, src: &str) -> Option<String> {
+    if is_comprehension(src, '{') {
+        return Some(
+            "the dict comprehension builds a new dict (and a function object) each time: build it once and update it".into(),
+        );
+    }
+    let op = opcode?;
+    if op == opcodes::BUILD_MAP {
+        return Some(
+            "a dict display builds a new dict on every pass: build it once, outside the loop, and update its values".into(),
+        );
+    }
+    if opcodes::is_call(op) {
+        return Some(format!(
+            "{} collects keyword arguments into a new `**kwargs` dict per call: give it fixed parameters and pass the values positionally",
+            callee_text(src)
+        ));
+    }
+    None
+}
+
+fn str_hint(opcode: Option<u8>, src: &str) -> Option<String> {
+    let op_name = opcode.and_then(opcodes::binary_op);
+    if src.contains(".format(") || has_f_string(src) {
+        return Some(
+            "formatting builds a new string each time: format once outside the loop, or write the digits into a preallocated bytearray".into(),
+        );
+    }
+    if matches!(op_name, Some("modulo" | "inplace_modulo")) {
+        return Some(
+            "`%` formatting builds a new string each time: format once outside the loop, or write the digits into a preallocated bytearray".into(),
+        );
+    }
+    if matches!(op_name, Some("add" | "inplace_add")) || (opcode.is_none() && src.contains('+')) {
+        return Some(
+            "`+` on strings makes a new string each time: write the parts separately, or into a preallocated bytearray".into(),
+        );
+    }
+    if let Some(call) = find_call(src, "str") {
+        return Some(format!(
+            "`{call}` converts into a new string each time: keep the number until it must be shown"
+        ));
+    }
+    if let Some(call) = find_method_call(src, "join") {
+        return Some(format!(
+            "`{call}` builds a new string: write the parts out one by one, or into a preallocated bytearray"
+        ));
+    }
+    if let Some(call) = find_method_call(src, "decode") {
+        return Some(format!(
+            "`{call}` makes a new string: compare and parse the bytes directly"
+        ));
+    }
+    None
+}
+
+fn bytes_hint(src: &str) -> Option<String> {
+    if let Some(slice) = slice_expression(src) {
+        let base = slice.split('[').next().unwrap_or(slice);
+        return Some(format!(
+            "`{slice}` copies into a new object: slice a `memoryview({base})` made once before the loop (no copy), or pass offsets"
+        ));
+    }
+    if let Some(call) = find_method_call(src, "read") {
+        return Some(format!(
+            "`{call}` returns a new bytes object: readinto() a bytearray allocated once"
+        ));
+    }
+    if let Some(call) = find_method_call(src, "encode") {
+        return Some(format!(
+            "`{call}` makes new bytes each time: keep the text as bytes, or encode it once"
+        ));
+    }
+    for ctor in ["bytearray", "bytes", "memoryview", "array"] {
+        if let Some(call) = find_call(src, ctor) {
+            return Some(format!(
+                "`{call}` allocates on every pass: create it once, outside the loop, and reuse it"
+            ));
+        }
+    }
+    None
+}
+
+fn closure_hint(opcode: Option<u8>, src: &str) -> Option<String> {
+    if contains_word(src, "lambda") {
+        return Some(
+            "the lambda is created on every pass: define it once, outside the loop".into(),
+        );
+    }
+    if is_comprehension(src, '[') || is_comprehension(src, '{') || is_comprehension(src, '(') {
+        return Some(
+            "the comprehension runs as a new function object each time: write a plain loop".into(),
+        );
+    }
+    if matches!(
+        opcode,
+        Some(opcodes::MAKE_CLOSURE | opcodes::MAKE_CLOSURE_DEFARGS)
+    ) {
+        return Some(
+            "a closure is made on every pass: define the function once and pass its state as arguments".into(),
+        );
+    }
+    None
+}
+
+fn generator_hint(src: &str) -> Option<String> {
+    if is_comprehension(src, '(') {
+        return Some(
+            "the generator expression makes a generator (and a function object) each time: write a plain loop".into(),
+        );
+    }
+    let callee = called_name(src)?;
+    Some(format!(
+        "calling `{callee}` makes a generator object each time: iterate with a plain loop, or keep one generator and resume it"
+    ))
+}
+
+fn instance_hint(src: &str) -> Option<String> {
+    // A class is called by a capitalised name, possibly through a module.
+    let class = called_names(src).into_iter().find(|n| {
+        n.rsplit('.')
+            .next()
+            .is_some_and(|last| last.starts_with(|c: char| c.is_uppercase()))
+    })?;
+    Some(format!(
+        "`{class}()` makes a new object on every pass: create one before the loop and reset its attributes"
+    ))
+}
+
+fn exception_hint(src: &str) -> Option<String> {
+    if contains_word(src, "raise") {
+        return Some(
+            "raising creates the exception and its traceback every time: on a hot path return a status value instead".into(),
+        );
+    }
+    let callee = called_name(src)?;
+    Some(format!(
+        "`{callee}` raises here each time (a new exception object): test the condition first instead of catching the error"
+    ))
+}
+
+fn growth_hint(opcode: Option<u8>, src: &str) -> Option<String> {
+    for method in ["append", "extend"] {
+        if let Some(call) = find_method_call(src, method) {
+            return Some(format!(
+                "`{call}` regrows the list as it fills: preallocate `[0] * n` once and assign by index"
+            ));
+        }
+    }
+    match opcode? {
+        opcodes::RAISE_OBJ | opcodes::RAISE_FROM | opcodes::RAISE_LAST => Some(
+            "raising the same exception object again appends to its traceback, which keeps growing: return a status value on this path".into(),
+        ),
+        opcodes::STORE_ATTR => Some(
+            "adding an attribute outside __init__ grows the object's attribute table: set every attribute in __init__".into(),
+        ),
+        opcodes::STORE_SUBSCR => Some(
+            "adding keys grows the dict's table: create the dict with all its keys once, then only update values".into(),
+        ),
+        opcodes::STORE_NAME | opcodes::STORE_GLOBAL => Some(
+            "a new global name grows the module's namespace table: a one-off at import; only names created in a loop are a concern".into(),
+        ),
+        _ => None,
+    }
+}
+
+fn other_hint(type_name: &str, opcode: Option<u8>, src: &str) -> Option<String> {
+    match type_name {
+        "slice" => {
+            let slice = slice_expression(src).unwrap_or("x[a:b]");
+            Some(format!(
+                "`{slice}` builds a slice object on every pass: with fixed bounds, take the slice (of a memoryview) once before the loop"
+            ))
+        }
+        RAW_BUFFER if opcode.is_some_and(opcodes::is_call) => Some(
+            "an untyped block at a call: usually the frame of a Python function with more than 11 words of locals and stack, heap-allocated on every call; split or slim that function, or it is a C function's work buffer".into(),
+        ),
+        "iterator" | "enumerate" | "zip" | "map" | "filter" | "reversed" => Some(format!(
+            "a new `{type_name}` object each time: loop with `for i in range(n)` and index, which compiles to a plain counter"
+        )),
+        "range" => Some(
+            "a `range` object is made when it is stored or passed: write `for i in range(...)` directly, which compiles to a counter".into(),
+        ),
+        "type" => Some(
+            "a class statement runs here each time, making a new class: define the class once at module level".into(),
+        ),
+        _ => None,
+    }
+}
+
+/// The line without its comment and surrounding blanks.
+fn code_part(line: &str) -> &str {
+    let mut quote: Option<char> = None;
+    let mut escaped = false;
+    for (i, c) in line.char_indices() {
+        match quote {
+            Some(q) => {
+                if escaped {
+                    escaped = false;
+                } else if c == '\\' {
+                    escaped = true;
+                } else if c == q {
+                    quote = None;
+                }
+            }
+            None if c == '"' || c == '\'' => quote = Some(c),
+            None if c == '#' => return line[..i].trim(),
+            None => {}
+        }
+    }
+    line.trim()
+}
+
+/// The line with every string literal's contents blanked to spaces, so that
+/// text inside quotes never looks like code (same length, same offsets).
+fn blank_strings(src: &str) -> String {
+    let mut out = String::with_capacity(src.len());
+    let mut quote: Option<char> = None;
+    let mut escaped = false;
+    for c in src.chars() {
+        match quote {
+            Some(q) => {
+                if escaped {
+                    escaped = false;
+                } else if c == '\\' {
+                    escaped = true;
+                } else if c == q {
+                    quote = None;
+                    out.push(c);
+                    continue;
+                }
+                // Keep byte offsets: one space per byte of the character.
+                for _ in 0..c.len_utf8() {
+                    out.push(' ');
+                }
+            }
+            None => {
+                if c == '"' || c == '\'' {
+                    quote = Some(c);
+                }
+                out.push(c);
+            }
+        }
+    }
+    out
+}
+
+fn is_ident_char(c: char) -> bool {
+    c.is_alphanumeric() || c == '_'
+}
+
+/// Dotted names (`a.b`, `self.led.on`) in code, with their byte spans.
+/// Numbers (`1.5`) are not names: a name starts with a letter or `_`.
+fn dotted_names(code: &str) -> Vec<(usize, usize)> {
+    let chars: Vec<(usize, char)> = code.char_indices().collect();
+    let starts_ident = |c: char| c.is_alphabetic() || c == '_';
+    let mut out = Vec::new();
+    let mut k = 0;
+    while k < chars.len() {
+        let (start, c) = chars[k];
+        let prev = k.checked_sub(1).map(|j| chars[j].1);
+        if !starts_ident(c) || prev.is_some_and(|p| is_ident_char(p) || p == '.') {
+            k += 1;
+            continue;
+        }
+        let mut j = k;
+        let mut parts = 0;
+        loop {
+            while j < chars.len() && is_ident_char(chars[j].1) {
+                j += 1;
+            }
+            parts += 1;
+            let dot_then_name = chars.get(j).is_some_and(|&(_, d)| d == '.')
+                && chars.get(j + 1).is_some_and(|&(_, n)| starts_ident(n));
+            if !dot_then_name {
+                break;
+            }
+            j += 1;
+        }
+        if parts > 1 {
+            out.push((start, chars.get(j).map_or(code.len(), |&(i, _)| i)));
+        }
+        k = j.max(k + 1);
+    }
+    out
+}
+
+/// Attribute reads used as values: `a.b` not called (`a.b(`), not assigned
+/// to (`a.b =`), outside strings, imports and comments. `register(self.cb)`
+/// gives `self.cb`.
+fn attribute_values(src: &str) -> Vec<&str> {
+    if src.starts_with("import ") || src.starts_with("from ") {
+        return Vec::new();
+    }
+    let code = blank_strings(src);
+    dotted_names(&code)
+        .into_iter()
+        .filter(|&(_, end)| {
+            let after = code[end..].trim_start();
+            let called = after.starts_with('(');
+            let assigned = after.starts_with('=') && !after.starts_with("==");
+            let augmented = after.len() >= 2
+                && after.as_bytes().get(1) == Some(&b'=')
+                && "+-*/%&|^@".contains(&after[..1]);
+            !called && !assigned && !augmented
+        })
+        .filter_map(|(start, end)| src.get(start..end))
+        .collect()
+}
+
+/// Names called on the line, in order: `g = counter(i)` gives `counter`,
+/// `total(self.read())` gives `total`, `self.read`.
+fn called_names(src: &str) -> Vec<&str> {
+    let code = blank_strings(src);
+    let mut out = Vec::new();
+    let mut name_start: Option<usize> = None;
+    // A sentinel end so a name running to the end of the line is closed too.
+    for (i, c) in code
+        .char_indices()
+        .chain(std::iter::once((code.len(), ' ')))
+    {
+        if is_ident_char(c) || (c == '.' && name_start.is_some()) {
+            name_start.get_or_insert(i);
+            continue;
+        }
+        let Some(start) = name_start.take() else {
+            continue;
+        };
+        let Some(name) = src.get(start..i) else {
+            continue;
+        };
+        let called = code
+            .get(i..)
+            .is_some_and(|r| r.trim_start().starts_with('('));
+        if called && !name.starts_with(|ch: char| ch.is_ascii_digit()) && !is_keyword(name) {
+            out.push(name);
+        }
+    }
+    out
+}
+
+/// The first called name in backquotes, or "the called function".
+fn callee_text(src: &str) -> String {
+    called_name(src).map_or_else(|| "the called function".to_string(), |c| format!("`{c}`"))
+}
+
+fn called_name(src: &str) -> Option<&str> {
+    called_names(src).into_iter().next()
+}
+
+fn is_keyword(word: &str) -> bool {
+    matches!(
+        word,
+        "if" | "elif"
+            | "while"
+            | "for"
+            | "in"
+            | "not"
+            | "and"
+            | "or"
+            | "return"
+            | "yield"
+            | "raise"
+            | "assert"
+            | "lambda"
+            | "print"
+            | "await"
+            | "del"
+            | "is"
+            | "else"
+            | "with"
+            | "as"
+    )
+}
+
+/// `name(...)` called as a plain function on the line, as written (up to its
+/// closing parenthesis when it is on the line).
+fn find_call<'s>(src: &'s str, name: &str) -> Option<&'s str> {
+    let code = blank_strings(src);
+    let mut from = 0;
+    while let Some(p) = code[from..].find(name) {
+        let start = from + p;
+        let end = start + name.len();
+        from = end;
+        let before_ok = !code[..start]
+            .chars()
+            .next_back()
+            .is_some_and(|c| is_ident_char(c) || c == '.');
+        if before_ok && code[end..].starts_with('(') {
+            return src.get(start..call_end(&code, end));
+        }
+    }
+    None
+}
+
+/// `obj.method(...)` on the line, as written.
+fn find_method_call<'s>(src: &'s str, method: &str) -> Option<&'s str> {
+    let code = blank_strings(src);
+    let needle = format!(".{method}(");
+    let dot = code.find(&needle)?;
+    let start = code[..dot]
+        .char_indices()
+        .rev()
+        .take_while(|&(_, c)| is_ident_char(c) || c == '.')
+        .last()
+        .map_or(dot, |(i, _)| i);
+    let open = dot + needle.len() - 1;
+    src.get(start..call_end(&code, open))
+}
+
+/// The end of a call whose `(` is at `open`: after its matching `)`, or the
+/// end of the line.
+fn call_end(code: &str, open: usize) -> usize {
+    let mut depth = 0usize;
+    for (i, c) in code[open..].char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => {
+                depth = depth.saturating_sub(1);
+                if depth == 0 {
+                    return open + i + 1;
+                }
+            }
+            _ => {}
+        }
+    }
+    code.len()
+}
+
+/// The first `name[a:b]` slice on the line, as written.
+fn slice_expression(src: &str) -> Option<&str> {
+    let code = blank_strings(src);
+    let mut from = 0;
+    while let Some(p) = code[from..].find('[') {
+        let open = from + p;
+        from = open + 1;
+        let close = open + code[open..].find(']')?;
+        let inner = &code[open + 1..close];
+        if !inner.contains(':') || inner.contains('[') {
+            continue;
+        }
+        let start = code[..open]
+            .char_indices()
+            .rev()
+            .take_while(|&(_, c)| is_ident_char(c) || c == '.')
+            .last()
+            .map(|(i, _)| i)?;
+        return src.get(start..=close);
+    }
+    None
+}
+
+/// Whether the line holds a comprehension opening with `open`:
+/// `[x for x in xs]`, `{k: v for ...}`, `(x for x in xs)`.
+fn is_comprehension(src: &str, open: char) -> bool {
+    let code = blank_strings(src);
+    code.match_indices(open)
+        .any(|(i, _)| contains_word(&code[i..], "for") && contains_word(&code[i..], "in"))
+}
+
+fn contains_word(src: &str, word: &str) -> bool {
+    src.match_indices(word).any(|(i, _)| {
+        let before = src[..i].chars().next_back();
+        let after = src[i + word.len()..].chars().next();
+        !before.is_some_and(is_ident_char) && !after.is_some_and(is_ident_char)
+    })
+}
+
+/// An f-string literal: `f"` or `f'` where the `f` starts a token.
+fn has_f_string(src: &str) -> bool {
+    ["f\"", "f'", "F\"", "F'"].iter().any(|p| {
+        src.match_indices(p)
+            .any(|(i, _)| !src[..i].chars().next_back().is_some_and(is_ident_char))
+    })
+}
+
+/// `/` or `/=` that is not `//`.
+fn has_true_division(src: &str) -> bool {
+    let code = blank_strings(src);
+    let b = code.as_bytes();
+    b.iter()
+        .enumerate()
+        .any(|(i, &c)| c == b'/' && b.get(i + 1) != Some(&b'/') && (i == 0 || b[i - 1] != b'/'))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn typed(name: &str) -> Cause {
-        classify(&AllocFacts {
-            type_name: Some(name),
-            ..AllocFacts::default()
-        })
+    #[test]
+    fn dotted_names_and_attribute_values() {
+        assert_eq!(attribute_values("register(self.cb)"), vec!["self.cb"]);
+        // A method called directly (LOAD_METHOD) is no bound-method value.
+        assert!(attribute_values("self.led.on()").is_empty());
+        assert_eq!(attribute_values("self._cb = self.cb"), vec!["self.cb"]);
+        assert_eq!(attribute_values("x.total += obj.step"), vec!["obj.step"]);
+        assert!(attribute_values("x = 1.5 + 2.25").is_empty());
+        assert!(attribute_values("print(\"a.b\")").is_empty());
+        assert!(attribute_values("import os.path").is_empty());
     }
 
     #[test]
-    fn types_give_their_causes() {
-        assert_eq!(typed("float"), Cause::Float);
-        assert_eq!(typed("int"), Cause::Bigint);
-        assert_eq!(typed("bound_method"), Cause::BoundMethod);
-        assert_eq!(typed("tuple"), Cause::Tuple);
-        assert_eq!(typed("closure"), Cause::Closure);
-        assert_eq!(typed("generator"), Cause::Generator);
-        assert_eq!(typed("bytearray"), Cause::Bytes);
-        assert_eq!(typed("FileIO"), Cause::Other("FileIO".into()));
-    }
-
-    #[test]
-    fn flags_growth_and_companions() {
-        let exc = AllocFacts {
-            type_name: Some("ValueError"),
-            type_flags: 2,
-            ..AllocFacts::default()
-        };
-        assert_eq!(classify(&exc), Cause::Exception);
-        let inst = AllocFacts {
-            type_name: Some("Led"),
-            type_flags: 1,
-            ..AllocFacts::default()
-        };
-        assert_eq!(classify(&inst), Cause::Instance);
-        let grow = AllocFacts {
-            growth: true,
-            ..AllocFacts::default()
-        };
-        assert_eq!(classify(&grow), Cause::Growth);
-        let items = AllocFacts {
-            companion_of: Some(&Cause::List),
-            ..AllocFacts::default()
-        };
-        assert_eq!(classify(&items), Cause::List);
-        let bare = AllocFacts::default();
-        assert_eq!(classify(&bare), Cause::Other("raw buffer".into()));
-    }
-
-    #[test]
-    fn hints_use_the_source() {
-        let h = hint(
-            &Cause::BoundMethod,
-            Some(opcodes::CALL_FUNCTION),
-            Some("    register(self.cb)"),
+    fn calls_and_slices_found_as_written() {
+        assert_eq!(called_names("g = counter(i)"), vec!["counter"]);
+        assert_eq!(called_names("if ok(x): s = Sample()"), vec!["ok", "Sample"]);
+        assert_eq!(find_call("v = float(raw) * 2", "float"), Some("float(raw)"));
+        assert_eq!(find_call("v = myfloat(raw)", "float"), None);
+        assert_eq!(
+            find_method_call("data = uart.read(4)", "read"),
+            Some("uart.read(4)")
         );
-        assert!(h.contains("`self.cb`"), "{h}");
-        assert_eq!(bound_attribute("self.led.on()"), Some("self.led"));
-        assert_eq!(bound_attribute("x = a.b()"), None);
-        let h = hint(&Cause::Bytes, None, Some("chunk = buf[2:6]"));
-        assert!(h.contains("memoryview"));
-        assert_eq!(hint(&Cause::Float, None, None), Cause::Float.fix());
+        assert_eq!(slice_expression("chunk = buf[2:6]"), Some("buf[2:6]"));
+        assert_eq!(slice_expression("x = d['a:b']"), None);
+        assert_eq!(code_part("  x = a + b  # ALLOC: str"), "x = a + b");
+        assert_eq!(code_part("s = '#' + t"), "s = '#' + t");
+        assert!(has_true_division("y = x / 3"));
+        assert!(!has_true_division("y = x // 3"));
     }
 }

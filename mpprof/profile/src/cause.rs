@@ -21,7 +21,7 @@ pub enum Cause {
     Dict,
     Set,
     Str,
-    /// bytes/bytearray, including slice copies.
+    /// bytes, bytearray, memoryview or array, including slice copies.
     Bytes,
     /// A closure or function object made at run time.
     Closure,
@@ -29,9 +29,11 @@ pub enum Cause {
     /// An instance of a class defined in Python.
     Instance,
     Exception,
-    /// A list, dict or buffer grown by realloc.
+    /// A container grown past its capacity: a list or buffer reallocated
+    /// larger, or a hash table (dict, set, namespace, attributes) rehashed.
     Growth,
-    /// Anything else, with the type name (or `raw buffer`).
+    /// Anything else, with the type name (or `raw buffer` for a block with
+    /// no object type that nothing explains).
     Other(String),
 }
 
@@ -56,8 +58,9 @@ impl Cause {
         ]
     }
 
-    /// The snake_case name used in profiles, budgets and reports.
-    pub fn as_str(&self) -> &str {
+    /// The snake_case name used in profiles, budgets and reports (the serde
+    /// name; `other` for every `Other`).
+    pub fn as_str(&self) -> &'static str {
         match self {
             Cause::Float => "float",
             Cause::Bigint => "bigint",
@@ -85,88 +88,152 @@ impl Cause {
         }
     }
 
+    /// The cause a name or label stands for: `float`, `bound_method`,
+    /// `other (slice)`, `other`. `None` for anything else.
+    pub fn from_name(name: &str) -> Option<Cause> {
+        let name = name.trim();
+        if let Some(c) = Cause::all().iter().find(|c| c.as_str() == name) {
+            return Some(c.clone());
+        }
+        let rest = name.strip_prefix("other")?.trim();
+        if rest.is_empty() {
+            return Some(Cause::Other(String::new()));
+        }
+        let inner = rest.strip_prefix('(')?.strip_suffix(')')?;
+        Some(Cause::Other(inner.to_string()))
+    }
+
+    /// A short title.
     pub fn title(&self) -> &'static str {
         match self {
             Cause::Float => "float result boxed on the heap",
-            Cause::Bigint => "int past the small-int range",
+            Cause::Bigint => "int beyond the small-int range",
             Cause::BoundMethod => "bound method made by `obj.method` used as a value",
             Cause::Tuple => "tuple (including *args and multiple return values)",
             Cause::List => "new list",
             Cause::Dict => "new dict (including **kwargs)",
             Cause::Set => "new set",
             Cause::Str => "new string (concatenation, formatting, conversion)",
-            Cause::Bytes => "new bytes or bytearray (including slice copies)",
+            Cause::Bytes => "bytes, bytearray, memoryview or array object (including slice copies)",
             Cause::Closure => "function or closure object made at run time",
             Cause::Generator => "generator object",
             Cause::Instance => "instance of a Python class",
             Cause::Exception => "exception object",
-            Cause::Growth => "list, dict or buffer grown by realloc",
-            Cause::Other(_) => "other heap object or raw buffer",
+            Cause::Growth => "list, dict, set or buffer grown past its capacity",
+            Cause::Other(_) => "other heap object or untyped block",
         }
     }
 
-    /// Why this allocates, for a MicroPython developer.
+    /// Why this allocates, one paragraph for a MicroPython developer.
     pub fn why(&self) -> &'static str {
         match self {
             Cause::Float => {
-                "On most ports a float is an object on the heap: every arithmetic result, \
-                conversion or float literal computed at run time allocates a new one (12-16 bytes, \
-                one GC block)."
+                "With MicroPython's default object representation a float does not fit in \
+                an object pointer, so every float produced at run time (by arithmetic, \
+                float(), math functions, or reading an element of an array('f')) is a new \
+                heap object of one GC block (16 bytes on 32-bit builds). Float constants \
+                written in the source are made once, by the compiler; it is the computed \
+                results that allocate. Ports built with object representation C or D keep \
+                floats in the pointer, but most boards use the default."
             }
             Cause::Bigint => {
-                "Ints that fit in 31 bits (63 on 64-bit builds) are stored in the \
-                pointer itself; anything larger, such as a 32-bit register value or a millisecond \
-                timestamp product, becomes a heap-allocated big int."
+                "An int that fits in the object pointer costs nothing: 31 bits signed on \
+                32-bit builds (-2**30 to 2**30-1), 63 on 64-bit ones. Anything larger (a \
+                32-bit register value, a CRC, `1 << 31`, a product of two large counts) is \
+                an arbitrary-precision int: a heap object plus a buffer for its digits, \
+                built again by every operation whose result is large."
             }
             Cause::BoundMethod => {
-                "Reading `self.cb` without calling it creates a bound-method \
-                object pairing the function with `self`, every time. Passing a method as a \
-                callback in a loop or an interrupt allocates on each pass."
+                "`obj.method()` called directly is free: the compiler emits LOAD_METHOD \
+                and CALL_METHOD, which pass obj to the function without making anything. \
+                Reading `obj.method` without calling it (to pass it as a callback, store \
+                it, or call it later) builds a new bound-method object pairing the \
+                function with obj, every time the expression runs. Registering \
+                `self.tick` as a callback inside a loop or a handler allocates on each pass."
             }
             Cause::Tuple => {
-                "Calling with `*args`, returning several values, or writing `(a, b)` \
-                builds a tuple on the heap."
+                "A tuple is built whenever one is made from run-time values: `(a, b)`, \
+                `return a, b`, a function collecting extra positional arguments into \
+                `*args`, and the argument list a call builds to unpack `f(*seq)`. Tuples of \
+                constants are built once by the compiler, and `a, b = b, a` swaps on the \
+                VM stack without any tuple."
             }
             Cause::List => {
-                "A list display, a list comprehension or `list()` allocates the list \
-                object and its item array."
+                "A list display `[a, b]`, a list comprehension, `list()`, `sorted()`, \
+                `str.split()`, slicing a list, and `a, *rest = seq` each build a new list: \
+                an object plus a separate block for its items. A comprehension also makes \
+                a function object for its body every time it runs."
             }
             Cause::Dict => {
-                "A dict display, `dict()`, or a call with `**kwargs` (or keyword \
-                arguments to a function taking **kwargs) allocates a dict and its table."
+                "A dict display, a dict comprehension, `dict()`, and calling a function \
+                defined with `**kwargs` each build a new dict with its own hash table. \
+                Keyword arguments passed to ordinary named parameters do not allocate; \
+                collecting them into **kwargs does."
             }
-            Cause::Set => "A set display or `set()` allocates the set and its table.",
+            Cause::Set => {
+                "A set display `{a, b}`, a set comprehension or `set()` builds a new set \
+                with its own hash table every time it runs, even when its items are \
+                constants: `x in {1, 2, 3}` inside a loop rebuilds the set on each pass."
+            }
             Cause::Str => {
-                "Strings are immutable: `a + b`, `%`/`format`, `str(x)` and f-strings \
-                allocate a new string each time."
+                "Strings are immutable, so `a + b`, `'%d' % n`, `'{}'.format(n)`, \
+                f-strings, `str(n)`, `join()` and `decode()` each build a new string: the \
+                text in a buffer first, then the string object around it (a result equal \
+                to an interned name reuses that name, but its buffer was still \
+                allocated). Building a message piece by piece in a loop allocates at \
+                every step."
             }
             Cause::Bytes => {
-                "Slicing bytes or a bytearray (`buf[2:6]`) copies into a new object; \
-                `bytes(...)`, `.read()` and `.decode()` allocate too."
+                "Slicing bytes or a bytearray (`buf[2:6]`) copies the bytes into a new \
+                object; so do `bytes()`, `bytearray()`, `.read(n)`, `.encode()` and `+` on \
+                bytes. A memoryview slice shares the data instead of copying it, but is \
+                itself a small new object (and `[a:b]` builds a slice object), so a slice \
+                taken on every pass still allocates."
             }
             Cause::Closure => {
-                "A `lambda`, a nested `def` or a comprehension inside a loop creates \
-                a new function object (and closure cells) every time it is reached."
+                "`def` and `lambda` run like statements: each time one executes, \
+                MicroPython makes a new function object, plus a closure object and cells \
+                when it captures variables of the enclosing function. A lambda in a loop, \
+                a nested def in a hot function, and every comprehension or generator \
+                expression (each compiles to a hidden function) allocate this way on \
+                every pass."
             }
             Cause::Generator => {
-                "Calling a generator function or evaluating a generator \
-                expression allocates the generator and its frame state."
+                "Calling a generator function, or evaluating a generator expression, \
+                allocates a generator object that holds the function's whole frame \
+                (locals and stack). A generator used briefly inside a loop, such as \
+                `sum(x for x in items)` or `for v in readings():`, pays that allocation on \
+                every pass."
             }
             Cause::Instance => {
-                "Creating an instance of a class allocates the object (and its \
-                attribute dict as attributes are added)."
+                "Calling a class defined in Python creates an instance, and the first \
+                attribute assigned to it creates its attribute table, which is replaced by \
+                a bigger one as more attributes arrive. Short-lived objects made in a loop \
+                (a result record, a point, a message) allocate on every pass and leave \
+                garbage for the collector."
             }
             Cause::Exception => {
-                "Raising an exception allocates the exception object and its \
-                traceback; in an interrupt handler this fails outright."
+                "Raising allocates the exception object, a tuple for its arguments, and a \
+                traceback buffer that gains an entry for each frame the exception passes \
+                through; even re-raising a preallocated instance appends to its traceback. \
+                In a hard interrupt handler the heap is locked: MicroPython falls back to \
+                one static exception object, and the message and traceback are lost \
+                unless `micropython.alloc_emergency_exception_buf()` reserved room for \
+                them at start-up."
             }
             Cause::Growth => {
-                "Appending to a list or adding to a dict past its capacity reallocates \
-                its storage, copying it to a bigger block."
+                "Containers grow in steps. A list appended past its capacity is \
+                reallocated to twice the size (its items copied when the block cannot \
+                grow in place); a dict, set, namespace or attribute table that fills up is \
+                rehashed into a new, bigger table. A container filled one item at a time \
+                reallocates again and again and leaves holes that fragment the heap."
             }
             Cause::Other(_) => {
-                "An object of another type, or a raw buffer allocated by C code \
-                called from this line."
+                "An object of a type with no specific rule (its type name is shown), or \
+                a block with no object type: storage of an object allocated just before \
+                it, the frame of a Python function too big for the C stack (frames over \
+                11 words of locals, temporaries and exception handlers are heap-allocated \
+                on every call), or a work buffer of a C function the line calls."
             }
         }
     }
@@ -174,93 +241,242 @@ impl Cause {
     /// What to write instead, in one line.
     pub fn fix(&self) -> &'static str {
         match self {
-            Cause::Float => "keep running values as scaled ints, or store floats into a preallocated array('f')",
-            Cause::Bigint => "keep values under 2**30 (mask or split them), or use array('I')/memoryview slots",
-            Cause::BoundMethod => "cache the bound method once (`self._cb = self.cb` in __init__) and pass the cached object",
-            Cause::Tuple => "avoid *args and multiple returns in hot calls: pass fixed arguments, write results into a preallocated list",
-            Cause::List => "preallocate the list once outside the loop and overwrite its items",
-            Cause::Dict => "avoid **kwargs in hot calls; build the dict once and update it in place",
-            Cause::Set => "build the set once outside the loop and reuse it",
-            Cause::Str => "format into a preallocated bytearray, or build the string once outside the loop",
-            Cause::Bytes => "use a memoryview slice, or readinto() a preallocated bytearray",
-            Cause::Closure => "define the function once outside the loop (or as a method) and reuse it",
-            Cause::Generator => "use a plain for loop over range or a preallocated buffer instead of a generator",
-            Cause::Instance => "create the object once and reset its fields instead of making a new one",
-            Cause::Exception => "preallocate the exception (or use return codes) on hot and interrupt paths",
-            Cause::Growth => "preallocate to the final size (`[0] * n`, bytearray(n)) and fill by index",
-            Cause::Other(_) => "look at the C function this line calls; preallocate what it returns if it has an `into` variant",
+            Cause::Float => {
+                "keep running values as scaled ints (millivolts, not volts) so the loop makes no floats"
+            }
+            Cause::Bigint => {
+                "keep values within 30 bits (split or mask wide ones), or keep them in an array('I')"
+            }
+            Cause::BoundMethod => {
+                "cache the bound method once (`self._cb = self.cb` in __init__, or a local before the loop) and pass the cached object"
+            }
+            Cause::Tuple => {
+                "give hot functions fixed parameters instead of *args, and return results through a preallocated list"
+            }
+            Cause::List => "create the list once, outside the loop, and overwrite its items",
+            Cause::Dict => {
+                "give hot functions named parameters instead of **kwargs; build dicts once and update their values"
+            }
+            Cause::Set => {
+                "build the set once, outside the loop, or test membership against a constant tuple"
+            }
+            Cause::Str => {
+                "format once outside the loop, or write the text into a bytearray allocated once"
+            }
+            Cause::Bytes => {
+                "readinto() a buffer allocated once; take memoryview slices once, outside the loop"
+            }
+            Cause::Closure => {
+                "define functions and lambdas once, outside the loop, and pass state as arguments"
+            }
+            Cause::Generator => {
+                "iterate with a plain for loop over a list or buffer instead of a generator in hot code"
+            }
+            Cause::Instance => {
+                "create the object once and update its attributes instead of making a new one each pass"
+            }
+            Cause::Exception => {
+                "return a status value instead of raising on hot paths; in interrupt handlers allocate nothing"
+            }
+            Cause::Growth => {
+                "preallocate to the final size (`[0] * n`, bytearray(n)) and fill by index"
+            }
+            Cause::Other(_) => {
+                "find the call on this line that allocates and use a variant that fills a buffer allocated once"
+            }
         }
     }
 
-    /// A longer explanation of the fix, with the talk's techniques.
+    /// The fix at more length, with the techniques of "Writing fast and
+    /// efficient MicroPython".
     pub fn fix_detail(&self) -> &'static str {
         match self {
             Cause::Float => {
-                "Floats are boxed unless the port uses object representation C or D. \
-                Work in fixed point (e.g. millivolts as an int), keep float samples in an \
-                array('f') so the loop writes into existing storage, or move the maths into a \
-                @micropython.viper function working on ints."
+                "Do the arithmetic in fixed point: scale once (`mv = raw * 3300 // 4095`) \
+                and keep ints, which cost nothing while they stay below 2**30; convert to \
+                float only where a person reads the value. An array('f') stores many \
+                floats without an object each, but every element read or computed is still \
+                boxed, so it saves memory rather than allocations. For numeric inner loops, \
+                a @micropython.viper function works on machine ints and allocates nothing."
             }
             Cause::Bigint => {
-                "Small ints are free; big ints are not. Keep counters and masks \
-                within 30 bits, use const() for constants, and keep 32-bit register values in an \
-                array('I') or a bytearray read through a memoryview."
+                "Work on wide values in halves (16-bit words), or mask intermediate \
+                results with `& 0x3FFFFFFF` where the algorithm allows. Keep 32-bit \
+                register values in an array('I') and compare tick counts with \
+                time.ticks_diff() rather than subtracting them. Constant expressions are \
+                folded by the compiler (`MASK = const(0xFFFFFFFF)` costs nothing at run \
+                time); it is arithmetic producing new large values that allocates. Viper \
+                code handles full machine-word ints natively."
             }
             Cause::BoundMethod => {
-                "`timer.callback(self.cb)` allocates a bound method each call. \
-                Create it once: `self._cb = self.cb` in __init__ and pass `self._cb`; in a hot \
-                loop, cache `f = obj.method` in a local before the loop."
+                "Make the bound method once and reuse the object: in __init__ write \
+                `self._tick = self.tick` and pass `self._tick` wherever the callback is \
+                needed; before a loop, bind `on = led.on` and call `on()` inside. One \
+                allocation up front and none per pass, and a local is also the fastest \
+                way to reach the method."
             }
             Cause::Tuple => {
-                "Give the function fixed parameters instead of *args, return results \
-                through a preallocated list or attributes, and avoid tuple unpacking of freshly \
-                built tuples in the loop."
+                "Give hot functions fixed parameters instead of *args, and call them with \
+                the arguments written out rather than `f(*seq)`. To hand back several \
+                values, write them into a list or attributes the caller created once. \
+                Unpacking a sequence that already exists (`a, b = pair`) does not \
+                allocate; building a new one in order to unpack it does."
             }
             Cause::List => {
-                "Allocate buffers once: `buf = [0] * n` before the loop, then assign \
-                `buf[i] = ...`. Comprehensions allocate a new list every time."
+                "Allocate working lists once, at start-up or in __init__ \
+                (`buf = [0] * n`), then assign `buf[i] = v` in the loop and reset items \
+                in place instead of building a fresh list. Replace comprehensions in hot \
+                code with a plain loop writing into the preallocated list, and pass \
+                indexes instead of slicing."
             }
             Cause::Dict => {
-                "Pass keyword values as positional arguments in hot calls and keep \
-                lookup tables as module-level constants."
+                "Replace `def configure(**options)` on hot paths with named parameters \
+                (with defaults), so calls pass their values without a dict. Keep lookup \
+                tables as module-level dicts built once at import, and update the values \
+                of an existing dict instead of building a new one per pass: storing to a \
+                key that already exists never allocates."
             }
             Cause::Set => {
-                "Hoist constant sets out of the loop (or use a tuple of small ints for \
-                membership tests)."
+                "Hoist sets out of loops into a name created once. For a few small ints or \
+                strings, `x in (1, 2, 3)` tests against a constant tuple the compiler \
+                builds once, with no allocation per test."
             }
             Cause::Str => {
-                "Write text into a preallocated bytearray with memoryview slices, or \
-                precompute messages; only format strings outside the hot path."
+                "Precompute fixed messages at start-up and call '{}'.format() outside hot \
+                loops. To produce output piece by piece, write the pieces separately \
+                (`uart.write(label)`, then the value) or fill a bytearray allocated once \
+                and write that. Keep numbers as numbers until they are displayed."
             }
             Cause::Bytes => {
-                "`uart.readinto(buf)` and `mv = memoryview(buf); mv[2:6]` avoid \
-                copies; slices of a memoryview share the storage."
+                "Allocate I/O buffers once (`buf = bytearray(64)`) and fill them with \
+                `readinto(buf)` instead of `read()`. Create `mv = memoryview(buf)` once; \
+                when the loop needs the same window every time, create that slice once too \
+                (`header = mv[0:4]`) and reuse it. Pass offsets and lengths to functions \
+                instead of slices of the data."
             }
             Cause::Closure => {
-                "Move lambdas, nested defs and comprehensions out of loops and \
-                interrupt handlers; bind needed state as default arguments or attributes."
+                "Move lambdas and nested functions to module level or make them methods, \
+                created once, and give them the state they need as arguments or \
+                attributes instead of capturing it. Replace comprehensions in hot code \
+                with explicit loops. Create timer and interrupt callbacks once, during \
+                set-up."
             }
             Cause::Generator => {
-                "Generators are convenient but each call allocates; in hot code \
-                use an index loop or a callback with preallocated state."
+                "In hot loops iterate over a list or buffer directly (`for v in items:` \
+                over a list uses no heap) or by index, and compute sums and maxima with an \
+                explicit loop instead of `sum(genexpr)`. A long-lived generator created \
+                once and resumed many times is fine: the cost is per generator, not per \
+                value."
             }
             Cause::Instance => {
-                "Reuse objects: keep a pool or a single instance and update its \
-                attributes; give classes __slots__-like fixed attributes set in __init__."
+                "Keep one instance (or a small pool) and reset its attributes for each \
+                use. Assign every attribute in __init__ so the attribute table is sized \
+                once. For records of numbers, a preallocated list or array indexed by \
+                const() field numbers avoids objects altogether."
             }
             Cause::Exception => {
-                "Raising allocates; in an ISR use \
-                micropython.alloc_emergency_exception_buf() and schedule work with \
-                micropython.schedule; on hot paths prefer return codes."
+                "Use exceptions for rare errors, not for control flow in loops: test the \
+                condition first (`if key in d`) instead of catching KeyError, and return \
+                status values from functions called per sample. In interrupt handlers \
+                allocate nothing: call `micropython.alloc_emergency_exception_buf(100)` \
+                once at start-up so a failure there can still be reported, and hand work \
+                that needs the heap to `micropython.schedule`."
             }
             Cause::Growth => {
-                "Grow-by-append reallocates and copies repeatedly and fragments the \
-                heap. Preallocate to the final size and keep an index."
+                "When the final size is known, allocate it at once (`items = [0] * n`, \
+                `buf = bytearray(n)`) and write by index with a separate count; when only \
+                a maximum is known, allocate the maximum once and reuse it. Create dicts \
+                with all their keys up front and objects with all their attributes in \
+                __init__, so later stores only replace values."
             }
             Cause::Other(_) => {
-                "Check which built-in the line calls; many have preallocating \
-                variants (readinto, into=, memoryview) that avoid the allocation."
+                "Look at the type name and at the calls on the line. Many built-ins have \
+                variants that fill a buffer you pass (`readinto`, `struct.pack_into`) \
+                instead of returning a new object. For an untyped block at a call into \
+                your own function, count its parameters, locals and try blocks: a frame \
+                over 11 words is heap-allocated on every call, so split the function or \
+                slim it down, or make it @micropython.native."
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_the_serde_names_and_parse_back() {
+        for c in Cause::all() {
+            let json = serde_json::to_string(c).expect("serialises");
+            assert_eq!(json, format!("\"{}\"", c.as_str()));
+            assert_eq!(Cause::from_name(c.as_str()).as_ref(), Some(c));
+            assert_eq!(Cause::from_name(&c.label()).as_ref(), Some(c));
+        }
+        let slice = Cause::Other("slice".into());
+        assert_eq!(
+            serde_json::to_string(&slice).expect("serialises"),
+            r#"{"other":"slice"}"#
+        );
+        assert_eq!(slice.as_str(), "other");
+        assert_eq!(slice.label(), "other (slice)");
+        assert_eq!(Cause::from_name("other (slice)"), Some(slice));
+        assert_eq!(Cause::from_name("other"), Some(Cause::Other(String::new())));
+        assert_eq!(Cause::from_name("floats"), None);
+        assert_eq!(Cause::from_name("other slice"), None);
+    }
+
+    #[test]
+    fn all_lists_each_named_cause_once() {
+        let all = Cause::all();
+        assert_eq!(all.len(), 14);
+        let mut names: Vec<&str> = all.iter().map(|c| c.as_str()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), all.len());
+        assert!(!all.iter().any(|c| matches!(c, Cause::Other(_))));
+    }
+
+    #[test]
+    fn every_cause_has_its_own_complete_entry() {
+        let mut causes: Vec<Cause> = Cause::all().to_vec();
+        causes.push(Cause::Other("raw buffer".into()));
+        let mut seen = std::collections::HashSet::new();
+        for c in &causes {
+            for (what, text) in [
+                ("title", c.title()),
+                ("why", c.why()),
+                ("fix", c.fix()),
+                ("fix_detail", c.fix_detail()),
+            ] {
+                assert!(!text.trim().is_empty(), "{} has no {what}", c.label());
+                assert!(
+                    seen.insert(text),
+                    "{}'s {what} repeats another entry",
+                    c.label()
+                );
+                // Continuation lines in the source must not leak indentation.
+                assert!(
+                    !text.contains("  "),
+                    "{}'s {what} has a double space",
+                    c.label()
+                );
+            }
+            assert!(
+                !c.fix().contains('\n') && c.fix().len() <= 120,
+                "{}: fix is one short line",
+                c.label()
+            );
+            assert!(
+                c.why().len() > c.fix().len(),
+                "{}: why is a paragraph",
+                c.label()
+            );
+            assert!(
+                c.fix_detail().len() > c.fix().len(),
+                "{}: the detail says more",
+                c.label()
+            );
         }
     }
 }
