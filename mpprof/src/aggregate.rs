@@ -53,6 +53,22 @@ impl std::hash::Hasher for FxHasher {
 
 type FastMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<FxHasher>>;
 
+/// Timelines (collections, heap samples) hold at most twice this many entries.
+const TIMELINE_MAX: usize = 4096;
+
+/// Halve a timeline by merging neighbours.
+fn merge_pairs<T: Copy>(v: &[T], merge: impl Fn(&T, &T) -> T) -> Vec<T> {
+    v.chunks(2)
+        .map(|c| {
+            if c.len() == 2 {
+                merge(&c[0], &c[1])
+            } else {
+                c[0]
+            }
+        })
+        .collect()
+}
+
 /// What the host knows about the run, beyond the stream.
 #[derive(Debug, Clone, Default)]
 pub struct RunInfo {
@@ -110,6 +126,8 @@ pub struct Aggregator {
     sites: FastMap<SiteKey, SiteAcc>,
     last_typed: Option<(u32, u32, u32)>,
     collections: Vec<Collection>,
+    collection_count: u64,
+    gc_ticks: u64,
     heap_samples: Vec<HeapSample>,
     markers: Vec<Marker>,
     /// Running totals, for the markers.
@@ -223,6 +241,16 @@ impl Aggregator {
             }
             Event::Gc(g) => {
                 self.last_at = self.last_at.max(g.start + g.duration);
+                self.collection_count += 1;
+                self.gc_ticks += g.duration;
+                if self.collections.len() >= 2 * TIMELINE_MAX {
+                    self.collections = merge_pairs(&self.collections, |a, b| Collection {
+                        at: a.at,
+                        duration: a.duration + b.duration,
+                        blocks_freed: a.blocks_freed + b.blocks_freed,
+                        ..*b
+                    });
+                }
                 self.collections.push(Collection {
                     at: g.start,
                     duration: g.duration,
@@ -284,6 +312,13 @@ impl Aggregator {
             }
             Event::Heap { at, used_bytes } => {
                 self.last_at = self.last_at.max(at);
+                if self.heap_samples.len() >= 2 * TIMELINE_MAX {
+                    // Keep the higher of two neighbours: peaks stay visible.
+                    self.heap_samples = merge_pairs(&self.heap_samples, |a, b| HeapSample {
+                        at: a.at,
+                        used: a.used.max(b.used),
+                    });
+                }
                 self.heap_samples.push(HeapSample {
                     at,
                     used: used_bytes,
@@ -527,7 +562,8 @@ impl Aggregator {
             .collect();
         {
             let gc = b.gc_mut();
-            gc.total_ticks = self.collections.iter().map(|c| c.duration).sum();
+            gc.total_ticks = self.gc_ticks;
+            gc.collection_count = self.collection_count;
             gc.collections = self.collections.clone();
             gc.heap_samples = self.heap_samples.clone();
             gc.failures = failures;

@@ -455,8 +455,8 @@ pub fn evaluate(
             (
                 "collections",
                 &b.collections,
-                p.gc.collections.len() as u64,
-                baseline.map(|b| b.gc.collections.len() as u64),
+                p.gc.count(),
+                baseline.map(|b| b.gc.count()),
                 false,
             ),
             (

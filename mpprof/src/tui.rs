@@ -326,7 +326,7 @@ fn draw_heap(f: &mut Frame, area: Rect, st: &LiveState, p: &Profile) {
         )),
         parts[1],
     );
-    let gcs = p.gc.collections.len();
+    let gcs = p.gc.count() as usize;
     f.render_widget(
         Paragraph::new(format!(
             "{gcs} collection(s) {}{}",

@@ -224,7 +224,7 @@ pub fn render(p: &Profile, opts: &SummaryOptions) -> String {
     let _ = writeln!(
         o,
         "  {} collection(s), {} in GC{}",
-        g.collections.len(),
+        g.count(),
         ticks(p, g.total_ticks),
         match g.largest_free_after_last() {
             Some(b) => format!(", largest free block after the last: {}", bytes(b)),
@@ -300,7 +300,7 @@ pub fn summary_json(p: &Profile, top: usize) -> Value {
             "peak_used": p.gc.peak_used_bytes,
             "alloc_bytes": p.gc.alloc_bytes,
             "alloc_count": p.gc.alloc_count,
-            "collections": p.gc.collections.len(),
+            "collections": p.gc.count(),
             "gc_ticks": p.gc.total_ticks,
             "largest_free_after_last_collection": p.gc.largest_free_after_last(),
         },

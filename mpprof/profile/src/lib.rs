@@ -225,7 +225,14 @@ pub struct HeapSample {
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct GcSummary {
+    /// The collections' timeline. A long run's timeline is bounded: past a
+    /// few thousand entries, neighbours are merged (times add up, the heap
+    /// figures are those after the later one), so memory does not grow with
+    /// the run's length. `collection_count` is the real number.
     pub collections: Vec<Collection>,
+    /// How many collections ran (0 in files written before this field).
+    #[serde(default)]
+    pub collection_count: u64,
     pub total_ticks: u64,
     pub peak_used_bytes: u64,
     pub alloc_bytes: u64,
@@ -235,6 +242,11 @@ pub struct GcSummary {
 }
 
 impl GcSummary {
+    /// How many collections ran.
+    pub fn count(&self) -> u64 {
+        self.collection_count.max(self.collections.len() as u64)
+    }
+
     /// The largest free block after the last collection (fragmentation).
     pub fn largest_free_after_last(&self) -> Option<u64> {
         self.collections.last().map(|c| c.largest_free_after)
