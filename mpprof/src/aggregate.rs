@@ -1,15 +1,23 @@
 //! Events → Profile. Streaming: memory grows with distinct code objects,
-//! call-tree nodes and allocation sites, never with the number of events.
+//! call-tree nodes, allocation sites and labels, never with the number of
+//! events (timelines, marks and region entries are bounded too).
+//!
+//! Robust to whatever a damaged stream produces: events before HELLO, ids
+//! no record described (counted in `meta.dropped.unknown_ids`; their figures
+//! go to an `<unknown>` function), nodes naming missing or later parents
+//! (attached to the root), unmatched region ends, a missing END
+//! (`meta.partial`).
 
-use std::collections::HashMap;
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
 
 use mpprof_profile::{
-    AllocFailure, AllocKind as ProfileAllocKind, AllocSite as ProfileSite, CallNode, Cause,
-    CauseCount, Clock, Collection, Dropped, Exit, ExitReason, FunctionId, HeapSample, Line, Marker,
-    OpcodeCount, Profile, ProfileBuilder, Region,
+    AllocKind as ProfileAllocKind, AllocSite as ProfileSite, CallNode, Cause, Clock, Collection,
+    Dropped, Exit, ExitReason, FileId, FunctionId, HeapSample, Marker, NodeId, Profile,
+    ProfileBuilder, Region,
 };
 
-use crate::analyse::{classify, AllocFacts};
+use crate::analyse::AllocFacts;
 use crate::lineinfo::LineTable;
 use crate::opcodes;
 use crate::symbolize::Sources;
@@ -55,6 +63,14 @@ type FastMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<FxHasher>>;
 
 /// Timelines (collections, heap samples) hold at most twice this many entries.
 const TIMELINE_MAX: usize = 4096;
+/// Region records kept; past this, a new entry is folded into the latest
+/// record of its label.
+const REGION_MAX: usize = 4096;
+/// Marks kept; past this, only the first mark of a new label is kept.
+const MARKER_MAX: usize = 4096;
+/// Regions open at once. Deeper than any real nesting: more means their
+/// ends were lost, and the outermost are forgotten.
+const OPEN_REGIONS_MAX: usize = 256;
 
 /// Halve a timeline by merging neighbours.
 fn merge_pairs<T: Copy>(v: &[T], merge: impl Fn(&T, &T) -> T) -> Vec<T> {
@@ -83,10 +99,14 @@ pub struct RunInfo {
     pub embed_sources: bool,
 }
 
+/// Assigns an allocation its cause from what is known about it.
+pub type Classifier = fn(&AllocFacts) -> Cause;
+
 #[derive(Debug, Default, Clone)]
 struct NodeAcc {
     parent: u32,
-    code_id: u32,
+    /// `None` for a node known only from the ids other records named.
+    code_id: Option<u32>,
     calls: u64,
     ticks: u64,
     opcodes: u64,
@@ -109,45 +129,111 @@ struct SiteAcc {
     bytes: u64,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 struct OpenRegion {
     index: usize,
+    start: u64,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct FailureAcc {
+    count: u64,
+    largest: u64,
 }
 
 /// Accumulates events into a Profile.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Aggregator {
+    classify: Classifier,
     hello: Option<Hello>,
     codes: HashMap<u32, CodeInfo>,
     types: HashMap<u32, TypeInfo>,
     nodes: HashMap<u32, NodeAcc>,
+    /// Node ids in the order they were first met.
     node_order: Vec<u32>,
     counts: FastMap<(u32, u32), u64>,
     sites: FastMap<SiteKey, SiteAcc>,
+    /// (node, offset, type) of the latest allocation with an object type.
     last_typed: Option<(u32, u32, u32)>,
     collections: Vec<Collection>,
     collection_count: u64,
     gc_ticks: u64,
     heap_samples: Vec<HeapSample>,
     markers: Vec<Marker>,
+    marker_labels: HashSet<String>,
     /// Running totals, for the markers.
     total_allocs: u64,
     total_alloc_bytes: u64,
     total_opcodes: u64,
     regions: Vec<Region>,
     open_regions: Vec<OpenRegion>,
-    failures: Vec<(u32, u32, u64)>,
+    /// The latest region record of each label, that entries past
+    /// [`REGION_MAX`] fold into.
+    last_region_of: HashMap<String, usize>,
+    failures: FastMap<(u32, u32), FailureAcc>,
     end: Option<EndRecord>,
     dropped_records: u64,
     dropped_frames: u64,
+    /// Events (other than allocations, counted when the profile is built)
+    /// that named an id no record described.
+    unknown_refs: u64,
     last_at: u64,
     /// Events after END (a second session in the same stream) are ignored.
     ended: bool,
+    /// Source files, read once for qualified names and embedding, however
+    /// many snapshots the live view takes.
+    sources: RefCell<Sources>,
+}
+
+impl Default for Aggregator {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn add(acc: &mut u64, n: u64) {
+    *acc = acc.saturating_add(n);
 }
 
 impl Aggregator {
+    /// An aggregator classifying allocations with [`crate::analyse::classify`].
     pub fn new() -> Self {
-        Self::default()
+        Self::with_classifier(crate::analyse::classify)
+    }
+
+    /// An aggregator classifying allocations with `classify`.
+    pub fn with_classifier(classify: Classifier) -> Self {
+        Self {
+            classify,
+            hello: None,
+            codes: HashMap::new(),
+            types: HashMap::new(),
+            nodes: HashMap::new(),
+            node_order: Vec::new(),
+            counts: FastMap::default(),
+            sites: FastMap::default(),
+            last_typed: None,
+            collections: Vec::new(),
+            collection_count: 0,
+            gc_ticks: 0,
+            heap_samples: Vec::new(),
+            markers: Vec::new(),
+            marker_labels: HashSet::new(),
+            total_allocs: 0,
+            total_alloc_bytes: 0,
+            total_opcodes: 0,
+            regions: Vec::new(),
+            open_regions: Vec::new(),
+            last_region_of: HashMap::new(),
+            failures: FastMap::default(),
+            end: None,
+            dropped_records: 0,
+            dropped_frames: 0,
+            unknown_refs: 0,
+            last_at: 0,
+            ended: false,
+            sources: RefCell::new(Sources::new()),
+        }
     }
 
     /// Whether the END record has been seen.
@@ -157,6 +243,23 @@ impl Aggregator {
 
     pub fn hello(&self) -> Option<&Hello> {
         self.hello.as_ref()
+    }
+
+    fn node_is_described(&self, node_id: u32) -> bool {
+        node_id == 0
+            || self
+                .nodes
+                .get(&node_id)
+                .is_some_and(|n| n.code_id.is_some())
+    }
+
+    /// The accumulator of a node, created (undescribed) if no record named
+    /// it before.
+    fn node_entry(&mut self, node_id: u32) -> &mut NodeAcc {
+        if !self.nodes.contains_key(&node_id) {
+            self.node_order.push(node_id);
+        }
+        self.nodes.entry(node_id).or_default()
     }
 
     pub fn event(&mut self, ev: Event) {
@@ -176,55 +279,35 @@ impl Aggregator {
                 parent_id,
                 code_id,
             } => {
-                if !self.nodes.contains_key(&node_id) {
-                    self.node_order.push(node_id);
+                // Node 0 is the root, never described: a record saying
+                // otherwise is damage.
+                if node_id == 0 {
+                    return;
                 }
-                let n = self.nodes.entry(node_id).or_default();
+                if !self.codes.contains_key(&code_id) {
+                    self.unknown_refs += 1;
+                }
+                if !self.node_is_described(parent_id) {
+                    self.unknown_refs += 1;
+                }
+                let n = self.node_entry(node_id);
                 n.parent = parent_id;
-                n.code_id = code_id;
+                n.code_id = Some(code_id);
             }
-            Event::Alloc(site) => {
-                let raw = site.type_id == 0;
-                let companion = match self.last_typed {
-                    Some((node, offset, t))
-                        if raw && node == site.node_id && offset == site.offset =>
-                    {
-                        t
-                    }
-                    _ => 0,
-                };
-                if !raw {
-                    self.last_typed = Some((site.node_id, site.offset, site.type_id));
-                }
-                let key = SiteKey {
-                    node: site.node_id,
-                    offset: site.offset,
-                    type_id: site.type_id,
-                    growth: site.kind == AllocKind::Growth,
-                    companion,
-                };
-                let acc = self.sites.entry(key).or_default();
-                acc.count += 1;
-                acc.bytes += site.bytes;
-                self.total_allocs += 1;
-                self.total_alloc_bytes += site.bytes;
-                for r in &self.open_regions {
-                    if let Some(region) = self.regions.get_mut(r.index) {
-                        region.alloc_count += 1;
-                        region.alloc_bytes += site.bytes;
-                    }
-                }
-            }
+            Event::Alloc(site) => self.alloc(site),
             Event::Counts { code_id, counts } => {
+                if !self.codes.contains_key(&code_id) {
+                    self.unknown_refs += 1;
+                }
                 let mut total = 0u64;
                 for (offset, n) in counts {
-                    *self.counts.entry((code_id, offset)).or_default() += n;
-                    total += n;
+                    add(self.counts.entry((code_id, offset)).or_default(), n);
+                    add(&mut total, n);
                 }
-                self.total_opcodes += total;
+                add(&mut self.total_opcodes, total);
                 for r in &self.open_regions {
                     if let Some(region) = self.regions.get_mut(r.index) {
-                        region.opcodes += total;
+                        add(&mut region.opcodes, total);
                     }
                 }
             }
@@ -234,20 +317,26 @@ impl Aggregator {
                 ticks,
                 opcodes,
             } => {
-                let n = self.nodes.entry(node_id).or_default();
-                n.calls += calls;
-                n.ticks += ticks;
-                n.opcodes += opcodes;
+                if node_id == 0 {
+                    return;
+                }
+                if !self.node_is_described(node_id) {
+                    self.unknown_refs += 1;
+                }
+                let n = self.node_entry(node_id);
+                add(&mut n.calls, calls);
+                add(&mut n.ticks, ticks);
+                add(&mut n.opcodes, opcodes);
             }
             Event::Gc(g) => {
-                self.last_at = self.last_at.max(g.start + g.duration);
+                self.last_at = self.last_at.max(g.start.saturating_add(g.duration));
                 self.collection_count += 1;
-                self.gc_ticks += g.duration;
+                add(&mut self.gc_ticks, g.duration);
                 if self.collections.len() >= 2 * TIMELINE_MAX {
                     self.collections = merge_pairs(&self.collections, |a, b| Collection {
                         at: a.at,
-                        duration: a.duration + b.duration,
-                        blocks_freed: a.blocks_freed + b.blocks_freed,
+                        duration: a.duration.saturating_add(b.duration),
+                        blocks_freed: a.blocks_freed.saturating_add(b.blocks_freed),
                         ..*b
                     });
                 }
@@ -262,37 +351,37 @@ impl Aggregator {
             }
             Event::Mark { at, label } => {
                 self.last_at = self.last_at.max(at);
-                self.markers.push(Marker {
-                    at,
-                    label,
-                    allocs_before: self.total_allocs,
-                    alloc_bytes_before: self.total_alloc_bytes,
-                    opcodes_before: self.total_opcodes,
-                });
+                let new_label = !self.marker_labels.contains(&label);
+                if self.markers.len() < MARKER_MAX || new_label {
+                    if new_label {
+                        self.marker_labels.insert(label.clone());
+                    }
+                    self.markers.push(Marker {
+                        at,
+                        label,
+                        allocs_before: self.total_allocs,
+                        alloc_bytes_before: self.total_alloc_bytes,
+                        opcodes_before: self.total_opcodes,
+                    });
+                }
             }
             Event::RegionBegin { at, label } => {
                 self.last_at = self.last_at.max(at);
-                self.regions.push(Region {
-                    label,
-                    start: at,
-                    end: None,
-                    ..Region::default()
-                });
-                self.open_regions.push(OpenRegion {
-                    index: self.regions.len() - 1,
-                });
+                self.region_begin(at, label);
             }
             Event::RegionEnd { at, label } => {
                 self.last_at = self.last_at.max(at);
-                // Close the innermost open region of that name.
+                // Close the innermost open region of that name; an end
+                // without a beginning (lost) closes nothing.
                 if let Some(pos) = self
                     .open_regions
                     .iter()
                     .rposition(|r| self.regions.get(r.index).is_some_and(|g| g.label == label))
                 {
-                    let r = self.open_regions.remove(pos);
-                    if let Some(g) = self.regions.get_mut(r.index) {
+                    let open = self.open_regions.remove(pos);
+                    if let Some(g) = self.regions.get_mut(open.index) {
                         g.end = Some(at);
+                        add(&mut g.inside_ticks, at.saturating_sub(open.start));
                     }
                 }
             }
@@ -300,10 +389,17 @@ impl Aggregator {
                 node_id,
                 offset,
                 bytes,
-            } => self.failures.push((node_id, offset, bytes)),
+            } => {
+                if !self.node_is_described(node_id) {
+                    self.unknown_refs += 1;
+                }
+                let f = self.failures.entry((node_id, offset)).or_default();
+                add(&mut f.count, 1);
+                f.largest = f.largest.max(bytes);
+            }
             Event::Dropped { records, frames } => {
-                self.dropped_records += records;
-                self.dropped_frames += frames;
+                add(&mut self.dropped_records, records);
+                add(&mut self.dropped_frames, frames);
             }
             Event::End(e) => {
                 self.last_at = self.last_at.max(e.at);
@@ -329,6 +425,73 @@ impl Aggregator {
         }
     }
 
+    fn alloc(&mut self, site: crate::wire::AllocSite) {
+        let raw = site.type_id == 0;
+        // A raw buffer right after a typed object at the same place is that
+        // object's storage (a list's items, a str's data).
+        let companion = match self.last_typed {
+            Some((node, offset, t)) if raw && node == site.node_id && offset == site.offset => t,
+            _ => 0,
+        };
+        if !raw {
+            self.last_typed = Some((site.node_id, site.offset, site.type_id));
+        }
+        let key = SiteKey {
+            node: site.node_id,
+            offset: site.offset,
+            type_id: site.type_id,
+            growth: site.kind == AllocKind::Growth,
+            companion,
+        };
+        let acc = self.sites.entry(key).or_default();
+        add(&mut acc.count, 1);
+        add(&mut acc.bytes, site.bytes);
+        add(&mut self.total_allocs, 1);
+        add(&mut self.total_alloc_bytes, site.bytes);
+        for r in &self.open_regions {
+            if let Some(region) = self.regions.get_mut(r.index) {
+                add(&mut region.alloc_count, 1);
+                add(&mut region.alloc_bytes, site.bytes);
+            }
+        }
+    }
+
+    fn region_begin(&mut self, at: u64, label: String) {
+        // Past the limit, an entry folds into the latest record of its
+        // label, open or not: a record's figures are the sum of what
+        // happened inside each of its entries (nested entries of one label
+        // count what they share once per entry, as separate records would).
+        let fold_into = if self.regions.len() >= REGION_MAX {
+            self.last_region_of.get(&label).copied()
+        } else {
+            None
+        };
+        let index = match fold_into.and_then(|i| self.regions.get_mut(i).map(|r| (i, r))) {
+            Some((i, r)) => {
+                add(&mut r.entries, 1);
+                // Its latest entry is open.
+                r.end = None;
+                i
+            }
+            None => {
+                self.regions.push(Region {
+                    label: label.clone(),
+                    start: at,
+                    end: None,
+                    entries: 1,
+                    ..Region::default()
+                });
+                let i = self.regions.len() - 1;
+                self.last_region_of.insert(label, i);
+                i
+            }
+        };
+        if self.open_regions.len() >= OPEN_REGIONS_MAX {
+            self.open_regions.remove(0);
+        }
+        self.open_regions.push(OpenRegion { index, start: at });
+    }
+
     /// Build the Profile.
     pub fn finish(self, stats: &DecodeStats, run: &RunInfo) -> Profile {
         self.snapshot(stats, run)
@@ -337,21 +500,223 @@ impl Aggregator {
     /// The Profile so far, leaving the aggregator to go on (the live view).
     pub fn snapshot(&self, stats: &DecodeStats, run: &RunInfo) -> Profile {
         let mut b = ProfileBuilder::new();
-        let mut sources = Sources::new();
-        let hello = self.hello.clone().unwrap_or_default();
+        let codes = self.functions(&mut b, run);
+        let mut unknown_fn = None;
+        let mut unknown_function = |b: &mut ProfileBuilder| {
+            *unknown_fn.get_or_insert_with(|| {
+                let file = b.add_file("", None);
+                b.add_function(file, 0, "<unknown>", "<unknown>")
+            })
+        };
 
-        // Functions, one per code object place.
+        // Opcodes per line, and the opcode mix.
+        let mut count_keys: Vec<&(u32, u32)> = self.counts.keys().collect();
+        count_keys.sort_unstable();
+        for key in count_keys {
+            let n = self.counts[key];
+            let (code_id, offset) = *key;
+            match codes.place(self, code_id, offset) {
+                Some((function, file, line, op)) => {
+                    b.add_opcodes(function, Some((file, line)), n);
+                    if let Some(op) = op {
+                        b.add_opcode_mix(&opcodes::name(op), n);
+                    }
+                }
+                None => {
+                    let f = unknown_function(&mut b);
+                    b.add_opcodes(f, None, n);
+                }
+            }
+        }
+
+        // The call tree: described nodes (parents first), then nodes only
+        // allocation records or failures named.
+        let mut node_map: HashMap<u32, NodeId> = HashMap::new();
+        for &nid in &self.node_order {
+            self.add_node_with_ancestors(nid, &codes, &mut b, &mut node_map, &mut unknown_function);
+        }
+        let mut unnamed: Vec<u32> = self
+            .sites
+            .keys()
+            .map(|k| k.node)
+            .chain(self.failures.keys().map(|k| k.0))
+            .filter(|&n| n != 0 && !self.nodes.contains_key(&n))
+            .collect();
+        unnamed.sort_unstable();
+        unnamed.dedup();
+        for nid in unnamed {
+            let function = unknown_function(&mut b);
+            let id = b.add_node(CallNode {
+                function,
+                ..CallNode::default()
+            });
+            node_map.insert(nid, id);
+        }
+
+        // Where a node's event happened: function, file, line and opcode.
+        let locate = |b: &mut ProfileBuilder,
+                      unknown: &mut dyn FnMut(&mut ProfileBuilder) -> FunctionId,
+                      node: u32,
+                      offset: u32|
+         -> (FunctionId, FileId, u32, Option<u8>) {
+            if node == 0 {
+                return (codes.runtime_fn, codes.runtime_file, 0, None);
+            }
+            let code_id = self.nodes.get(&node).and_then(|n| n.code_id);
+            match code_id.and_then(|c| codes.place(self, c, offset)) {
+                Some(place) => place,
+                None => {
+                    let f = unknown(b);
+                    (f, codes.runtime_file, 0, None)
+                }
+            }
+        };
+
+        // Allocation sites, with their causes.
+        let type_cause = |type_id: u32| -> Option<Cause> {
+            let t = self.types.get(&type_id)?;
+            Some((self.classify)(&AllocFacts {
+                type_name: Some(&t.name),
+                type_flags: t.flags,
+                ..AllocFacts::default()
+            }))
+        };
+        let mut unknown_ids = self.unknown_refs;
+        let mut keys: Vec<&SiteKey> = self.sites.keys().collect();
+        keys.sort_unstable_by_key(|k| (k.node, k.offset, k.type_id, k.growth, k.companion));
+        for k in keys {
+            let acc = self.sites[k];
+            let (function, file, line, op) =
+                locate(&mut b, &mut unknown_function, k.node, k.offset);
+            let t = self.types.get(&k.type_id);
+            if !self.node_is_described(k.node) || (k.type_id != 0 && t.is_none()) {
+                add(&mut unknown_ids, acc.count);
+            }
+            let companion = if k.companion != 0 {
+                type_cause(k.companion)
+            } else {
+                None
+            };
+            let cause = (self.classify)(&AllocFacts {
+                type_name: t.map(|t| t.name.as_str()),
+                type_flags: t.map_or(0, |t| t.flags),
+                growth: k.growth,
+                opcode: op,
+                companion_of: companion.as_ref(),
+            });
+            b.add_alloc(ProfileSite {
+                function,
+                file,
+                line,
+                offset: k.offset,
+                opcode: op,
+                opcode_name: op.map(opcodes::name),
+                node: node_map.get(&k.node).copied(),
+                type_name: t.map(|t| t.name.clone()),
+                kind: if k.growth {
+                    ProfileAllocKind::Growth
+                } else {
+                    ProfileAllocKind::New
+                },
+                cause,
+                count: acc.count,
+                bytes: acc.bytes,
+            });
+        }
+
+        let mut failure_keys: Vec<&(u32, u32)> = self.failures.keys().collect();
+        failure_keys.sort_unstable();
+        for key in failure_keys {
+            let f = self.failures[key];
+            let (function, _, line, _) = locate(&mut b, &mut unknown_function, key.0, key.1);
+            b.add_alloc_failure(function, line, f.largest, f.count);
+        }
+
+        for m in &self.markers {
+            b.add_marker(m.clone());
+        }
+        for r in &self.regions {
+            b.add_region(r.clone());
+        }
+
+        let gc = b.gc_mut();
+        gc.total_ticks = self.gc_ticks;
+        gc.collection_count = self.collection_count;
+        gc.collections = self.collections.clone();
+        gc.heap_samples = self.heap_samples.clone();
+        gc.peak_used_bytes = self.end.map_or_else(
+            || self.heap_samples.iter().map(|h| h.used).max().unwrap_or(0),
+            |e| e.peak_used_bytes,
+        );
+        self.fill_meta(&mut b, stats, run, unknown_ids);
+        b.build()
+    }
+
+    /// Add a node after its ancestors, so parents come first even when a
+    /// damaged stream described them late. A parent that is missing, or
+    /// met again on the way up (a cycle), makes the node a root.
+    fn add_node_with_ancestors(
+        &self,
+        nid: u32,
+        codes: &CodeFunctions,
+        b: &mut ProfileBuilder,
+        node_map: &mut HashMap<u32, NodeId>,
+        unknown_function: &mut dyn FnMut(&mut ProfileBuilder) -> FunctionId,
+    ) {
+        let mut chain = vec![nid];
+        let mut on_chain: HashSet<u32> = HashSet::from([nid]);
+        let mut at = nid;
+        while let Some(parent) = self.nodes.get(&at).map(|n| n.parent) {
+            if parent == 0
+                || node_map.contains_key(&parent)
+                || !self.nodes.contains_key(&parent)
+                || !on_chain.insert(parent)
+            {
+                break;
+            }
+            chain.push(parent);
+            at = parent;
+        }
+        for &id in chain.iter().rev() {
+            if node_map.contains_key(&id) {
+                continue;
+            }
+            let Some(n) = self.nodes.get(&id) else {
+                continue;
+            };
+            let function = match n.code_id.and_then(|c| codes.function_of(c)) {
+                Some(f) => f,
+                None => unknown_function(b),
+            };
+            let node = b.add_node(CallNode {
+                parent: node_map.get(&n.parent).copied(),
+                function,
+                calls: n.calls,
+                incl_ticks: n.ticks,
+                opcodes: n.opcodes,
+                ..CallNode::default()
+            });
+            node_map.insert(id, node);
+        }
+    }
+
+    /// One function per code object place, with its qualified name.
+    fn functions(&self, b: &mut ProfileBuilder, run: &RunInfo) -> CodeFunctions {
+        let mut sources = self.sources.borrow_mut();
         let runtime_file = b.add_file("", None);
         let runtime_fn = b.add_function(runtime_file, 0, "<runtime>", "<runtime>");
-        let mut code_fn: HashMap<u32, FunctionId> = HashMap::new();
-        let mut tables: HashMap<u32, LineTable> = HashMap::new();
-        let mut code_file: HashMap<u32, usize> = HashMap::new();
-        let mut code_ids: Vec<&u32> = self.codes.keys().collect();
-        code_ids.sort();
-        for &id in code_ids {
-            let c = &self.codes[&id];
+        let mut out = CodeFunctions {
+            runtime_file,
+            runtime_fn,
+            places: HashMap::new(),
+        };
+        let mut code_ids: Vec<u32> = self.codes.keys().copied().collect();
+        code_ids.sort_unstable();
+        for id in code_ids {
+            let Some(c) = self.codes.get(&id) else {
+                continue;
+            };
             let table = LineTable::new(&c.line_info);
-            let first = table.first_line();
             // Code sent through a board's raw REPL is compiled as `<stdin>`:
             // it is the script.
             let file_name = if c.file == "<stdin>" && !run.script.is_empty() {
@@ -365,222 +730,36 @@ impl Aggregator {
                 None
             };
             let file = b.add_file(file_name, source);
-            let (qualname, def_line) = sources.qualname(file_name, first, &c.name);
+            let (qualname, def_line) = sources.qualname(file_name, table.first_line(), &c.name);
             let f = b.add_function(file, def_line, &c.name, &qualname);
-            code_fn.insert(id, f);
-            code_file.insert(id, file);
-            tables.insert(id, table);
-        }
-        let unknown_fn = |b: &mut ProfileBuilder| {
-            let f = b.add_file("", None);
-            b.add_function(f, 0, "<unknown>", "<unknown>")
-        };
-
-        // Lines: opcodes per (file, line), and the opcode mix.
-        let mut lines: HashMap<(usize, u32), Line> = HashMap::new();
-        let mut mix: HashMap<String, u64> = HashMap::new();
-        let place = |code_id: u32, offset: u32| -> Option<(usize, u32, Option<u8>)> {
-            let c = self.codes.get(&code_id)?;
-            let rel = offset.checked_sub(c.bc_start)?;
-            let table = tables.get(&code_id)?;
-            // Opcodes before the table's first entry (a class body's
-            // preamble) belong to the code's first line.
-            let line = table.line(rel).max(table.first_line());
-            let op = c.bytecode.get(rel as usize).copied();
-            Some((*code_file.get(&code_id)?, line, op))
-        };
-        for (&(code_id, offset), &n) in &self.counts {
-            let Some((file, line, op)) = place(code_id, offset) else {
-                continue;
-            };
-            let function = code_fn.get(&code_id).copied().unwrap_or(runtime_fn);
-            let l = lines.entry((file, line)).or_insert_with(|| Line {
-                file,
-                line,
-                function,
-                ..Line::default()
-            });
-            l.opcodes += n;
-            if let Some(f) = b.function_mut(function) {
-                f.opcodes += n;
-            }
-            if let Some(op) = op {
-                *mix.entry(opcodes::name(op)).or_default() += n;
-            }
-        }
-
-        // The call tree, parents first (the target sends a parent's NODE first).
-        let mut node_map: HashMap<u32, usize> = HashMap::new();
-        let mut unknown = None;
-        for &nid in &self.node_order {
-            let n = &self.nodes[&nid];
-            let function = match code_fn.get(&n.code_id) {
-                Some(&f) => f,
-                None => *unknown.get_or_insert_with(|| unknown_fn(&mut b)),
-            };
-            let parent = node_map.get(&n.parent).copied();
-            let id = b.add_node(CallNode {
-                parent,
-                function,
-                calls: n.calls,
-                incl_ticks: n.ticks,
-                opcodes: n.opcodes,
-                ..CallNode::default()
-            });
-            node_map.insert(nid, id);
-        }
-
-        // Allocation sites, with their causes.
-        let type_cause = |type_id: u32| -> Option<Cause> {
-            let t = self.types.get(&type_id)?;
-            Some(classify(&AllocFacts {
-                type_name: Some(&t.name),
-                type_flags: t.flags,
-                ..AllocFacts::default()
-            }))
-        };
-        let mut keys: Vec<&SiteKey> = self.sites.keys().collect();
-        keys.sort_by_key(|k| (k.node, k.offset, k.type_id, k.growth, k.companion));
-        let mut line_causes: HashMap<(usize, u32), HashMap<Cause, (u64, u64)>> = HashMap::new();
-        for k in keys {
-            let acc = self.sites[k];
-            let node = node_map.get(&k.node).copied();
-            let code_id = self.nodes.get(&k.node).map(|n| n.code_id);
-            let function = match (k.node, code_id.and_then(|c| code_fn.get(&c))) {
-                (0, _) => runtime_fn,
-                (_, Some(&f)) => f,
-                _ => *unknown.get_or_insert_with(|| unknown_fn(&mut b)),
-            };
-            let (file, line, op) =
-                code_id
-                    .and_then(|c| place(c, k.offset))
-                    .unwrap_or((runtime_file, 0, None));
-            let t = self.types.get(&k.type_id);
-            let companion = if k.companion != 0 {
-                type_cause(k.companion)
+            let floor = if c.name == "<module>" {
+                1
             } else {
-                None
+                table.first_line()
             };
-            let cause = classify(&AllocFacts {
-                type_name: t.map(|t| t.name.as_str()),
-                type_flags: t.map_or(0, |t| t.flags),
-                growth: k.growth,
-                opcode: op,
-                companion_of: companion.as_ref(),
-            });
-            if let Some(f) = b.function_mut(function) {
-                f.alloc_count += acc.count;
-                f.alloc_bytes += acc.bytes;
-            }
-            if let Some(n) = node.and_then(|n| b.node_mut(n)) {
-                n.alloc_count += acc.count;
-                n.alloc_bytes += acc.bytes;
-            }
-            if k.node != 0 {
-                let l = lines.entry((file, line)).or_insert_with(|| Line {
+            out.places.insert(
+                id,
+                CodePlace {
+                    function: f,
                     file,
-                    line,
-                    function,
-                    ..Line::default()
-                });
-                l.alloc_count += acc.count;
-                l.alloc_bytes += acc.bytes;
-                let c = line_causes
-                    .entry((file, line))
-                    .or_default()
-                    .entry(cause.clone())
-                    .or_default();
-                c.0 += acc.count;
-                c.1 += acc.bytes;
-            }
-            b.add_alloc_site(ProfileSite {
-                function,
-                file,
-                line,
-                offset: k.offset,
-                opcode: op,
-                opcode_name: op.map(opcodes::name),
-                node,
-                type_name: t.map(|t| t.name.clone()),
-                kind: if k.growth {
-                    ProfileAllocKind::Growth
-                } else {
-                    ProfileAllocKind::New
+                    table,
+                    floor,
                 },
-                cause,
-                count: acc.count,
-                bytes: acc.bytes,
-            });
-        }
-        for ((file, line), causes) in line_causes {
-            if let Some(l) = lines.get_mut(&(file, line)) {
-                let mut v: Vec<CauseCount> = causes
-                    .into_iter()
-                    .map(|(cause, (count, bytes))| CauseCount {
-                        cause,
-                        count,
-                        bytes,
-                    })
-                    .collect();
-                v.sort_by(|a, b| b.count.cmp(&a.count).then(a.cause.cmp(&b.cause)));
-                l.causes = v;
-            }
-        }
-        for (_, l) in lines {
-            b.add_line(l);
-        }
-        let mut mix: Vec<OpcodeCount> = mix
-            .into_iter()
-            .map(|(opcode, count)| OpcodeCount { opcode, count })
-            .collect();
-        mix.sort_by(|a, b| b.count.cmp(&a.count).then(a.opcode.cmp(&b.opcode)));
-        b.set_opcode_mix(mix);
-
-        for m in &self.markers {
-            b.add_marker(m.clone());
-        }
-        for r in &self.regions {
-            b.add_region(r.clone());
-        }
-
-        // Heap and GC.
-        let failures: Vec<AllocFailure> = self
-            .failures
-            .iter()
-            .map(|&(node, offset, bytes)| {
-                let code_id = self.nodes.get(&node).map(|n| n.code_id);
-                let function = code_id
-                    .and_then(|c| code_fn.get(&c).copied())
-                    .unwrap_or(runtime_fn);
-                let line = code_id.and_then(|c| place(c, offset)).map_or(0, |p| p.1);
-                AllocFailure {
-                    function,
-                    line,
-                    bytes,
-                }
-            })
-            .collect();
-        {
-            let gc = b.gc_mut();
-            gc.total_ticks = self.gc_ticks;
-            gc.collection_count = self.collection_count;
-            gc.collections = self.collections.clone();
-            gc.heap_samples = self.heap_samples.clone();
-            gc.failures = failures;
-            let (alloc_count, alloc_bytes) = self
-                .sites
-                .values()
-                .fold((0, 0), |(c, s), a| (c + a.count, s + a.bytes));
-            gc.alloc_count = alloc_count;
-            gc.alloc_bytes = alloc_bytes;
-            gc.peak_used_bytes = self.end.map_or_else(
-                || gc.heap_samples.iter().map(|h| h.used).max().unwrap_or(0),
-                |e| e.peak_used_bytes,
             );
         }
+        out
+    }
 
-        // Cut short by the host (timeout, Ctrl-C, kill): what was collected is
-        // there, but the run did not finish.
+    fn fill_meta(
+        &self,
+        b: &mut ProfileBuilder,
+        stats: &DecodeStats,
+        run: &RunInfo,
+        unknown_ids: u64,
+    ) {
+        let hello = self.hello.clone().unwrap_or_default();
+        // Cut short by the host (timeout, Ctrl-C, kill): what was collected
+        // is there, but the run did not finish.
         let partial = self.end.is_none()
             || matches!(
                 run.host_reason,
@@ -601,7 +780,8 @@ impl Aggregator {
         };
         let unit = match hello.clock.as_str() {
             "ns" => "ns",
-            "dwt" | "ccount" => "cycles",
+            // SysTick counts the processor clock on the boards that use it.
+            "dwt" | "ccount" | "systick" => "cycles",
             _ => "ticks",
         };
         let meta = b.meta_mut();
@@ -609,9 +789,9 @@ impl Aggregator {
         meta.target = hello.target.clone();
         meta.micropython_version = hello.mp_version.clone();
         meta.platform = hello.platform.clone();
-        meta.word_bits = (hello.word_bytes * 8) as u32;
-        meta.gc_block_bytes = hello.gc_block_bytes as u32;
-        meta.small_int_bits = hello.small_int_bits as u32;
+        meta.word_bits = u32::try_from(hello.word_bytes.saturating_mul(8)).unwrap_or(u32::MAX);
+        meta.gc_block_bytes = u32::try_from(hello.gc_block_bytes).unwrap_or(u32::MAX);
+        meta.small_int_bits = u32::try_from(hello.small_int_bits).unwrap_or(u32::MAX);
         meta.heap_bytes = self.end.map_or(hello.heap_bytes, |e| e.heap_bytes);
         meta.clock = Clock {
             name: hello.clock.clone(),
@@ -628,14 +808,64 @@ impl Aggregator {
         };
         meta.partial = partial;
         meta.dropped = Dropped {
+            // END's count covers the whole run; DROPPED records may have
+            // been lost themselves.
             records: self
                 .dropped_records
                 .max(self.end.map_or(0, |e| e.dropped_records)),
-            frames: self.dropped_frames + stats.lost_frames,
+            frames: self.dropped_frames.saturating_add(stats.lost_frames),
             crc_errors: stats.crc_errors,
             bad_frames: stats.bad_frames,
+            unknown_ids,
         };
-        b.build()
+    }
+}
+
+/// Where a described code object's opcodes are.
+struct CodePlace {
+    function: FunctionId,
+    file: FileId,
+    table: LineTable,
+    /// The lowest line its opcodes are on. A class body's preamble runs
+    /// before its first statement sets a line, so the table puts it on
+    /// line 1: it belongs to the body's first line. Module code genuinely
+    /// starts on line 1 (its first statement sets no line there).
+    floor: u32,
+}
+
+/// The functions of the described code objects.
+struct CodeFunctions {
+    runtime_file: FileId,
+    runtime_fn: FunctionId,
+    places: HashMap<u32, CodePlace>,
+}
+
+impl CodeFunctions {
+    fn function_of(&self, code_id: u32) -> Option<FunctionId> {
+        self.places.get(&code_id).map(|c| c.function)
+    }
+
+    /// The function, file, line and opcode of an offset in a described code
+    /// object. Offsets before the first opcode (the prelude) belong to the
+    /// code's first line.
+    fn place(
+        &self,
+        agg: &Aggregator,
+        code_id: u32,
+        offset: u32,
+    ) -> Option<(FunctionId, FileId, u32, Option<u8>)> {
+        let c = agg.codes.get(&code_id)?;
+        let p = self.places.get(&code_id)?;
+        Some(match offset.checked_sub(c.bc_start) {
+            Some(rel) => {
+                let line = p.table.line(rel).max(p.floor);
+                let op = usize::try_from(rel)
+                    .ok()
+                    .and_then(|r| c.bytecode.get(r).copied());
+                (p.function, p.file, line, op)
+            }
+            None => (p.function, p.file, p.floor, None),
+        })
     }
 }
 

@@ -37,3 +37,72 @@ fn timelines_are_bounded_and_totals_exact() {
     // A peak survives the merging of heap samples.
     assert_eq!(p.gc.heap_samples.iter().map(|h| h.used).max(), Some(99_999));
 }
+
+#[test]
+fn regions_and_marks_in_a_loop_stay_bounded_and_exact() {
+    use mpprof::wire::{AllocKind, AllocSite};
+    let mut agg = Aggregator::new();
+    let n = 20_000u64;
+    for i in 0..n {
+        let at = i * 10;
+        agg.event(Event::Mark {
+            at,
+            label: "tick".into(),
+        });
+        agg.event(Event::RegionBegin {
+            at,
+            label: "frame".into(),
+        });
+        agg.event(Event::Alloc(AllocSite {
+            node_id: 0,
+            offset: 0,
+            type_id: 0,
+            bytes: 4,
+            kind: AllocKind::New,
+        }));
+        agg.event(Event::Counts {
+            code_id: 1,
+            counts: vec![(0, 3)],
+        });
+        agg.event(Event::RegionEnd {
+            at: at + 7,
+            label: "frame".into(),
+        });
+    }
+    // A label first seen after the limit is still kept.
+    agg.event(Event::Mark {
+        at: n * 10,
+        label: "late".into(),
+    });
+    let p = agg.finish(&DecodeStats::default(), &RunInfo::default());
+    p.validate().unwrap();
+    assert!(p.regions.len() <= 4096, "{}", p.regions.len());
+    assert!(p.markers.len() <= 4097, "{}", p.markers.len());
+    assert_eq!(p.markers.last().map(|m| m.label.as_str()), Some("late"));
+    assert_eq!(p.markers.last().map(|m| m.allocs_before), Some(n));
+    // Every entry is accounted for, once.
+    assert_eq!(p.regions.iter().map(|r| r.entries).sum::<u64>(), n);
+    assert_eq!(p.regions.iter().map(|r| r.alloc_count).sum::<u64>(), n);
+    assert_eq!(p.regions.iter().map(|r| r.alloc_bytes).sum::<u64>(), 4 * n);
+    assert_eq!(p.regions.iter().map(|r| r.opcodes).sum::<u64>(), 3 * n);
+    assert_eq!(p.regions.iter().map(|r| r.inside_ticks).sum::<u64>(), 7 * n);
+    // The folded record spans its first entry to its last.
+    let last = p.regions.last().unwrap();
+    assert_eq!(last.end, Some((n - 1) * 10 + 7));
+    assert_eq!(last.entries, n - 4095);
+}
+
+#[test]
+fn regions_whose_ends_are_lost_stay_bounded() {
+    let mut agg = Aggregator::new();
+    for i in 0..20_000u64 {
+        agg.event(Event::RegionBegin {
+            at: i,
+            label: "lost end".into(),
+        });
+    }
+    let p = agg.finish(&DecodeStats::default(), &RunInfo::default());
+    assert!(p.regions.len() <= 4096, "{}", p.regions.len());
+    assert_eq!(p.regions.iter().map(|r| r.entries).sum::<u64>(), 20_000);
+    assert!(p.regions.iter().all(|r| r.end.is_none()));
+}

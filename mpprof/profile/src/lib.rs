@@ -1,17 +1,25 @@
 //! The mpprof Profile model: one profile of one script run, the data every
 //! report, export and the live view read. It is its own small library, apart
-//! from recording (the `mpprof` crate builds profiles) and from viewing (the
-//! `reports` crate renders them). Saved as JSON with a versioned schema, see
-//! `docs/profile-schema.md`.
+//! from recording (the `mpprof` crate builds profiles with [`ProfileBuilder`])
+//! and from viewing (the `reports` crate renders them). Saved as JSON with a
+//! versioned schema, see `docs/profile-schema.md`.
+//!
+//! Ids are indices: `functions[i].id == i`, `call_tree[i].id == i`, and every
+//! `file`, `function`, `node` or `parent` field is an index into the matching
+//! vector. [`Profile::validate`] checks that, and that the figures derived
+//! from one another add up.
 
+mod builder;
 pub mod cause;
+mod validate;
 
-use std::collections::HashMap;
 use std::io::{Read, Write};
 
 use serde::{Deserialize, Serialize};
 
+pub use builder::ProfileBuilder;
 pub use cause::Cause;
+pub use validate::InvalidProfile;
 
 /// The `format` field of every profile file.
 pub const FORMAT: &str = "mpprof-profile";
@@ -29,12 +37,19 @@ pub struct Profile {
     pub meta: Meta,
     pub files: Vec<SourceFile>,
     pub functions: Vec<Function>,
+    /// Sorted by (file, line), one per place.
     pub lines: Vec<Line>,
+    /// Parents before their children.
     pub call_tree: Vec<CallNode>,
     pub alloc_sites: Vec<AllocSite>,
+    /// The causes that occurred in the run, with their totals, most
+    /// allocations first. Explanations and fixes are not stored: they come
+    /// from [`Cause`]'s catalogue when a report is rendered.
+    pub causes: Vec<CauseCount>,
     pub gc: GcSummary,
     pub markers: Vec<Marker>,
     pub regions: Vec<Region>,
+    /// Most executed first.
     pub opcode_mix: Vec<OpcodeCount>,
 }
 
@@ -103,9 +118,16 @@ pub struct Dropped {
     pub frames: u64,
     pub crc_errors: u64,
     pub bad_frames: u64,
+    /// Events that named a code object, call-tree node or type no record
+    /// described (its description was lost): their figures are kept under
+    /// the `<unknown>` function.
+    #[serde(default)]
+    pub unknown_ids: u64,
 }
 
 impl Dropped {
+    /// Everything lost on the way (unknown ids are a consequence of these
+    /// losses, not a loss of their own, so they are not added).
     pub fn total(&self) -> u64 {
         self.records + self.frames + self.crc_errors + self.bad_frames
     }
@@ -120,14 +142,18 @@ pub struct SourceFile {
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Function {
+    /// Its index in `functions`.
+    pub id: FunctionId,
     pub name: String,
     /// `Class.method`, `outer.<locals>.inner`, or the name.
     pub qualname: String,
     pub file: FileId,
-    /// The `def` line (0 for the runtime pseudo-function).
+    /// The `def` line (0 for the runtime pseudo-functions).
     pub line: u32,
+    /// Completed entries, generator resumes included.
     pub calls: u64,
-    /// Ticks inside the function including callees.
+    /// Ticks inside the function including callees; a recursive function's
+    /// inner frames are inside its outermost one and are not added again.
     pub incl_ticks: u64,
     /// Ticks in its own frames.
     pub excl_ticks: u64,
@@ -144,14 +170,21 @@ pub struct CauseCount {
     pub bytes: u64,
 }
 
-/// One source line. There is no per-line time: ticks are stamped at frame
-/// entry and exit, not per opcode; opcodes are exact per line.
+/// One source line.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Line {
     pub file: FileId,
     pub line: u32,
+    /// The function with the most opcodes on the line (a lambda can share
+    /// its line with the code around it).
     pub function: FunctionId,
+    /// Exact.
     pub opcodes: u64,
+    /// Ticks spent on the line, when the target measures them. Always `None`
+    /// today: ticks are stamped at frame entry and exit, not per opcode, and
+    /// a per-line figure would be made up. Reports show opcodes per line.
+    #[serde(default)]
+    pub excl_ticks: Option<u64>,
     pub alloc_count: u64,
     pub alloc_bytes: u64,
     /// Largest count first.
@@ -160,11 +193,14 @@ pub struct Line {
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct CallNode {
+    /// Its index in `call_tree`.
+    pub id: NodeId,
+    /// `None` for a root (called from outside any bytecode).
     pub parent: Option<NodeId>,
     pub function: FunctionId,
     pub calls: u64,
     pub incl_ticks: u64,
-    /// `incl_ticks` minus the children's.
+    /// `incl_ticks` minus the children's (0 if they add up to more).
     pub excl_ticks: u64,
     /// Opcodes executed in this node's own frames.
     pub opcodes: u64,
@@ -172,7 +208,7 @@ pub struct CallNode {
     pub alloc_bytes: u64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AllocKind {
     #[default]
@@ -186,8 +222,10 @@ pub enum AllocKind {
 pub struct AllocSite {
     pub function: FunctionId,
     pub file: FileId,
+    /// 0 when the place has no source line (the runtime, unknown code).
     pub line: u32,
-    /// Bytecode offset of the allocating opcode.
+    /// Bytecode offset of the allocating opcode, from the start of the
+    /// function's data.
     pub offset: u32,
     pub opcode: Option<u8>,
     pub opcode_name: Option<String>,
@@ -210,11 +248,20 @@ pub struct Collection {
     pub largest_free_after: u64,
 }
 
+fn one() -> u64 {
+    1
+}
+
+/// Requests the heap could not satisfy at one place.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct AllocFailure {
     pub function: FunctionId,
     pub line: u32,
+    /// The largest request that failed there.
     pub bytes: u64,
+    /// How many requests failed there.
+    #[serde(default = "one")]
+    pub count: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -235,6 +282,7 @@ pub struct GcSummary {
     pub collection_count: u64,
     pub total_ticks: u64,
     pub peak_used_bytes: u64,
+    /// Every allocation site's bytes and count added up.
     pub alloc_bytes: u64,
     pub alloc_count: u64,
     pub failures: Vec<AllocFailure>,
@@ -267,12 +315,22 @@ pub struct Marker {
     pub opcodes_before: u64,
 }
 
+/// One `with mpprof.region(label):` entry, or several of the same label
+/// folded together (a region inside a long-running loop).
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Region {
     pub label: String,
+    /// When the (first) entry began.
     pub start: u64,
-    /// `None` when the region never closed.
+    /// When the (last) entry ended; `None` when it never closed.
     pub end: Option<u64>,
+    /// How many entries this record stands for.
+    #[serde(default = "one")]
+    pub entries: u64,
+    /// Ticks inside the closed entries, added up (with one entry:
+    /// `end - start`).
+    #[serde(default)]
+    pub inside_ticks: u64,
     pub alloc_count: u64,
     pub alloc_bytes: u64,
     pub opcodes: u64,
@@ -286,12 +344,18 @@ pub struct OpcodeCount {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProfileError {
-    #[error("cannot read the profile: {0}")]
+    #[error("cannot read or write the profile: {0}")]
     Io(#[from] std::io::Error),
-    #[error("not a JSON file ({0}): is it an mpprof profile?")]
+    #[error(
+        "the file is not valid JSON ({0}); give the `.json` file `mpprof run` wrote, complete"
+    )]
     Json(serde_json::Error),
-    #[error("not an mpprof profile (its `format` is {0:?}, expected \"mpprof-profile\")")]
+    #[error(
+        "not an mpprof profile (its `format` is {0:?}, expected \"mpprof-profile\"); give a file written by `mpprof run`"
+    )]
     NotAProfile(String),
+    #[error("the profile has no valid `version` field ({0}); it was not written by mpprof")]
+    NoVersion(String),
     #[error("the profile has schema version {found}, newer than this mpprof reads ({supported}): upgrade mpprof")]
     TooNew { found: u64, supported: u32 },
     #[error("the profile does not match schema version {version}: {source}")]
@@ -299,8 +363,8 @@ pub enum ProfileError {
         version: u32,
         source: serde_json::Error,
     },
-    #[error("the profile is inconsistent: {0}")]
-    Invalid(String),
+    #[error(transparent)]
+    Invalid(#[from] InvalidProfile),
 }
 
 impl Profile {
@@ -315,6 +379,7 @@ impl Profile {
             lines: Vec::new(),
             call_tree: Vec::new(),
             alloc_sites: Vec::new(),
+            causes: Vec::new(),
             gc: GcSummary::default(),
             markers: Vec::new(),
             regions: Vec::new(),
@@ -322,15 +387,32 @@ impl Profile {
         }
     }
 
-    /// Read a profile, checking that it is one and that we can read its version.
+    /// Read a profile, checking that it is one, that we can read its version
+    /// and that it is consistent ([`Profile::validate`]).
     pub fn from_json_reader(r: impl Read) -> Result<Self, ProfileError> {
-        let value: serde_json::Value = serde_json::from_reader(r).map_err(ProfileError::Json)?;
-        let format = value.get("format").and_then(|f| f.as_str()).unwrap_or("");
-        if format != FORMAT {
-            return Err(ProfileError::NotAProfile(format.to_string()));
+        let value: serde_json::Value = serde_json::from_reader(r).map_err(|e| {
+            if e.is_io() {
+                ProfileError::Io(e.into())
+            } else {
+                ProfileError::Json(e)
+            }
+        })?;
+        let format = value.get("format").and_then(|f| f.as_str());
+        if format != Some(FORMAT) {
+            let shown = match value.get("format") {
+                None => "missing".to_string(),
+                Some(serde_json::Value::String(s)) => s.clone(),
+                Some(other) => other.to_string(),
+            };
+            return Err(ProfileError::NotAProfile(shown));
         }
-        let version = value.get("version").and_then(|v| v.as_u64()).unwrap_or(0);
-        if version > VERSION as u64 {
+        let version = match value.get("version") {
+            Some(v) => v.as_u64().filter(|&v| v >= 1).ok_or_else(|| {
+                ProfileError::NoVersion(format!("it is {v}, expected a whole number from 1"))
+            })?,
+            None => return Err(ProfileError::NoVersion("it is missing".into())),
+        };
+        if version > u64::from(VERSION) {
             return Err(ProfileError::TooNew {
                 found: version,
                 supported: VERSION,
@@ -340,7 +422,7 @@ impl Profile {
             version: VERSION,
             source,
         })?;
-        p.validate().map_err(ProfileError::Invalid)?;
+        p.validate()?;
         Ok(p)
     }
 
@@ -349,46 +431,15 @@ impl Profile {
         Self::from_json_reader(std::io::BufReader::new(f))
     }
 
+    /// Write the profile as pretty-printed JSON.
     pub fn to_json_writer(&self, w: impl Write) -> Result<(), ProfileError> {
-        serde_json::to_writer_pretty(w, self).map_err(ProfileError::Json)
-    }
-
-    /// Check that every id refers to something that exists.
-    pub fn validate(&self) -> Result<(), String> {
-        let nf = self.files.len();
-        let nfun = self.functions.len();
-        let nn = self.call_tree.len();
-        for (i, f) in self.functions.iter().enumerate() {
-            if f.file >= nf {
-                return Err(format!("function {i} names file {} of {nf}", f.file));
+        serde_json::to_writer_pretty(w, self).map_err(|e| {
+            if e.is_io() {
+                ProfileError::Io(e.into())
+            } else {
+                ProfileError::Json(e)
             }
-        }
-        for l in &self.lines {
-            if l.file >= nf || l.function >= nfun {
-                return Err(format!(
-                    "line {}:{} refers to a missing file or function",
-                    l.file, l.line
-                ));
-            }
-        }
-        for (i, n) in self.call_tree.iter().enumerate() {
-            if n.function >= nfun || n.parent.is_some_and(|p| p >= i) {
-                return Err(format!(
-                    "call-tree node {i} refers to a missing function or a later parent"
-                ));
-            }
-        }
-        for s in &self.alloc_sites {
-            if s.function >= nfun || s.file >= nf || s.node.is_some_and(|n| n >= nn) {
-                return Err("an allocation site refers to a missing function, file or node".into());
-            }
-        }
-        for f in &self.gc.failures {
-            if f.function >= nfun {
-                return Err("an allocation failure refers to a missing function".into());
-            }
-        }
-        Ok(())
+        })
     }
 
     /// The function's display name with its place: `qualname (file:line)`.
@@ -422,12 +473,14 @@ impl Profile {
         self.call_tree
             .iter()
             .filter(|n| n.parent.is_none())
-            .map(|n| n.incl_ticks)
-            .sum()
+            .fold(0u64, |acc, n| acc.saturating_add(n.incl_ticks))
     }
 
+    /// Opcodes executed in all functions.
     pub fn total_opcodes(&self) -> u64 {
-        self.functions.iter().map(|f| f.opcodes).sum()
+        self.functions
+            .iter()
+            .fold(0u64, |acc, f| acc.saturating_add(f.opcodes))
     }
 
     /// Function ids sorted by a key, largest first (ties by id).
@@ -441,7 +494,18 @@ impl Profile {
         ids
     }
 
-    /// Lines that allocate, most allocations first.
+    /// Function ids, most exclusive ticks first.
+    pub fn top_functions_by_excl(&self) -> Vec<FunctionId> {
+        self.top_functions(|f| f.excl_ticks)
+    }
+
+    /// Function ids, most inclusive ticks first.
+    pub fn top_functions_by_incl(&self) -> Vec<FunctionId> {
+        self.top_functions(|f| f.incl_ticks)
+    }
+
+    /// Lines that allocate, most allocations first (then most bytes, then
+    /// by place).
     pub fn allocating_lines(&self) -> Vec<&Line> {
         let mut v: Vec<&Line> = self.lines.iter().filter(|l| l.alloc_count > 0).collect();
         v.sort_by(|a, b| {
@@ -453,25 +517,39 @@ impl Profile {
         v
     }
 
-    /// Find a line's record.
+    /// A line's record (lines are sorted by place).
     pub fn line(&self, file: FileId, line: u32) -> Option<&Line> {
-        self.lines.iter().find(|l| l.file == file && l.line == line)
+        self.lines
+            .binary_search_by(|l| (l.file, l.line).cmp(&(file, line)))
+            .ok()
+            .and_then(|i| self.lines.get(i))
     }
 
-    /// Root-to-node function paths of every call-tree node, for flame graphs.
+    /// Root-to-node function paths of every call-tree node, indexed by node
+    /// id, for flame graphs.
     pub fn stacks(&self) -> Vec<(Vec<FunctionId>, NodeId)> {
-        let mut paths: Vec<Vec<FunctionId>> = Vec::with_capacity(self.call_tree.len());
-        let mut out = Vec::with_capacity(self.call_tree.len());
+        let mut out: Vec<(Vec<FunctionId>, NodeId)> = Vec::with_capacity(self.call_tree.len());
         for (i, n) in self.call_tree.iter().enumerate() {
-            let mut p = match n.parent {
-                Some(parent) if parent < paths.len() => paths[parent].clone(),
+            // Parents come first (validated); anything else starts a new path.
+            let mut path = match n.parent {
+                Some(parent) if parent < i => out[parent].0.clone(),
                 _ => Vec::new(),
             };
-            p.push(n.function);
-            out.push((p.clone(), i));
-            paths.push(p);
+            path.push(n.function);
+            out.push((path, i));
         }
         out
+    }
+
+    /// The children of each call-tree node, by node id.
+    pub fn children(&self) -> Vec<Vec<NodeId>> {
+        let mut children = vec![Vec::new(); self.call_tree.len()];
+        for (i, n) in self.call_tree.iter().enumerate() {
+            if let Some(c) = n.parent.and_then(|p| children.get_mut(p)) {
+                c.push(i);
+            }
+        }
+        children
     }
 
     /// Functions whose name or qualified name matches `name`.
@@ -479,156 +557,5 @@ impl Profile {
         (0..self.functions.len())
             .filter(|&i| self.functions[i].qualname == name || self.functions[i].name == name)
             .collect()
-    }
-}
-
-/// Builds a Profile piece by piece, deduplicating files and functions.
-#[derive(Debug)]
-pub struct ProfileBuilder {
-    profile: Profile,
-    file_ids: HashMap<String, FileId>,
-    function_ids: HashMap<(FileId, u32, String), FunctionId>,
-}
-
-impl Default for ProfileBuilder {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl ProfileBuilder {
-    pub fn new() -> Self {
-        Self {
-            profile: Profile::empty(),
-            file_ids: HashMap::new(),
-            function_ids: HashMap::new(),
-        }
-    }
-
-    pub fn meta_mut(&mut self) -> &mut Meta {
-        &mut self.profile.meta
-    }
-
-    pub fn gc_mut(&mut self) -> &mut GcSummary {
-        &mut self.profile.gc
-    }
-
-    pub fn add_file(&mut self, path: &str, source: Option<Vec<String>>) -> FileId {
-        if let Some(&id) = self.file_ids.get(path) {
-            return id;
-        }
-        let id = self.profile.files.len();
-        self.profile.files.push(SourceFile {
-            path: path.to_string(),
-            source,
-        });
-        self.file_ids.insert(path.to_string(), id);
-        id
-    }
-
-    /// The function with this name defined at file:line (one per code object
-    /// place; the same function met again returns its id).
-    pub fn add_function(
-        &mut self,
-        file: FileId,
-        line: u32,
-        name: &str,
-        qualname: &str,
-    ) -> FunctionId {
-        let key = (file, line, name.to_string());
-        if let Some(&id) = self.function_ids.get(&key) {
-            return id;
-        }
-        let id = self.profile.functions.len();
-        self.profile.functions.push(Function {
-            name: name.to_string(),
-            qualname: qualname.to_string(),
-            file,
-            line,
-            ..Function::default()
-        });
-        self.function_ids.insert(key, id);
-        id
-    }
-
-    pub fn function_mut(&mut self, id: FunctionId) -> Option<&mut Function> {
-        self.profile.functions.get_mut(id)
-    }
-
-    /// Add a call-tree node; parents must be added before their children.
-    pub fn add_node(&mut self, node: CallNode) -> NodeId {
-        self.profile.call_tree.push(node);
-        self.profile.call_tree.len() - 1
-    }
-
-    pub fn node_mut(&mut self, id: NodeId) -> Option<&mut CallNode> {
-        self.profile.call_tree.get_mut(id)
-    }
-
-    pub fn add_line(&mut self, line: Line) {
-        self.profile.lines.push(line);
-    }
-
-    pub fn add_alloc_site(&mut self, site: AllocSite) {
-        self.profile.alloc_sites.push(site);
-    }
-
-    pub fn add_marker(&mut self, marker: Marker) {
-        self.profile.markers.push(marker);
-    }
-
-    pub fn add_region(&mut self, region: Region) {
-        self.profile.regions.push(region);
-    }
-
-    pub fn set_opcode_mix(&mut self, mix: Vec<OpcodeCount>) {
-        self.profile.opcode_mix = mix;
-    }
-
-    /// Finish: exclusive ticks from inclusive ones, function totals from the
-    /// call tree, lines sorted.
-    pub fn build(mut self) -> Profile {
-        let p = &mut self.profile;
-        let mut child_incl = vec![0u64; p.call_tree.len()];
-        for n in &p.call_tree {
-            if let Some(parent) = n.parent {
-                if let Some(c) = child_incl.get_mut(parent) {
-                    *c += n.incl_ticks;
-                }
-            }
-        }
-        for (n, c) in p.call_tree.iter_mut().zip(child_incl) {
-            n.excl_ticks = n.incl_ticks.saturating_sub(c);
-        }
-        // A recursive function's inclusive time counts each outermost frame
-        // once: skip nodes with an ancestor of the same function.
-        for f in p.functions.iter_mut() {
-            f.calls = 0;
-            f.incl_ticks = 0;
-            f.excl_ticks = 0;
-        }
-        for i in 0..p.call_tree.len() {
-            let n = &p.call_tree[i];
-            let fid = n.function;
-            let mut recursive = false;
-            let mut a = n.parent;
-            while let Some(ai) = a {
-                if p.call_tree[ai].function == fid {
-                    recursive = true;
-                    break;
-                }
-                a = p.call_tree[ai].parent;
-            }
-            let (calls, incl, excl) = (n.calls, n.incl_ticks, n.excl_ticks);
-            if let Some(f) = p.functions.get_mut(fid) {
-                f.calls += calls;
-                f.excl_ticks += excl;
-                if !recursive {
-                    f.incl_ticks += incl;
-                }
-            }
-        }
-        p.lines.sort_by_key(|l| (l.file, l.line));
-        self.profile
     }
 }
