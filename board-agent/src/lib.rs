@@ -5,11 +5,15 @@
 //! wire format (decoded by `mpprof::wire`), the script's output, and a way to
 //! interrupt, kill and wait. Transports differ only here.
 
+pub mod board;
 pub mod gdbstub;
 pub mod host;
+#[cfg(feature = "probe")]
+pub mod probe;
 pub mod qemu;
 pub mod raw_repl;
 pub mod rtt;
+pub mod uart;
 
 use std::io::Read;
 use std::path::PathBuf;

@@ -8,18 +8,16 @@
 //! `-icount` the guest's clock counts instructions, so tick counts (and cycle
 //! budgets) are deterministic.
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use crate::board::{Board, BoardError, RttReader};
 use crate::gdbstub::GdbClient;
-use crate::raw_repl::{RawRepl, ReplOutput};
-use crate::rtt::{self, UpChannel};
-use crate::{AgentError, ExitInfo};
+use crate::rtt;
+use crate::AgentError;
 
 /// How to start the emulated board.
 #[derive(Debug, Clone)]
@@ -46,12 +44,12 @@ pub enum QemuError {
         path: String,
         source: serialport::Error,
     },
-    #[error("cannot read the firmware {path}: {why}")]
+    #[error("the firmware {path}: {why}")]
     Firmware { path: PathBuf, why: String },
     #[error(transparent)]
     Gdb(#[from] crate::gdbstub::GdbError),
     #[error(transparent)]
-    Repl(#[from] crate::raw_repl::ReplError),
+    Board(#[from] BoardError),
     #[error("RTT: {0}")]
     Rtt(String),
     #[error(transparent)]
@@ -60,22 +58,10 @@ pub enum QemuError {
 
 /// The address of `_SEGGER_RTT` in the firmware's symbol table.
 pub fn rtt_symbol(elf: &Path) -> Result<u32, QemuError> {
-    use object::{Object, ObjectSymbol};
-    let data = std::fs::read(elf).map_err(|e| QemuError::Firmware {
+    rtt::elf_symbol(elf, "_SEGGER_RTT").map_err(|why| QemuError::Firmware {
         path: elf.to_path_buf(),
-        why: e.to_string(),
-    })?;
-    let file = object::File::parse(&*data).map_err(|e| QemuError::Firmware {
-        path: elf.to_path_buf(),
-        why: e.to_string(),
-    })?;
-    file.symbols()
-        .find(|s| s.name() == Ok("_SEGGER_RTT"))
-        .map(|s| s.address() as u32)
-        .ok_or_else(|| QemuError::Firmware {
-            path: elf.to_path_buf(),
-            why: "no _SEGGER_RTT symbol: not an mpprof firmware".into(),
-        })
+        why,
+    })
 }
 
 /// Whether `qemu-system-arm` is on PATH.
@@ -93,18 +79,48 @@ fn free_port() -> std::io::Result<u16> {
     Ok(l.local_addr()?.port())
 }
 
-/// A running emulated board.
-pub struct QemuSession {
+/// A running emulator, before anything has opened its serial port.
+pub struct QemuProcess {
     child: Child,
-    repl: RawRepl<Box<dyn serialport::SerialPort>>,
+    /// The board's UART as a pseudo-terminal.
+    pub pty: String,
     gdb_addr: String,
-    rtt_addr: u32,
+}
+
+impl QemuProcess {
+    /// Stop the emulator (as a board losing power would).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// The process id, for tests that end it from outside.
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for QemuProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A running emulated board with its raw REPL entered.
+pub struct QemuSession {
+    process: QemuProcess,
+    board: Board,
 }
 
 impl QemuBoard {
-    /// Boot the board and wait for MicroPython's raw REPL.
-    pub fn boot(&self) -> Result<QemuSession, QemuError> {
-        let rtt_addr = rtt_symbol(&self.firmware)?;
+    /// Start the emulator; its UART is a pseudo-terminal nobody has opened yet.
+    pub fn spawn(&self) -> Result<QemuProcess, QemuError> {
+        if !self.firmware.is_file() {
+            return Err(QemuError::Firmware {
+                path: self.firmware.clone(),
+                why: "no such file".into(),
+            });
+        }
         let port = free_port().map_err(|e| {
             QemuError::Agent(AgentError::Io {
                 what: "cannot find a free TCP port for the gdbstub",
@@ -128,23 +144,56 @@ impl QemuBoard {
                 qemu: self.qemu.clone(),
                 source,
             })?;
-        let pty = read_pty_name(&mut child)?;
-        let serial = serialport::new(&pty, 115_200)
+        match read_pty_name(&mut child) {
+            Ok(pty) => Ok(QemuProcess {
+                child,
+                pty,
+                gdb_addr,
+            }),
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                Err(e)
+            }
+        }
+    }
+
+    /// Boot the board and wait for MicroPython's raw REPL. The stream comes
+    /// through RTT (read over the gdbstub) or, for a firmware built with the
+    /// UART transport, on the serial link.
+    pub fn boot(&self, transport: QemuTransport) -> Result<QemuSession, QemuError> {
+        let rtt_addr = match transport {
+            QemuTransport::Rtt => Some(rtt_symbol(&self.firmware)?),
+            QemuTransport::Uart => None,
+        };
+        let process = self.spawn()?;
+        let serial = serialport::new(&process.pty, 115_200)
             .timeout(Duration::from_millis(50))
             .open()
             .map_err(|source| QemuError::Serial {
-                path: pty.clone(),
+                path: process.pty.clone(),
                 source,
             })?;
-        let mut repl = RawRepl::new(serial);
-        repl.enter(Duration::from_secs(20))?;
-        Ok(QemuSession {
-            child,
-            repl,
-            gdb_addr,
-            rtt_addr,
-        })
+        let mut board = Board::open(serial, None, Duration::from_secs(20))?;
+        // The REPL is up, so the firmware has set its control block up.
+        if let Some(addr) = rtt_addr {
+            let mut gdb = GdbClient::connect(&process.gdb_addr, Duration::from_secs(5))?;
+            let channel =
+                rtt::up_channel(&mut gdb, addr).map_err(|e| QemuError::Rtt(e.to_string()))?;
+            gdb.resume()?;
+            board.set_rtt(Some(Box::new(RttReader { mem: gdb, channel })));
+        }
+        Ok(QemuSession { process, board })
     }
+}
+
+/// How the emulated board's firmware sends its stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QemuTransport {
+    /// An RTT buffer read through the gdbstub, as a probe reads a board.
+    Rtt,
+    /// Envelopes on the UART, as a board without a probe sends them.
+    Uart,
 }
 
 /// qemu says "char device redirected to /dev/pts/N (label serial0)" on
@@ -193,166 +242,19 @@ fn read_pty_name(child: &mut Child) -> Result<String, QemuError> {
         .map_err(|_| QemuError::NoPty(String::new()))
 }
 
-/// Where the stream's bytes go, and what the session saw.
-pub struct QemuRun {
-    pub output: ReplOutput,
-    pub exit: ExitInfo,
-}
-
 impl QemuSession {
-    /// Run `source` on a freshly soft-reset board, streaming the profile to
-    /// `stream` (everything from the reset's new HELLO frame on) and the
-    /// script's output to `on_output`. `stop` interrupts the script.
-    pub fn run_script(
-        &mut self,
-        source: &[u8],
-        timeout: Duration,
-        stream: &mut (dyn Write + Send),
-        on_output: &mut dyn FnMut(&[u8]),
-        stop: Arc<AtomicBool>,
-    ) -> Result<QemuRun, QemuError> {
-        let mut gdb = GdbClient::connect(&self.gdb_addr, Duration::from_secs(5))?;
-        let ch =
-            rtt::up_channel(&mut gdb, self.rtt_addr).map_err(|e| QemuError::Rtt(e.to_string()))?;
-        // The boot session's stream is not this script's: soft-reset, then keep
-        // only what follows the new session's first frame.
-        gdb.resume()?;
-        self.repl.soft_reset(Duration::from_secs(20))?;
-        let mut pending = Vec::new();
-        rtt::drain(&mut gdb, &ch, &mut pending).map_err(|e| QemuError::Rtt(e.to_string()))?;
-        let start = last_session_start(&pending).unwrap_or(pending.len());
-        stream.write_all(&pending[start..]).map_err(io_err)?;
+    /// The board, to run scripts on.
+    pub fn board(&mut self) -> &mut Board {
+        &mut self.board
+    }
 
-        // Poll RTT while the script runs, from a second thread.
-        let done = Arc::new(AtomicBool::new(false));
-        let (tx, rx) = mpsc::channel::<Vec<u8>>();
-        let poller = {
-            let done = done.clone();
-            std::thread::spawn(move || -> Result<(), String> {
-                let mut gdb = gdb;
-                let ch: UpChannel = ch;
-                loop {
-                    let finished = done.load(Ordering::SeqCst);
-                    let mut buf = Vec::new();
-                    rtt::drain(&mut gdb, &ch, &mut buf).map_err(|e| e.to_string())?;
-                    if !buf.is_empty() && tx.send(buf).is_err() {
-                        return Ok(());
-                    }
-                    if finished {
-                        return Ok(());
-                    }
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-            })
-        };
-        let started = Instant::now();
-        let interrupter = {
-            let stop = stop.clone();
-            let done = done.clone();
-            let mut port = self
-                .repl
-                .link_clone()
-                .map_err(|e| QemuError::Rtt(e.to_string()))?;
-            std::thread::spawn(move || {
-                while !done.load(Ordering::SeqCst) {
-                    if stop.load(Ordering::SeqCst) || started.elapsed() > timeout {
-                        let _ = port.write_all(b"\x03");
-                        return true;
-                    }
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-                false
-            })
-        };
-        let result = self
-            .repl
-            .run(source, Duration::from_secs(24 * 3600), on_output);
-        // End the session on the board so it writes its END record.
-        let reset = self.repl.soft_reset(Duration::from_secs(20));
-        done.store(true, Ordering::SeqCst);
-        let interrupted = interrupter.join().unwrap_or(false);
-        let poll = poller
-            .join()
-            .unwrap_or_else(|_| Err("RTT poller panicked".into()));
-        // The reset that ended this session began the next one: stop at its
-        // first frame.
-        for chunk in rx.try_iter() {
-            match session_start(&chunk, 0) {
-                Some(cut) => {
-                    stream.write_all(&chunk[..cut]).map_err(io_err)?;
-                    break;
-                }
-                None => stream.write_all(&chunk).map_err(io_err)?,
-            }
-        }
-        poll.map_err(QemuError::Rtt)?;
-        let output = result?;
-        reset?;
-        let failed = !output.stderr.is_empty() || interrupted;
-        Ok(QemuRun {
-            output,
-            exit: ExitInfo {
-                code: Some(if failed { 1 } else { 0 }),
-                signal: None,
-            },
-        })
+    /// The emulator process.
+    pub fn process(&mut self) -> &mut QemuProcess {
+        &mut self.process
     }
 
     /// Stop the emulator.
     pub fn shutdown(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn io_err(e: std::io::Error) -> QemuError {
-    QemuError::Agent(AgentError::Io {
-        what: "cannot pass the profile stream on",
-        source: e,
-    })
-}
-
-/// Whether a frame that starts a session (sequence 0, first record HELLO)
-/// begins at `i`.
-fn starts_session(bytes: &[u8], i: usize) -> bool {
-    // sync A7 5C, version 1, seq 0 (LE), length (2 bytes), then tag HELLO.
-    bytes.len() > i + 7
-        && bytes[i..].starts_with(&[0xa7, 0x5c, 0x01, 0x00, 0x00])
-        && bytes[i + 7] == 0x01
-}
-
-/// The offset of the last session start, so bytes of an earlier session are
-/// left out.
-pub fn last_session_start(bytes: &[u8]) -> Option<usize> {
-    (0..bytes.len()).rev().find(|&i| starts_session(bytes, i))
-}
-
-/// The first session start at or after `from`.
-pub fn session_start(bytes: &[u8], from: usize) -> Option<usize> {
-    (from..bytes.len()).find(|&i| starts_session(bytes, i))
-}
-
-impl RawRepl<Box<dyn serialport::SerialPort>> {
-    /// A second handle on the same port, to send an interrupt from another thread.
-    pub fn link_clone(&self) -> Result<Box<dyn serialport::SerialPort>, serialport::Error> {
-        self.link_ref().try_clone()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn finds_the_last_session_start() {
-        let mut s = vec![0u8; 3];
-        s.extend_from_slice(&[0xa7, 0x5c, 1, 0, 0, 5, 0, 1, 9, 9]);
-        s.extend_from_slice(&[0xa7, 0x5c, 1, 1, 0, 2, 0, 6, 1]);
-        s.extend_from_slice(&[0xa7, 0x5c, 1, 0, 0, 5, 0, 1, 7, 7]);
-        assert_eq!(last_session_start(&s), Some(22));
-        assert_eq!(last_session_start(&s[..20]), Some(3));
-        assert_eq!(last_session_start(&[1, 2, 3]), None);
-        assert_eq!(session_start(&s, 0), Some(3));
-        assert_eq!(session_start(&s, 4), Some(22));
+        self.process.kill();
     }
 }

@@ -4,6 +4,8 @@
 //! error output, 0x04, and the `>` prompt.
 
 use std::io::{Read, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 #[derive(Debug, thiserror::Error)]
@@ -18,6 +20,8 @@ pub enum ReplError {
     },
     #[error("the board refused the script: {0}")]
     Refused(String),
+    #[error("the board did not stop within {0:?} of Ctrl-C (the qemu port, and a script busy in C code, cannot see Ctrl-C while it runs)")]
+    DidNotStop(Duration),
 }
 
 /// What a script run through the raw REPL printed.
@@ -32,6 +36,9 @@ pub struct ReplOutput {
 pub struct RawRepl<L: Read + Write> {
     link: L,
     pending: Vec<u8>,
+    /// Set from another thread to give up waiting (the board ignored
+    /// Ctrl-C); the value is how long it was given.
+    give_up: Option<(Arc<AtomicBool>, Duration)>,
 }
 
 impl<L: Read + Write> RawRepl<L> {
@@ -39,11 +46,21 @@ impl<L: Read + Write> RawRepl<L> {
         Self {
             link,
             pending: Vec::new(),
+            give_up: None,
         }
     }
 
     pub fn into_inner(self) -> L {
         self.link
+    }
+
+    /// Waits end with [`ReplError::DidNotStop`] once `flag` is set.
+    pub fn set_give_up(&mut self, give_up: Option<(Arc<AtomicBool>, Duration)>) {
+        self.give_up = give_up;
+    }
+
+    pub fn link_mut(&mut self) -> &mut L {
+        &mut self.link
     }
 
     pub fn link_ref(&self) -> &L {
@@ -74,6 +91,11 @@ impl<L: Read + Write> RawRepl<L> {
             if safe > shown {
                 on_data(&self.pending[shown..safe]);
                 shown = safe;
+            }
+            if let Some((flag, grace)) = &self.give_up {
+                if flag.load(Ordering::SeqCst) {
+                    return Err(ReplError::DidNotStop(*grace));
+                }
             }
             if start.elapsed() > timeout {
                 let tail =

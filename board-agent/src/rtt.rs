@@ -161,6 +161,24 @@ fn drain_halted<M: MemoryAccess>(
     Ok(out.len() - start)
 }
 
+/// The address of a symbol in an ELF file's symbol table (the RTT control
+/// block is `_SEGGER_RTT`).
+pub fn elf_symbol(elf: &std::path::Path, name: &str) -> Result<u32, String> {
+    use object::{Object, ObjectSymbol};
+    let data = std::fs::read(elf).map_err(|e| format!("cannot read {}: {e}", elf.display()))?;
+    let file = object::File::parse(&*data)
+        .map_err(|e| format!("{} is not an ELF file: {e}", elf.display()))?;
+    file.symbols()
+        .find(|s| s.name() == Ok(name))
+        .and_then(|s| u32::try_from(s.address()).ok())
+        .ok_or_else(|| {
+            format!(
+                "{} has no {name} symbol: not a firmware built with mpprof's RTT transport",
+                elf.display()
+            )
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

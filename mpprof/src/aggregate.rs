@@ -649,7 +649,14 @@ impl Aggregator {
             |e| e.peak_used_bytes,
         );
         self.fill_meta(&mut b, stats, run, unknown_ids);
-        b.build()
+        let mut p = b.build();
+        // END's totals are the target's own count of every allocation it
+        // reported: what the profile lacks of them was lost on the way.
+        if let Some(e) = self.end {
+            p.meta.dropped.lost_allocs = e.alloc_count.saturating_sub(p.gc.alloc_count);
+            p.meta.dropped.lost_alloc_bytes = e.alloc_bytes.saturating_sub(p.gc.alloc_bytes);
+        }
+        p
     }
 
     /// Add a node after its ancestors, so parents come first even when a
@@ -817,6 +824,7 @@ impl Aggregator {
             crc_errors: stats.crc_errors,
             bad_frames: stats.bad_frames,
             unknown_ids,
+            ..Dropped::default()
         };
     }
 }

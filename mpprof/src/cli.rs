@@ -28,7 +28,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a script on the instrumented MicroPython and profile it.
-    Run(crate::run::RunConfig),
+    Run(Box<crate::run::RunConfig>),
     /// Show a saved profile: summary and annotated source.
     Report(crate::report_cmd::ReportConfig),
     /// Turn a recorded wire stream into a profile.
@@ -77,7 +77,7 @@ pub struct BuildConfig {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Run(cfg) => crate::run::run(cfg),
+        Command::Run(cfg) => crate::run::run(*cfg),
         Command::Report(cfg) => crate::report_cmd::report(cfg).map(|_| ExitCode::SUCCESS),
         Command::Decode(cfg) => decode(cfg).map(|_| ExitCode::SUCCESS),
         Command::Build(cfg) => crate::run::build_command(cfg).map(|_| ExitCode::SUCCESS),
@@ -101,16 +101,36 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// Serial ports (for `--device`) and debug probes (for `--probe`), like
+/// `mpremote devs` and `probe-rs list`.
 fn devices() -> Result<()> {
     let devs = board_agent::serial_devices()?;
+    println!("serial ports (--device PORT):");
     if devs.is_empty() {
-        println!("no serial ports found");
+        println!("  none found");
     }
     for d in devs {
-        println!("{}\t{}", d.path, d.usb.unwrap_or_else(|| "serial".into()));
+        println!("  {}\t{}", d.path, d.usb.unwrap_or_else(|| "serial".into()));
     }
-    println!("(debug probes: probe-rs support is not built into this mpprof yet)");
+    print_probes();
     Ok(())
+}
+
+#[cfg(feature = "probe")]
+fn print_probes() {
+    let probes = board_agent::probe::list_probes();
+    println!("debug probes (--probe VID:PID[:SERIAL]):");
+    if probes.is_empty() {
+        println!("  none found");
+    }
+    for p in probes {
+        println!("  {}\t{}", p.selector, p.name);
+    }
+}
+
+#[cfg(not(feature = "probe"))]
+fn print_probes() {
+    println!("debug probes: this mpprof was built without probe support (the `probe` feature)");
 }
 
 fn decode(cfg: DecodeConfig) -> Result<()> {

@@ -55,8 +55,8 @@ pub fn check_live(cfg: &RunConfig) -> Result<()> {
     if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
         bail!("--live needs a terminal (stdin and stdout are not one): drop --live to get the summary when the script ends");
     }
-    if cfg.target != Target::Host {
-        bail!("--live runs on the host target for now: drop --target, or drop --live to profile the board");
+    if cfg.target != Target::Host || cfg.on_device() {
+        bail!("--live runs on the host target for now: drop --target/--device/--probe, or drop --live to profile the board");
     }
     Ok(())
 }

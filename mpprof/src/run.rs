@@ -71,6 +71,40 @@ pub struct RunConfig {
     /// The flame graph's weight: cycles, opcodes, alloc-bytes or alloc-count.
     #[arg(long, default_value = "cycles")]
     pub weight: String,
+    /// How the qemu firmware sends its stream: rtt (read through qemu's
+    /// gdbstub, as a probe reads a board) or uart (framed on the REPL link,
+    /// as a board without a probe sends it).
+    #[arg(long, value_enum, default_value_t = TransportArg::Rtt)]
+    pub transport: TransportArg,
+    /// A real board's serial port, its REPL (e.g. /dev/ttyACM0). Without
+    /// --probe the stream comes framed on the same link.
+    #[arg(long, value_name = "PORT", conflicts_with = "target")]
+    pub device: Option<String>,
+    /// Read the stream over RTT through a debug probe (probe-rs); give
+    /// VID:PID[:SERIAL] when several are attached.
+    #[arg(long, value_name = "VID:PID[:SERIAL]", num_args = 0..=1, default_missing_value = "", conflicts_with = "target")]
+    pub probe: Option<String>,
+    /// The chip behind the probe, by probe-rs's name (e.g. RP2040).
+    #[arg(long)]
+    pub chip: Option<String>,
+    /// The firmware ELF: with --probe, where the RTT control block is looked
+    /// up (else RAM is scanned); with --target qemu, the firmware to boot
+    /// instead of building one.
+    #[arg(long)]
+    pub elf: Option<PathBuf>,
+    /// Flash this firmware ELF through the probe first.
+    #[arg(long, requires = "probe")]
+    pub flash: Option<PathBuf>,
+    /// The serial link's speed (USB-CDC ignores it).
+    #[arg(long, default_value_t = 115_200)]
+    pub baud: u32,
+}
+
+impl RunConfig {
+    /// A real board (`--device` or `--probe`).
+    pub fn on_device(&self) -> bool {
+        self.device.is_some() || self.probe.is_some()
+    }
 }
 
 /// Set by SIGINT/SIGTERM: the script gets KeyboardInterrupt from the terminal
@@ -207,6 +241,13 @@ pub fn profile_script(
         flamegraph: None,
         weight: "cycles".into(),
         live: false,
+        transport: TransportArg::Rtt,
+        device: None,
+        probe: None,
+        chip: None,
+        elf: None,
+        flash: None,
+        baud: 115_200,
     };
     let (agg, stats, info) = match target {
         Target::Host => run_host(&cfg)?,
@@ -228,6 +269,7 @@ pub fn run(cfg: RunConfig) -> Result<ExitCode> {
     }
     let (agg, stats, run_info) = match (cfg.live, cfg.target) {
         (true, _) => crate::live::run_live(&cfg, &output)?,
+        (false, _) if cfg.on_device() => run_device(&cfg)?,
         (false, Target::Host) => run_host(&cfg)?,
         (false, Target::Qemu) => run_qemu(&cfg)?,
     };
@@ -346,28 +388,109 @@ fn run_host(cfg: &RunConfig) -> Result<(Aggregator, crate::wire::DecodeStats, Ru
     ))
 }
 
+/// The qemu firmware's transport, as `--transport` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TransportArg {
+    /// An RTT buffer read through qemu's gdbstub, as a probe reads a board.
+    Rtt,
+    /// Frames on the board's UART, interleaved with the REPL's text.
+    Uart,
+}
+
 fn run_qemu(cfg: &RunConfig) -> Result<(Aggregator, crate::wire::DecodeStats, RunInfo)> {
     if cfg.heap.is_some() {
         eprintln!("mpprof: warning: --heap is fixed by the qemu firmware (140k); ignored");
     }
-    if !cfg.args.is_empty() {
-        bail!("script arguments cannot be passed to a board through the raw REPL: drop the arguments after --");
-    }
-    let opts = vm_instrumented::BuildOptions::default();
-    let build = vm_instrumented::build_qemu(&opts, &mut progress_printer(cfg.quiet || cfg.json))
-        .context("cannot build the qemu firmware")?;
+    let source = board_source(cfg)?;
+    let firmware = match &cfg.elf {
+        Some(elf) => elf.clone(),
+        None => {
+            let opts = vm_instrumented::BuildOptions {
+                transport: match cfg.transport {
+                    TransportArg::Rtt => vm_instrumented::Transport::Rtt,
+                    TransportArg::Uart => vm_instrumented::Transport::Uart,
+                },
+                ..vm_instrumented::BuildOptions::default()
+            };
+            vm_instrumented::build_qemu(&opts, &mut progress_printer(cfg.quiet || cfg.json))
+                .context("cannot build the qemu firmware")?
+                .firmware
+        }
+    };
     if !board_agent::qemu::have_qemu() {
         vm_instrumented::apt_install(&["qemu-system-arm"], &mut progress_printer(cfg.quiet))
             .context("qemu-system-arm is needed for --target qemu")?;
     }
-    let source = std::fs::read(&cfg.script)
-        .with_context(|| format!("cannot read {}", cfg.script.display()))?;
     let board = board_agent::qemu::QemuBoard {
-        firmware: build.firmware,
+        firmware,
         qemu: "qemu-system-arm".into(),
         icount_shift: 4,
     };
-    let mut session = board.boot().context("cannot boot the emulated board")?;
+    let transport = match cfg.transport {
+        TransportArg::Rtt => board_agent::qemu::QemuTransport::Rtt,
+        TransportArg::Uart => board_agent::qemu::QemuTransport::Uart,
+    };
+    let mut session = board
+        .boot(transport)
+        .context("cannot boot the emulated board")?;
+    let result = run_on_board(cfg, session.board(), &source);
+    session.shutdown();
+    result
+}
+
+/// A real board: its REPL on `--device`, the stream through a probe's RTT
+/// (`--probe`) or framed on the same serial link.
+fn run_device(cfg: &RunConfig) -> Result<(Aggregator, crate::wire::DecodeStats, RunInfo)> {
+    if cfg.heap.is_some() {
+        eprintln!("mpprof: warning: --heap is fixed by the board's firmware; ignored");
+    }
+    let source = board_source(cfg)?;
+    let Some(device) = &cfg.device else {
+        bail!("--probe reads the stream, but the script goes in through the board's REPL: give its serial port with --device PORT (see `mpprof devices`)");
+    };
+    let rtt = match &cfg.probe {
+        Some(selector) => Some(attach_probe(cfg, selector)?),
+        None => None,
+    };
+    let mut board =
+        board_agent::board::Board::open_device(device, cfg.baud, rtt, Duration::from_secs(10))?;
+    run_on_board(cfg, &mut board, &source)
+}
+
+#[cfg(feature = "probe")]
+fn attach_probe(cfg: &RunConfig, selector: &str) -> Result<Box<dyn board_agent::board::RttSource>> {
+    let Some(chip) = &cfg.chip else {
+        bail!("--probe needs the chip's name: add --chip NAME (probe-rs's names, e.g. RP2040, STM32F405RGTx)");
+    };
+    let opts = board_agent::probe::ProbeOptions {
+        selector: (!selector.is_empty()).then(|| selector.to_string()),
+        chip: chip.clone(),
+        flash: cfg.flash.clone(),
+        elf: cfg.elf.clone().or_else(|| cfg.flash.clone()),
+    };
+    Ok(board_agent::probe::attach(&opts)?)
+}
+
+#[cfg(not(feature = "probe"))]
+fn attach_probe(_: &RunConfig, _: &str) -> Result<Box<dyn board_agent::board::RttSource>> {
+    bail!("this mpprof was built without probe support: rebuild with the default features (the `probe` feature)")
+}
+
+fn board_source(cfg: &RunConfig) -> Result<Vec<u8>> {
+    if !cfg.args.is_empty() {
+        bail!("script arguments cannot be passed to a board through the raw REPL: drop the arguments after --");
+    }
+    std::fs::read(&cfg.script).with_context(|| format!("cannot read {}", cfg.script.display()))
+}
+
+/// Run the script on a board whose raw REPL is entered, decoding its stream
+/// as it arrives. Whatever goes wrong on the way (the link closes, the board
+/// stops answering), the stream received so far is kept.
+fn run_on_board(
+    cfg: &RunConfig,
+    board: &mut board_agent::board::Board,
+    source: &[u8],
+) -> Result<(Aggregator, crate::wire::DecodeStats, RunInfo)> {
     let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
     struct ChannelWriter(std::sync::mpsc::Sender<Vec<u8>>);
     impl Write for ChannelWriter {
@@ -422,8 +545,8 @@ fn run_qemu(cfg: &RunConfig) -> Result<(Aggregator, crate::wire::DecodeStats, Ru
     });
     let mut writer = ChannelWriter(tx);
     let timeout = cfg.timeout.unwrap_or(Duration::from_secs(24 * 3600));
-    let result = session.run_script(
-        &source,
+    let result = board.run_script(
+        source,
         timeout,
         &mut writer,
         &mut |d| {
@@ -435,22 +558,37 @@ fn run_qemu(cfg: &RunConfig) -> Result<(Aggregator, crate::wire::DecodeStats, Ru
     stop.store(true, Ordering::SeqCst);
     let _ = watcher.join();
     drop(writer);
-    session.shutdown();
     let (agg, stats) = reader
         .join()
         .map_err(|_| anyhow::anyhow!("the stream reader failed"))?;
+    let mut host_reason = None;
     let (status, message) = match &result {
         Ok(r) => {
             if !r.output.stderr.is_empty() {
                 eprint!("{}", String::from_utf8_lossy(&r.output.stderr));
             }
+            if r.interrupted && !INTERRUPTED.load(Ordering::SeqCst) {
+                eprintln!("mpprof: timeout: the script was interrupted");
+                host_reason = Some(ExitReason::Timeout);
+            }
             (r.exit.code, None)
         }
         Err(e) => {
-            eprintln!("mpprof: the board run failed: {e}");
+            if matches!(
+                e,
+                board_agent::board::BoardError::Repl(board_agent::raw_repl::ReplError::DidNotStop(
+                    _
+                ))
+            ) {
+                host_reason = Some(ExitReason::Timeout);
+            }
+            eprintln!("mpprof: the board run failed: {e}; the profile so far is kept");
             (None, Some(e.to_string()))
         }
     };
+    if INTERRUPTED.load(Ordering::SeqCst) {
+        host_reason = Some(ExitReason::KeyboardInterrupt);
+    }
     Ok((
         agg,
         stats,
@@ -458,11 +596,7 @@ fn run_qemu(cfg: &RunConfig) -> Result<(Aggregator, crate::wire::DecodeStats, Ru
             script: cfg.script.display().to_string(),
             args: Vec::new(),
             status,
-            host_reason: if INTERRUPTED.load(Ordering::SeqCst) {
-                Some(ExitReason::KeyboardInterrupt)
-            } else {
-                None
-            },
+            host_reason,
             message,
             embed_sources: true,
         },

@@ -243,10 +243,42 @@ pub fn render(p: &Profile, opts: &SummaryOptions) -> String {
             ))
         );
     }
-    let lost = m.dropped.total();
-    let line = format!("Dropped events: {}", count(lost));
-    let _ = writeln!(o, "\n{}", if lost > 0 { st.warn(&line) } else { line });
+    let _ = writeln!(o, "\n{}", lost_line(&m.dropped, &st));
     o
+}
+
+/// What was lost between the VM and the profile, each kind counted exactly.
+fn lost_line(d: &mpprof_profile::Dropped, st: &Style) -> String {
+    if d.total() == 0 {
+        return "Lost on the way: nothing".into();
+    }
+    let mut parts = Vec::new();
+    let mut part = |n: u64, what: &str| {
+        if n > 0 {
+            parts.push(format!("{} {what}", count(n)));
+        }
+    };
+    part(
+        d.records,
+        "records dropped on the target (its buffer was full)",
+    );
+    part(d.frames, "frames missing from the sequence");
+    part(
+        d.crc_errors,
+        "frames failed their CRC (damaged on the link)",
+    );
+    part(d.bad_frames, "frames undecodable");
+    if d.lost_allocs > 0 {
+        parts.push(format!(
+            "so {} allocations ({}) the target made are missing",
+            count(d.lost_allocs),
+            bytes(d.lost_alloc_bytes)
+        ));
+    }
+    st.warn(&format!(
+        "Lost on the way: {}; the figures above undercount",
+        parts.join(", ")
+    ))
 }
 
 /// The summary as JSON (for `--json`).

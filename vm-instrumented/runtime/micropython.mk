@@ -6,7 +6,12 @@ SRC_USERMOD_C += $(MPPROF_MOD_DIR)/mpprof_wire.c
 SRC_USERMOD_C += $(MPPROF_MOD_DIR)/mpprof_vm.c
 SRC_USERMOD_C += $(MPPROF_MOD_DIR)/mpprof_mod.c
 SRC_USERMOD_C += $(MPPROF_MOD_DIR)/mpprof_port_$(MPPROF_PORT).c
-ifneq ($(MPPROF_PORT),unix)
+# The board transport: RTT (default; read through a debug probe or qemu's
+# gdbstub) or MPPROF_TRANSPORT=uart (envelopes on the REPL link).
+ifeq ($(MPPROF_TRANSPORT),uart)
+SRC_USERMOD_C += $(MPPROF_MOD_DIR)/mpprof_uart.c
+CFLAGS_USERMOD += -DMPPROF_TRANSPORT_UART=1
+else ifneq ($(MPPROF_PORT),unix)
 SRC_USERMOD_C += $(MPPROF_MOD_DIR)/mpprof_rtt.c
 endif
 

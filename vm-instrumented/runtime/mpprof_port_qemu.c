@@ -1,5 +1,7 @@
 // mpprof port layer for the qemu port on MPS2-AN385 (Cortex-M3): the stream
-// leaves through RTT; ticks come from the CMSDK timer0, a 32-bit down-counter
+// leaves through RTT, read by the host through qemu's gdbstub as a probe
+// would read a board, or, built with MPPROF_TRANSPORT_UART, in envelopes on
+// the REPL's UART (mpprof_uart.h); ticks come from the CMSDK timer0, a 32-bit down-counter
 // at 25 MHz (qemu does not implement the DWT cycle counter). Under
 // `-icount shift=N` the timer advances with guest instructions, so tick
 // counts are deterministic: they are guest-instruction counts, not real
@@ -7,7 +9,11 @@
 
 #include "py/mpconfig.h"
 #include "mpprof_rt.h"
+#if MPPROF_TRANSPORT_UART
+#include "mpprof_uart.h"
+#else
 #include "mpprof_rtt.h"
+#endif
 
 #define TIMER0_CTRL (*(volatile uint32_t *)0x40000000)
 #define TIMER0_VALUE (*(volatile uint32_t *)0x40000004)
@@ -17,7 +23,9 @@ static uint32_t last_value;
 static uint64_t ticks_high;
 
 bool mpprof_port_open(void) {
+    #if !MPPROF_TRANSPORT_UART
     mpprof_rtt_init();
+    #endif
     TIMER0_RELOAD = 0xffffffff;
     TIMER0_VALUE = 0xffffffff;
     TIMER0_CTRL = 1; // enable, no interrupt
@@ -27,7 +35,11 @@ bool mpprof_port_open(void) {
 }
 
 bool mpprof_port_write(const uint8_t *buf, size_t len) {
+    #if MPPROF_TRANSPORT_UART
+    return mpprof_uart_write(buf, len);
+    #else
     return mpprof_rtt_write(buf, len);
+    #endif
 }
 
 void mpprof_port_close(void) {

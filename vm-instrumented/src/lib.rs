@@ -40,10 +40,24 @@ pub enum Flavour {
     Plain,
 }
 
+/// How a board build sends its stream (the host build always writes to a
+/// file descriptor).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Transport {
+    /// An RTT control block in target RAM, read through a debug probe (or
+    /// qemu's gdbstub).
+    #[default]
+    Rtt,
+    /// Envelopes on the REPL's serial link, for boards without a probe.
+    Uart,
+}
+
 #[derive(Debug, Clone)]
 pub struct BuildOptions {
     pub word_size: WordSize,
     pub flavour: Flavour,
+    /// The board builds' transport.
+    pub transport: Transport,
     /// A MicroPython checkout to use instead of Debian's source package.
     pub micropy_dir: Option<PathBuf>,
     pub cache_dir: PathBuf,
@@ -55,6 +69,7 @@ impl Default for BuildOptions {
         Self {
             word_size: WordSize::Bits32,
             flavour: Flavour::Instrumented,
+            transport: Transport::Rtt,
             micropy_dir: std::env::var_os("MICROPY_DIR")
                 .filter(|s| !s.is_empty())
                 .map(PathBuf::from),
@@ -561,6 +576,10 @@ pub fn prepared_source(
             write_file(&staging.join("ports/unix/variants/mpprof").join(p), data)?;
         } else if let Some(p) = name.strip_prefix("ports/qemu/") {
             write_file(&staging.join("ports/qemu").join(p), data)?;
+        } else if let Some(p) = name.strip_prefix("ports/boards/") {
+            // Beside the runtime, where real boards' builds find it
+            // (docs/boards.md).
+            write_file(&staging.join("mpprof-usermod/mpprof").join(p), data)?;
         }
     }
     std::fs::write(staging.join(".prepared"), source_id.as_bytes())
@@ -709,16 +728,26 @@ pub fn build_qemu(
         let _ = apt_install(&["libnewlib-arm-none-eabi"], progress);
     }
     let tree = prepared_source(opts, progress)?;
-    let (flavour_name, extra): (&str, Vec<String>) = match opts.flavour {
-        Flavour::Instrumented => (
-            "instrumented",
+    let (flavour_name, extra): (&str, Vec<String>) = match (opts.flavour, opts.transport) {
+        (Flavour::Instrumented, transport) => (
+            match transport {
+                Transport::Rtt => "instrumented",
+                Transport::Uart => "instrumented-uart",
+            },
             vec![
                 format!("USER_C_MODULES={}", tree.join("mpprof-usermod").display()),
                 "MPPROF_PORT=qemu".into(),
+                format!(
+                    "MPPROF_TRANSPORT={}",
+                    match transport {
+                        Transport::Rtt => "rtt",
+                        Transport::Uart => "uart",
+                    }
+                ),
                 "CFLAGS_EXTRA=-DMP_CONFIGFILE=\"<mpprof_qemu_config.h>\"".into(),
             ],
         ),
-        Flavour::Plain => ("plain", Vec::new()),
+        (Flavour::Plain, _) => ("plain", Vec::new()),
     };
     let build_dir = tree
         .join("ports/qemu")

@@ -123,11 +123,19 @@ pub struct Dropped {
     /// the `<unknown>` function.
     #[serde(default)]
     pub unknown_ids: u64,
+    /// Allocations the target counted (its END record's totals) that are
+    /// missing from the profile because records or frames were lost; 0
+    /// when the stream has no END.
+    #[serde(default)]
+    pub lost_allocs: u64,
+    #[serde(default)]
+    pub lost_alloc_bytes: u64,
 }
 
 impl Dropped {
-    /// Everything lost on the way (unknown ids are a consequence of these
-    /// losses, not a loss of their own, so they are not added).
+    /// Everything lost on the way (unknown ids and lost allocations are
+    /// consequences of these losses, not losses of their own, so they are
+    /// not added).
     pub fn total(&self) -> u64 {
         self.records + self.frames + self.crc_errors + self.bad_frames
     }

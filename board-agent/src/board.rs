@@ -1,0 +1,389 @@
+//! A board running the instrumented MicroPython, reached through its REPL
+//! link (a serial port) and, when a debug probe is attached, its memory.
+//!
+//! The script goes in through the raw REPL. The profile stream comes back
+//! either through an RTT up-buffer read from target memory (a probe, or
+//! qemu's gdbstub) or in envelopes on the REPL link itself (boards without a
+//! probe, see [`crate::uart`]). The emulated board and real boards share this
+//! code; only the link and the memory access differ.
+
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::raw_repl::{RawRepl, ReplError, ReplOutput};
+use crate::rtt::{self, MemoryAccess, UpChannel};
+use crate::uart::{DemuxLink, DemuxStats};
+use crate::ExitInfo;
+
+/// The serial link to a board's REPL.
+pub type Link = Box<dyn serialport::SerialPort>;
+
+/// A source of RTT bytes, polled from its own thread while a script runs.
+pub trait RttSource: Send {
+    /// Append what the target has written since the last call.
+    fn drain(&mut self, out: &mut Vec<u8>) -> Result<usize, String>;
+}
+
+/// The RTT up-channel of a target reached through some [`MemoryAccess`].
+pub struct RttReader<M> {
+    pub mem: M,
+    pub channel: UpChannel,
+}
+
+impl<M: MemoryAccess + Send> RttSource for RttReader<M> {
+    fn drain(&mut self, out: &mut Vec<u8>) -> Result<usize, String> {
+        rtt::drain(&mut self.mem, &self.channel, out).map_err(|e| e.to_string())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BoardError {
+    #[error(transparent)]
+    Repl(#[from] ReplError),
+    #[error("RTT: {0}")]
+    Rtt(String),
+    #[error("cannot pass the profile stream on: {0}")]
+    Stream(std::io::Error),
+    #[error("cannot open a second handle on the serial link (to interrupt the script): {0}")]
+    Link(serialport::Error),
+}
+
+/// What a run on the board gave.
+#[derive(Debug, Clone)]
+pub struct BoardRun {
+    pub output: ReplOutput,
+    pub exit: ExitInfo,
+    /// The script was interrupted (timeout or stop request).
+    pub interrupted: bool,
+    /// What the REPL link carried.
+    pub link: DemuxStats,
+}
+
+/// A board with its raw REPL entered.
+pub struct Board {
+    repl: RawRepl<DemuxLink<Link>>,
+    frames_tx: Sender<Vec<u8>>,
+    frames_rx: Receiver<Vec<u8>>,
+    rtt: Option<Box<dyn RttSource>>,
+}
+
+/// How long a board gets to stop after Ctrl-C.
+const STOP_GRACE: Duration = Duration::from_secs(3);
+
+/// How often the RTT buffer is read while a script runs: 5 ms, or
+/// `MPPROF_RTT_POLL_MS` (a slow reader lets the target's buffer overrun,
+/// which is how the fault tests make it happen).
+fn rtt_poll() -> Duration {
+    let ms = std::env::var("MPPROF_RTT_POLL_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(5);
+    Duration::from_millis(ms)
+}
+
+impl Board {
+    /// Enter the raw REPL on `link`. With `rtt`, the stream is read from the
+    /// target's RTT buffer; without, frames are expected on the link.
+    pub fn open(
+        link: Link,
+        rtt: Option<Box<dyn RttSource>>,
+        timeout: Duration,
+    ) -> Result<Board, BoardError> {
+        let (frames_tx, frames_rx) = mpsc::channel();
+        let mut repl = RawRepl::new(DemuxLink::new(link, frames_tx.clone()));
+        repl.enter(timeout)?;
+        Ok(Board {
+            repl,
+            frames_tx,
+            frames_rx,
+            rtt,
+        })
+    }
+
+    /// Open the serial device at `path` (a board without a probe, or the
+    /// REPL side of one with a probe).
+    pub fn open_device(
+        path: &str,
+        baud: u32,
+        rtt: Option<Box<dyn RttSource>>,
+        timeout: Duration,
+    ) -> Result<Board, DeviceError> {
+        let link = serialport::new(path, baud)
+            .timeout(Duration::from_millis(50))
+            .open()
+            .map_err(|e| DeviceError::Open {
+                path: path.to_string(),
+                why: e.to_string(),
+            })?;
+        Board::open(link, rtt, timeout).map_err(|why| DeviceError::Board {
+            path: path.to_string(),
+            why,
+        })
+    }
+
+    /// Run `source` on a freshly soft-reset board. The stream of this run
+    /// (from the reset's HELLO frame to the END its closing reset makes) goes
+    /// to `stream` as it arrives; the script's output to `on_output`. Setting
+    /// `stop` (or passing `timeout`) interrupts the script with Ctrl-C.
+    ///
+    /// On an error (the link closed, the board stopped answering) everything
+    /// received so far has already gone to `stream`.
+    pub fn run_script(
+        &mut self,
+        source: &[u8],
+        timeout: Duration,
+        stream: &mut (dyn Write + Send),
+        on_output: &mut dyn FnMut(&[u8]),
+        stop: Arc<AtomicBool>,
+    ) -> Result<BoardRun, BoardError> {
+        // The stream so far belongs to earlier sessions: soft-reset, then keep
+        // only what follows the new session's first frame.
+        self.repl.soft_reset(Duration::from_secs(20))?;
+        let mut pending = Vec::new();
+        if let Some(r) = self.rtt.as_mut() {
+            r.drain(&mut pending).map_err(BoardError::Rtt)?;
+        }
+        pending.extend(self.frames_rx.try_iter().flatten());
+        let start = last_session_start(&pending).unwrap_or(pending.len());
+        stream
+            .write_all(&pending[start..])
+            .map_err(BoardError::Stream)?;
+
+        let (tx, rx) = mpsc::channel::<Vec<u8>>();
+        self.repl.link_mut().set_frames(tx.clone());
+        let done = AtomicBool::new(false);
+        let started = Instant::now();
+        let mut interrupt_link = self
+            .repl
+            .link_ref()
+            .inner()
+            .try_clone()
+            .map_err(BoardError::Link)?;
+        let give_up = Arc::new(AtomicBool::new(false));
+        let (empty_now, emptied) = (AtomicBool::new(false), AtomicBool::new(false));
+        self.repl.set_give_up(Some((give_up.clone(), STOP_GRACE)));
+        let repl = &mut self.repl;
+        let rtt = &mut self.rtt;
+        let (result, reset, interrupted, poll, forward) = std::thread::scope(|s| {
+            let done = &done;
+            let empty_now = &empty_now;
+            let poll = rtt_poll();
+            let emptied = &emptied;
+            let poller = rtt.as_mut().map(|r| {
+                let tx = tx.clone();
+                s.spawn(move || -> Result<(), String> {
+                    loop {
+                        let finished = done.load(Ordering::SeqCst);
+                        let wanted = empty_now.load(Ordering::SeqCst);
+                        let mut buf = Vec::new();
+                        r.drain(&mut buf)?;
+                        if wanted && buf.is_empty() {
+                            emptied.store(true, Ordering::SeqCst);
+                        }
+                        if !buf.is_empty() && tx.send(buf).is_err() {
+                            return Ok(());
+                        }
+                        if finished {
+                            return Ok(());
+                        }
+                        // Asked to empty the buffer: read it back to back.
+                        let poll = if wanted { Duration::ZERO } else { poll };
+                        let slept = Instant::now();
+                        while slept.elapsed() < poll && empty_now.load(Ordering::SeqCst) == wanted {
+                            std::thread::sleep(Duration::from_millis(2).min(poll));
+                        }
+                    }
+                })
+            });
+            drop(tx);
+            let forwarder = s.spawn(move || forward_session(rx, stream));
+            let interrupter = {
+                let stop = stop.clone();
+                let give_up = give_up.clone();
+                s.spawn(move || {
+                    let mut sent: Option<Instant> = None;
+                    while !done.load(Ordering::SeqCst) {
+                        match sent {
+                            None if stop.load(Ordering::SeqCst) || started.elapsed() > timeout => {
+                                let _ = interrupt_link.write_all(b"\x03");
+                                sent = Some(Instant::now());
+                            }
+                            // A board that cannot see Ctrl-C while the script
+                            // runs: stop waiting for it.
+                            Some(t) if t.elapsed() > STOP_GRACE => {
+                                give_up.store(true, Ordering::SeqCst);
+                            }
+                            _ => {}
+                        }
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                    sent.is_some()
+                })
+            };
+            let result = repl.run(source, Duration::from_secs(24 * 3600), on_output);
+            // Empty the target's buffer before the reset that ends the
+            // session, so its last counts and END record fit, however slowly
+            // the buffer was read during the run.
+            if poller.is_some() {
+                empty_now.store(true, Ordering::SeqCst);
+                let asked = Instant::now();
+                while !emptied.load(Ordering::SeqCst) && asked.elapsed() < Duration::from_secs(5) {
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            }
+            // End the session on the board, so it writes its END record
+            // (after an error too: the link may still be there), unless it
+            // is known not to listen.
+            let reset = if give_up.load(Ordering::SeqCst) {
+                Ok(())
+            } else {
+                repl.soft_reset(Duration::from_secs(20))
+            };
+            repl.set_give_up(None);
+            done.store(true, Ordering::SeqCst);
+            let interrupted = interrupter.join().unwrap_or(false);
+            let poll = poller
+                .map(|p| {
+                    p.join()
+                        .unwrap_or_else(|_| Err("the RTT poller panicked".into()))
+                })
+                .unwrap_or(Ok(()));
+            // The demultiplexer's sender is the last one: swap it out so the
+            // forwarder sees the end.
+            repl.link_mut().set_frames(self.frames_tx.clone());
+            let forward = forwarder
+                .join()
+                .unwrap_or_else(|_| Err(std::io::Error::other("the stream forwarder panicked")));
+            (result, reset, interrupted, poll, forward)
+        });
+        forward.map_err(BoardError::Stream)?;
+        let output = result?;
+        poll.map_err(BoardError::Rtt)?;
+        reset?;
+        let failed = !output.stderr.is_empty() || interrupted;
+        Ok(BoardRun {
+            output,
+            exit: ExitInfo {
+                code: Some(if failed { 1 } else { 0 }),
+                signal: None,
+            },
+            interrupted,
+            link: self.repl.link_ref().stats(),
+        })
+    }
+
+    /// Read the stream through RTT from now on (`None`: from the link).
+    pub fn set_rtt(&mut self, rtt: Option<Box<dyn RttSource>>) {
+        self.rtt = rtt;
+    }
+
+    /// A second handle on the REPL link.
+    pub fn link_clone(&self) -> Result<Link, serialport::Error> {
+        self.repl.link_ref().inner().try_clone()
+    }
+}
+
+/// Pass a session's bytes on until the next session starts (the soft reset
+/// that ended this run began it). The session's own first frame was passed
+/// on before: any session start seen here is the next one.
+fn forward_session(rx: Receiver<Vec<u8>>, stream: &mut (dyn Write + Send)) -> std::io::Result<()> {
+    // A session start can straddle two chunks: look across the boundary.
+    let mut carry: Vec<u8> = Vec::new();
+    let mut ended = false;
+    for chunk in rx {
+        if ended {
+            continue;
+        }
+        carry.extend_from_slice(&chunk);
+        match session_start(&carry, 0) {
+            Some(cut) => {
+                stream.write_all(&carry[..cut])?;
+                ended = true;
+            }
+            None => {
+                // Hold back what may be the start of a session start.
+                let hold = carry.len().saturating_sub(SESSION_START_LEN - 1);
+                stream.write_all(&carry[..hold])?;
+                carry.drain(..hold);
+            }
+        }
+    }
+    if !ended {
+        stream.write_all(&carry)?;
+    }
+    stream.flush()
+}
+
+const SESSION_START_LEN: usize = 8;
+
+/// Whether a frame that starts a session (sequence 0, first record HELLO)
+/// begins at `i`.
+fn starts_session(bytes: &[u8], i: usize) -> bool {
+    // sync A7 5C, version 1, seq 0 (LE), length (2 bytes), then tag HELLO.
+    bytes.len() >= i + SESSION_START_LEN
+        && bytes[i..].starts_with(&[0xa7, 0x5c, 0x01, 0x00, 0x00])
+        && bytes[i + 7] == 0x01
+}
+
+/// The offset of the last session start, so bytes of an earlier session are
+/// left out.
+pub fn last_session_start(bytes: &[u8]) -> Option<usize> {
+    (0..bytes.len()).rev().find(|&i| starts_session(bytes, i))
+}
+
+/// The first session start at or after `from`.
+pub fn session_start(bytes: &[u8], from: usize) -> Option<usize> {
+    (from..bytes.len()).find(|&i| starts_session(bytes, i))
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeviceError {
+    #[error("cannot open the serial device {path}: {why}; see `mpprof devices` for the ports here, and check you may use it (the dialout group)")]
+    Open { path: String, why: String },
+    #[error("the board on {path}: {why}")]
+    Board { path: String, why: BoardError },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hello(seq: u16) -> Vec<u8> {
+        let s = seq.to_le_bytes();
+        vec![0xa7, 0x5c, 1, s[0], s[1], 3, 0, 1, 9, 9]
+    }
+
+    #[test]
+    fn finds_the_last_session_start() {
+        let mut s = vec![0u8; 3];
+        s.extend_from_slice(&hello(0));
+        s.extend_from_slice(&[0xa7, 0x5c, 1, 1, 0, 2, 0, 6, 1]);
+        s.extend_from_slice(&hello(0));
+        assert_eq!(last_session_start(&s), Some(22));
+        assert_eq!(last_session_start(&s[..20]), Some(3));
+        assert_eq!(last_session_start(&[1, 2, 3]), None);
+        assert_eq!(session_start(&s, 0), Some(3));
+        assert_eq!(session_start(&s, 4), Some(22));
+    }
+
+    #[test]
+    fn forwarding_stops_at_the_next_session_wherever_chunks_split() {
+        // What follows a session's first frame.
+        let session = vec![0xa7, 0x5c, 1, 1, 0, 4, 0, 6, 1, 5, 5, 5, 5, 0xa7];
+        let mut all = session.clone();
+        all.extend_from_slice(&hello(0));
+        all.extend_from_slice(b"next session");
+        for cut in 0..all.len() {
+            let (tx, rx) = mpsc::channel();
+            tx.send(all[..cut].to_vec()).unwrap();
+            tx.send(all[cut..].to_vec()).unwrap();
+            drop(tx);
+            let mut out = Vec::new();
+            forward_session(rx, &mut out).unwrap();
+            assert_eq!(out, session, "split at {cut}");
+        }
+    }
+}

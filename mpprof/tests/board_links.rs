@@ -1,0 +1,562 @@
+//! Boards without a probe: the emulated board's firmware built with the
+//! framed-UART transport sends its frames on the REPL's own serial link. The
+//! board is driven exactly as a real one on `--device /dev/ttyACM0` would be:
+//! qemu's UART is a pseudo-terminal, and `mpprof run --device` opens it
+//! through serialport. Faults are real too: the emulator killed mid-run, and
+//! bytes flipped on the link by a proxy between the board and mpprof.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use board_agent::qemu::{QemuBoard, QemuProcess};
+use board_agent::uart;
+use mpprof::wire::{Decoder, Event};
+use mpprof_profile::Profile;
+use serialport::SerialPort;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn out_dir() -> PathBuf {
+    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join("board-links");
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// The qemu firmware built with the UART transport (cached after the first).
+fn uart_firmware() -> PathBuf {
+    static LOCK: Mutex<()> = Mutex::new(());
+    let _g = LOCK.lock().unwrap();
+    let opts = vm_instrumented::BuildOptions {
+        transport: vm_instrumented::Transport::Uart,
+        ..vm_instrumented::BuildOptions::default()
+    };
+    vm_instrumented::build_qemu(&opts, &mut |_| {})
+        .expect("building the UART qemu firmware")
+        .firmware
+}
+
+fn ensure_qemu() {
+    if !board_agent::qemu::have_qemu() {
+        vm_instrumented::apt_install(&["qemu-system-arm"], &mut |_| {})
+            .expect("installing qemu-system-arm");
+    }
+}
+
+fn boot_uart_board() -> QemuProcess {
+    ensure_qemu();
+    QemuBoard {
+        firmware: uart_firmware(),
+        qemu: "qemu-system-arm".into(),
+        icount_shift: 4,
+    }
+    .spawn()
+    .expect("starting qemu")
+}
+
+fn mpprof(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_mpprof"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// (line, cause) -> (count, bytes) inside the fixture's functions (module
+/// level differs by design between a file run on the host and code sent
+/// through the raw REPL).
+fn allocations(p: &Profile, script: &str) -> BTreeMap<(u32, String), (u64, u64)> {
+    let mut m = BTreeMap::new();
+    for s in &p.alloc_sites {
+        let f = &p.functions[s.function];
+        let in_function =
+            f.name != "<module>" && f.name.chars().next().is_some_and(|c| c.is_lowercase());
+        if p.files[s.file].path.ends_with(script) && in_function {
+            let e = m.entry((s.line, s.cause.label())).or_insert((0, 0));
+            e.0 += s.count;
+            e.1 += s.bytes;
+        }
+    }
+    m
+}
+
+fn opcodes_per_line(p: &Profile, script: &str) -> Vec<(u32, u64)> {
+    let mut v: Vec<(u32, u64)> = p
+        .lines
+        .iter()
+        .filter(|l| p.files[l.file].path.ends_with(script))
+        .map(|l| (l.line, l.opcodes))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn a_board_on_a_serial_device_streams_over_its_repl_link() {
+    let script = "fixtures/causes/bound_method.py";
+    let mut board = boot_uart_board();
+    let out = out_dir().join("device.json");
+    let o = mpprof(&[
+        "run",
+        "-q",
+        "--device",
+        &board.pty,
+        "-o",
+        out.to_str().unwrap(),
+        root().join(script).to_str().unwrap(),
+    ]);
+    board.kill();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let on_device = Profile::from_json_file(&out).unwrap();
+    assert!(!on_device.meta.partial);
+    assert_eq!(on_device.meta.dropped.total(), 0);
+    assert_eq!(on_device.meta.dropped.lost_allocs, 0);
+    assert_eq!(on_device.meta.target, "qemu");
+
+    // The same script, RTT through the gdbstub: the transport changes
+    // nothing the profile says about the script.
+    let rtt_out = out_dir().join("rtt.json");
+    let o = mpprof(&[
+        "run",
+        "-q",
+        "--target",
+        "qemu",
+        "-o",
+        rtt_out.to_str().unwrap(),
+        root().join(script).to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let over_rtt = Profile::from_json_file(&rtt_out).unwrap();
+    let name = "bound_method.py";
+    assert!(!allocations(&on_device, name).is_empty());
+    assert_eq!(allocations(&on_device, name), allocations(&over_rtt, name));
+    assert_eq!(
+        opcodes_per_line(&on_device, name),
+        opcodes_per_line(&over_rtt, name)
+    );
+    let calls = |p: &Profile| -> Vec<(String, u64)> {
+        let mut v: Vec<_> = p
+            .functions
+            .iter()
+            .map(|f| (f.qualname.clone(), f.calls))
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(calls(&on_device), calls(&over_rtt));
+}
+
+#[test]
+fn the_script_output_passes_through_the_framed_link() {
+    let dir = out_dir();
+    let script = dir.join("printing.py");
+    // Text with bytes of every kind a frame holds, and the raw REPL's own
+    // control characters, printed while frames go out between the lines.
+    std::fs::write(
+        &script,
+        "for i in range(40):\n    print('line', i, 'ünï §\\\\ ' + str([i] * 3))\n",
+    )
+    .unwrap();
+    let out = dir.join("printing.json");
+    let o = mpprof(&[
+        "run",
+        "-q",
+        "--target",
+        "qemu",
+        "--transport",
+        "uart",
+        "-o",
+        out.to_str().unwrap(),
+        script.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let stdout = String::from_utf8(o.stdout).unwrap();
+    let want: String = (0..40)
+        .map(|i| format!("line {i} ünï §\\ [{i}, {i}, {i}]\r\n"))
+        .collect();
+    assert_eq!(stdout, want);
+    let p = Profile::from_json_file(&out).unwrap();
+    assert_eq!(p.meta.dropped.total(), 0);
+    assert!(p.alloc_sites.iter().map(|s| s.count).sum::<u64>() >= 40);
+}
+
+#[test]
+fn killing_the_board_mid_run_keeps_the_profile_so_far() {
+    let mut board = boot_uart_board();
+    let out = out_dir().join("killed.json");
+    let child = Command::new(env!("CARGO_BIN_EXE_mpprof"))
+        .args(["run", "-q", "--device", &board.pty, "-o"])
+        .arg(&out)
+        .arg(root().join("fixtures/misc/flood.py"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Let it run a while, then pull the plug.
+    std::thread::sleep(Duration::from_secs(4));
+    board.kill();
+    let o = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("the board run failed"), "{stderr}");
+    let p = Profile::from_json_file(&out).unwrap();
+    assert!(p.meta.partial, "no END record came: the profile is partial");
+    let flood = &p.functions[p.find_functions("flood")[0]];
+    assert!(flood.opcodes > 10_000, "{}", flood.opcodes);
+    let floats: u64 = p
+        .alloc_sites
+        .iter()
+        .filter(|s| s.function == p.find_functions("flood")[0])
+        .map(|s| s.count)
+        .sum();
+    assert!(floats > 1000, "{floats}");
+    assert!(p.meta.exit.message.is_some());
+}
+
+/// Forwards bytes between the board's pseudo-terminal and a second one that
+/// mpprof opens, flipping one bit in every fifth frame of the script's run.
+/// Frames holding HELLO or END are left alone (they delimit the run), and so
+/// is everything before the host starts sending the script.
+struct FlippingProxy {
+    flipped: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+    slave_name: String,
+    _slave: serialport::TTYPort,
+}
+
+impl FlippingProxy {
+    fn start(board_pty: &str) -> FlippingProxy {
+        let board = serialport::new(board_pty, 115_200)
+            .timeout(Duration::from_millis(20))
+            .open_native()
+            .unwrap();
+        let (mut master, slave) = serialport::TTYPort::pair().unwrap();
+        master.set_timeout(Duration::from_millis(20)).unwrap();
+        let slave_name = slave.name().unwrap();
+        let flipped = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let script_started = Arc::new(AtomicBool::new(false));
+        let mut to_board = board.try_clone_native().unwrap();
+        let mut from_host = master.try_clone_native().unwrap();
+        let up = {
+            let (stop, started) = (stop.clone(), script_started.clone());
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 1024];
+                while !stop.load(Ordering::SeqCst) {
+                    if let Ok(n) = from_host.read(&mut buf) {
+                        if buf[..n].iter().any(|&b| b >= b' ') && n > 1 {
+                            started.store(true, Ordering::SeqCst);
+                        }
+                        write_fully(&mut to_board, &buf[..n], &stop);
+                    }
+                }
+            })
+        };
+        let down = {
+            let (stop, started, flipped) = (stop.clone(), script_started, flipped.clone());
+            let mut from_board = board;
+            let mut to_host = master;
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                let mut envelope: Option<Vec<u8>> = None;
+                let mut frames_seen = 0u64;
+                let mut run_over = false;
+                while !stop.load(Ordering::SeqCst) {
+                    let n = match from_board.read(&mut buf) {
+                        Ok(n) => n,
+                        Err(_) => continue,
+                    };
+                    let mut out = Vec::new();
+                    for &b in &buf[..n] {
+                        match (&mut envelope, b) {
+                            (None, uart::START) => envelope = Some(Vec::new()),
+                            (None, _) => out.push(b),
+                            (Some(e), uart::END) => {
+                                let frame = unescape(e);
+                                envelope = None;
+                                let (hello, end) = kinds(&frame);
+                                run_over |= end && started.load(Ordering::SeqCst);
+                                let mut frame = frame;
+                                if started.load(Ordering::SeqCst) && !run_over && !hello && !end {
+                                    frames_seen += 1;
+                                    if frames_seen.is_multiple_of(5) && frame.len() > 12 {
+                                        let i = frame.len() / 2;
+                                        frame[i] ^= 0x10;
+                                        flipped.fetch_add(1, Ordering::SeqCst);
+                                    }
+                                }
+                                uart::envelope(&frame, &mut out);
+                            }
+                            (Some(e), _) => e.push(b),
+                        }
+                    }
+                    write_fully(&mut to_host, &out, &stop);
+                }
+            })
+        };
+        FlippingProxy {
+            flipped,
+            stop,
+            threads: vec![up, down],
+            slave_name,
+            _slave: slave,
+        }
+    }
+
+    fn finish(self) -> u64 {
+        self.stop.store(true, Ordering::SeqCst);
+        for t in self.threads {
+            t.join().unwrap();
+        }
+        self.flipped.load(Ordering::SeqCst)
+    }
+}
+
+/// A pseudo-terminal's buffer is small and the ports time out after 20 ms:
+/// retry, so the proxy loses nothing but what it flips.
+fn write_fully(port: &mut serialport::TTYPort, mut bytes: &[u8], stop: &AtomicBool) {
+    while !bytes.is_empty() && !stop.load(Ordering::SeqCst) {
+        match port.write(bytes) {
+            Ok(n) => bytes = &bytes[n..],
+            Err(_) => std::thread::sleep(Duration::from_millis(1)),
+        }
+    }
+}
+
+fn unescape(e: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut esc = false;
+    for &b in e {
+        if b == uart::ESCAPE {
+            esc = true;
+        } else {
+            out.push(if std::mem::take(&mut esc) {
+                b ^ 0x20
+            } else {
+                b
+            });
+        }
+    }
+    out
+}
+
+/// Whether a frame holds HELLO, END.
+fn kinds(frame: &[u8]) -> (bool, bool) {
+    let (mut hello, mut end) = (false, false);
+    let mut d = Decoder::new();
+    d.feed(frame, &mut |e| match e {
+        Event::Hello(_) => hello = true,
+        Event::End(_) => end = true,
+        _ => {}
+    });
+    (hello, end)
+}
+
+#[test]
+fn bytes_flipped_on_the_link_are_counted_exactly() {
+    let mut board = boot_uart_board();
+    let proxy = FlippingProxy::start(&board.pty);
+    let out = out_dir().join("flipped.json");
+    // Tens of thousands of float allocations: a few dozen frames.
+    let script = out_dir().join("floats.py");
+    std::fs::write(
+        &script,
+        "def floats(n):\n    x = 0.0\n    for i in range(n):\n        x = x + 0.5\n    return x\n\n\nprint(floats(40000))\n",
+    )
+    .unwrap();
+    let started = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mpprof"))
+        .args(["run", "--device", &proxy.slave_name, "-o"])
+        .arg(&out)
+        .arg(&script)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A hang is a failure with what mpprof said, not a stuck test.
+    while child.try_wait().unwrap().is_none() && started.elapsed() < Duration::from_secs(90) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let o = child.wait_with_output().unwrap();
+    let flipped = proxy.finish();
+    board.kill();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        started.elapsed() < Duration::from_secs(90),
+        "mpprof hung: {stderr}"
+    );
+    let p = Profile::from_json_file(&out).unwrap_or_else(|e| panic!("{e}: {stderr}"));
+    assert!(flipped >= 3, "the proxy flipped only {flipped} frames");
+    assert!(o.status.success(), "{stderr}");
+    assert!(!p.meta.partial, "END came through: {stderr}");
+    let d = p.meta.dropped;
+    assert_eq!(d.crc_errors, flipped, "{d:?}");
+    assert_eq!(
+        d.frames, flipped,
+        "each damaged frame is one missing sequence number"
+    );
+    assert_eq!(d.records, 0);
+    // And the summary says so.
+    assert!(
+        stderr.contains(&format!(
+            "{flipped} frames failed their CRC (damaged on the link)"
+        )),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_timeout_on_a_board_that_cannot_see_ctrl_c_still_ends_with_the_profile() {
+    // The qemu port reads its UART only when it waits for input, so Ctrl-C
+    // cannot stop a running script: mpprof gives up waiting, stops the
+    // emulator and keeps what came.
+    let out = out_dir().join("timeout.json");
+    let started = Instant::now();
+    let o = mpprof(&[
+        "run",
+        "-q",
+        "--target",
+        "qemu",
+        "--timeout",
+        "2s",
+        "-o",
+        out.to_str().unwrap(),
+        root().join("fixtures/misc/forever.py").to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("did not stop"), "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(60));
+    let p = Profile::from_json_file(&out).unwrap();
+    assert_eq!(p.meta.exit.reason, mpprof_profile::ExitReason::Timeout);
+    assert!(p.meta.partial);
+    let spin = &p.functions[p.find_functions("spin")[0]];
+    assert!(spin.opcodes > 100_000, "{}", spin.opcodes);
+}
+
+#[test]
+fn an_overrun_rtt_buffer_is_counted_and_the_missing_allocations_reported() {
+    // Read the board's 64 KiB RTT buffer only every 1.5 s while a script
+    // makes a few hundred thousand allocations: the target drops whole
+    // frames, counts the records in them, and says so in its END record.
+    let script = out_dir().join("many_floats.py");
+    std::fs::write(
+        &script,
+        "def floats(n):\n    x = 0.0\n    for i in range(n):\n        x = x + 0.5\n    return x\n\n\nprint(floats(300000))\n",
+    )
+    .unwrap();
+    let out = out_dir().join("overrun.json");
+    let o = Command::new(env!("CARGO_BIN_EXE_mpprof"))
+        .args(["run", "--target", "qemu", "-o"])
+        .arg(&out)
+        .arg(&script)
+        .env("MPPROF_RTT_POLL_MS", "1500")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    let p = Profile::from_json_file(&out).unwrap();
+    assert!(!p.meta.partial, "{stderr}");
+    let d = p.meta.dropped;
+    assert!(d.records > 0, "{d:?}");
+    assert_eq!((d.crc_errors, d.bad_frames), (0, 0), "{d:?}");
+    // The profile's allocations and the lost ones add up to the target's
+    // own count: 300,000 floats plus what the module and range made.
+    let floats_fn = p.find_functions("floats")[0];
+    let counted: u64 = p
+        .alloc_sites
+        .iter()
+        .filter(|s| s.function == floats_fn)
+        .map(|s| s.count)
+        .sum();
+    assert!(counted < 300_000, "{counted}");
+    assert!(d.lost_allocs > 0);
+    assert!(
+        p.gc.alloc_count + d.lost_allocs >= 300_000,
+        "{} + {}",
+        p.gc.alloc_count,
+        d.lost_allocs
+    );
+    assert!(stderr.contains("records dropped on the target"), "{stderr}");
+    assert!(stderr.contains("allocations"), "{stderr}");
+}
+
+#[test]
+fn probe_rs_finds_the_control_block_where_our_reader_does() {
+    // The hardware path looks `_SEGGER_RTT` up in the firmware's ELF; check
+    // our lookup against probe-rs's own on the emulated board's firmware.
+    let opts = vm_instrumented::BuildOptions::default();
+    let fw = vm_instrumented::build_qemu(&opts, &mut |_| {})
+        .unwrap()
+        .firmware;
+    let ours = board_agent::rtt::elf_symbol(&fw, "_SEGGER_RTT").unwrap();
+    let theirs =
+        probe_rs::rtt::find_rtt_control_block_in_raw_file(&std::fs::read(&fw).unwrap()).unwrap();
+    assert_eq!(theirs, Some(u64::from(ours)));
+    // The UART build has no control block, and says why.
+    let err = board_agent::rtt::elf_symbol(&uart_firmware(), "_SEGGER_RTT").unwrap_err();
+    assert!(err.contains("RTT transport"), "{err}");
+}
+
+#[test]
+fn probe_mistakes_are_clear_errors_before_any_board_is_touched() {
+    let script = root().join("fixtures/misc/fib.py");
+    let script = script.to_str().unwrap();
+    let cases: &[(&[&str], &str)] = &[
+        (&["--probe", "--chip", "RP2040"], "--device PORT"),
+        (
+            &[
+                "--probe",
+                "zz:1",
+                "--chip",
+                "RP2040",
+                "--device",
+                "/dev/null",
+            ],
+            "VID:PID",
+        ),
+        (&["--probe", "--device", "/dev/null"], "--chip NAME"),
+        (
+            &["--target", "qemu", "--device", "/dev/null"],
+            "cannot be used with",
+        ),
+        (&["--device", "/dev/mpprof-no-such-port"], "mpprof devices"),
+    ];
+    for (args, says) in cases {
+        let mut all = vec!["run"];
+        all.extend_from_slice(args);
+        all.push(script);
+        let o = mpprof(&all);
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    }
+    // Without a probe attached (as on these machines), the attach fails with
+    // what to do, not a hang.
+    assert!(
+        board_agent::probe::list_probes().is_empty(),
+        "this test expects no debug probe attached"
+    );
+    let o = mpprof(&[
+        "run",
+        "--probe",
+        "--chip",
+        "RP2040",
+        "--device",
+        "/dev/null",
+        script,
+    ]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("no debug probe found"), "{stderr}");
+}
