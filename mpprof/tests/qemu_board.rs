@@ -154,3 +154,61 @@ fn an_uncaught_exception_on_the_board_keeps_the_profile() {
     let p = Profile::from_json_file(&out).unwrap();
     assert!(p.functions[p.find_functions("work")[0]].opcodes > 1000);
 }
+
+#[test]
+fn the_real_boards_cortex_m_port_layer_runs_on_the_emulated_board() {
+    // mpprof_port_cortexm.c is what a Pico (Cortex-M0+) runs: SysTick from
+    // the CPU clock, 24 bits, extended in software. Built into the qemu
+    // firmware instead of the qemu port layer, on the same 25 MHz clock as
+    // timer0, it must give the same profile as timer0, across many turns of
+    // its 24-bit counter (one turn is 0.67 s of guest time).
+    let opts = vm_instrumented::BuildOptions {
+        qemu_clock: vm_instrumented::QemuClock::CortexMSysTick,
+        ..vm_instrumented::BuildOptions::default()
+    };
+    let firmware = vm_instrumented::build_qemu(&opts, &mut |_| {})
+        .expect("building the SysTick firmware")
+        .firmware;
+    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join("qemu");
+    std::fs::create_dir_all(&d).unwrap();
+    let script = d.join("long_loop.py");
+    std::fs::write(
+        &script,
+        "def work(n):\n    t = 0\n    for i in range(n):\n        t += i & 7\n    return t\n\n\nprint(work(400000))\n",
+    )
+    .unwrap();
+    let run_with = |firmware: Option<&Path>, name: &str| -> Profile {
+        let out = d.join(format!("{name}.json"));
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_mpprof"));
+        cmd.args(["run", "-q", "--target", "qemu", "-o"]).arg(&out);
+        if let Some(f) = firmware {
+            cmd.arg("--elf").arg(f);
+        }
+        let o = cmd.arg(&script).output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "1400000");
+        Profile::from_json_file(&out).unwrap()
+    };
+    let systick = run_with(Some(&firmware), "systick");
+    let timer0 = run_with(None, "timer0");
+    assert_eq!(systick.meta.clock.name, "systick");
+    assert_eq!(timer0.meta.clock.name, "timer0");
+    assert_eq!(systick.meta.target, "cortex-m");
+    let work = |p: &Profile| p.functions[p.find_functions("work")[0]].clone();
+    let (s, t) = (work(&systick), work(&timer0));
+    assert_eq!((s.calls, s.opcodes), (t.calls, t.opcodes));
+    assert!(
+        t.incl_ticks > 3 * (1 << 24),
+        "the loop spans several SysTick turns: {}",
+        t.incl_ticks
+    );
+    // The same clock, counted two ways: equal within a tick per frame
+    // boundary and the timer0 build's alignment.
+    let diff = s.incl_ticks.abs_diff(t.incl_ticks);
+    assert!(
+        diff * 1000 < t.incl_ticks,
+        "systick {} vs timer0 {}",
+        s.incl_ticks,
+        t.incl_ticks
+    );
+}

@@ -117,7 +117,21 @@ static uint32_t cycles_to_us(uint32_t cycles) {
 // microsecond clock (32 bits: one turn is 71 minutes) is read alongside:
 // when it says more than half a turn went by, the counter's reading is
 // completed with the whole turns that it could not see.
+// MPPROF_US_CLOCK=0 leaves this out, for a port without mp_hal_ticks_us
+// (the qemu port, where this file is run on an emulated Cortex-M3).
+#ifndef MPPROF_US_CLOCK
+#define MPPROF_US_CLOCK (1)
+#endif
+#if MPPROF_US_CLOCK
+#define US_NOW() mp_hal_ticks_us()
+#else
+#define US_NOW() (0u)
+#endif
+
 static uint32_t turns_unseen(uint32_t elapsed, uint32_t us) {
+    if (!MPPROF_US_CLOCK) {
+        return 0;
+    }
     uint32_t gap_us = us - last_us;
     last_us = us;
     if (gap_us < turn_us / 2) {
@@ -209,7 +223,7 @@ bool mpprof_port_open(void) {
     mpprof_rtt_init();
     #endif
     last_count = counter_read();
-    last_us = mp_hal_ticks_us();
+    last_us = US_NOW();
     total = 0;
     return true;
 }
@@ -233,7 +247,7 @@ uint64_t mpprof_port_ticks(void) {
         return total;
     }
     uint32_t count = counter_read();
-    uint32_t us = mp_hal_ticks_us();
+    uint32_t us = US_NOW();
     #if MPPROF_CLOCK_DWT
     // CYCCNT counts up and wraps at 2^32.
     uint32_t elapsed = count - last_count;

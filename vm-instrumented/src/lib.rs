@@ -52,12 +52,26 @@ pub enum Transport {
     Uart,
 }
 
+/// The emulated board's tick source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum QemuClock {
+    /// The qemu port layer: the CMSDK timer0, restarted at each top-level
+    /// frame so runs repeat exactly.
+    #[default]
+    Timer0,
+    /// The real boards' Cortex-M port layer (`mpprof_port_cortexm.c`) with
+    /// SysTick, as on a Cortex-M0+ (RP2040): runs the code real boards run.
+    CortexMSysTick,
+}
+
 #[derive(Debug, Clone)]
 pub struct BuildOptions {
     pub word_size: WordSize,
     pub flavour: Flavour,
     /// The board builds' transport.
     pub transport: Transport,
+    /// The emulated board's tick source.
+    pub qemu_clock: QemuClock,
     /// A MicroPython checkout to use instead of Debian's source package.
     pub micropy_dir: Option<PathBuf>,
     pub cache_dir: PathBuf,
@@ -70,6 +84,7 @@ impl Default for BuildOptions {
             word_size: WordSize::Bits32,
             flavour: Flavour::Instrumented,
             transport: Transport::Rtt,
+            qemu_clock: QemuClock::Timer0,
             micropy_dir: std::env::var_os("MICROPY_DIR")
                 .filter(|s| !s.is_empty())
                 .map(PathBuf::from),
@@ -728,26 +743,33 @@ pub fn build_qemu(
         let _ = apt_install(&["libnewlib-arm-none-eabi"], progress);
     }
     let tree = prepared_source(opts, progress)?;
-    let (flavour_name, extra): (&str, Vec<String>) = match (opts.flavour, opts.transport) {
-        (Flavour::Instrumented, transport) => (
-            match transport {
-                Transport::Rtt => "instrumented",
-                Transport::Uart => "instrumented-uart",
-            },
-            vec![
-                format!("USER_C_MODULES={}", tree.join("mpprof-usermod").display()),
-                "MPPROF_PORT=qemu".into(),
-                format!(
-                    "MPPROF_TRANSPORT={}",
-                    match transport {
-                        Transport::Rtt => "rtt",
-                        Transport::Uart => "uart",
-                    }
+    let (flavour_name, extra): (String, Vec<String>) = match opts.flavour {
+        Flavour::Instrumented => {
+            let (transport, transport_name) = match opts.transport {
+                Transport::Rtt => ("rtt", ""),
+                Transport::Uart => ("uart", "-uart"),
+            };
+            let (port, clock_name, clock_flags) = match opts.qemu_clock {
+                QemuClock::Timer0 => ("qemu", "", ""),
+                // The MPS2's CPU clock is 25 MHz; the qemu port has no
+                // microsecond clock to recover missed SysTick turns from.
+                QemuClock::CortexMSysTick => (
+                    "cortexm",
+                    "-systick",
+                    " -DMPPROF_CLOCK_SYSTICK=1 -DMPPROF_CLOCK_HZ=25000000 -DMPPROF_US_CLOCK=0",
                 ),
-                "CFLAGS_EXTRA=-DMP_CONFIGFILE=\"<mpprof_qemu_config.h>\"".into(),
-            ],
-        ),
-        (Flavour::Plain, _) => ("plain", Vec::new()),
+            };
+            (
+                format!("instrumented{transport_name}{clock_name}"),
+                vec![
+                    format!("USER_C_MODULES={}", tree.join("mpprof-usermod").display()),
+                    format!("MPPROF_PORT={port}"),
+                    format!("MPPROF_TRANSPORT={transport}"),
+                    format!("CFLAGS_EXTRA=-DMP_CONFIGFILE=\"<mpprof_qemu_config.h>\"{clock_flags}"),
+                ],
+            )
+        }
+        Flavour::Plain => ("plain".to_string(), Vec::new()),
     };
     let build_dir = tree
         .join("ports/qemu")
