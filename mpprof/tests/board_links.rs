@@ -5,7 +5,6 @@
 //! through serialport. Faults are real too: the emulator killed mid-run, and
 //! bytes flipped on the link by a proxy between the board and mpprof.
 
-use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -17,14 +16,10 @@ use board_agent::qemu::{QemuBoard, QemuProcess};
 use board_agent::uart;
 use mpprof::wire::{Decoder, Event};
 use mpprof_profile::Profile;
-use serialport::SerialPort;
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
+mod common;
+use common::{allocations, root};
+use serialport::SerialPort;
 
 fn out_dir() -> PathBuf {
     let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join("board-links");
@@ -68,24 +63,6 @@ fn mpprof(args: &[&str]) -> std::process::Output {
         .args(args)
         .output()
         .unwrap()
-}
-
-/// (line, cause) -> (count, bytes) inside the fixture's functions (module
-/// level differs by design between a file run on the host and code sent
-/// through the raw REPL).
-fn allocations(p: &Profile, script: &str) -> BTreeMap<(u32, String), (u64, u64)> {
-    let mut m = BTreeMap::new();
-    for s in &p.alloc_sites {
-        let f = &p.functions[s.function];
-        let in_function =
-            f.name != "<module>" && f.name.chars().next().is_some_and(|c| c.is_lowercase());
-        if p.files[s.file].path.ends_with(script) && in_function {
-            let e = m.entry((s.line, s.cause.label())).or_insert((0, 0));
-            e.0 += s.count;
-            e.1 += s.bytes;
-        }
-    }
-    m
 }
 
 fn opcodes_per_line(p: &Profile, script: &str) -> Vec<(u32, u64)> {

@@ -21,11 +21,8 @@
 #include "py/mpconfig.h"
 #include "py/mphal.h"
 #include "mpprof_rt.h"
-#if MPPROF_TRANSPORT_UART
-#include "mpprof_uart.h"
-#else
-#include "mpprof_rtt.h"
-#endif
+#include "mpprof_counter.h"
+#include "mpprof_transport.h"
 
 #if !defined(__arm__)
 #error "mpprof_port_cortexm.c is for Arm Cortex-M cores"
@@ -89,36 +86,16 @@ extern uint32_t SystemCoreClock;
 #define SIO_CPUID REG32(0xd0000000)
 
 static uint32_t cpu_hz;
-static uint32_t cycles_per_ms;
-static uint32_t turn_us;        // one turn of the counter, in microseconds
 static uint32_t last_count;
-static uint32_t last_us;
-static uint64_t total;
-#if MPPROF_CLOCK_SYSTICK
-static uint32_t turn;           // SysTick's period in cycles (reload + 1)
-#endif
+static mpprof_counter_t counter;
 #if PICO_RP2040 || PICO_RP2350
 static uint32_t main_core;
 #endif
 
-static uint32_t cycles_to_us(uint32_t cycles) {
-    // In two parts, so that nothing overflows 32 bits up to 4 GHz.
-    return cycles / cycles_per_ms * 1000 + cycles % cycles_per_ms * 1000 / cycles_per_ms;
-}
-
-// The wrap constraint. The counter is narrow (CYCCNT: 32 bits, one turn is
-// 25.6 s at 168 MHz; SysTick: 24 bits at most, one turn is 134 ms at
-// 125 MHz, and only 1 ms where the port already runs it as its 1 kHz tick,
-// as stm32 does), and the counter alone cannot tell how many turns passed
-// between two reads: it is only right while reads come less than one turn
-// apart. The runtime reads the ticks at every call, return and flush, so
-// that holds while Python code runs, but one long call into C (time.sleep(),
-// a blocking read, a slow print) can outlast a turn. So the port's
-// microsecond clock (32 bits: one turn is 71 minutes) is read alongside:
-// when it says more than half a turn went by, the counter's reading is
-// completed with the whole turns that it could not see.
-// MPPROF_US_CLOCK=0 leaves this out, for a port without mp_hal_ticks_us
-// (the qemu port, where this file is run on an emulated Cortex-M3).
+// The port's microsecond clock recovers counter turns a long call into C
+// hid (mpprof_counter.h). MPPROF_US_CLOCK=0 leaves it out, for a port
+// without mp_hal_ticks_us (the qemu port, where this file is run on an
+// emulated Cortex-M3).
 #ifndef MPPROF_US_CLOCK
 #define MPPROF_US_CLOCK (1)
 #endif
@@ -128,25 +105,10 @@ static uint32_t cycles_to_us(uint32_t cycles) {
 #define US_NOW() (0u)
 #endif
 
-static uint32_t turns_unseen(uint32_t elapsed, uint32_t us) {
-    if (!MPPROF_US_CLOCK) {
-        return 0;
-    }
-    uint32_t gap_us = us - last_us;
-    last_us = us;
-    if (gap_us < turn_us / 2) {
-        return 0;
-    }
-    uint32_t elapsed_us = cycles_to_us(elapsed);
-    if (elapsed_us >= gap_us + turn_us / 2) {
-        return 0;
-    }
-    return (gap_us + turn_us / 2 - elapsed_us) / turn_us;
-}
-
 #if MPPROF_CLOCK_DWT
 
-static bool counter_start(void) {
+// Start the counter; `turn` is set to its period in cycles (0: 2^32).
+static bool counter_start(uint32_t *turn) {
     DEMCR |= DEMCR_TRCENA;
     // Cortex-M7 parts keep the DWT behind a software lock; elsewhere this
     // register ignores writes.
@@ -155,8 +117,7 @@ static bool counter_start(void) {
         return false;
     }
     DWT_CTRL |= DWT_CTRL_CYCCNTENA;
-    // 0xffffffff cycles, the longest the counter can tell apart, plus one.
-    turn_us = cycles_to_us(0xffffffff) + 1;
+    *turn = 0;
     return true;
 }
 
@@ -166,7 +127,7 @@ static inline uint32_t counter_read(void) {
 
 #else
 
-static bool counter_start(void) {
+static bool counter_start(uint32_t *turn) {
     if (SYST_CSR & SYST_CSR_ENABLE) {
         // The port runs SysTick already (stm32: its 1 kHz tick, with the
         // interrupt): leave it as it is and go by its reload value.
@@ -184,9 +145,8 @@ static bool counter_start(void) {
         SYST_CVR = 0;
         SYST_CSR = SYST_CSR_CLKSOURCE | SYST_CSR_ENABLE;
     }
-    turn = (SYST_RVR & 0x00ffffff) + 1;
-    turn_us = cycles_to_us(turn);
-    return turn > 1 && turn_us > 0;
+    *turn = (SYST_RVR & 0x00ffffff) + 1;
+    return *turn > 1;
 }
 
 static inline uint32_t counter_read(void) {
@@ -203,11 +163,11 @@ bool mpprof_port_open(void) {
     #else
     cpu_hz = SystemCoreClock;
     #endif
-    cycles_per_ms = cpu_hz / 1000;
     #if PICO_RP2040 || PICO_RP2350
     main_core = SIO_CPUID;
     #endif
-    if (cycles_per_ms == 0 || !counter_start()) {
+    uint32_t turn;
+    if (!counter_start(&turn) || !mpprof_counter_start(&counter, cpu_hz, turn, US_NOW())) {
         // No cycle counter we can trust: better no profile than a wrong one.
         return false;
     }
@@ -219,21 +179,13 @@ bool mpprof_port_open(void) {
     if (counter_read() == first) {
         return false;
     }
-    #if !MPPROF_TRANSPORT_UART
-    mpprof_rtt_init();
-    #endif
+    mpprof_transport_init();
     last_count = counter_read();
-    last_us = US_NOW();
-    total = 0;
     return true;
 }
 
 bool mpprof_port_write(const uint8_t *buf, size_t len) {
-    #if MPPROF_TRANSPORT_UART
-    return mpprof_uart_write(buf, len);
-    #else
-    return mpprof_rtt_write(buf, len);
-    #endif
+    return mpprof_transport_write(buf, len);
 }
 
 void mpprof_port_close(void) {
@@ -244,21 +196,18 @@ uint64_t mpprof_port_ticks(void) {
         // Only the main thread moves the running total (and another core
         // would read its own counter: SysTick and DWT are per core). Other
         // threads get the last value; it times a collection they run.
-        return total;
+        return counter.total;
     }
     uint32_t count = counter_read();
-    uint32_t us = US_NOW();
     #if MPPROF_CLOCK_DWT
     // CYCCNT counts up and wraps at 2^32.
     uint32_t elapsed = count - last_count;
-    total += ((uint64_t)turns_unseen(elapsed, us) << 32) + elapsed;
     #else
     // SysTick counts down from the reload value to 0, then reloads.
-    uint32_t elapsed = last_count >= count ? last_count - count : last_count + turn - count;
-    total += (uint64_t)turns_unseen(elapsed, us) * turn + elapsed;
+    uint32_t elapsed = last_count >= count ? last_count - count : last_count + counter.turn - count;
     #endif
     last_count = count;
-    return total;
+    return mpprof_counter_add(&counter, elapsed, US_NOW());
 }
 
 void mpprof_port_align_ticks(void) {

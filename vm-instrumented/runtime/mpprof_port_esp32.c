@@ -18,6 +18,7 @@
 #include "py/mpconfig.h"
 #include "py/mphal.h"
 #include "mpprof_rt.h"
+#include "mpprof_counter.h"
 #include "mpprof_uart.h"
 
 #include "esp_cpu.h"
@@ -35,37 +36,8 @@
 
 static TaskHandle_t main_task;
 static uint32_t cpu_hz;
-static uint32_t cycles_per_ms;
-static uint32_t turn_us;        // one turn of the 32-bit counter, in microseconds
 static uint32_t last_count;
-static uint32_t last_us;
-static uint64_t total;
-
-static uint32_t cycles_to_us(uint32_t cycles) {
-    // In two parts, so that nothing overflows 32 bits.
-    return cycles / cycles_per_ms * 1000 + cycles % cycles_per_ms * 1000 / cycles_per_ms;
-}
-
-// The wrap constraint: the counter turns every 2^32 cycles (17.9 s at
-// 240 MHz) and alone cannot tell how many turns passed between two reads.
-// The runtime reads it at every call, return and flush, so reads come far
-// more often than that while Python code runs; but one long call into C
-// (time.sleep(), a blocking socket read) can outlast a turn. The port's
-// microsecond clock (esp_timer, through mp_hal_ticks_us()) is read alongside:
-// when it says more than half a turn went by, the whole turns the counter
-// could not see are added back.
-static uint32_t turns_unseen(uint32_t elapsed, uint32_t us) {
-    uint32_t gap_us = us - last_us;
-    last_us = us;
-    if (gap_us < turn_us / 2) {
-        return 0;
-    }
-    uint32_t elapsed_us = cycles_to_us(elapsed);
-    if (elapsed_us >= gap_us + turn_us / 2) {
-        return 0;
-    }
-    return (gap_us + turn_us / 2 - elapsed_us) / turn_us;
-}
+static mpprof_counter_t counter; // the 32-bit counter's wrap: mpprof_counter.h
 
 bool mpprof_port_open(void) {
     // mp_init() runs in the MicroPython task: the main thread.
@@ -75,14 +47,10 @@ bool mpprof_port_open(void) {
     #else
     cpu_hz = (uint32_t)esp_clk_cpu_freq();
     #endif
-    cycles_per_ms = cpu_hz / 1000;
-    if (cycles_per_ms == 0) {
+    if (!mpprof_counter_start(&counter, cpu_hz, 0, mp_hal_ticks_us())) {
         return false;
     }
-    turn_us = cycles_to_us(0xffffffff) + 1;
     last_count = esp_cpu_get_cycle_count();
-    last_us = mp_hal_ticks_us();
-    total = 0;
     return true;
 }
 
@@ -98,14 +66,12 @@ uint64_t mpprof_port_ticks(void) {
         // Only the main task moves the running total (a `_thread` task may
         // run on the other core, whose counter is not ours). Other tasks get
         // the last value; it times a collection they run.
-        return total;
+        return counter.total;
     }
     uint32_t count = esp_cpu_get_cycle_count();
-    uint32_t us = mp_hal_ticks_us();
     uint32_t elapsed = count - last_count;
     last_count = count;
-    total += ((uint64_t)turns_unseen(elapsed, us) << 32) + elapsed;
-    return total;
+    return mpprof_counter_add(&counter, elapsed, mp_hal_ticks_us());
 }
 
 void mpprof_port_align_ticks(void) {

@@ -9,11 +9,7 @@
 
 #include "py/mpconfig.h"
 #include "mpprof_rt.h"
-#if MPPROF_TRANSPORT_UART
-#include "mpprof_uart.h"
-#else
-#include "mpprof_rtt.h"
-#endif
+#include "mpprof_transport.h"
 
 #define TIMER0_CTRL (*(volatile uint32_t *)0x40000000)
 #define TIMER0_VALUE (*(volatile uint32_t *)0x40000004)
@@ -23,9 +19,7 @@ static uint32_t last_value;
 static uint64_t ticks_high;
 
 bool mpprof_port_open(void) {
-    #if !MPPROF_TRANSPORT_UART
-    mpprof_rtt_init();
-    #endif
+    mpprof_transport_init();
     TIMER0_RELOAD = 0xffffffff;
     TIMER0_VALUE = 0xffffffff;
     TIMER0_CTRL = 1; // enable, no interrupt
@@ -35,11 +29,7 @@ bool mpprof_port_open(void) {
 }
 
 bool mpprof_port_write(const uint8_t *buf, size_t len) {
-    #if MPPROF_TRANSPORT_UART
-    return mpprof_uart_write(buf, len);
-    #else
-    return mpprof_rtt_write(buf, len);
-    #endif
+    return mpprof_transport_write(buf, len);
 }
 
 void mpprof_port_close(void) {
