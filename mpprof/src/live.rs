@@ -3,6 +3,7 @@
 
 use std::io::{IsTerminal, Read};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -51,18 +52,18 @@ impl Shared {
 }
 
 /// Refuse `--live` where it cannot work, before anything starts.
-pub fn check_live(cfg: &RunConfig) -> Result<()> {
+pub fn check_live() -> Result<()> {
     if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
         bail!("--live needs a terminal (stdin and stdout are not one): drop --live to get the summary when the script ends");
-    }
-    if cfg.target != Target::Host || cfg.on_device() {
-        bail!("--live runs on the host target for now: drop --target/--device/--probe, or drop --live to profile the board");
     }
     Ok(())
 }
 
 pub fn run_live(cfg: &RunConfig, output: &Path) -> Result<(Aggregator, DecodeStats, RunInfo)> {
-    check_live(cfg)?;
+    check_live()?;
+    if cfg.target != Target::Host || cfg.on_device() {
+        return run_live_board(cfg, output);
+    }
     let build =
         vm_instrumented::build_host(&vm_instrumented::BuildOptions::default(), &mut |m: &str| {
             eprintln!("mpprof: {m}")
@@ -125,6 +126,148 @@ pub fn run_live(cfg: &RunConfig, output: &Path) -> Result<(Aggregator, DecodeSta
             status: exit.and_then(|e| e.code),
             host_reason,
             message: None,
+            embed_sources: true,
+        },
+    ))
+}
+
+/// A script running on a board from a thread of its own, seen as a
+/// [`Session`] by the view.
+struct BoardThread {
+    handle: Option<std::thread::JoinHandle<Result<board_agent::board::BoardRun, String>>>,
+    stop: Arc<AtomicBool>,
+    exit: Option<board_agent::ExitInfo>,
+    message: Option<String>,
+}
+
+impl BoardThread {
+    fn finish(&mut self) -> board_agent::ExitInfo {
+        if let Some(h) = self.handle.take() {
+            let (exit, message) = match h.join() {
+                Ok(Ok(run)) => (run.exit, None),
+                Ok(Err(e)) => (
+                    board_agent::ExitInfo {
+                        code: None,
+                        signal: None,
+                    },
+                    Some(e),
+                ),
+                Err(_) => (
+                    board_agent::ExitInfo {
+                        code: None,
+                        signal: None,
+                    },
+                    Some("the board runner panicked".into()),
+                ),
+            };
+            self.exit = Some(exit);
+            self.message = message;
+        }
+        self.exit.unwrap_or(board_agent::ExitInfo {
+            code: None,
+            signal: None,
+        })
+    }
+}
+
+impl Session for BoardThread {
+    fn take_stream(&mut self) -> Option<Box<dyn Read + Send>> {
+        None
+    }
+    fn take_output(&mut self) -> Option<Box<dyn Read + Send>> {
+        None
+    }
+    fn interrupt(&mut self) -> Result<(), board_agent::AgentError> {
+        // Ctrl-C on the REPL link; a board that cannot see it is given up
+        // on after a grace period (board_agent::board).
+        self.stop.store(true, Ordering::SeqCst);
+        Ok(())
+    }
+    fn kill(&mut self) -> Result<(), board_agent::AgentError> {
+        self.stop.store(true, Ordering::SeqCst);
+        Ok(())
+    }
+    fn try_wait(&mut self) -> Result<Option<board_agent::ExitInfo>, board_agent::AgentError> {
+        if self.handle.as_ref().is_some_and(|h| !h.is_finished()) {
+            return Ok(None);
+        }
+        Ok(Some(self.finish()))
+    }
+    fn wait(&mut self) -> Result<board_agent::ExitInfo, board_agent::AgentError> {
+        Ok(self.finish())
+    }
+}
+
+/// `--live` on the emulated board or a real one: the board runs the script
+/// from its own thread while the view shows what its stream has said so far.
+fn run_live_board(cfg: &RunConfig, output: &Path) -> Result<(Aggregator, DecodeStats, RunInfo)> {
+    // Boot (and build) before the screen is taken, so progress shows.
+    let (mut open, source) = crate::run::open_board(cfg)?;
+    let shared = Shared::new();
+    let (tx, rx) = mpsc::channel::<Vec<u8>>();
+    let ingest = spawn_ingest(
+        shared.clone(),
+        Box::new(crate::run::ChannelReader::new(rx)),
+        false,
+    );
+    let (out_tx, out_rx) = mpsc::channel::<String>();
+    let stop = Arc::new(AtomicBool::new(false));
+    let timeout = cfg.timeout.unwrap_or(Duration::from_secs(24 * 3600));
+    let handle = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut writer = crate::run::ChannelWriter(tx);
+            let r = open.board().run_script(
+                &source,
+                timeout,
+                &mut writer,
+                &mut |d| {
+                    let _ = out_tx.send(String::from_utf8_lossy(d).into_owned());
+                },
+                stop,
+            );
+            open.close();
+            r.map_err(|e| e.to_string())
+        })
+    };
+    let mut session = BoardThread {
+        handle: Some(handle),
+        stop,
+        exit: None,
+        message: None,
+    };
+    let target = if cfg.on_device() { "board" } else { "qemu" };
+    let st = LiveState::new(
+        target,
+        &cfg.script.display().to_string(),
+        &output.display().to_string(),
+    );
+    let (exit, host_reason) = view_loop(
+        &shared,
+        &out_rx,
+        Some(&mut session),
+        st,
+        &cfg.script.display().to_string(),
+        output,
+    )?;
+    let exit = exit.unwrap_or_else(|| session.finish());
+    let _ = ingest.join();
+    let shared = Arc::try_unwrap(shared)
+        .map_err(|_| anyhow::anyhow!("the stream reader is still running"))?
+        .into_inner()
+        .map_err(|_| anyhow::anyhow!("the stream reader failed"))?;
+    if let Some(m) = &session.message {
+        eprintln!("mpprof: the board run failed: {m}; the profile so far is kept");
+    }
+    Ok((
+        shared.agg,
+        shared.stats,
+        RunInfo {
+            script: cfg.script.display().to_string(),
+            args: Vec::new(),
+            status: exit.code,
+            host_reason,
+            message: session.message.clone(),
             embed_sources: true,
         },
     ))

@@ -251,7 +251,7 @@ pub fn profile_script(
     };
     let (agg, stats, info) = match target {
         Target::Host => run_host(&cfg)?,
-        Target::Qemu => run_qemu(&cfg)?,
+        Target::Qemu => run_board(&cfg)?,
     };
     Ok(agg.finish(&stats, &info))
 }
@@ -265,13 +265,12 @@ pub fn run(cfg: RunConfig) -> Result<ExitCode> {
     install_signal_handlers();
     let started = Instant::now();
     if cfg.live {
-        crate::live::check_live(&cfg)?;
+        crate::live::check_live()?;
     }
     let (agg, stats, run_info) = match (cfg.live, cfg.target) {
         (true, _) => crate::live::run_live(&cfg, &output)?,
-        (false, _) if cfg.on_device() => run_device(&cfg)?,
-        (false, Target::Host) => run_host(&cfg)?,
-        (false, Target::Qemu) => run_qemu(&cfg)?,
+        (false, Target::Host) if !cfg.on_device() => run_host(&cfg)?,
+        (false, _) => run_board(&cfg)?,
     };
     let profile = agg.finish(&stats, &run_info);
     write_profile(&profile, &output)?;
@@ -397,11 +396,44 @@ pub enum TransportArg {
     Uart,
 }
 
-fn run_qemu(cfg: &RunConfig) -> Result<(Aggregator, crate::wire::DecodeStats, RunInfo)> {
+/// A board ready to run a script: the emulated one (stopped when closed)
+/// or a real one.
+pub enum OpenBoard {
+    Qemu(board_agent::qemu::QemuSession),
+    Device(board_agent::board::Board),
+}
+
+impl OpenBoard {
+    pub fn board(&mut self) -> &mut board_agent::board::Board {
+        match self {
+            OpenBoard::Qemu(q) => q.board(),
+            OpenBoard::Device(b) => b,
+        }
+    }
+
+    pub fn close(self) {
+        if let OpenBoard::Qemu(q) = self {
+            q.shutdown();
+        }
+    }
+}
+
+/// Boot the emulated board or reach the real one, as `cfg` says; returns it
+/// with the script's source (checked before anything starts).
+pub fn open_board(cfg: &RunConfig) -> Result<(OpenBoard, Vec<u8>)> {
     if cfg.heap.is_some() {
-        eprintln!("mpprof: warning: --heap is fixed by the qemu firmware (140k); ignored");
+        eprintln!("mpprof: warning: --heap is fixed by the board's firmware; ignored");
     }
     let source = board_source(cfg)?;
+    let board = if cfg.on_device() {
+        open_device(cfg)?
+    } else {
+        open_qemu(cfg)?
+    };
+    Ok((board, source))
+}
+
+fn open_qemu(cfg: &RunConfig) -> Result<OpenBoard> {
     let firmware = match &cfg.elf {
         Some(elf) => elf.clone(),
         None => {
@@ -430,21 +462,16 @@ fn run_qemu(cfg: &RunConfig) -> Result<(Aggregator, crate::wire::DecodeStats, Ru
         TransportArg::Rtt => board_agent::qemu::QemuTransport::Rtt,
         TransportArg::Uart => board_agent::qemu::QemuTransport::Uart,
     };
-    let mut session = board
-        .boot(transport)
-        .context("cannot boot the emulated board")?;
-    let result = run_on_board(cfg, session.board(), &source);
-    session.shutdown();
-    result
+    Ok(OpenBoard::Qemu(
+        board
+            .boot(transport)
+            .context("cannot boot the emulated board")?,
+    ))
 }
 
 /// A real board: its REPL on `--device`, the stream through a probe's RTT
 /// (`--probe`) or framed on the same serial link.
-fn run_device(cfg: &RunConfig) -> Result<(Aggregator, crate::wire::DecodeStats, RunInfo)> {
-    if cfg.heap.is_some() {
-        eprintln!("mpprof: warning: --heap is fixed by the board's firmware; ignored");
-    }
-    let source = board_source(cfg)?;
+fn open_device(cfg: &RunConfig) -> Result<OpenBoard> {
     let Some(device) = &cfg.device else {
         bail!("--probe reads the stream, but the script goes in through the board's REPL: give its serial port with --device PORT (see `mpprof devices`)");
     };
@@ -452,9 +479,19 @@ fn run_device(cfg: &RunConfig) -> Result<(Aggregator, crate::wire::DecodeStats, 
         Some(selector) => Some(attach_probe(cfg, selector)?),
         None => None,
     };
-    let mut board =
-        board_agent::board::Board::open_device(device, cfg.baud, rtt, Duration::from_secs(10))?;
-    run_on_board(cfg, &mut board, &source)
+    Ok(OpenBoard::Device(board_agent::board::Board::open_device(
+        device,
+        cfg.baud,
+        rtt,
+        Duration::from_secs(10),
+    )?))
+}
+
+fn run_board(cfg: &RunConfig) -> Result<(Aggregator, crate::wire::DecodeStats, RunInfo)> {
+    let (mut open, source) = open_board(cfg)?;
+    let result = run_on_board(cfg, open.board(), &source);
+    open.close();
+    result
 }
 
 #[cfg(feature = "probe")]
@@ -476,11 +513,55 @@ fn attach_probe(_: &RunConfig, _: &str) -> Result<Box<dyn board_agent::board::Rt
     bail!("this mpprof was built without probe support: rebuild with the default features (the `probe` feature)")
 }
 
-fn board_source(cfg: &RunConfig) -> Result<Vec<u8>> {
+pub fn board_source(cfg: &RunConfig) -> Result<Vec<u8>> {
     if !cfg.args.is_empty() {
         bail!("script arguments cannot be passed to a board through the raw REPL: drop the arguments after --");
     }
     std::fs::read(&cfg.script).with_context(|| format!("cannot read {}", cfg.script.display()))
+}
+
+/// Bytes handed from one thread to another as a `Write`...
+pub struct ChannelWriter(pub std::sync::mpsc::Sender<Vec<u8>>);
+
+impl Write for ChannelWriter {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        // A reader gone away means nobody wants the stream any more.
+        let _ = self.0.send(b.to_vec());
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// ... and read back as a `Read` (0 once every writer is dropped).
+pub struct ChannelReader {
+    rx: std::sync::mpsc::Receiver<Vec<u8>>,
+    buf: Vec<u8>,
+}
+
+impl ChannelReader {
+    pub fn new(rx: std::sync::mpsc::Receiver<Vec<u8>>) -> Self {
+        Self {
+            rx,
+            buf: Vec::new(),
+        }
+    }
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        if self.buf.is_empty() {
+            match self.rx.recv() {
+                Ok(b) => self.buf = b,
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = out.len().min(self.buf.len());
+        out[..n].copy_from_slice(&self.buf[..n]);
+        self.buf.drain(..n);
+        Ok(n)
+    }
 }
 
 /// Run the script on a board whose raw REPL is entered, decoding its stream
@@ -492,47 +573,13 @@ fn run_on_board(
     source: &[u8],
 ) -> Result<(Aggregator, crate::wire::DecodeStats, RunInfo)> {
     let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
-    struct ChannelWriter(std::sync::mpsc::Sender<Vec<u8>>);
-    impl Write for ChannelWriter {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            let _ = self.0.send(b.to_vec());
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    struct ChannelReader {
-        rx: std::sync::mpsc::Receiver<Vec<u8>>,
-        buf: Vec<u8>,
-    }
-    impl Read for ChannelReader {
-        fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
-            if self.buf.is_empty() {
-                match self.rx.recv() {
-                    Ok(b) => self.buf = b,
-                    Err(_) => return Ok(0),
-                }
-            }
-            let n = out.len().min(self.buf.len());
-            out[..n].copy_from_slice(&self.buf[..n]);
-            self.buf.drain(..n);
-            Ok(n)
-        }
-    }
     let save = match &cfg.save_stream {
         Some(p) => Some(
             std::fs::File::create(p).with_context(|| format!("cannot write {}", p.display()))?,
         ),
         None => None,
     };
-    let reader = ingest(
-        Box::new(ChannelReader {
-            rx,
-            buf: Vec::new(),
-        }),
-        save,
-    );
+    let reader = ingest(Box::new(ChannelReader::new(rx)), save);
     let stop = Arc::new(AtomicBool::new(false));
     let stop2 = stop.clone();
     let watcher = std::thread::spawn(move || {
