@@ -149,6 +149,10 @@ impl<L: Read + Write> DemuxLink<L> {
         &self.link
     }
 
+    pub fn into_inner(self) -> L {
+        self.link
+    }
+
     pub fn stats(&self) -> DemuxStats {
         self.demux.stats()
     }

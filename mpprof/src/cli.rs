@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 
 use crate::aggregate::{profile_from_stream, RunInfo};
@@ -62,6 +62,14 @@ pub struct DecodeConfig {
     /// The script the stream came from (for source lines and names).
     #[arg(long)]
     pub script: Option<String>,
+    /// The file is a capture of a board's serial link (frames in envelopes
+    /// among the REPL's text, as `--device` boards send them).
+    #[arg(long)]
+    pub uart: bool,
+    /// Which session to decode when the stream holds several (each boot and
+    /// soft reset starts one), counted from 1; default: the largest.
+    #[arg(long)]
+    pub session: Option<usize>,
 }
 
 #[derive(Debug, Args)]
@@ -133,11 +141,71 @@ fn print_probes() {
     println!("debug probes: this mpprof was built without probe support (the `probe` feature)");
 }
 
+/// The sessions in a stream (each boot or soft reset of a board starts
+/// one): the one asked for, or the largest.
+fn pick_session(bytes: &[u8], which: Option<usize>) -> Result<&[u8]> {
+    let mut starts = Vec::new();
+    let mut at = 0;
+    while let Some(i) = board_agent::board::session_start(bytes, at) {
+        starts.push(i);
+        at = i + 1;
+    }
+    if starts.is_empty() || starts[0] != 0 {
+        // Bytes before the first start (a capture begun mid-session) are a
+        // session of their own.
+        starts.insert(0, 0);
+    }
+    let sessions: Vec<&[u8]> = starts
+        .iter()
+        .enumerate()
+        .map(|(k, &s)| &bytes[s..starts.get(k + 1).copied().unwrap_or(bytes.len())])
+        .collect();
+    if sessions.len() > 1 || which.is_some() {
+        let chosen = match which {
+            Some(n) if n >= 1 && n <= sessions.len() => n - 1,
+            Some(n) => bail!(
+                "--session {n}: the stream holds {} session(s), numbered from 1",
+                sessions.len()
+            ),
+            None => (0..sessions.len())
+                .max_by_key(|&k| sessions[k].len())
+                .unwrap_or(0),
+        };
+        eprintln!(
+            "mpprof: {} session(s) of {} bytes; decoding session {} (choose with --session N)",
+            sessions.len(),
+            sessions
+                .iter()
+                .map(|s| s.len().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            chosen + 1
+        );
+        return Ok(sessions[chosen]);
+    }
+    Ok(bytes)
+}
+
 fn decode(cfg: DecodeConfig) -> Result<()> {
-    let bytes = std::fs::read(&cfg.stream)
+    let mut bytes = std::fs::read(&cfg.stream)
         .with_context(|| format!("cannot read the stream {}", cfg.stream.display()))?;
+    if cfg.uart {
+        let mut demux = board_agent::uart::Demux::new();
+        let (mut text, mut frames) = (Vec::new(), Vec::new());
+        demux.push(&bytes, &mut text, &mut frames);
+        let st = demux.stats();
+        eprintln!(
+            "mpprof: {} frame envelopes ({} broken) among {} bytes of REPL text",
+            st.envelopes, st.broken_envelopes, st.text_bytes
+        );
+        if st.envelopes == 0 {
+            bail!("{} holds no frame envelopes: is it a capture of a board built with MPPROF_TRANSPORT=uart (docs/boards.md)? Drop --uart for a raw stream", cfg.stream.display());
+        }
+        bytes = frames;
+    }
+    let bytes = pick_session(&bytes, cfg.session)?;
     let profile = profile_from_stream(
-        &bytes,
+        bytes,
         &RunInfo {
             script: cfg.script.unwrap_or_default(),
             embed_sources: true,

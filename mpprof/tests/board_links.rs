@@ -537,3 +537,112 @@ fn probe_mistakes_are_clear_errors_before_any_board_is_touched() {
     assert_eq!(o.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("no debug probe found"), "{stderr}");
 }
+
+/// A serial link that keeps a copy of every byte it reads, as a terminal
+/// program logging a board's output would.
+struct Recording<L> {
+    link: L,
+    log: Vec<u8>,
+}
+
+impl<L: Read> Read for Recording<L> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.link.read(out)?;
+        self.log.extend_from_slice(&out[..n]);
+        Ok(n)
+    }
+}
+
+impl<L: Write> Write for Recording<L> {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.link.write(b)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.link.flush()
+    }
+}
+
+#[test]
+fn a_captured_serial_log_decodes_into_the_same_profile() {
+    // Drive the board by hand through the raw REPL, logging everything it
+    // sends (boot banner, REPL text, two soft resets, the run), then decode
+    // the log with `mpprof decode --uart`.
+    let script = "fixtures/causes/bound_method.py";
+    let mut board = boot_uart_board();
+    let port = serialport::new(&board.pty, 115_200)
+        .timeout(Duration::from_millis(50))
+        .open()
+        .unwrap();
+    let (tx, _rx) = std::sync::mpsc::channel();
+    let recording = Recording {
+        link: port,
+        log: Vec::new(),
+    };
+    let mut repl =
+        board_agent::raw_repl::RawRepl::new(board_agent::uart::DemuxLink::new(recording, tx));
+    let t = Duration::from_secs(20);
+    repl.enter(t).unwrap();
+    repl.soft_reset(t).unwrap();
+    let source = std::fs::read(root().join(script)).unwrap();
+    let out = repl.run(&source, t, &mut |_| {}).unwrap();
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    repl.soft_reset(t).unwrap();
+    board.kill();
+    let log = repl.into_inner().into_inner().log;
+    let capture = out_dir().join("capture.log");
+    std::fs::write(&capture, &log).unwrap();
+
+    let decoded = out_dir().join("capture.json");
+    let o = mpprof(&[
+        "decode",
+        "--uart",
+        capture.to_str().unwrap(),
+        "--script",
+        root().join(script).to_str().unwrap(),
+        "-o",
+        decoded.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    // Boot, the run, and the session the last reset began.
+    assert!(stderr.contains(" session(s) of "), "{stderr}");
+    let from_log = Profile::from_json_file(&decoded).unwrap();
+    assert!(!from_log.meta.partial);
+
+    let live = out_dir().join("capture-live.json");
+    let mut board = boot_uart_board();
+    let o = mpprof(&[
+        "run",
+        "-q",
+        "--device",
+        &board.pty,
+        "-o",
+        live.to_str().unwrap(),
+        root().join(script).to_str().unwrap(),
+    ]);
+    board.kill();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let run = Profile::from_json_file(&live).unwrap();
+    let name = "bound_method.py";
+    assert!(!allocations(&from_log, name).is_empty());
+    assert_eq!(allocations(&from_log, name), allocations(&run, name));
+    assert_eq!(
+        opcodes_per_line(&from_log, name),
+        opcodes_per_line(&run, name)
+    );
+
+    // A log without envelopes says what it is not.
+    let o = mpprof(&[
+        "decode",
+        "--uart",
+        root().join("fixtures/misc/fib.py").to_str().unwrap(),
+        "-o",
+        decoded.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no frame envelopes"));
+}
