@@ -21,6 +21,39 @@ use crate::ExitInfo;
 /// The serial link to a board's REPL.
 pub type Link = Box<dyn serialport::SerialPort>;
 
+/// A serial link read in batches. Emulated and USB-CDC UARTs deliver a
+/// stream a few bytes at a time (qemu writes each byte the guest sends); a
+/// read per few bytes costs more than the bytes, so a short read waits a
+/// moment and takes what has arrived since, without blocking on an idle link.
+pub struct BatchedLink(pub Link);
+
+/// How long a short read waits for more bytes.
+const BATCH_WAIT: Duration = Duration::from_millis(1);
+
+impl std::io::Read for BatchedLink {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        let mut n = self.0.read(out)?;
+        if n > 0 && n < out.len() / 8 {
+            std::thread::sleep(BATCH_WAIT);
+            let more = self.0.bytes_to_read().unwrap_or(0) as usize;
+            let want = more.min(out.len() - n);
+            if want > 0 {
+                n += self.0.read(&mut out[n..n + want])?;
+            }
+        }
+        Ok(n)
+    }
+}
+
+impl Write for BatchedLink {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.write(b)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
 /// A source of RTT bytes, polled from its own thread while a script runs.
 pub trait RttSource: Send {
     /// Append what the target has written since the last call.
@@ -64,7 +97,7 @@ pub struct BoardRun {
 
 /// A board with its raw REPL entered.
 pub struct Board {
-    repl: RawRepl<DemuxLink<Link>>,
+    repl: RawRepl<DemuxLink<BatchedLink>>,
     frames_tx: Sender<Vec<u8>>,
     frames_rx: Receiver<Vec<u8>>,
     rtt: Option<Box<dyn RttSource>>,
@@ -93,7 +126,7 @@ impl Board {
         timeout: Duration,
     ) -> Result<Board, BoardError> {
         let (frames_tx, frames_rx) = mpsc::channel();
-        let mut repl = RawRepl::new(DemuxLink::new(link, frames_tx.clone()));
+        let mut repl = RawRepl::new(DemuxLink::new(BatchedLink(link), frames_tx.clone()));
         repl.enter(timeout)?;
         Ok(Board {
             repl,
@@ -160,6 +193,7 @@ impl Board {
             .repl
             .link_ref()
             .inner()
+            .0
             .try_clone()
             .map_err(BoardError::Link)?;
         let give_up = Arc::new(AtomicBool::new(false));
@@ -282,7 +316,7 @@ impl Board {
 
     /// A second handle on the REPL link.
     pub fn link_clone(&self) -> Result<Link, serialport::Error> {
-        self.repl.link_ref().inner().try_clone()
+        self.repl.link_ref().inner().0.try_clone()
     }
 }
 

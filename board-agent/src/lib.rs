@@ -13,6 +13,7 @@ pub mod probe;
 pub mod qemu;
 pub mod raw_repl;
 pub mod rtt;
+pub mod shared_ram;
 pub mod uart;
 
 use std::io::Read;

@@ -17,6 +17,7 @@ use std::time::Duration;
 use crate::board::{Board, BoardError, RttReader};
 use crate::gdbstub::GdbClient;
 use crate::rtt;
+use crate::shared_ram::SharedRamFile;
 use crate::AgentError;
 
 /// How to start the emulated board.
@@ -82,6 +83,8 @@ fn free_port() -> std::io::Result<u16> {
 /// A running emulator, before anything has opened its serial port.
 pub struct QemuProcess {
     child: Child,
+    /// The file backing the board's RAM, when the host reads it directly.
+    shared_ram: Option<SharedRamFile>,
     /// The board's UART as a pseudo-terminal.
     pub pty: String,
     gdb_addr: String,
@@ -115,6 +118,12 @@ pub struct QemuSession {
 impl QemuBoard {
     /// Start the emulator; its UART is a pseudo-terminal nobody has opened yet.
     pub fn spawn(&self) -> Result<QemuProcess, QemuError> {
+        self.spawn_with(None)
+    }
+
+    /// As [`QemuBoard::spawn`]; with `shared_ram`, the board's RAM at
+    /// 0x21000000 is that file.
+    fn spawn_with(&self, shared_ram: Option<SharedRamFile>) -> Result<QemuProcess, QemuError> {
         if !self.firmware.is_file() {
             return Err(QemuError::Firmware {
                 path: self.firmware.clone(),
@@ -128,8 +137,21 @@ impl QemuBoard {
             })
         })?;
         let gdb_addr = format!("127.0.0.1:{port}");
-        let mut child = Command::new(&self.qemu)
-            .args(["-machine", "mps2-an385", "-nographic", "-monitor", "null"])
+        let mut cmd = Command::new(&self.qemu);
+        match &shared_ram {
+            Some(f) => {
+                cmd.args(["-machine", "mps2-an385,memory-backend=mpprof-ram"]);
+                cmd.arg("-object").arg(format!(
+                    "memory-backend-file,id=mpprof-ram,size=16M,mem-path={},share=on",
+                    f.path.display()
+                ));
+            }
+            None => {
+                cmd.args(["-machine", "mps2-an385"]);
+            }
+        }
+        let mut child = cmd
+            .args(["-nographic", "-monitor", "null"])
             .arg("-semihosting")
             .args(["-icount", &format!("shift={},sleep=off", self.icount_shift)])
             .args(["-serial", "pty"])
@@ -147,6 +169,7 @@ impl QemuBoard {
         match read_pty_name(&mut child) {
             Ok(pty) => Ok(QemuProcess {
                 child,
+                shared_ram,
                 pty,
                 gdb_addr,
             }),
@@ -163,10 +186,21 @@ impl QemuBoard {
     /// UART transport, on the serial link.
     pub fn boot(&self, transport: QemuTransport) -> Result<QemuSession, QemuError> {
         let rtt_addr = match transport {
-            QemuTransport::Rtt => Some(rtt_symbol(&self.firmware)?),
+            QemuTransport::Rtt | QemuTransport::SharedRam => Some(rtt_symbol(&self.firmware)?),
             QemuTransport::Uart => None,
         };
-        let process = self.spawn()?;
+        let shared_ram = match transport {
+            QemuTransport::SharedRam => {
+                Some(SharedRamFile::create(&std::env::temp_dir()).map_err(|e| {
+                    QemuError::Agent(AgentError::Io {
+                        what: "cannot create the file backing the board's RAM",
+                        source: e,
+                    })
+                })?)
+            }
+            _ => None,
+        };
+        let process = self.spawn_with(shared_ram)?;
         let serial = serialport::new(&process.pty, 115_200)
             .timeout(Duration::from_millis(50))
             .open()
@@ -176,7 +210,17 @@ impl QemuBoard {
             })?;
         let mut board = Board::open(serial, None, Duration::from_secs(20))?;
         // The REPL is up, so the firmware has set its control block up.
-        if let Some(addr) = rtt_addr {
+        if let (Some(addr), Some(file)) = (rtt_addr, &process.shared_ram) {
+            let mut ram = file.open().map_err(|e| {
+                QemuError::Agent(AgentError::Io {
+                    what: "cannot open the file backing the board's RAM",
+                    source: e,
+                })
+            })?;
+            let channel =
+                rtt::up_channel(&mut ram, addr).map_err(|e| QemuError::Rtt(e.to_string()))?;
+            board.set_rtt(Some(Box::new(RttReader { mem: ram, channel })));
+        } else if let Some(addr) = rtt_addr {
             let mut gdb = GdbClient::connect(&process.gdb_addr, Duration::from_secs(5))?;
             let channel =
                 rtt::up_channel(&mut gdb, addr).map_err(|e| QemuError::Rtt(e.to_string()))?;
@@ -194,6 +238,9 @@ pub enum QemuTransport {
     Rtt,
     /// Envelopes on the UART, as a board without a probe sends them.
     Uart,
+    /// The same RTT buffer, read from the board's RAM shared with the host
+    /// through a file: the guest never stops for the host (emulator only).
+    SharedRam,
 }
 
 /// qemu says "char device redirected to /dev/pts/N (label serial0)" on

@@ -71,10 +71,12 @@ pub struct RunConfig {
     /// The flame graph's weight: cycles, opcodes, alloc-bytes or alloc-count.
     #[arg(long, default_value = "cycles")]
     pub weight: String,
-    /// How the qemu firmware sends its stream: rtt (read through qemu's
-    /// gdbstub, as a probe reads a board) or uart (framed on the REPL link,
-    /// as a board without a probe sends it).
-    #[arg(long, value_enum, default_value_t = TransportArg::Rtt)]
+    /// How the qemu firmware's stream is read: shared-ram (the RTT buffer
+    /// read from the board's RAM mapped from a file, never stopping the
+    /// guest: the fast path), rtt (the same buffer through qemu's gdbstub, as
+    /// a probe reads a board) or uart (framed on the REPL link, as a board
+    /// without a probe sends it).
+    #[arg(long, value_enum, default_value_t = TransportArg::SharedRam)]
     pub transport: TransportArg,
     /// A real board's serial port, its REPL (e.g. /dev/ttyACM0). Without
     /// --probe the stream comes framed on the same link.
@@ -241,7 +243,7 @@ pub fn profile_script(
         flamegraph: None,
         weight: "cycles".into(),
         live: false,
-        transport: TransportArg::Rtt,
+        transport: TransportArg::SharedRam,
         device: None,
         probe: None,
         chip: None,
@@ -394,6 +396,9 @@ pub enum TransportArg {
     Rtt,
     /// Frames on the board's UART, interleaved with the REPL's text.
     Uart,
+    /// The RTT buffer read from the board's RAM, shared with the host
+    /// through a file: the guest never stops for the host.
+    SharedRam,
 }
 
 /// A board ready to run a script: the emulated one (stopped when closed)
@@ -439,7 +444,7 @@ fn open_qemu(cfg: &RunConfig) -> Result<OpenBoard> {
         None => {
             let opts = vm_instrumented::BuildOptions {
                 transport: match cfg.transport {
-                    TransportArg::Rtt => vm_instrumented::Transport::Rtt,
+                    TransportArg::Rtt | TransportArg::SharedRam => vm_instrumented::Transport::Rtt,
                     TransportArg::Uart => vm_instrumented::Transport::Uart,
                 },
                 ..vm_instrumented::BuildOptions::default()
@@ -461,6 +466,7 @@ fn open_qemu(cfg: &RunConfig) -> Result<OpenBoard> {
     let transport = match cfg.transport {
         TransportArg::Rtt => board_agent::qemu::QemuTransport::Rtt,
         TransportArg::Uart => board_agent::qemu::QemuTransport::Uart,
+        TransportArg::SharedRam => board_agent::qemu::QemuTransport::SharedRam,
     };
     Ok(OpenBoard::Qemu(
         board

@@ -646,3 +646,37 @@ fn a_captured_serial_log_decodes_into_the_same_profile() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("no frame envelopes"));
 }
+
+#[test]
+fn the_shared_ram_fast_path_reads_what_the_gdbstub_reads() {
+    // The same firmware and RTT buffer, read two ways: through the gdbstub
+    // (the guest stops for each read, as a probe would halt nothing but
+    // still takes turns) and from the board's RAM mapped from a file (the
+    // guest never stops). Guest time runs on instructions, so even the
+    // ticks agree exactly.
+    let run = |transport: &str| -> Profile {
+        let out = out_dir().join(format!("fib-{transport}.json"));
+        let o = mpprof(&[
+            "run",
+            "-q",
+            "--target",
+            "qemu",
+            "--transport",
+            transport,
+            "-o",
+            out.to_str().unwrap(),
+            root().join("fixtures/misc/fib.py").to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        Profile::from_json_file(&out).unwrap()
+    };
+    let (gdb, shm) = (run("rtt"), run("shared-ram"));
+    let fib = |p: &Profile| {
+        let f = &p.functions[p.find_functions("fib")[0]];
+        (f.calls, f.incl_ticks, f.excl_ticks, f.opcodes)
+    };
+    assert_eq!(fib(&gdb).0, 1973);
+    assert_eq!(fib(&gdb), fib(&shm));
+    assert_eq!(shm.meta.dropped.total(), 0);
+    assert_eq!(gdb.gc.alloc_count, shm.gc.alloc_count);
+}

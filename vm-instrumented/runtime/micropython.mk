@@ -17,6 +17,12 @@ endif
 
 CFLAGS_USERMOD += -I$(MPPROF_MOD_DIR)
 
+# The emulated board's RTT block goes in its 16 MiB RAM at 0x21000000, which
+# MicroPython leaves alone (mpprof_qemu_config.h, mpprof_rtt.c).
+ifeq ($(MPPROF_SHARED_RTT),1)
+LDFLAGS_USERMOD += -Wl,--section-start=.mpprof_rtt=0x21000000
+endif
+
 # The hooked VM copy gets the same optimisation as py/vm.c, and so do the
 # hooks it calls on every frame and allocation.
 $(BUILD)/mpprof/mpprof_vm.o: CFLAGS += $(CSUPEROPT)

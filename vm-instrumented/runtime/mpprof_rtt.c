@@ -27,28 +27,49 @@ typedef struct {
     mpprof_rtt_buffer_t down[1];
 } mpprof_rtt_cb_t;
 
+#if MPPROF_RTT_SHARED_SECTION
+// In a section of its own that the build places (`--section-start`) outside
+// the image: on the emulated board, RAM the host maps from a file and reads
+// without stopping the guest. Uninitialised (nobits; '@' starts a comment
+// for the Arm assembler, hiding the "progbits" GCC would append).
+#define RTT_PLACE __attribute__((section(".mpprof_rtt,\"aw\",%nobits @"), used, aligned(4)))
+#else
+#define RTT_PLACE __attribute__((used, aligned(4)))
+#endif
+
 // The symbol name hosts look for in the ELF.
-mpprof_rtt_cb_t _SEGGER_RTT __attribute__((used, aligned(4)));
-static uint8_t rtt_up[MPPROF_RTT_UP_SIZE];
-static uint8_t rtt_down[MPPROF_RTT_DOWN_SIZE];
+mpprof_rtt_cb_t _SEGGER_RTT RTT_PLACE;
+static uint8_t rtt_up[MPPROF_RTT_UP_SIZE] RTT_PLACE;
+static uint8_t rtt_down[MPPROF_RTT_DOWN_SIZE] RTT_PLACE;
+#define RTT_CB (&_SEGGER_RTT)
+#define RTT_UP (rtt_up)
+#define RTT_DOWN (rtt_down)
+
+// In .bss: false at power-on, kept across soft resets (which re-run
+// mpprof_init) so the host's unread bytes survive them.
+static bool rtt_ready;
 
 void mpprof_rtt_init(void) {
-    mpprof_rtt_cb_t *cb = &_SEGGER_RTT;
-    if (cb->id[0] == 'S') {
+    mpprof_rtt_cb_t *cb = RTT_CB;
+    if (rtt_ready) {
         // Already set up (a soft reset): keep what the host has not read yet.
         return;
     }
+    rtt_ready = true;
+    // The id last (below): a host polling RAM must not take a block that is
+    // still being written for a good one.
+    memset(cb->id, 0, sizeof(cb->id));
     cb->max_up = 1;
     cb->max_down = 1;
     cb->up[0].name = "mpprof";
-    cb->up[0].buffer = rtt_up;
-    cb->up[0].size = sizeof(rtt_up);
+    cb->up[0].buffer = RTT_UP;
+    cb->up[0].size = MPPROF_RTT_UP_SIZE;
     cb->up[0].wr_off = 0;
     cb->up[0].rd_off = 0;
     cb->up[0].flags = 0; // no-block-skip: a full buffer drops the frame
     cb->down[0].name = "mpprof";
-    cb->down[0].buffer = rtt_down;
-    cb->down[0].size = sizeof(rtt_down);
+    cb->down[0].buffer = RTT_DOWN;
+    cb->down[0].size = MPPROF_RTT_DOWN_SIZE;
     cb->down[0].wr_off = 0;
     cb->down[0].rd_off = 0;
     cb->down[0].flags = 0;
@@ -64,7 +85,7 @@ void mpprof_rtt_init(void) {
 }
 
 bool mpprof_rtt_write(const uint8_t *buf, size_t len) {
-    mpprof_rtt_buffer_t *up = &_SEGGER_RTT.up[0];
+    mpprof_rtt_buffer_t *up = &RTT_CB->up[0];
     uint32_t size = up->size;
     uint32_t wr = up->wr_off;
     uint32_t rd = up->rd_off;

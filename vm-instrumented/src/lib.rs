@@ -765,6 +765,8 @@ pub fn build_qemu(
                     format!("USER_C_MODULES={}", tree.join("mpprof-usermod").display()),
                     format!("MPPROF_PORT={port}"),
                     format!("MPPROF_TRANSPORT={transport}"),
+                    // The RTT block in the RAM the host can map (0x21000000).
+                    "MPPROF_SHARED_RTT=1".into(),
                     format!("CFLAGS_EXTRA=-DMP_CONFIGFILE=\"<mpprof_qemu_config.h>\"{clock_flags}"),
                 ],
             )

@@ -487,7 +487,7 @@ fn board_transports(tmp: &Path) -> Result<Vec<BoardBench>> {
         "def floats(n):\n    x = 0.0\n    for i in range(n):\n        x = x + 0.5\n    return x\n\n\nprint(floats(20000))\n",
     )?;
     let mut out = Vec::new();
-    for transport in ["rtt", "uart"] {
+    for transport in ["rtt", "shared-ram", "uart"] {
         let mut best: Option<BoardBench> = None;
         for _ in 0..3 {
             let prof = tmp.join(format!("board-{transport}.json"));
@@ -685,7 +685,7 @@ fn main() -> Result<()> {
         md,
         "## 7. Boards (emulated Cortex-M3, qemu -icount shift=4)\n"
     );
-    let _ = writeln!(md, "`mpprof run --target qemu --transport rtt|uart` on a loop making 20,000 float allocations. *Module ticks*: the script's own time in guest ticks (40 ns of guest time, deterministic): what sending the stream costs the board shows as the difference. Wall: the whole run, qemu boot included, best of 3.\n");
+    let _ = writeln!(md, "`mpprof run --target qemu --transport rtt|shared-ram|uart` on a loop making 20,000 float allocations (rtt: the RTT buffer read through the gdbstub, which stops the guest for each read; shared-ram: the same buffer read from the board's RAM mapped from a file; uart: envelopes on the REPL's serial link). *Module ticks*: the script's own time in guest ticks (40 ns of guest time, deterministic): what sending the stream costs the board shows as the difference. Wall: the whole run, qemu boot included, best of 3.\n");
     let _ = writeln!(md, "| transport | module ticks | stream bytes | wall s |");
     let _ = writeln!(md, "|---|---:|---:|---:|");
     for b in &boards {

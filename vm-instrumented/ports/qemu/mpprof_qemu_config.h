@@ -11,5 +11,11 @@
 #define MPPROF_COUNTER_WORDS (1u << 16)
 #define MPPROF_FRAME_PAYLOAD (1024)
 #define MPPROF_RTT_UP_SIZE (64 * 1024)
+// The RTT block in the MPS2's 16 MiB RAM at 0x21000000, which MicroPython
+// does not use (its image and heap are in SSRAM at 0x0): qemu can back that
+// RAM with a file the host reads while the guest runs, no gdbstub stop
+// needed. The gdbstub reader finds the block there too.
+// (micropython.mk places the section there.)
+#define MPPROF_RTT_SHARED_SECTION (1)
 
 #include "mpprof_hooks.h"
