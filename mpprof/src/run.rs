@@ -614,6 +614,9 @@ fn run_on_board(
     let (agg, stats) = reader
         .join()
         .map_err(|_| anyhow::anyhow!("the stream reader failed"))?;
+    if stats.frames == 0 && result.is_ok() {
+        eprintln!("mpprof: warning: no profile frames came from the board: is its firmware built with mpprof (docs/boards.md)? Without --probe it must use the UART transport (MPPROF_TRANSPORT=uart); with it, RTT");
+    }
     let mut host_reason = None;
     let (status, message) = match &result {
         Ok(r) => {

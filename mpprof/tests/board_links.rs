@@ -680,3 +680,38 @@ fn the_shared_ram_fast_path_reads_what_the_gdbstub_reads() {
     assert_eq!(shm.meta.dropped.total(), 0);
     assert_eq!(gdb.gc.alloc_count, shm.gc.alloc_count);
 }
+
+#[test]
+fn a_board_whose_frames_do_not_come_on_the_link_is_said_plainly() {
+    // The RTT firmware on `--device` without a probe: the script runs, but
+    // its frames stay in the board's RAM.
+    ensure_qemu();
+    let firmware =
+        vm_instrumented::build_qemu(&vm_instrumented::BuildOptions::default(), &mut |_| {})
+            .unwrap()
+            .firmware;
+    let mut board = QemuBoard {
+        firmware,
+        qemu: "qemu-system-arm".into(),
+        icount_shift: 4,
+    }
+    .spawn()
+    .unwrap();
+    let out = out_dir().join("no-frames.json");
+    let o = mpprof(&[
+        "run",
+        "--device",
+        &board.pty,
+        "-o",
+        out.to_str().unwrap(),
+        root().join("fixtures/misc/fib.py").to_str().unwrap(),
+    ]);
+    board.kill();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("no profile frames came from the board"),
+        "{stderr}"
+    );
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "610");
+}
