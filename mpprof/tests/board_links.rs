@@ -393,12 +393,11 @@ fn bytes_flipped_on_the_link_are_counted_exactly() {
 }
 
 #[test]
-fn a_timeout_on_a_board_that_cannot_see_ctrl_c_still_ends_with_the_profile() {
-    // The qemu port reads its UART only when it waits for input, so Ctrl-C
-    // cannot stop a running script: mpprof gives up waiting, stops the
-    // emulator and keeps what came.
+fn a_timeout_on_the_emulated_board_interrupts_the_script() {
+    // The qemu port reads its UART only when it waits for input; the
+    // runtime looks for Ctrl-C on its loop tick, so the script gets its
+    // KeyboardInterrupt and the board ends the session normally.
     let out = out_dir().join("timeout.json");
-    let started = Instant::now();
     let o = mpprof(&[
         "run",
         "-q",
@@ -412,13 +411,49 @@ fn a_timeout_on_a_board_that_cannot_see_ctrl_c_still_ends_with_the_profile() {
     ]);
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("KeyboardInterrupt"), "{stderr}");
+    assert!(!stderr.contains("did not stop"), "{stderr}");
+    let p = Profile::from_json_file(&out).unwrap();
+    assert_eq!(p.meta.exit.reason, mpprof_profile::ExitReason::Timeout);
+    assert_eq!(p.meta.dropped.total(), 0);
+    let spin = &p.functions[p.find_functions("spin")[0]];
+    assert!(spin.opcodes > 100_000, "{}", spin.opcodes);
+}
+
+#[test]
+fn a_board_that_ignores_ctrl_c_is_given_up_on_with_the_profile_so_far() {
+    // Frames started after `mpprof.stop()` run unhooked, so nothing on the
+    // emulated board looks for Ctrl-C (as on a board busy in C code): mpprof
+    // waits its grace period, stops the emulator and keeps what came.
+    let script = out_dir().join("deaf.py");
+    std::fs::write(
+        &script,
+        "import mpprof\n\n\ndef work():\n    t = 0\n    for i in range(20000):\n        t += i\n    return t\n\n\ndef deaf():\n    while True:\n        pass\n\n\nwork()\nmpprof.stop()\ndeaf()\n",
+    )
+    .unwrap();
+    let out = out_dir().join("deaf.json");
+    let started = Instant::now();
+    let o = mpprof(&[
+        "run",
+        "-q",
+        "--target",
+        "qemu",
+        "--timeout",
+        "2s",
+        "-o",
+        out.to_str().unwrap(),
+        script.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("did not stop"), "{stderr}");
     assert!(started.elapsed() < Duration::from_secs(60));
     let p = Profile::from_json_file(&out).unwrap();
     assert_eq!(p.meta.exit.reason, mpprof_profile::ExitReason::Timeout);
     assert!(p.meta.partial);
-    let spin = &p.functions[p.find_functions("spin")[0]];
-    assert!(spin.opcodes > 100_000, "{}", spin.opcodes);
+    let work = &p.functions[p.find_functions("work")[0]];
+    assert_eq!(work.calls, 1);
+    assert!(work.opcodes > 100_000, "{}", work.opcodes);
 }
 
 #[test]

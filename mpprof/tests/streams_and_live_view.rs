@@ -199,8 +199,7 @@ fn the_live_view_runs_in_tmux_and_q_writes_the_profile() {
 #[test]
 fn the_live_view_watches_the_emulated_board() {
     // The board runs the script from a thread of its own; the view follows
-    // its RTT stream. The qemu port cannot see Ctrl-C, so `q` gives it the
-    // grace period, then stops the emulator: the profile so far is written.
+    // its RTT stream; `q` sends Ctrl-C and the profile so far is written.
     let p = live_view_in_tmux(&["--target", "qemu"], "qemu");
     assert_eq!(p.meta.target, "qemu");
     assert!(p.meta.partial, "the script was stopped");

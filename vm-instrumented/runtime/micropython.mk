@@ -19,6 +19,9 @@ CFLAGS_USERMOD += -I$(MPPROF_MOD_DIR)
 
 # The emulated board's RTT block goes in its 16 MiB RAM at 0x21000000, which
 # MicroPython leaves alone (mpprof_qemu_config.h, mpprof_rtt.c).
+ifeq ($(MPPROF_PORT),qemu)
+CFLAGS_USERMOD += -DMPPROF_PORT_QEMU=1
+endif
 ifeq ($(MPPROF_SHARED_RTT),1)
 LDFLAGS_USERMOD += -Wl,--section-start=.mpprof_rtt=0x21000000
 endif

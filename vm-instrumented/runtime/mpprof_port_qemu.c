@@ -67,3 +67,24 @@ const char *mpprof_port_target_name(void) {
 bool mpprof_port_is_main_thread(void) {
     return true;
 }
+
+#if defined(MPPROF_PORT_POLL) && MICROPY_KBD_EXCEPTION
+#include "py/runtime.h"
+#include "shared/runtime/interrupt_char.h"
+
+#define UART0_DATA (*(volatile uint32_t *)0x40004000)
+#define UART0_STATE (*(volatile uint32_t *)0x40004004)
+#define UART_STATE_RXFULL (1 << 1)
+
+void mpprof_port_qemu_poll(void) {
+    // Nothing else is read from the UART while a script runs (the raw REPL
+    // sends the next script only after this one ends), so a byte here is the
+    // host's Ctrl-C; anything else is dropped, as a busy board would.
+    if ((UART0_STATE & UART_STATE_RXFULL) && (int)(UART0_DATA & 0xff) == mp_interrupt_char) {
+        mp_sched_keyboard_interrupt();
+    }
+}
+#else
+void mpprof_port_qemu_poll(void) {
+}
+#endif

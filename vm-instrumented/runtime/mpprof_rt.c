@@ -633,6 +633,10 @@ bool mpprof_vm_enter(mp_code_state_t *code_state, void *inject_exc, int *kind_ou
 
 void mpprof_loop_tick(void) {
     mpprof_loop_countdown = 4096;
+    #ifdef MPPROF_PORT_POLL
+    // A port that cannot otherwise notice Ctrl-C while a script runs.
+    MPPROF_PORT_POLL();
+    #endif
     if (!rt.recording || rt.in_hook) {
         return;
     }

@@ -18,4 +18,14 @@
 // (micropython.mk places the section there.)
 #define MPPROF_RTT_SHARED_SECTION (1)
 
+// The qemu port reads its UART only while it waits for input, so a Ctrl-C
+// sent while a script runs would go unseen: the runtime looks for it on its
+// periodic loop tick (mpprof_port_qemu.c), while profiling.
+// (The build defines MPPROF_PORT_QEMU with the qemu port layer, not with the
+// real boards' layer it can also run.)
+#if MPPROF_PORT_QEMU
+void mpprof_port_qemu_poll(void);
+#define MPPROF_PORT_POLL() mpprof_port_qemu_poll()
+#endif
+
 #include "mpprof_hooks.h"
