@@ -99,24 +99,8 @@ pub fn run_live(cfg: &RunConfig, output: &Path) -> Result<(Aggregator, DecodeSta
         });
     }
 
-    let st = LiveState::new(
-        "host",
-        &cfg.script.display().to_string(),
-        &output.display().to_string(),
-    );
-    let (exit, host_reason) = view_loop(
-        &shared,
-        &out_rx,
-        Some(&mut session),
-        st,
-        &cfg.script.display().to_string(),
-        output,
-    )?;
-    let _ = ingest.join();
-    let shared = Arc::try_unwrap(shared)
-        .map_err(|_| anyhow::anyhow!("the stream reader is still running"))?
-        .into_inner()
-        .map_err(|_| anyhow::anyhow!("the stream reader failed"))?;
+    let (exit, host_reason, shared) =
+        watch_until_done(cfg, output, "host", shared, ingest, &out_rx, &mut session)?;
     Ok((
         shared.agg,
         shared.stats,
@@ -237,25 +221,9 @@ fn run_live_board(cfg: &RunConfig, output: &Path) -> Result<(Aggregator, DecodeS
         message: None,
     };
     let target = if cfg.on_device() { "board" } else { "qemu" };
-    let st = LiveState::new(
-        target,
-        &cfg.script.display().to_string(),
-        &output.display().to_string(),
-    );
-    let (exit, host_reason) = view_loop(
-        &shared,
-        &out_rx,
-        Some(&mut session),
-        st,
-        &cfg.script.display().to_string(),
-        output,
-    )?;
+    let (exit, host_reason, shared) =
+        watch_until_done(cfg, output, target, shared, ingest, &out_rx, &mut session)?;
     let exit = exit.unwrap_or_else(|| session.finish());
-    let _ = ingest.join();
-    let shared = Arc::try_unwrap(shared)
-        .map_err(|_| anyhow::anyhow!("the stream reader is still running"))?
-        .into_inner()
-        .map_err(|_| anyhow::anyhow!("the stream reader failed"))?;
     if let Some(m) = &session.message {
         eprintln!("mpprof: the board run failed: {m}; the profile so far is kept");
     }
@@ -271,6 +239,28 @@ fn run_live_board(cfg: &RunConfig, output: &Path) -> Result<(Aggregator, DecodeS
             embed_sources: true,
         },
     ))
+}
+
+/// The view until `q` (or the end), then the stream read to its end: how the
+/// script ended, why the host ended it, and what was aggregated.
+fn watch_until_done(
+    cfg: &RunConfig,
+    output: &Path,
+    target: &str,
+    shared: Arc<Mutex<Shared>>,
+    ingest: std::thread::JoinHandle<()>,
+    out_rx: &mpsc::Receiver<String>,
+    session: &mut dyn Session,
+) -> Result<(Option<board_agent::ExitInfo>, Option<ExitReason>, Shared)> {
+    let script = cfg.script.display().to_string();
+    let st = LiveState::new(target, &script, &output.display().to_string());
+    let (exit, host_reason) = view_loop(&shared, out_rx, Some(session), st, &script, output)?;
+    let _ = ingest.join();
+    let shared = Arc::try_unwrap(shared)
+        .map_err(|_| anyhow::anyhow!("the stream reader is still running"))?
+        .into_inner()
+        .map_err(|_| anyhow::anyhow!("the stream reader failed"))?;
+    Ok((exit, host_reason, shared))
 }
 
 /// Read a stream into the shared aggregator until it ends. Ingestion never

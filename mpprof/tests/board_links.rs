@@ -392,12 +392,10 @@ fn bytes_flipped_on_the_link_are_counted_exactly() {
     );
 }
 
-#[test]
-fn a_timeout_on_the_emulated_board_interrupts_the_script() {
-    // The qemu port reads its UART only when it waits for input; the
-    // runtime looks for Ctrl-C on its loop tick, so the script gets its
-    // KeyboardInterrupt and the board ends the session normally.
-    let out = out_dir().join("timeout.json");
+/// `mpprof run --target qemu --timeout 2s SCRIPT`: a failed run (exit 1)
+/// ended by the timeout; what it said, and its profile.
+fn timed_out_on_qemu(script: &Path, name: &str) -> (String, Profile) {
+    let out = out_dir().join(format!("{name}.json"));
     let o = mpprof(&[
         "run",
         "-q",
@@ -407,14 +405,23 @@ fn a_timeout_on_the_emulated_board_interrupts_the_script() {
         "2s",
         "-o",
         out.to_str().unwrap(),
-        root().join("fixtures/misc/forever.py").to_str().unwrap(),
+        script.to_str().unwrap(),
     ]);
-    let stderr = String::from_utf8_lossy(&o.stderr);
+    let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
     assert_eq!(o.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("KeyboardInterrupt"), "{stderr}");
-    assert!(!stderr.contains("did not stop"), "{stderr}");
     let p = Profile::from_json_file(&out).unwrap();
     assert_eq!(p.meta.exit.reason, mpprof_profile::ExitReason::Timeout);
+    (stderr, p)
+}
+
+#[test]
+fn a_timeout_on_the_emulated_board_interrupts_the_script() {
+    // The qemu port reads its UART only when it waits for input; the
+    // runtime looks for Ctrl-C on its loop tick, so the script gets its
+    // KeyboardInterrupt and the board ends the session normally.
+    let (stderr, p) = timed_out_on_qemu(&root().join("fixtures/misc/forever.py"), "timeout");
+    assert!(stderr.contains("KeyboardInterrupt"), "{stderr}");
+    assert!(!stderr.contains("did not stop"), "{stderr}");
     assert_eq!(p.meta.dropped.total(), 0);
     let spin = &p.functions[p.find_functions("spin")[0]];
     assert!(spin.opcodes > 100_000, "{}", spin.opcodes);
@@ -431,25 +438,10 @@ fn a_board_that_ignores_ctrl_c_is_given_up_on_with_the_profile_so_far() {
         "import mpprof\n\n\ndef work():\n    t = 0\n    for i in range(20000):\n        t += i\n    return t\n\n\ndef deaf():\n    while True:\n        pass\n\n\nwork()\nmpprof.stop()\ndeaf()\n",
     )
     .unwrap();
-    let out = out_dir().join("deaf.json");
     let started = Instant::now();
-    let o = mpprof(&[
-        "run",
-        "-q",
-        "--target",
-        "qemu",
-        "--timeout",
-        "2s",
-        "-o",
-        out.to_str().unwrap(),
-        script.to_str().unwrap(),
-    ]);
-    let stderr = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    let (stderr, p) = timed_out_on_qemu(&script, "deaf");
     assert!(stderr.contains("did not stop"), "{stderr}");
     assert!(started.elapsed() < Duration::from_secs(60));
-    let p = Profile::from_json_file(&out).unwrap();
-    assert_eq!(p.meta.exit.reason, mpprof_profile::ExitReason::Timeout);
     assert!(p.meta.partial);
     let work = &p.functions[p.find_functions("work")[0]];
     assert_eq!(work.calls, 1);
