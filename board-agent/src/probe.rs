@@ -165,23 +165,35 @@ pub fn attach(opts: &ProbeOptions) -> Result<Box<dyn RttSource>, ProbeError> {
         })
         .collect();
     let mut mem = ProbeMemory { session };
-    let cb = match rtt_symbol {
-        Some(a) => a,
-        None => {
-            let mut found = None;
-            for &(start, end) in &ram {
-                if let Ok(a) = rtt::find_control_block(&mut mem, start, end) {
-                    found = Some(a);
-                    break;
-                }
-            }
-            found.ok_or_else(|| {
-                ProbeError::Rtt("no RTT control block in the chip's RAM: is the firmware built with mpprof (see docs/boards.md), and has it booted? Give --elf FIRMWARE.elf to look up `_SEGGER_RTT` instead".into())
-            })?
+    // A board just flashed and reset (or just powered) sets its control
+    // block up as MicroPython starts: give it a few seconds.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let channel = loop {
+        match find_channel(&mut mem, rtt_symbol, &ram) {
+            Ok(ch) => break ch,
+            Err(e) if std::time::Instant::now() >= deadline => return Err(e),
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(100)),
         }
     };
-    let channel = rtt::up_channel(&mut mem, cb).map_err(|e| ProbeError::Rtt(e.to_string()))?;
     Ok(Box::new(RttReader { mem, channel }))
+}
+
+/// The up-channel of the control block at `symbol`, or found in `ram`.
+fn find_channel(
+    mem: &mut ProbeMemory,
+    symbol: Option<u32>,
+    ram: &[(u32, u32)],
+) -> Result<crate::rtt::UpChannel, ProbeError> {
+    let cb = match symbol {
+        Some(a) => a,
+        None => ram
+            .iter()
+            .find_map(|&(start, end)| rtt::find_control_block(mem, start, end).ok())
+            .ok_or_else(|| {
+                ProbeError::Rtt("no RTT control block in the chip's RAM: is the firmware built with mpprof (see docs/boards.md), and has it booted? Give --elf FIRMWARE.elf to look up `_SEGGER_RTT` instead".into())
+            })?,
+    };
+    rtt::up_channel(mem, cb).map_err(|e| ProbeError::Rtt(e.to_string()))
 }
 
 fn flash(session: &mut Session, path: &Path) -> Result<(), ProbeError> {
