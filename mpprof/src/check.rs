@@ -55,6 +55,16 @@ pub struct ScriptBudgets {
     pub heap: Option<String>,
     pub target: Option<String>,
     pub timeout: Option<String>,
+    /// With target = "device": the board's serial port (its REPL); a value
+    /// starting with `$` names an environment variable holding it, so one
+    /// budget file serves machines whose boards enumerate differently.
+    pub device: Option<String>,
+    /// With target = "device": read the stream through a debug probe
+    /// (VID:PID[:SERIAL], or "" for the only one), with `chip` and
+    /// optionally `elf`, as `mpprof run --probe` does.
+    pub probe: Option<String>,
+    pub chip: Option<String>,
+    pub elf: Option<PathBuf>,
     #[serde(default)]
     pub budget: Vec<Budget>,
 }
@@ -398,6 +408,41 @@ fn offenders(p: &Profile, b: &Budget) -> (Vec<String>, Option<(String, u32)>) {
 }
 
 /// Evaluate one script's budgets.
+/// The board a script's budgets run on, for target = "device".
+fn device_options(s: &ScriptBudgets) -> Result<Option<crate::run::DeviceOptions>> {
+    let on_device = s.target.as_deref() == Some("device");
+    if !on_device {
+        if s.device.is_some() || s.probe.is_some() {
+            bail!(
+                "{}: `device` and `probe` need target = \"device\"",
+                s.path.display()
+            );
+        }
+        return Ok(None);
+    }
+    let Some(device) = &s.device else {
+        bail!(
+            "{}: target = \"device\" needs device = \"/dev/ttyACM0\" (or \"$VARIABLE\" naming an environment variable that holds the port)",
+            s.path.display()
+        );
+    };
+    let device = match device.strip_prefix('$') {
+        Some(var) => std::env::var(var).map_err(|_| {
+            anyhow::anyhow!(
+                "{}: device = \"{device}\", but the environment variable {var} is not set: set it to the board's serial port (see `mpprof devices`)",
+                s.path.display()
+            )
+        })?,
+        None => device.clone(),
+    };
+    Ok(Some(crate::run::DeviceOptions {
+        device,
+        probe: s.probe.clone(),
+        chip: s.chip.clone(),
+        elf: s.elf.clone(),
+    }))
+}
+
 pub fn evaluate(
     p: &Profile,
     s: &ScriptBudgets,
@@ -471,7 +516,7 @@ pub fn evaluate(
             let Some(limit) = limit else { continue };
             if metric == "cycles" && !deterministic_cycles {
                 bail!(
-                    "{}: budget `{label}` sets cycles, but target `{}` measures wall time, which varies run to run: budget cycles only with target = \"qemu\" (deterministic), or budget opcodes instead",
+                    "{}: budget `{label}` sets cycles, but target `{}` measures time that varies run to run (wall time on the host, real cycles on a board): budget cycles only with target = \"qemu\" (deterministic), or budget opcodes instead",
                     s.path.display(),
                     s.target.as_deref().unwrap_or("host")
                 );
@@ -580,11 +625,13 @@ fn run_check(cfg: &CheckConfig) -> Result<(Vec<Verdict>, bool)> {
         let target = match s.target.as_deref().unwrap_or("host") {
             "host" => Target::Host,
             "qemu" => Target::Qemu,
+            "device" => Target::Host,
             other => bail!(
-                "{}: unknown target `{other}`: use host or qemu",
+                "{}: unknown target `{other}`: use host, qemu or device",
                 s.path.display()
             ),
         };
+        let device = device_options(s)?;
         let heap = s
             .heap
             .as_deref()
@@ -602,7 +649,7 @@ fn run_check(cfg: &CheckConfig) -> Result<(Vec<Verdict>, bool)> {
         } else {
             base_dir.join(&s.path)
         };
-        let profile = profile_script(&script, &s.args, heap, target, timeout)
+        let profile = profile_script(&script, &s.args, heap, target, timeout, device.as_ref())
             .with_context(|| format!("cannot profile {}", s.path.display()))?;
         let baseline = match (&cfg.baseline, cfg.update_baseline) {
             (Some(dir), false) => {

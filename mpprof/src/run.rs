@@ -219,13 +219,25 @@ fn ingest(
     })
 }
 
-/// Run a script and return its profile (for `mpprof check` and tools).
+/// A real board, as `mpprof check` names it (`--device`, `--probe`,
+/// `--chip`, `--elf` of `mpprof run`).
+#[derive(Debug, Clone, Default)]
+pub struct DeviceOptions {
+    pub device: String,
+    pub probe: Option<String>,
+    pub chip: Option<String>,
+    pub elf: Option<PathBuf>,
+}
+
+/// Run a script and return its profile (for `mpprof check` and tools); on
+/// a real board when `device` is given.
 pub fn profile_script(
     script: &Path,
     args: &[String],
     heap: Option<u64>,
     target: Target,
     timeout: Option<Duration>,
+    device: Option<&DeviceOptions>,
 ) -> Result<Profile> {
     check_script(script)?;
     let cfg = RunConfig {
@@ -244,16 +256,16 @@ pub fn profile_script(
         weight: "cycles".into(),
         live: false,
         transport: TransportArg::SharedRam,
-        device: None,
-        probe: None,
-        chip: None,
-        elf: None,
+        device: device.map(|d| d.device.clone()),
+        probe: device.and_then(|d| d.probe.clone()),
+        chip: device.and_then(|d| d.chip.clone()),
+        elf: device.and_then(|d| d.elf.clone()),
         flash: None,
         baud: 115_200,
     };
     let (agg, stats, info) = match target {
-        Target::Host => run_host(&cfg)?,
-        Target::Qemu => run_board(&cfg)?,
+        Target::Host if !cfg.on_device() => run_host(&cfg)?,
+        _ => run_board(&cfg)?,
     };
     Ok(agg.finish(&stats, &info))
 }

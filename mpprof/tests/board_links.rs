@@ -742,3 +742,55 @@ fn a_board_whose_frames_do_not_come_on_the_link_is_said_plainly() {
     );
     assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "610");
 }
+
+#[test]
+fn budgets_run_on_a_board_on_a_serial_device() {
+    // Hardware-in-the-loop CI: a budget file names the board's port through
+    // an environment variable; the same budgets as on the host hold.
+    let mut board = boot_uart_board();
+    let dir = out_dir();
+    let budgets = dir.join("device-budgets.toml");
+    let script = root().join("fixtures/causes/quiet_loop.py");
+    let write = |opcodes: &str| {
+        std::fs::write(
+            &budgets,
+            format!(
+                "[[script]]\npath = \"{}\"\ntarget = \"device\"\ndevice = \"$MPPROF_TEST_BOARD\"\n\n[[script.budget]]\nfunction = \"hot\"\nallocs = 2\nopcodes = \"{opcodes}\"\n",
+                script.display()
+            ),
+        )
+        .unwrap();
+    };
+    let check = || {
+        Command::new(env!("CARGO_BIN_EXE_mpprof"))
+            .args(["check", "--budgets"])
+            .arg(&budgets)
+            .env("MPPROF_TEST_BOARD", &board.pty)
+            .output()
+            .unwrap()
+    };
+    write("=220017");
+    let o = check();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(o.status.success(), "{text}");
+    // One opcode under the measured count fails, and says where.
+    write("220016");
+    let o = check();
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(out.contains("hot"), "{out}");
+    // Without the variable, the error says what to set.
+    let o = Command::new(env!("CARGO_BIN_EXE_mpprof"))
+        .args(["check", "--budgets"])
+        .arg(&budgets)
+        .env_remove("MPPROF_TEST_BOARD")
+        .output()
+        .unwrap();
+    board.kill();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("MPPROF_TEST_BOARD is not set"));
+}
