@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use crate::raw_repl::{RawRepl, ReplError, ReplOutput};
 use crate::rtt::{self, MemoryAccess, UpChannel};
-use crate::uart::{DemuxLink, DemuxStats};
+use crate::uart::DemuxLink;
 use crate::ExitInfo;
 
 /// The serial link to a board's REPL.
@@ -91,8 +91,6 @@ pub struct BoardRun {
     pub exit: ExitInfo,
     /// The script was interrupted (timeout or stop request).
     pub interrupted: bool,
-    /// What the REPL link carried.
-    pub link: DemuxStats,
 }
 
 /// A board with its raw REPL entered.
@@ -189,13 +187,7 @@ impl Board {
         self.repl.link_mut().set_frames(tx.clone());
         let done = AtomicBool::new(false);
         let started = Instant::now();
-        let mut interrupt_link = self
-            .repl
-            .link_ref()
-            .inner()
-            .0
-            .try_clone()
-            .map_err(BoardError::Link)?;
+        let mut interrupt_link = self.link_clone().map_err(BoardError::Link)?;
         let give_up = Arc::new(AtomicBool::new(false));
         let (empty_now, emptied) = (AtomicBool::new(false), AtomicBool::new(false));
         self.repl.set_give_up(Some((give_up.clone(), STOP_GRACE)));
@@ -305,7 +297,6 @@ impl Board {
                 signal: None,
             },
             interrupted,
-            link: self.repl.link_ref().stats(),
         })
     }
 

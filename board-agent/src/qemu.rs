@@ -96,11 +96,6 @@ impl QemuProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-
-    /// The process id, for tests that end it from outside.
-    pub fn id(&self) -> u32 {
-        self.child.id()
-    }
 }
 
 impl Drop for QemuProcess {
@@ -293,11 +288,6 @@ impl QemuSession {
     /// The board, to run scripts on.
     pub fn board(&mut self) -> &mut Board {
         &mut self.board
-    }
-
-    /// The emulator process.
-    pub fn process(&mut self) -> &mut QemuProcess {
-        &mut self.process
     }
 
     /// Stop the emulator.

@@ -78,7 +78,9 @@ impl<L: Read + Write> RawRepl<L> {
         let start = Instant::now();
         let mut shown = 0;
         loop {
-            if let Some(pos) = find(&self.pending, pattern) {
+            // Positions before `shown` were searched already (and shown): a
+            // long run's output is searched once, not again on every read.
+            if let Some(pos) = find(&self.pending[shown..], pattern).map(|p| p + shown) {
                 if pos > shown {
                     on_data(&self.pending[shown..pos]);
                 }

@@ -40,7 +40,6 @@ pub struct DemuxStats {
     /// bytes still go to the decoder, which counts the damage.
     pub broken_envelopes: u64,
     pub text_bytes: u64,
-    pub frame_bytes: u64,
 }
 
 /// Splits a byte stream from the board into REPL text and frame bytes.
@@ -60,11 +59,6 @@ impl Demux {
 
     pub fn stats(&self) -> DemuxStats {
         self.stats
-    }
-
-    /// Whether an envelope is open (its END has not come yet).
-    pub fn in_frame(&self) -> bool {
-        self.in_frame
     }
 
     /// Sort `bytes`: text is appended to `text`, unescaped frame bytes to
@@ -103,7 +97,6 @@ impl Demux {
                         b
                     };
                     frames.push(v);
-                    self.stats.frame_bytes += 1;
                     self.envelope_len += 1;
                     if self.envelope_len > MAX_ENVELOPE {
                         self.stats.broken_envelopes += 1;
@@ -151,10 +144,6 @@ impl<L: Read + Write> DemuxLink<L> {
 
     pub fn into_inner(self) -> L {
         self.link
-    }
-
-    pub fn stats(&self) -> DemuxStats {
-        self.demux.stats()
     }
 
     /// Send the frame bytes somewhere else from now on.
