@@ -24,10 +24,10 @@ pub enum ReplError {
     DidNotStop(Duration),
 }
 
-/// What a script run through the raw REPL printed.
+/// What a script run through the raw REPL left (its output went to
+/// `on_output` as it came, and is not kept).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ReplOutput {
-    pub stdout: Vec<u8>,
     /// The traceback of an uncaught exception, if any.
     pub stderr: Vec<u8>,
 }
@@ -69,10 +69,13 @@ impl<L: Read + Write> RawRepl<L> {
 
     /// Read until `pattern` has been seen; returns what came before it.
     /// `on_data` sees the bytes as they arrive (to show output live).
+    /// With `keep` false, bytes already given to `on_data` are dropped and
+    /// not returned.
     fn read_until(
         &mut self,
         pattern: &[u8],
         timeout: Duration,
+        keep: bool,
         on_data: &mut dyn FnMut(&[u8]),
     ) -> Result<Vec<u8>, ReplError> {
         let start = Instant::now();
@@ -93,6 +96,12 @@ impl<L: Read + Write> RawRepl<L> {
             if safe > shown {
                 on_data(&self.pending[shown..safe]);
                 shown = safe;
+                if !keep {
+                    // Shown and not wanted back: a script printing for
+                    // hours must not grow our memory.
+                    self.pending.drain(..shown);
+                    shown = 0;
+                }
             }
             if let Some((flag, grace)) = &self.give_up {
                 if flag.load(Ordering::SeqCst) {
@@ -127,7 +136,7 @@ impl<L: Read + Write> RawRepl<L> {
         self.link.write_all(b"\r\x03\x03")?;
         std::thread::sleep(Duration::from_millis(50));
         self.link.write_all(b"\x01")?;
-        self.read_until(b"raw REPL; CTRL-B to exit\r\n>", timeout, &mut |_| {})?;
+        self.read_until(b"raw REPL; CTRL-B to exit\r\n>", timeout, true, &mut |_| {})?;
         Ok(())
     }
 
@@ -135,8 +144,8 @@ impl<L: Read + Write> RawRepl<L> {
     /// the board comes back to the raw REPL.
     pub fn soft_reset(&mut self, timeout: Duration) -> Result<(), ReplError> {
         self.link.write_all(b"\x04")?;
-        self.read_until(b"soft reboot\r\n", timeout, &mut |_| {})?;
-        self.read_until(b"raw REPL; CTRL-B to exit\r\n>", timeout, &mut |_| {})?;
+        self.read_until(b"soft reboot\r\n", timeout, true, &mut |_| {})?;
+        self.read_until(b"raw REPL; CTRL-B to exit\r\n>", timeout, true, &mut |_| {})?;
         Ok(())
     }
 
@@ -153,16 +162,17 @@ impl<L: Read + Write> RawRepl<L> {
             self.link.flush()?;
         }
         self.link.write_all(b"\x04")?;
-        let ok = self.read_until(b"OK", Duration::from_secs(10), &mut |_| {})?;
+        let ok = self.read_until(b"OK", Duration::from_secs(10), true, &mut |_| {})?;
         if !ok.is_empty() {
             return Err(ReplError::Refused(
                 String::from_utf8_lossy(&ok).into_owned(),
             ));
         }
-        let stdout = self.read_until(b"\x04", timeout, on_output)?;
-        let stderr = self.read_until(b"\x04", Duration::from_secs(10), &mut |_| {})?;
-        self.read_until(b">", Duration::from_secs(10), &mut |_| {})?;
-        Ok(ReplOutput { stdout, stderr })
+        // The script's output goes to `on_output` only.
+        self.read_until(b"\x04", timeout, false, on_output)?;
+        let stderr = self.read_until(b"\x04", Duration::from_secs(10), true, &mut |_| {})?;
+        self.read_until(b">", Duration::from_secs(10), true, &mut |_| {})?;
+        Ok(ReplOutput { stderr })
     }
 
     /// Interrupt a running script (KeyboardInterrupt on the board).
@@ -221,7 +231,6 @@ mod tests {
                 live.extend_from_slice(d)
             })
             .unwrap();
-        assert_eq!(out.stdout, b"hello\r\n");
         assert_eq!(out.stderr, b"Traceback: boom\r\n");
         assert_eq!(live, b"hello\r\n");
         let sent = repl.into_inner().sent;
