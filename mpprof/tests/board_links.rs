@@ -18,8 +18,14 @@ use mpprof::wire::{Decoder, Event};
 use mpprof_profile::Profile;
 
 mod common;
-use common::{allocations, root};
+use common::{
+    allocations, default_qemu_firmware, mpprof, process_running_with, root,
+    uart_qemu_firmware as uart_firmware,
+};
 use serialport::SerialPort;
+
+/// Far beyond any plausible run: only a hang reaches it.
+const HANG_GUARD: Duration = Duration::from_secs(20 * 60);
 
 fn out_dir() -> PathBuf {
     let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join("board-links");
@@ -27,28 +33,7 @@ fn out_dir() -> PathBuf {
     d
 }
 
-/// The qemu firmware built with the UART transport (cached after the first).
-fn uart_firmware() -> PathBuf {
-    static LOCK: Mutex<()> = Mutex::new(());
-    let _g = LOCK.lock().unwrap();
-    let opts = vm_instrumented::BuildOptions {
-        transport: vm_instrumented::Transport::Uart,
-        ..vm_instrumented::BuildOptions::default()
-    };
-    vm_instrumented::build_qemu(&opts, &mut |_| {})
-        .expect("building the UART qemu firmware")
-        .firmware
-}
-
-fn ensure_qemu() {
-    if !board_agent::qemu::have_qemu() {
-        vm_instrumented::apt_install(&["qemu-system-arm"], &mut |_| {})
-            .expect("installing qemu-system-arm");
-    }
-}
-
 fn boot_uart_board() -> QemuProcess {
-    ensure_qemu();
     QemuBoard {
         firmware: uart_firmware(),
         qemu: "qemu-system-arm".into(),
@@ -56,13 +41,6 @@ fn boot_uart_board() -> QemuProcess {
     }
     .spawn()
     .expect("starting qemu")
-}
-
-fn mpprof(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_mpprof"))
-        .args(args)
-        .output()
-        .unwrap()
 }
 
 fn opcodes_per_line(p: &Profile, script: &str) -> Vec<(u32, u64)> {
@@ -359,8 +337,14 @@ fn bytes_flipped_on_the_link_are_counted_exactly() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    // A hang is a failure with what mpprof said, not a stuck test.
-    while child.try_wait().unwrap().is_none() && started.elapsed() < Duration::from_secs(90) {
+    // A hang is a failure with what mpprof said, not a stuck test: the
+    // guard is far beyond any plausible run (the firmware is built already).
+    let mut ended = false;
+    while started.elapsed() < HANG_GUARD {
+        if child.try_wait().unwrap().is_some() {
+            ended = true;
+            break;
+        }
         std::thread::sleep(Duration::from_millis(100));
     }
     let _ = child.kill();
@@ -368,10 +352,7 @@ fn bytes_flipped_on_the_link_are_counted_exactly() {
     let flipped = proxy.finish();
     board.kill();
     let stderr = String::from_utf8_lossy(&o.stderr);
-    assert!(
-        started.elapsed() < Duration::from_secs(90),
-        "mpprof hung: {stderr}"
-    );
+    assert!(ended, "mpprof never ended: {stderr}");
     let p = Profile::from_json_file(&out).unwrap_or_else(|e| panic!("{e}: {stderr}"));
     assert!(flipped >= 3, "the proxy flipped only {flipped} frames");
     assert!(o.status.success(), "{stderr}");
@@ -392,9 +373,10 @@ fn bytes_flipped_on_the_link_are_counted_exactly() {
     );
 }
 
-/// `mpprof run --target qemu --timeout 2s SCRIPT`: a failed run (exit 1)
-/// ended by the timeout; what it said, and its profile.
-fn timed_out_on_qemu(script: &Path, name: &str) -> (String, Profile) {
+/// `mpprof run --target qemu --timeout 2s [--elf FIRMWARE] SCRIPT`: a
+/// failed run (exit 1) ended by the timeout; what it said, and its profile.
+fn timed_out_on_qemu(script: &Path, name: &str, firmware: Option<&Path>) -> (String, Profile) {
+    let firmware = firmware.map_or_else(default_qemu_firmware, Path::to_path_buf);
     let out = out_dir().join(format!("{name}.json"));
     let o = mpprof(&[
         "run",
@@ -403,6 +385,8 @@ fn timed_out_on_qemu(script: &Path, name: &str) -> (String, Profile) {
         "qemu",
         "--timeout",
         "2s",
+        "--elf",
+        firmware.to_str().unwrap(),
         "-o",
         out.to_str().unwrap(),
         script.to_str().unwrap(),
@@ -419,7 +403,7 @@ fn a_timeout_on_the_emulated_board_interrupts_the_script() {
     // The qemu port reads its UART only when it waits for input; the
     // runtime looks for Ctrl-C on its loop tick, so the script gets its
     // KeyboardInterrupt and the board ends the session normally.
-    let (stderr, p) = timed_out_on_qemu(&root().join("fixtures/misc/forever.py"), "timeout");
+    let (stderr, p) = timed_out_on_qemu(&root().join("fixtures/misc/forever.py"), "timeout", None);
     assert!(stderr.contains("KeyboardInterrupt"), "{stderr}");
     assert!(!stderr.contains("did not stop"), "{stderr}");
     assert_eq!(p.meta.dropped.total(), 0);
@@ -438,10 +422,16 @@ fn a_board_that_ignores_ctrl_c_is_given_up_on_with_the_profile_so_far() {
         "import mpprof\n\n\ndef work():\n    t = 0\n    for i in range(20000):\n        t += i\n    return t\n\n\ndef deaf():\n    while True:\n        pass\n\n\nwork()\nmpprof.stop()\ndeaf()\n",
     )
     .unwrap();
-    let started = Instant::now();
-    let (stderr, p) = timed_out_on_qemu(&script, "deaf");
+    // The firmware under a name no other run uses, so this run's emulator
+    // can be looked for afterwards.
+    let firmware = out_dir().join(format!("deaf-{}.elf", std::process::id()));
+    std::fs::copy(default_qemu_firmware(), &firmware).unwrap();
+    let (stderr, p) = timed_out_on_qemu(&script, "deaf", Some(&firmware));
     assert!(stderr.contains("did not stop"), "{stderr}");
-    assert!(started.elapsed() < Duration::from_secs(60));
+    assert!(
+        !process_running_with(firmware.to_str().unwrap()),
+        "the emulator was stopped"
+    );
     assert!(p.meta.partial);
     let work = &p.functions[p.find_functions("work")[0]];
     assert_eq!(work.calls, 1);
@@ -499,10 +489,7 @@ fn an_overrun_rtt_buffer_is_counted_and_the_missing_allocations_reported() {
 fn probe_rs_finds_the_control_block_where_our_reader_does() {
     // The hardware path looks `_SEGGER_RTT` up in the firmware's ELF; check
     // our lookup against probe-rs's own on the emulated board's firmware.
-    let opts = vm_instrumented::BuildOptions::default();
-    let fw = vm_instrumented::build_qemu(&opts, &mut |_| {})
-        .unwrap()
-        .firmware;
+    let fw = default_qemu_firmware();
     let ours = board_agent::rtt::elf_symbol(&fw, "_SEGGER_RTT").unwrap();
     let theirs =
         probe_rs::rtt::find_rtt_control_block_in_raw_file(&std::fs::read(&fw).unwrap()).unwrap();
@@ -712,11 +699,7 @@ fn the_shared_ram_fast_path_reads_what_the_gdbstub_reads() {
 fn a_board_whose_frames_do_not_come_on_the_link_is_said_plainly() {
     // The RTT firmware on `--device` without a probe: the script runs, but
     // its frames stay in the board's RAM.
-    ensure_qemu();
-    let firmware =
-        vm_instrumented::build_qemu(&vm_instrumented::BuildOptions::default(), &mut |_| {})
-            .unwrap()
-            .firmware;
+    let firmware = default_qemu_firmware();
     let mut board = QemuBoard {
         firmware,
         qemu: "qemu-system-arm".into(),

@@ -5,33 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn chromium() -> PathBuf {
-    let found = |p: &str| Path::new(p).exists().then(|| PathBuf::from(p));
-    if let Some(p) = found("/usr/bin/chromium") {
-        return p;
-    }
-    // The project installs what its tests need.
-    let _ = Command::new("apt-get")
-        .args(["-o", "DPkg::Lock::Timeout=600", "update", "-qq"])
-        .status();
-    let st = Command::new("apt-get")
-        .args([
-            "-o",
-            "DPkg::Lock::Timeout=600",
-            "install",
-            "-y",
-            "-qq",
-            "chromium",
-        ])
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .status()
-        .expect("apt-get runs");
-    assert!(
-        st.success(),
-        "could not install Debian's chromium for the HTML test"
-    );
-    found("/usr/bin/chromium").expect("chromium installed")
-}
+mod common;
 
 #[test]
 fn the_html_report_renders_in_chromium() {
@@ -64,7 +38,7 @@ fn the_html_report_renders_in_chromium() {
     assert!(!page.contains("src=\"http") && !page.contains("href=\"http"));
 
     let user_dir = dir.join("chromium-profile");
-    let out = Command::new(chromium())
+    let out = Command::new(common::chromium())
         .args([
             "--headless",
             "--no-sandbox",

@@ -4,15 +4,12 @@
 //! the `mpprof` binary (the package has two, so without `default-run` cargo
 //! refuses to guess), then the binary runs the command's arguments.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
+mod common;
+use common::root;
+
 
 /// The commands in README's first `sh` block.
 fn readme_commands() -> Vec<String> {

@@ -6,12 +6,9 @@ use std::process::{Command, Stdio};
 
 use mpprof_profile::{ExitReason, Profile};
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
+mod common;
+use common::root;
+
 
 fn out(name: &str) -> PathBuf {
     let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join("robust");

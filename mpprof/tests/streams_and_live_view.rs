@@ -12,12 +12,9 @@ use mpprof_profile::Profile;
 use ratatui::backend::TestBackend;
 use ratatui::Terminal;
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
+mod common;
+use common::root;
+
 
 fn stream(name: &str) -> Vec<u8> {
     std::fs::read(root().join("fixtures/streams").join(name)).unwrap()
@@ -168,27 +165,6 @@ fn live_needs_a_terminal() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("drop --live"));
 }
 
-/// The project installs what its tests need.
-fn ensure_tmux() {
-    if Command::new("tmux").arg("-V").output().is_err() {
-        let _ = Command::new("apt-get")
-            .args(["-o", "DPkg::Lock::Timeout=600", "update", "-qq"])
-            .status();
-        let st = Command::new("apt-get")
-            .args([
-                "-o",
-                "DPkg::Lock::Timeout=600",
-                "install",
-                "-y",
-                "-qq",
-                "tmux",
-            ])
-            .status()
-            .unwrap();
-        assert!(st.success(), "tmux is needed for this test");
-    }
-}
-
 #[test]
 fn the_live_view_runs_in_tmux_and_q_writes_the_profile() {
     let p = live_view_in_tmux(&[], "host");
@@ -200,6 +176,7 @@ fn the_live_view_runs_in_tmux_and_q_writes_the_profile() {
 fn the_live_view_watches_the_emulated_board() {
     // The board runs the script from a thread of its own; the view follows
     // its RTT stream; `q` sends Ctrl-C and the profile so far is written.
+    common::default_qemu_firmware();
     let p = live_view_in_tmux(&["--target", "qemu"], "qemu");
     assert_eq!(p.meta.target, "qemu");
     assert!(p.meta.partial, "the script was stopped");
@@ -209,7 +186,9 @@ fn the_live_view_watches_the_emulated_board() {
 /// `mpprof run --live ARGS forever.py` in a tmux pane: wait for the view to
 /// show the spinning function, sort, quit; the profile it wrote.
 fn live_view_in_tmux(args: &[&str], name: &str) -> Profile {
-    ensure_tmux();
+    common::tmux_installed();
+    // Built before the view starts, so the view's first screen is the run.
+    common::host_vm();
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("live");
     std::fs::create_dir_all(&dir).unwrap();
     let out = dir.join(format!("forever-{name}.json"));
@@ -240,9 +219,8 @@ fn live_view_in_tmux(args: &[&str], name: &str) -> Profile {
         String::from_utf8_lossy(&tmux(&["capture-pane", "-t", &session, "-p"]).stdout).into_owned()
     };
     let mut screen = String::new();
-    // The first run may still be building the VM (another test may hold the
-    // build lock): allow for that.
-    for _ in 0..900 {
+    // Polled up to a guard far beyond any plausible start.
+    for _ in 0..3000 {
         std::thread::sleep(std::time::Duration::from_millis(200));
         screen = capture();
         if screen.contains("spin") {
@@ -255,10 +233,17 @@ fn live_view_in_tmux(args: &[&str], name: &str) -> Profile {
     );
     assert!(screen.contains("running"));
     tmux(&["send-keys", "-t", &session, "s"]);
-    std::thread::sleep(std::time::Duration::from_millis(400));
-    assert!(capture().contains("sorted by inclusive"));
+    let mut sorted = false;
+    for _ in 0..3000 {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        if capture().contains("sorted by inclusive") {
+            sorted = true;
+            break;
+        }
+    }
+    assert!(sorted, "{}", capture());
     tmux(&["send-keys", "-t", &session, "q"]);
-    for _ in 0..100 {
+    for _ in 0..3000 {
         std::thread::sleep(std::time::Duration::from_millis(200));
         if out.exists() {
             break;
@@ -270,7 +255,7 @@ fn live_view_in_tmux(args: &[&str], name: &str) -> Profile {
 
 #[test]
 fn the_live_view_attaches_to_a_running_target() {
-    ensure_tmux();
+    common::tmux_installed();
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("attach");
     std::fs::create_dir_all(&dir).unwrap();
     let fifo = dir.join("stream.fifo");
@@ -326,7 +311,7 @@ fn the_live_view_attaches_to_a_running_target() {
         .spawn()
         .unwrap();
     let mut screen = String::new();
-    for _ in 0..100 {
+    for _ in 0..3000 {
         std::thread::sleep(std::time::Duration::from_millis(200));
         screen =
             String::from_utf8_lossy(&tmux(&["capture-pane", "-t", "a", "-p"]).stdout).into_owned();
@@ -339,7 +324,7 @@ fn the_live_view_attaches_to_a_running_target() {
         "{screen}"
     );
     tmux(&["send-keys", "-t", "a", "q"]);
-    for _ in 0..50 {
+    for _ in 0..3000 {
         std::thread::sleep(std::time::Duration::from_millis(200));
         if out.exists() {
             break;

@@ -7,12 +7,9 @@ use std::process::{Command, Output};
 
 use mpprof_profile::Profile;
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
+mod common;
+use common::{mpprof, root};
+
 
 fn tmp(name: &str) -> PathBuf {
     let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join("views");
@@ -20,12 +17,6 @@ fn tmp(name: &str) -> PathBuf {
     d.join(name)
 }
 
-fn mpprof(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_mpprof"))
-        .args(args)
-        .output()
-        .unwrap()
-}
 
 fn profile(script: &str, name: &str) -> (PathBuf, Profile) {
     let out = tmp(&format!("{name}.json"));

@@ -1,7 +1,15 @@
-//! Helpers shared by the board tests.
+//! Helpers shared by the integration tests: the repository root, what the
+//! tests install or build (once, before any test starts a timer of its own,
+//! so a first run on a new machine behaves like the hundredth), and small
+//! readers of profiles.
+//!
+//! Each test binary compiles this module on its own and uses part of it.
+#![allow(dead_code)]
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::{Mutex, OnceLock};
 
 use mpprof_profile::Profile;
 
@@ -10,6 +18,103 @@ pub fn root() -> PathBuf {
         .parent()
         .unwrap()
         .to_path_buf()
+}
+
+/// `mpprof ARGS`, its output captured.
+pub fn mpprof(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_mpprof"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// Install Debian packages for a test (the project installs what its tests
+/// need; apt waits for dpkg's lock when tests install in parallel).
+pub fn apt(packages: &[&str]) {
+    vm_instrumented::apt_install(packages, &mut |_| {})
+        .unwrap_or_else(|e| panic!("installing {}: {e}", packages.join(" ")));
+}
+
+fn on_path(tool: &str, version_flag: &str) -> bool {
+    Command::new(tool)
+        .arg(version_flag)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// The instrumented host interpreter (built once; the build itself locks
+/// the shared cache, so parallel test binaries wait for one build).
+pub fn host_vm() -> PathBuf {
+    static VM: OnceLock<PathBuf> = OnceLock::new();
+    VM.get_or_init(|| {
+        vm_instrumented::build_host(&vm_instrumented::BuildOptions::default(), &mut |_| {})
+            .expect("building the instrumented host MicroPython")
+            .micropython
+    })
+    .clone()
+}
+
+/// `qemu-system-arm`, installed when missing.
+pub fn qemu_installed() {
+    static DONE: Mutex<bool> = Mutex::new(false);
+    let mut done = DONE.lock().unwrap_or_else(|e| e.into_inner());
+    if !*done && !board_agent::qemu::have_qemu() {
+        apt(&["qemu-system-arm"]);
+    }
+    *done = true;
+}
+
+/// A qemu firmware built with `opts` (cached after the first build), with
+/// the emulator installed: everything a board test needs before it boots.
+pub fn qemu_firmware(opts: &vm_instrumented::BuildOptions) -> PathBuf {
+    qemu_installed();
+    vm_instrumented::build_qemu(opts, &mut |_| {})
+        .expect("building the qemu firmware")
+        .firmware
+}
+
+/// The default emulated-board firmware (RTT transport, timer0).
+pub fn default_qemu_firmware() -> PathBuf {
+    qemu_firmware(&vm_instrumented::BuildOptions::default())
+}
+
+/// The firmware sending its frames on the UART.
+pub fn uart_qemu_firmware() -> PathBuf {
+    qemu_firmware(&vm_instrumented::BuildOptions {
+        transport: vm_instrumented::Transport::Uart,
+        ..vm_instrumented::BuildOptions::default()
+    })
+}
+
+pub fn tmux_installed() {
+    if !on_path("tmux", "-V") {
+        apt(&["tmux"]);
+    }
+}
+
+/// Debian's headless-capable Chromium.
+pub fn chromium() -> PathBuf {
+    let bin = Path::new("/usr/bin/chromium");
+    if !bin.exists() {
+        apt(&["chromium"]);
+    }
+    assert!(bin.exists(), "Debian's chromium installs /usr/bin/chromium");
+    bin.to_path_buf()
+}
+
+/// Whether a process whose command line mentions `needle` is running (for
+/// "the emulator was stopped": give it a file path no other run uses).
+pub fn process_running_with(needle: &str) -> bool {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    dir.flatten().any(|e| {
+        std::fs::read(e.path().join("cmdline"))
+            .map(|c| String::from_utf8_lossy(&c).contains(needle))
+            .unwrap_or(false)
+    })
 }
 
 /// (line, cause) -> (count, bytes) inside the fixture's functions. Module
