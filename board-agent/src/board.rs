@@ -158,14 +158,17 @@ impl Board {
     /// Run `source` on a freshly soft-reset board. The stream of this run
     /// (from the reset's HELLO frame to the END its closing reset makes) goes
     /// to `stream` as it arrives; the script's output to `on_output`. Setting
-    /// `stop` (or passing `timeout`) interrupts the script with Ctrl-C.
+    /// `stop` interrupts the script with Ctrl-C.
     ///
-    /// On an error (the link closed, the board stopped answering) everything
-    /// received so far has already gone to `stream`.
+    /// Three helpers run beside the REPL while the script runs: the RTT
+    /// poller (when the stream comes through RTT), the forwarder (passes this
+    /// session's bytes on) and the interrupter (Ctrl-C on request, then gives
+    /// up on a board that does not react). On an error (the link closed, the
+    /// board stopped answering) everything received so far has already gone
+    /// to `stream`.
     pub fn run_script(
         &mut self,
         source: &[u8],
-        timeout: Duration,
         stream: &mut (dyn Write + Send),
         on_output: &mut dyn FnMut(&[u8]),
         stop: Arc<AtomicBool>,
@@ -185,78 +188,35 @@ impl Board {
 
         let (tx, rx) = mpsc::channel::<Vec<u8>>();
         self.repl.link_mut().set_frames(tx.clone());
-        let done = AtomicBool::new(false);
-        let started = Instant::now();
-        let mut interrupt_link = self.link_clone().map_err(BoardError::Link)?;
+        let interrupt_link = self.link_clone().map_err(BoardError::Link)?;
         let give_up = Arc::new(AtomicBool::new(false));
-        let (empty_now, emptied) = (AtomicBool::new(false), AtomicBool::new(false));
         self.repl.set_give_up(Some((give_up.clone(), STOP_GRACE)));
+        let flags = RunFlags::default();
         let repl = &mut self.repl;
         let rtt = &mut self.rtt;
+        let frames_tx = &self.frames_tx;
         let (result, reset, interrupted, poll, forward) = std::thread::scope(|s| {
-            let done = &done;
-            let empty_now = &empty_now;
-            let poll = rtt_poll();
-            let emptied = &emptied;
+            let flags = &flags;
             let poller = rtt.as_mut().map(|r| {
                 let tx = tx.clone();
-                s.spawn(move || -> Result<(), String> {
-                    loop {
-                        let finished = done.load(Ordering::SeqCst);
-                        let wanted = empty_now.load(Ordering::SeqCst);
-                        let mut buf = Vec::new();
-                        r.drain(&mut buf)?;
-                        if wanted && buf.is_empty() {
-                            emptied.store(true, Ordering::SeqCst);
-                        }
-                        if !buf.is_empty() && tx.send(buf).is_err() {
-                            return Ok(());
-                        }
-                        if finished {
-                            return Ok(());
-                        }
-                        // Asked to empty the buffer: read it back to back.
-                        let poll = if wanted { Duration::ZERO } else { poll };
-                        let slept = Instant::now();
-                        while slept.elapsed() < poll && empty_now.load(Ordering::SeqCst) == wanted {
-                            std::thread::sleep(Duration::from_millis(2).min(poll));
-                        }
-                    }
-                })
+                s.spawn(move || poll_rtt(r.as_mut(), tx, flags))
             });
             drop(tx);
             let forwarder = s.spawn(move || forward_session(rx, stream));
             let interrupter = {
-                let stop = stop.clone();
                 let give_up = give_up.clone();
-                s.spawn(move || {
-                    let mut sent: Option<Instant> = None;
-                    while !done.load(Ordering::SeqCst) {
-                        match sent {
-                            None if stop.load(Ordering::SeqCst) || started.elapsed() > timeout => {
-                                let _ = interrupt_link.write_all(b"\x03");
-                                sent = Some(Instant::now());
-                            }
-                            // A board that cannot see Ctrl-C while the script
-                            // runs: stop waiting for it.
-                            Some(t) if t.elapsed() > STOP_GRACE => {
-                                give_up.store(true, Ordering::SeqCst);
-                            }
-                            _ => {}
-                        }
-                        std::thread::sleep(Duration::from_millis(20));
-                    }
-                    sent.is_some()
-                })
+                s.spawn(move || interrupt_on_request(interrupt_link, &stop, &give_up, flags))
             };
             let result = repl.run(source, Duration::from_secs(24 * 3600), on_output);
             // Empty the target's buffer before the reset that ends the
             // session, so its last counts and END record fit, however slowly
             // the buffer was read during the run.
             if poller.is_some() {
-                empty_now.store(true, Ordering::SeqCst);
+                flags.empty_now.store(true, Ordering::SeqCst);
                 let asked = Instant::now();
-                while !emptied.load(Ordering::SeqCst) && asked.elapsed() < Duration::from_secs(5) {
+                while !flags.emptied.load(Ordering::SeqCst)
+                    && asked.elapsed() < Duration::from_secs(5)
+                {
                     std::thread::sleep(Duration::from_millis(2));
                 }
             }
@@ -269,7 +229,7 @@ impl Board {
                 repl.soft_reset(Duration::from_secs(20))
             };
             repl.set_give_up(None);
-            done.store(true, Ordering::SeqCst);
+            flags.done.store(true, Ordering::SeqCst);
             let interrupted = interrupter.join().unwrap_or(false);
             let poll = poller
                 .map(|p| {
@@ -279,7 +239,7 @@ impl Board {
                 .unwrap_or(Ok(()));
             // The demultiplexer's sender is the last one: swap it out so the
             // forwarder sees the end.
-            repl.link_mut().set_frames(self.frames_tx.clone());
+            repl.link_mut().set_frames(frames_tx.clone());
             let forward = forwarder
                 .join()
                 .unwrap_or_else(|_| Err(std::io::Error::other("the stream forwarder panicked")));
@@ -309,6 +269,67 @@ impl Board {
     pub fn link_clone(&self) -> Result<Link, serialport::Error> {
         self.repl.link_ref().inner().0.try_clone()
     }
+}
+
+/// What the helpers of [`Board::run_script`] tell each other.
+#[derive(Default)]
+struct RunFlags {
+    /// The script has ended and the session is closed: helpers stop.
+    done: AtomicBool,
+    /// Read the RTT buffer back to back until it is empty...
+    empty_now: AtomicBool,
+    /// ... and it is.
+    emptied: AtomicBool,
+}
+
+/// Read the RTT buffer every poll period into `tx` until the run is done.
+fn poll_rtt(r: &mut dyn RttSource, tx: Sender<Vec<u8>>, flags: &RunFlags) -> Result<(), String> {
+    let poll = rtt_poll();
+    loop {
+        let finished = flags.done.load(Ordering::SeqCst);
+        let wanted = flags.empty_now.load(Ordering::SeqCst);
+        let mut buf = Vec::new();
+        r.drain(&mut buf)?;
+        if wanted && buf.is_empty() {
+            flags.emptied.store(true, Ordering::SeqCst);
+        }
+        if !buf.is_empty() && tx.send(buf).is_err() {
+            return Ok(());
+        }
+        if finished {
+            return Ok(());
+        }
+        // Asked to empty the buffer: read it back to back.
+        let poll = if wanted { Duration::ZERO } else { poll };
+        let slept = Instant::now();
+        while slept.elapsed() < poll && flags.empty_now.load(Ordering::SeqCst) == wanted {
+            std::thread::sleep(Duration::from_millis(2).min(poll));
+        }
+    }
+}
+
+/// Send Ctrl-C on the link once `stop` is set; a board that has not
+/// stopped [`STOP_GRACE`] later cannot see it while the script runs (busy
+/// in C, or unhooked frames): stop waiting for it. Whether Ctrl-C was sent.
+fn interrupt_on_request(
+    mut link: Link,
+    stop: &AtomicBool,
+    give_up: &AtomicBool,
+    flags: &RunFlags,
+) -> bool {
+    let mut sent: Option<Instant> = None;
+    while !flags.done.load(Ordering::SeqCst) {
+        match sent {
+            None if stop.load(Ordering::SeqCst) => {
+                let _ = link.write_all(b"\x03");
+                sent = Some(Instant::now());
+            }
+            Some(t) if t.elapsed() > STOP_GRACE => give_up.store(true, Ordering::SeqCst),
+            _ => {}
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    sent.is_some()
 }
 
 /// Pass a session's bytes on until the next session starts (the soft reset
@@ -342,27 +363,7 @@ fn forward_session(rx: Receiver<Vec<u8>>, stream: &mut (dyn Write + Send)) -> st
     stream.flush()
 }
 
-const SESSION_START_LEN: usize = 8;
-
-/// Whether a frame that starts a session (sequence 0, first record HELLO)
-/// begins at `i`.
-fn starts_session(bytes: &[u8], i: usize) -> bool {
-    // sync A7 5C, version 1, seq 0 (LE), length (2 bytes), then tag HELLO.
-    bytes.len() >= i + SESSION_START_LEN
-        && bytes[i..].starts_with(&[0xa7, 0x5c, 0x01, 0x00, 0x00])
-        && bytes[i + 7] == 0x01
-}
-
-/// The offset of the last session start, so bytes of an earlier session are
-/// left out.
-pub fn last_session_start(bytes: &[u8]) -> Option<usize> {
-    (0..bytes.len()).rev().find(|&i| starts_session(bytes, i))
-}
-
-/// The first session start at or after `from`.
-pub fn session_start(bytes: &[u8], from: usize) -> Option<usize> {
-    (from..bytes.len()).find(|&i| starts_session(bytes, i))
-}
+pub use mpprof_wire::{last_session_start, session_start, SESSION_START_LEN};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DeviceError {

@@ -6,6 +6,7 @@
 //! interrupt, kill and wait. Transports differ only here.
 
 pub mod board;
+pub mod board_session;
 pub mod gdbstub;
 pub mod host;
 #[cfg(feature = "probe")]
@@ -20,6 +21,7 @@ use std::io::Read;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use board_session::{BoardSession, ChannelReader, ChannelWriter, OpenBoard};
 pub use host::HostProcess;
 
 /// What to run.
@@ -65,6 +67,11 @@ pub trait Session: Send {
     fn try_wait(&mut self) -> Result<Option<ExitInfo>, AgentError>;
     /// Wait until it ends.
     fn wait(&mut self) -> Result<ExitInfo, AgentError>;
+    /// Why the target failed, beyond its exit status (a board's link
+    /// closed, a board that did not stop), once it has ended.
+    fn failure(&self) -> Option<String> {
+        None
+    }
     /// Interrupt, then kill if it has not ended within `grace`.
     fn stop_within(&mut self, grace: Duration) -> Result<ExitInfo, AgentError> {
         self.interrupt()?;

@@ -3,5 +3,5 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    mpprof::cli::main()
+    mpprof::cmd::main()
 }

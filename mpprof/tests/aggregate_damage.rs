@@ -2,7 +2,7 @@
 //! name them, events before HELLO, parents described late or in a cycle,
 //! recursion. The profile stays consistent and says what it could not place.
 
-use mpprof::aggregate::{Aggregator, RunInfo};
+use mpprof::record::aggregate::{Aggregator, RunInfo};
 use mpprof::wire::{AllocKind, AllocSite, CodeInfo, DecodeStats, Event, TypeInfo};
 use mpprof_profile::{Profile, Region};
 

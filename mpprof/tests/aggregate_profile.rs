@@ -2,8 +2,8 @@
 //! run (records in the order the runtime writes them) and every figure of
 //! the resulting profile.
 
-use mpprof::aggregate::{Aggregator, RunInfo};
-use mpprof::analyse::AllocFacts;
+use mpprof::analysis::classify::AllocFacts;
+use mpprof::record::aggregate::{Aggregator, RunInfo};
 use mpprof::wire::{
     AllocKind, AllocSite, CodeInfo, DecodeStats, EndReason, EndRecord, Event, GcRecord, Hello,
     TypeInfo,

@@ -1,7 +1,7 @@
 //! A long run's GC timeline and heap samples stay bounded, while counts and
 //! totals stay exact: memory must not grow with the length of a run.
 
-use mpprof::aggregate::{Aggregator, RunInfo};
+use mpprof::record::aggregate::{Aggregator, RunInfo};
 use mpprof::wire::{DecodeStats, Event, GcRecord};
 
 #[test]

@@ -1,7 +1,9 @@
 //! Cause classification and hints, rule by rule, through the public API.
 
-use mpprof::analyse::{classify, hint, AllocFacts, FLAG_EXCEPTION, FLAG_PYTHON_CLASS, RAW_BUFFER};
-use mpprof::opcodes;
+use mpprof::analysis::classify::{
+    classify, hint, AllocFacts, FLAG_EXCEPTION, FLAG_PYTHON_CLASS, RAW_BUFFER,
+};
+use mpprof::analysis::opcodes;
 use mpprof_profile::Cause;
 
 fn typed(name: &str) -> Cause {

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use mpprof::analyse::hint;
+use mpprof::analysis::classify::hint;
 use mpprof_profile::{Cause, Profile};
 
 fn causes_dir() -> PathBuf {

@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use mpprof::opcodes::{self, Arg, Instruction, Stop};
+use mpprof::analysis::opcodes::{self, Arg, Instruction, Stop};
 use proptest::prelude::*;
 
 /// One code block of the dump: its raw bytes from the first opcode, and the

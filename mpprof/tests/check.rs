@@ -7,7 +7,6 @@ use std::process::{Command, Output};
 mod common;
 use common::root;
 
-
 fn dir(name: &str) -> PathBuf {
     let d = Path::new(env!("CARGO_TARGET_TMPDIR"))
         .join("check")

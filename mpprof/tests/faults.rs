@@ -8,7 +8,7 @@ use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use mpprof::aggregate::{Aggregator, RunInfo};
+use mpprof::record::aggregate::{Aggregator, RunInfo};
 use mpprof::wire::encode::frame;
 use mpprof::wire::{decode_all, tag, Decoder, Event};
 

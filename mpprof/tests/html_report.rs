@@ -2,7 +2,7 @@
 //! Debian's packages when missing), renders without script errors and shows
 //! the hottest function.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 mod common;

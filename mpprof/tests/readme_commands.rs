@@ -10,7 +10,6 @@ use std::process::Command;
 mod common;
 use common::root;
 
-
 /// The commands in README's first `sh` block.
 fn readme_commands() -> Vec<String> {
     let readme = std::fs::read_to_string(root().join("README.md")).unwrap();

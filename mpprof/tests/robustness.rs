@@ -9,7 +9,6 @@ use mpprof_profile::{ExitReason, Profile};
 mod common;
 use common::root;
 
-
 fn out(name: &str) -> PathBuf {
     let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join("robust");
     std::fs::create_dir_all(&d).unwrap();

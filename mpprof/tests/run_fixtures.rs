@@ -10,7 +10,6 @@ use mpprof_profile::{Cause, ExitReason, Profile};
 mod common;
 use common::root;
 
-
 fn out_dir(name: &str) -> PathBuf {
     let d = Path::new(env!("CARGO_TARGET_TMPDIR"))
         .join("run-fixtures")

@@ -2,11 +2,11 @@
 //! aggregator, and the live view: rendering on ratatui's TestBackend from
 //! those streams, and the real binary in tmux.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-use mpprof::aggregate::{profile_from_stream, RunInfo};
-use mpprof::tui::{self, Action, LiveState, Pane, SortKey};
+use mpprof::live::view::{self, Action, LiveState, Pane, SortKey};
+use mpprof::record::aggregate::{profile_from_stream, RunInfo};
 use mpprof::wire::decode_all;
 use mpprof_profile::Profile;
 use ratatui::backend::TestBackend;
@@ -14,7 +14,6 @@ use ratatui::Terminal;
 
 mod common;
 use common::root;
-
 
 fn stream(name: &str) -> Vec<u8> {
     std::fs::read(root().join("fixtures/streams").join(name)).unwrap()
@@ -71,7 +70,7 @@ fn recorded_streams_decode_cleanly_into_their_profiles() {
 
 fn render(st: &LiveState, p: &Profile, w: u16, h: u16) -> String {
     let mut term = Terminal::new(TestBackend::new(w, h)).unwrap();
-    term.draw(|f| tui::draw(f, st, p)).unwrap();
+    term.draw(|f| view::draw(f, st, p)).unwrap();
     let buf = term.backend().buffer().clone();
     let mut out = String::new();
     for y in 0..h {
@@ -116,32 +115,32 @@ fn every_pane_shows_its_rows() {
 fn keys_sort_focus_open_source_and_quit() {
     let p = profile("bound_method.host.bin");
     let mut st = LiveState::new("host", "s.py", "p.json");
-    assert_eq!(tui::handle_key(&mut st, &p, 's'), Action::None);
+    assert_eq!(view::handle_key(&mut st, &p, 's'), Action::None);
     assert_eq!(st.sort, SortKey::Inclusive);
     let by_calls = {
-        tui::handle_key(&mut st, &p, 's');
-        tui::sorted_functions(&p, st.sort)
+        view::handle_key(&mut st, &p, 's');
+        view::sorted_functions(&p, st.sort)
     };
     assert_eq!(
         p.functions[by_calls[0]].calls, 100,
         "register is called most"
     );
-    tui::handle_key(&mut st, &p, '\n');
+    view::handle_key(&mut st, &p, '\n');
     let screen = render(&st, &p, 160, 45);
     assert!(
         screen.contains("(Esc: close)"),
         "the annotated source opens"
     );
-    tui::handle_key(&mut st, &p, '\u{1b}');
-    tui::handle_key(&mut st, &p, '\t');
+    view::handle_key(&mut st, &p, '\u{1b}');
+    view::handle_key(&mut st, &p, '\t');
     assert_eq!(st.focus, Pane::Lines);
-    tui::handle_key(&mut st, &p, '?');
+    view::handle_key(&mut st, &p, '?');
     assert!(render(&st, &p, 160, 45).contains("quit (the profile is written)"));
-    tui::handle_key(&mut st, &p, 'x');
+    view::handle_key(&mut st, &p, 'x');
     assert!(!st.help);
-    tui::handle_key(&mut st, &p, 'p');
+    view::handle_key(&mut st, &p, 'p');
     assert!(st.paused);
-    assert_eq!(tui::handle_key(&mut st, &p, 'q'), Action::Quit);
+    assert_eq!(view::handle_key(&mut st, &p, 'q'), Action::Quit);
 }
 
 #[test]

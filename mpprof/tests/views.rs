@@ -3,20 +3,17 @@
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use mpprof_profile::Profile;
 
 mod common;
 use common::{mpprof, root};
 
-
 fn tmp(name: &str) -> PathBuf {
     let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join("views");
     std::fs::create_dir_all(&d).unwrap();
     d.join(name)
 }
-
 
 fn profile(script: &str, name: &str) -> (PathBuf, Profile) {
     let out = tmp(&format!("{name}.json"));

@@ -228,7 +228,7 @@ proptest! {
         for (i, p) in payloads.iter().enumerate() {
             bytes.extend_from_slice(&frame(i as u16, p));
         }
-        let p = mpprof::aggregate::profile_from_stream(&bytes, &mpprof::aggregate::RunInfo::default());
+        let p = mpprof::record::aggregate::profile_from_stream(&bytes, &mpprof::record::aggregate::RunInfo::default());
         prop_assert!(p.validate().is_ok());
     }
 }

@@ -55,6 +55,14 @@ pub fn percent(part: u64, whole: u64) -> f64 {
     }
 }
 
+/// Text made safe inside XML, HTML and SVG, attributes included.
+pub fn escape_xml(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
 /// Cut a string to `max` characters, marking the cut.
 pub fn clip(s: &str, max: usize) -> String {
     if s.chars().count() <= max {

@@ -11,12 +11,7 @@ use crate::flamegraph::{write_svg, FlameOptions, Weight};
 use crate::format::{bytes, count};
 use crate::summary::{alloc_line_rows, render, SummaryOptions};
 
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
+use crate::format::escape_xml as esc;
 
 /// The report as one HTML document.
 pub fn render_html(p: &Profile) -> String {

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mpprof::aggregate::{Aggregator, RunInfo};
+use mpprof::record::aggregate::{Aggregator, RunInfo};
 use mpprof::wire::{decode_all, Decoder};
 
 fuzz_target!(|data: &[u8]| {

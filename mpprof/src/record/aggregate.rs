@@ -17,11 +17,13 @@ use mpprof_profile::{
     ProfileBuilder, Region,
 };
 
-use crate::analyse::AllocFacts;
-use crate::lineinfo::LineTable;
-use crate::opcodes;
-use crate::symbolize::Sources;
-use crate::wire::{AllocKind, CodeInfo, DecodeStats, EndReason, EndRecord, Event, Hello, TypeInfo};
+use crate::analysis::classify::AllocFacts;
+use crate::analysis::opcodes;
+use crate::record::lineinfo::LineTable;
+use crate::record::symbolize::Sources;
+use crate::wire::{
+    AllocKind, CodeInfo, DecodeStats, EndReason, EndRecord, Event, GcRecord, Hello, TypeInfo,
+};
 
 /// A fast hasher for the small integer keys of the hot path (allocation
 /// sites, counters): the default SipHash costs more than the rest of an
@@ -97,6 +99,17 @@ pub struct RunInfo {
     pub message: Option<String>,
     /// Put each profiled file's source into the profile.
     pub embed_sources: bool,
+}
+
+impl RunInfo {
+    /// A stream known only by the script it came from (`decode`, `live`).
+    pub fn for_stream(script: &str) -> Self {
+        Self {
+            script: script.to_string(),
+            embed_sources: true,
+            ..Self::default()
+        }
+    }
 }
 
 /// Assigns an allocation its cause from what is known about it.
@@ -196,9 +209,9 @@ fn add(acc: &mut u64, n: u64) {
 }
 
 impl Aggregator {
-    /// An aggregator classifying allocations with [`crate::analyse::classify`].
+    /// An aggregator classifying allocations with [`crate::analysis::classify::classify`].
     pub fn new() -> Self {
-        Self::with_classifier(crate::analyse::classify)
+        Self::with_classifier(crate::analysis::classify::classify)
     }
 
     /// An aggregator classifying allocations with `classify`.
@@ -262,6 +275,7 @@ impl Aggregator {
         self.nodes.entry(node_id).or_default()
     }
 
+    /// One decoded record; each kind has its own method below.
     pub fn event(&mut self, ev: Event) {
         if self.ended {
             return;
@@ -278,125 +292,27 @@ impl Aggregator {
                 node_id,
                 parent_id,
                 code_id,
-            } => {
-                // Node 0 is the root, never described: a record saying
-                // otherwise is damage.
-                if node_id == 0 {
-                    return;
-                }
-                if !self.codes.contains_key(&code_id) {
-                    self.unknown_refs += 1;
-                }
-                if !self.node_is_described(parent_id) {
-                    self.unknown_refs += 1;
-                }
-                let n = self.node_entry(node_id);
-                n.parent = parent_id;
-                n.code_id = Some(code_id);
-            }
+            } => self.node(node_id, parent_id, code_id),
             Event::Alloc(site) => self.alloc(site),
-            Event::Counts { code_id, counts } => {
-                if !self.codes.contains_key(&code_id) {
-                    self.unknown_refs += 1;
-                }
-                let mut total = 0u64;
-                for (offset, n) in counts {
-                    add(self.counts.entry((code_id, offset)).or_default(), n);
-                    add(&mut total, n);
-                }
-                add(&mut self.total_opcodes, total);
-                for r in &self.open_regions {
-                    if let Some(region) = self.regions.get_mut(r.index) {
-                        add(&mut region.opcodes, total);
-                    }
-                }
-            }
+            Event::Counts { code_id, counts } => self.counts(code_id, counts),
             Event::NodeStats {
                 node_id,
                 calls,
                 ticks,
                 opcodes,
-            } => {
-                if node_id == 0 {
-                    return;
-                }
-                if !self.node_is_described(node_id) {
-                    self.unknown_refs += 1;
-                }
-                let n = self.node_entry(node_id);
-                add(&mut n.calls, calls);
-                add(&mut n.ticks, ticks);
-                add(&mut n.opcodes, opcodes);
-            }
-            Event::Gc(g) => {
-                self.last_at = self.last_at.max(g.start.saturating_add(g.duration));
-                self.collection_count += 1;
-                add(&mut self.gc_ticks, g.duration);
-                if self.collections.len() >= 2 * TIMELINE_MAX {
-                    self.collections = merge_pairs(&self.collections, |a, b| Collection {
-                        at: a.at,
-                        duration: a.duration.saturating_add(b.duration),
-                        blocks_freed: a.blocks_freed.saturating_add(b.blocks_freed),
-                        ..*b
-                    });
-                }
-                self.collections.push(Collection {
-                    at: g.start,
-                    duration: g.duration,
-                    blocks_freed: g.blocks_freed,
-                    used_after: g.used_bytes,
-                    free_after: g.free_bytes,
-                    largest_free_after: g.largest_free_bytes,
-                });
-            }
-            Event::Mark { at, label } => {
-                self.last_at = self.last_at.max(at);
-                let new_label = !self.marker_labels.contains(&label);
-                if self.markers.len() < MARKER_MAX || new_label {
-                    if new_label {
-                        self.marker_labels.insert(label.clone());
-                    }
-                    self.markers.push(Marker {
-                        at,
-                        label,
-                        allocs_before: self.total_allocs,
-                        alloc_bytes_before: self.total_alloc_bytes,
-                        opcodes_before: self.total_opcodes,
-                    });
-                }
-            }
+            } => self.node_stats(node_id, calls, ticks, opcodes),
+            Event::Gc(g) => self.collection(&g),
+            Event::Mark { at, label } => self.mark(at, label),
             Event::RegionBegin { at, label } => {
                 self.last_at = self.last_at.max(at);
                 self.region_begin(at, label);
             }
-            Event::RegionEnd { at, label } => {
-                self.last_at = self.last_at.max(at);
-                // Close the innermost open region of that name; an end
-                // without a beginning (lost) closes nothing.
-                if let Some(pos) = self
-                    .open_regions
-                    .iter()
-                    .rposition(|r| self.regions.get(r.index).is_some_and(|g| g.label == label))
-                {
-                    let open = self.open_regions.remove(pos);
-                    if let Some(g) = self.regions.get_mut(open.index) {
-                        g.end = Some(at);
-                        add(&mut g.inside_ticks, at.saturating_sub(open.start));
-                    }
-                }
-            }
+            Event::RegionEnd { at, label } => self.region_end(at, &label),
             Event::AllocFail {
                 node_id,
                 offset,
                 bytes,
-            } => {
-                if !self.node_is_described(node_id) {
-                    self.unknown_refs += 1;
-                }
-                let f = self.failures.entry((node_id, offset)).or_default();
-                add(&mut f.count, 1);
-                f.largest = f.largest.max(bytes);
-            }
+            } => self.alloc_fail(node_id, offset, bytes),
             Event::Dropped { records, frames } => {
                 add(&mut self.dropped_records, records);
                 add(&mut self.dropped_frames, frames);
@@ -406,23 +322,137 @@ impl Aggregator {
                 self.end = Some(e);
                 self.ended = true;
             }
-            Event::Heap { at, used_bytes } => {
-                self.last_at = self.last_at.max(at);
-                if self.heap_samples.len() >= 2 * TIMELINE_MAX {
-                    // Keep the higher of two neighbours: peaks stay visible.
-                    self.heap_samples = merge_pairs(&self.heap_samples, |a, b| HeapSample {
-                        at: a.at,
-                        used: a.used.max(b.used),
-                    });
-                }
-                self.heap_samples.push(HeapSample {
-                    at,
-                    used: used_bytes,
-                });
-            }
+            Event::Heap { at, used_bytes } => self.heap_sample(at, used_bytes),
             Event::Start { at } | Event::Stop { at } => self.last_at = self.last_at.max(at),
             Event::Extension { .. } => {}
         }
+    }
+
+    fn node(&mut self, node_id: u32, parent_id: u32, code_id: u32) {
+        // Node 0 is the root, never described: a record saying otherwise
+        // is damage.
+        if node_id == 0 {
+            return;
+        }
+        if !self.codes.contains_key(&code_id) {
+            self.unknown_refs += 1;
+        }
+        if !self.node_is_described(parent_id) {
+            self.unknown_refs += 1;
+        }
+        let n = self.node_entry(node_id);
+        n.parent = parent_id;
+        n.code_id = Some(code_id);
+    }
+
+    fn counts(&mut self, code_id: u32, counts: Vec<(u32, u64)>) {
+        if !self.codes.contains_key(&code_id) {
+            self.unknown_refs += 1;
+        }
+        let mut total = 0u64;
+        for (offset, n) in counts {
+            add(self.counts.entry((code_id, offset)).or_default(), n);
+            add(&mut total, n);
+        }
+        add(&mut self.total_opcodes, total);
+        for r in &self.open_regions {
+            if let Some(region) = self.regions.get_mut(r.index) {
+                add(&mut region.opcodes, total);
+            }
+        }
+    }
+
+    fn node_stats(&mut self, node_id: u32, calls: u64, ticks: u64, opcodes: u64) {
+        if node_id == 0 {
+            return;
+        }
+        if !self.node_is_described(node_id) {
+            self.unknown_refs += 1;
+        }
+        let n = self.node_entry(node_id);
+        add(&mut n.calls, calls);
+        add(&mut n.ticks, ticks);
+        add(&mut n.opcodes, opcodes);
+    }
+
+    fn collection(&mut self, g: &GcRecord) {
+        self.last_at = self.last_at.max(g.start.saturating_add(g.duration));
+        self.collection_count += 1;
+        add(&mut self.gc_ticks, g.duration);
+        if self.collections.len() >= 2 * TIMELINE_MAX {
+            self.collections = merge_pairs(&self.collections, |a, b| Collection {
+                at: a.at,
+                duration: a.duration.saturating_add(b.duration),
+                blocks_freed: a.blocks_freed.saturating_add(b.blocks_freed),
+                ..*b
+            });
+        }
+        self.collections.push(Collection {
+            at: g.start,
+            duration: g.duration,
+            blocks_freed: g.blocks_freed,
+            used_after: g.used_bytes,
+            free_after: g.free_bytes,
+            largest_free_after: g.largest_free_bytes,
+        });
+    }
+
+    fn mark(&mut self, at: u64, label: String) {
+        self.last_at = self.last_at.max(at);
+        let new_label = !self.marker_labels.contains(&label);
+        if self.markers.len() < MARKER_MAX || new_label {
+            if new_label {
+                self.marker_labels.insert(label.clone());
+            }
+            self.markers.push(Marker {
+                at,
+                label,
+                allocs_before: self.total_allocs,
+                alloc_bytes_before: self.total_alloc_bytes,
+                opcodes_before: self.total_opcodes,
+            });
+        }
+    }
+
+    /// Close the innermost open region of that name; an end without a
+    /// beginning (lost) closes nothing.
+    fn region_end(&mut self, at: u64, label: &str) {
+        self.last_at = self.last_at.max(at);
+        if let Some(pos) = self
+            .open_regions
+            .iter()
+            .rposition(|r| self.regions.get(r.index).is_some_and(|g| g.label == label))
+        {
+            let open = self.open_regions.remove(pos);
+            if let Some(g) = self.regions.get_mut(open.index) {
+                g.end = Some(at);
+                add(&mut g.inside_ticks, at.saturating_sub(open.start));
+            }
+        }
+    }
+
+    fn alloc_fail(&mut self, node_id: u32, offset: u32, bytes: u64) {
+        if !self.node_is_described(node_id) {
+            self.unknown_refs += 1;
+        }
+        let f = self.failures.entry((node_id, offset)).or_default();
+        add(&mut f.count, 1);
+        f.largest = f.largest.max(bytes);
+    }
+
+    fn heap_sample(&mut self, at: u64, used_bytes: u64) {
+        self.last_at = self.last_at.max(at);
+        if self.heap_samples.len() >= 2 * TIMELINE_MAX {
+            // Keep the higher of two neighbours: peaks stay visible.
+            self.heap_samples = merge_pairs(&self.heap_samples, |a, b| HeapSample {
+                at: a.at,
+                used: a.used.max(b.used),
+            });
+        }
+        self.heap_samples.push(HeapSample {
+            at,
+            used: used_bytes,
+        });
     }
 
     fn alloc(&mut self, site: crate::wire::AllocSite) {
@@ -877,11 +907,4 @@ impl CodeFunctions {
     }
 }
 
-/// Decode and aggregate a whole recorded stream.
-pub fn profile_from_stream(bytes: &[u8], run: &RunInfo) -> Profile {
-    let mut d = crate::wire::Decoder::new();
-    let mut agg = Aggregator::new();
-    d.feed(bytes, &mut |e| agg.event(e));
-    let stats = *d.finish(&mut |e| agg.event(e));
-    agg.finish(&stats, run)
-}
+pub use crate::record::ingest::profile_from_stream;

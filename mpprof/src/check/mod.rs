@@ -8,34 +8,24 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
-use clap::Args;
 use mpprof_profile::{FunctionId, Profile};
 use serde::Deserialize;
 
-use crate::cli::{EXIT_FAILED, EXIT_USAGE};
-use crate::run::{profile_script, write_profile, Target};
-use crate::units::{parse_duration, parse_size};
+use crate::capture::{ProbeTarget, Quiet, Recording, Target};
+use crate::output::write_profile;
+use crate::quantities::{parse_duration, parse_size};
 
-#[derive(Debug, Args)]
-pub struct CheckConfig {
+/// What to check, and against what.
+#[derive(Debug, Clone, Default)]
+pub struct CheckOptions {
     /// The budget file.
-    #[arg(long, default_value = "mpprof.toml")]
     pub budgets: PathBuf,
     /// Compare relative budgets ("+2%") with the profiles stored here.
-    #[arg(long)]
     pub baseline: Option<PathBuf>,
-    /// Write this run's profiles as the new baseline (into --baseline).
-    #[arg(long)]
+    /// Write this run's profiles as the new baseline (into `baseline`).
     pub update_baseline: bool,
-    /// Also write JUnit XML (for CI systems that display test results).
-    #[arg(long)]
-    pub junit: Option<PathBuf>,
-    /// Print the results as JSON.
-    #[arg(long)]
-    pub json: bool,
 }
 
 /// The budget file.
@@ -407,26 +397,42 @@ fn offenders(p: &Profile, b: &Budget) -> (Vec<String>, Option<(String, u32)>) {
     (text, first)
 }
 
-/// Evaluate one script's budgets.
-/// The board a script's budgets run on, for target = "device".
-fn device_options(s: &ScriptBudgets) -> Result<Option<crate::run::DeviceOptions>> {
-    let on_device = s.target.as_deref() == Some("device");
-    if !on_device {
-        if s.device.is_some() || s.probe.is_some() {
-            bail!(
-                "{}: `device` and `probe` need target = \"device\"",
-                s.path.display()
-            );
-        }
-        return Ok(None);
+/// The target a script's budgets run on: `target = "host"` (the default),
+/// `"qemu"`, or `"device"` with `device` (and optionally `probe`, `chip`,
+/// `elf`) naming the board.
+fn script_target(s: &ScriptBudgets, heap: Option<u64>) -> Result<Target> {
+    let kind = s.target.as_deref().unwrap_or("host");
+    if kind != "device" && (s.device.is_some() || s.probe.is_some()) {
+        bail!(
+            "{}: `device` and `probe` need target = \"device\"",
+            s.path.display()
+        );
     }
+    match kind {
+        "host" => Ok(Target::Host {
+            word: vm_instrumented::WordSize::Bits32,
+            heap,
+        }),
+        "qemu" => Ok(Target::Qemu {
+            transport: board_agent::qemu::QemuTransport::SharedRam,
+            firmware: None,
+        }),
+        "device" => device_target(s),
+        other => bail!(
+            "{}: unknown target `{other}`: use host, qemu or device",
+            s.path.display()
+        ),
+    }
+}
+
+fn device_target(s: &ScriptBudgets) -> Result<Target> {
     let Some(device) = &s.device else {
         bail!(
             "{}: target = \"device\" needs device = \"/dev/ttyACM0\" (or \"$VARIABLE\" naming an environment variable that holds the port)",
             s.path.display()
         );
     };
-    let device = match device.strip_prefix('$') {
+    let port = match device.strip_prefix('$') {
         Some(var) => std::env::var(var).map_err(|_| {
             anyhow::anyhow!(
                 "{}: device = \"{device}\", but the environment variable {var} is not set: set it to the board's serial port (see `mpprof devices`)",
@@ -435,14 +441,28 @@ fn device_options(s: &ScriptBudgets) -> Result<Option<crate::run::DeviceOptions>
         })?,
         None => device.clone(),
     };
-    Ok(Some(crate::run::DeviceOptions {
-        device,
-        probe: s.probe.clone(),
-        chip: s.chip.clone(),
-        elf: s.elf.clone(),
-    }))
+    let probe = match &s.probe {
+        None => None,
+        Some(selector) => Some(ProbeTarget {
+            selector: (!selector.is_empty()).then(|| selector.clone()),
+            chip: s.chip.clone().ok_or_else(|| {
+                anyhow::anyhow!(
+                    "{}: probe needs chip = \"NAME\" (probe-rs's names, e.g. RP2040)",
+                    s.path.display()
+                )
+            })?,
+            elf: s.elf.clone(),
+            flash: None,
+        }),
+    };
+    Ok(Target::Device {
+        port,
+        baud: 115_200,
+        probe,
+    })
 }
 
+/// Evaluate one script's budgets.
 pub fn evaluate(
     p: &Profile,
     s: &ScriptBudgets,
@@ -571,13 +591,9 @@ fn baseline_path(dir: &Path, script: &Path) -> PathBuf {
     dir.join(format!("{name}.mpprof.json"))
 }
 
-fn junit(verdicts: &[Verdict]) -> String {
-    let esc = |s: &str| {
-        s.replace('&', "&amp;")
-            .replace('<', "&lt;")
-            .replace('>', "&gt;")
-            .replace('"', "&quot;")
-    };
+/// The results as JUnit XML.
+pub fn junit(verdicts: &[Verdict]) -> String {
+    use reports::format::escape_xml as esc;
     let failures = verdicts.iter().filter(|v| !v.pass).count();
     let mut o = format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites><testsuite name=\"mpprof budgets\" tests=\"{}\" failures=\"{failures}\">\n",
@@ -608,7 +624,8 @@ fn junit(verdicts: &[Verdict]) -> String {
     o
 }
 
-fn run_check(cfg: &CheckConfig) -> Result<(Vec<Verdict>, bool)> {
+/// Run every script of the budget file and evaluate its budgets.
+pub fn run(cfg: &CheckOptions) -> Result<Vec<Verdict>> {
     let text = std::fs::read_to_string(&cfg.budgets).with_context(|| {
         format!(
             "cannot read the budget file {} (write one, or pass --budgets FILE)",
@@ -622,16 +639,6 @@ fn run_check(cfg: &CheckConfig) -> Result<(Vec<Verdict>, bool)> {
     let base_dir = cfg.budgets.parent().unwrap_or(Path::new("."));
     let mut verdicts = Vec::new();
     for s in &file.script {
-        let target = match s.target.as_deref().unwrap_or("host") {
-            "host" => Target::Host,
-            "qemu" => Target::Qemu,
-            "device" => Target::Host,
-            other => bail!(
-                "{}: unknown target `{other}`: use host, qemu or device",
-                s.path.display()
-            ),
-        };
-        let device = device_options(s)?;
         let heap = s
             .heap
             .as_deref()
@@ -649,7 +656,13 @@ fn run_check(cfg: &CheckConfig) -> Result<(Vec<Verdict>, bool)> {
         } else {
             base_dir.join(&s.path)
         };
-        let profile = profile_script(&script, &s.args, heap, target, timeout, device.as_ref())
+        let target = script_target(s, heap)?;
+        let recording = Recording {
+            args: s.args.clone(),
+            timeout,
+            ..Recording::new(target.clone(), script)
+        };
+        let profile = crate::capture::record(&recording, &mut Quiet { verbose: false })
             .with_context(|| format!("cannot profile {}", s.path.display()))?;
         let baseline = match (&cfg.baseline, cfg.update_baseline) {
             (Some(dir), false) => {
@@ -688,84 +701,70 @@ fn run_check(cfg: &CheckConfig) -> Result<(Vec<Verdict>, bool)> {
         } else {
             baseline.as_ref()
         };
-        verdicts.extend(evaluate(&profile, s, against, target == Target::Qemu)?);
+        verdicts.extend(evaluate(
+            &profile,
+            s,
+            against,
+            target.deterministic_cycles(),
+        )?);
         if let (Some(dir), true) = (&cfg.baseline, cfg.update_baseline) {
             write_profile(&profile, &baseline_path(dir, &s.path))?;
         }
     }
-    let ok = verdicts.iter().all(|v| v.pass);
-    Ok((verdicts, ok))
+    Ok(verdicts)
 }
 
-pub fn check(cfg: CheckConfig) -> Result<ExitCode> {
-    let (verdicts, ok) = match run_check(&cfg) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("mpprof check: error: {e:#}");
-            return Ok(ExitCode::from(EXIT_USAGE));
-        }
-    };
-    if let Some(j) = &cfg.junit {
-        std::fs::write(j, junit(&verdicts))
-            .with_context(|| format!("cannot write {}", j.display()))?;
+/// The results as a table, script by script.
+pub fn render_text(verdicts: &[Verdict]) -> String {
+    let mut o = String::new();
+    let mut by_script: BTreeMap<&str, Vec<&Verdict>> = BTreeMap::new();
+    for v in verdicts {
+        by_script.entry(&v.script).or_default().push(v);
     }
-    if cfg.json {
-        println!("{}", serde_json::to_string_pretty(&verdicts)?);
-    } else {
-        let mut by_script: BTreeMap<&str, Vec<&Verdict>> = BTreeMap::new();
-        for v in &verdicts {
-            by_script.entry(&v.script).or_default().push(v);
-        }
-        for (script, vs) in by_script {
-            println!("{script}");
-            for v in vs {
-                println!(
-                    "  {:<4} {:<32} {:<12} measured {:>10}  limit {}",
-                    if v.pass { "ok" } else { "FAIL" },
-                    crate::check::clip(&v.budget, 32),
-                    v.metric,
-                    v.measured,
-                    v.limit
-                );
-                for o in &v.offenders {
-                    println!("         {o}");
-                }
+    for (script, vs) in by_script {
+        let _ = writeln!(o, "{script}");
+        for v in vs {
+            let _ = writeln!(
+                o,
+                "  {:<4} {:<32} {:<12} measured {:>10}  limit {}",
+                if v.pass { "ok" } else { "FAIL" },
+                reports::format::clip(&v.budget, 32),
+                v.metric,
+                v.measured,
+                v.limit
+            );
+            for off in &v.offenders {
+                let _ = writeln!(o, "         {off}");
             }
         }
-        let failed = verdicts.iter().filter(|v| !v.pass).count();
-        println!(
-            "\n{} budgets, {} passed, {} failed",
-            verdicts.len(),
-            verdicts.len() - failed,
-            failed
-        );
     }
-    if std::env::var("GITHUB_ACTIONS").as_deref() == Ok("true") {
-        for v in verdicts.iter().filter(|v| !v.pass) {
-            let loc = v
-                .location
-                .as_ref()
-                .map(|(f, l)| format!(" file={f},line={l}"))
-                .unwrap_or_default();
-            println!(
-                "::error{loc}::mpprof budget {} {}: measured {}, limit {}",
-                v.budget, v.metric, v.measured, v.limit
-            );
-        }
-    }
-    Ok(if ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(EXIT_FAILED)
-    })
+    let failed = verdicts.iter().filter(|v| !v.pass).count();
+    let _ = writeln!(
+        o,
+        "\n{} budgets, {} passed, {} failed",
+        verdicts.len(),
+        verdicts.len() - failed,
+        failed
+    );
+    o
 }
 
-fn clip(s: &str, n: usize) -> String {
-    if s.chars().count() <= n {
-        s.to_string()
-    } else {
-        s.chars().take(n - 1).chain(std::iter::once('…')).collect()
+/// GitHub Actions annotations for the failed budgets.
+pub fn github_annotations(verdicts: &[Verdict]) -> String {
+    let mut o = String::new();
+    for v in verdicts.iter().filter(|v| !v.pass) {
+        let loc = v
+            .location
+            .as_ref()
+            .map(|(f, l)| format!(" file={f},line={l}"))
+            .unwrap_or_default();
+        let _ = writeln!(
+            o,
+            "::error{loc}::mpprof budget {} {}: measured {}, limit {}",
+            v.budget, v.metric, v.measured, v.limit
+        );
     }
+    o
 }
 
 #[cfg(test)]

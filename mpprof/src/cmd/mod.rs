@@ -1,4 +1,11 @@
-//! Command-line interface: one config struct per command, filled by clap.
+//! The command line: clap's structs, each turned once into the library's
+//! types, and the one place where results become exit statuses. Nothing
+//! below this module imports it.
+
+pub mod check;
+pub mod options;
+pub mod run;
+pub mod views;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -6,13 +13,34 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 
-use crate::aggregate::{profile_from_stream, RunInfo};
+use crate::record::aggregate::RunInfo;
+use crate::record::ingest::profile_from_stream;
 
+/// How a command that ran ended, beyond an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Success,
+    /// The script failed (uncaught exception, non-zero exit, timeout,
+    /// crash), or a budget failed.
+    Failed,
+}
+
+/// Exit status: the script or a budget failed.
+pub const EXIT_FAILED: u8 = 1;
 /// Exit status: mpprof's own errors (usage, set-up, bad input).
 pub const EXIT_USAGE: u8 = 2;
-/// Exit status: the script failed (uncaught exception, non-zero exit,
-/// timeout), or a budget failed.
-pub const EXIT_FAILED: u8 = 1;
+
+/// The one mapping from a command's result to the process's exit status.
+pub fn exit_code(result: Result<Outcome>) -> ExitCode {
+    match result {
+        Ok(Outcome::Success) => ExitCode::SUCCESS,
+        Ok(Outcome::Failed) => ExitCode::from(EXIT_FAILED),
+        Err(e) => {
+            eprintln!("mpprof: error: {e:#}");
+            ExitCode::from(EXIT_USAGE)
+        }
+    }
+}
 
 #[derive(Debug, Parser)]
 #[command(
@@ -28,24 +56,24 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a script on the instrumented MicroPython and profile it.
-    Run(Box<crate::run::RunConfig>),
+    Run(Box<run::RunArgs>),
     /// Show a saved profile: summary and annotated source.
-    Report(crate::report_cmd::ReportConfig),
+    Report(views::ReportArgs),
     /// Turn a recorded wire stream into a profile.
-    Decode(DecodeConfig),
+    Decode(DecodeArgs),
     /// Build (or locate) the instrumented MicroPython and print its path.
-    Build(BuildConfig),
+    Build(BuildArgs),
     /// Draw a flame graph of a saved profile.
-    Flamegraph(crate::views::FlamegraphConfig),
+    Flamegraph(views::FlamegraphArgs),
     /// Compare two profiles: what changed, function by function and line by line.
-    Diff(crate::views::DiffConfig),
+    Diff(views::DiffArgs),
     /// Export a profile for speedscope, Perfetto, pprof or flamegraph tools.
-    Export(crate::views::ExportConfig),
+    Export(views::ExportArgs),
     /// Attach the live view to a running target's stream (a FIFO or file
     /// written through MPPROF_PATH).
-    Live(crate::live::AttachConfig),
+    Live(LiveArgs),
     /// Run the scripts of a budget file and check their budgets (for CI).
-    Check(crate::check::CheckConfig),
+    Check(check::CheckArgs),
     /// List the serial ports boards may be on.
     Devices,
     /// Print the licences of the third-party code in this binary.
@@ -53,7 +81,7 @@ pub enum Command {
 }
 
 #[derive(Debug, Args)]
-pub struct DecodeConfig {
+pub struct DecodeArgs {
     /// The recorded stream (raw wire bytes).
     pub stream: PathBuf,
     /// Where to write the profile JSON.
@@ -73,7 +101,7 @@ pub struct DecodeConfig {
 }
 
 #[derive(Debug, Args)]
-pub struct BuildConfig {
+pub struct BuildArgs {
     /// Build the 64-bit interpreter instead of the board-like 32-bit one.
     #[arg(long)]
     pub bits64: bool,
@@ -82,31 +110,77 @@ pub struct BuildConfig {
     pub plain: bool,
 }
 
+/// `mpprof live STREAM`.
+#[derive(Debug, Args)]
+pub struct LiveArgs {
+    /// The stream to follow.
+    pub stream: PathBuf,
+    /// Where to write the profile when the view closes.
+    #[arg(short, long, default_value = "live.mpprof.json")]
+    pub output: PathBuf,
+    /// The script's path, for source lines and names.
+    #[arg(long, default_value = "")]
+    pub script: String,
+}
+
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Run(cfg) => crate::run::run(*cfg),
-        Command::Report(cfg) => crate::report_cmd::report(cfg).map(|_| ExitCode::SUCCESS),
-        Command::Decode(cfg) => decode(cfg).map(|_| ExitCode::SUCCESS),
-        Command::Build(cfg) => crate::run::build_command(cfg).map(|_| ExitCode::SUCCESS),
-        Command::Flamegraph(cfg) => crate::views::flamegraph(cfg).map(|_| ExitCode::SUCCESS),
-        Command::Diff(cfg) => crate::views::diff(cfg).map(|_| ExitCode::SUCCESS),
-        Command::Export(cfg) => crate::views::export(cfg).map(|_| ExitCode::SUCCESS),
-        Command::Check(cfg) => crate::check::check(cfg),
-        Command::Live(cfg) => crate::live::attach(cfg).map(|_| ExitCode::SUCCESS),
-        Command::Devices => devices().map(|_| ExitCode::SUCCESS),
+    let done = |r: Result<()>| r.map(|()| Outcome::Success);
+    exit_code(match cli.command {
+        Command::Run(args) => run::run(*args),
+        Command::Report(args) => done(views::report(args)),
+        Command::Decode(args) => done(decode(args)),
+        Command::Build(args) => done(build(args)),
+        Command::Flamegraph(args) => done(views::flamegraph(args)),
+        Command::Diff(args) => done(views::diff(args)),
+        Command::Export(args) => done(views::export(args)),
+        Command::Check(args) => check::check(args),
+        Command::Live(args) => done(live(args)),
+        Command::Devices => done(devices()),
         Command::Licenses => {
-            crate::views::licenses();
-            Ok(ExitCode::SUCCESS)
+            views::licenses();
+            Ok(Outcome::Success)
         }
+    })
+}
+
+fn build(args: BuildArgs) -> Result<()> {
+    let opts = vm_instrumented::BuildOptions {
+        word_size: if args.bits64 {
+            vm_instrumented::WordSize::Bits64
+        } else {
+            vm_instrumented::WordSize::Bits32
+        },
+        flavour: if args.plain {
+            vm_instrumented::Flavour::Plain
+        } else {
+            vm_instrumented::Flavour::Instrumented
+        },
+        ..vm_instrumented::BuildOptions::default()
     };
-    match result {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("mpprof: error: {e:#}");
-            ExitCode::from(EXIT_USAGE)
-        }
-    }
+    let b = vm_instrumented::build_host(&opts, &mut |m| eprintln!("mpprof: {m}"))?;
+    println!("{}", b.micropython.display());
+    Ok(())
+}
+
+/// Follow a running target's stream in the live view.
+fn live(args: LiveArgs) -> Result<()> {
+    crate::live::check_terminal()?;
+    // Opening a FIFO waits for its writer: say what we wait for.
+    eprintln!("mpprof: waiting for the stream {}", args.stream.display());
+    let file = std::fs::File::open(&args.stream).with_context(|| {
+        format!(
+            "cannot open the stream {}: start the VM with MPPROF_PATH={0}",
+            args.stream.display()
+        )
+    })?;
+    let mut view = crate::live::LiveView::new("attached", &args.script, &args.output, false)?;
+    view.say("(attached to a running target: its output is on its own terminal)\n");
+    let profile = crate::capture::follow(Box::new(file), &args.script, &mut view);
+    drop(view);
+    crate::output::write_profile(&profile?, &args.output)?;
+    eprintln!("mpprof: profile written to {}", args.output.display());
+    Ok(())
 }
 
 /// Serial ports (for `--device`) and debug probes (for `--probe`), like
@@ -186,7 +260,7 @@ fn pick_session(bytes: &[u8], which: Option<usize>) -> Result<&[u8]> {
     Ok(bytes)
 }
 
-fn decode(cfg: DecodeConfig) -> Result<()> {
+fn decode(cfg: DecodeArgs) -> Result<()> {
     let mut bytes = std::fs::read(&cfg.stream)
         .with_context(|| format!("cannot read the stream {}", cfg.stream.display()))?;
     if cfg.uart {
@@ -204,15 +278,8 @@ fn decode(cfg: DecodeConfig) -> Result<()> {
         bytes = frames;
     }
     let bytes = pick_session(&bytes, cfg.session)?;
-    let profile = profile_from_stream(
-        bytes,
-        &RunInfo {
-            script: cfg.script.unwrap_or_default(),
-            embed_sources: true,
-            ..RunInfo::default()
-        },
-    );
-    crate::run::write_profile(&profile, &cfg.output)?;
+    let profile = profile_from_stream(bytes, &RunInfo::for_stream(&cfg.script.unwrap_or_default()));
+    crate::output::write_profile(&profile, &cfg.output)?;
     eprintln!("mpprof: profile written to {}", cfg.output.display());
     Ok(())
 }

@@ -14,6 +14,29 @@ pub const VERSION: u8 = 1;
 /// Largest payload a frame may carry.
 pub const MAX_PAYLOAD: usize = 16384;
 const HEADER: usize = 7;
+
+/// Bytes that identify a frame starting a session: its header and the
+/// first record's tag.
+pub const SESSION_START_LEN: usize = HEADER + 1;
+
+/// Whether a frame that starts a session (sequence 0, first record HELLO)
+/// begins at `i`: each boot or soft reset of a board starts one.
+fn starts_session(bytes: &[u8], i: usize) -> bool {
+    bytes.len() >= i + SESSION_START_LEN
+        && bytes[i..].starts_with(&[SYNC[0], SYNC[1], VERSION, 0, 0])
+        && bytes[i + HEADER] == tag::HELLO
+}
+
+/// The offset of the last session start, so bytes of an earlier session are
+/// left out.
+pub fn last_session_start(bytes: &[u8]) -> Option<usize> {
+    (0..bytes.len()).rev().find(|&i| starts_session(bytes, i))
+}
+
+/// The first session start at or after `from`.
+pub fn session_start(bytes: &[u8], from: usize) -> Option<usize> {
+    (from..bytes.len()).find(|&i| starts_session(bytes, i))
+}
 const TRAILER: usize = 4;
 
 pub mod tag {

@@ -14,12 +14,12 @@
 
 use mpprof_profile::Cause;
 
-use crate::opcodes;
+use crate::analysis::opcodes;
 
-/// `type_flags` bit: the type is a class defined in Python.
-pub const FLAG_PYTHON_CLASS: u32 = 1;
-/// `type_flags` bit: the type is BaseException or a subclass of it.
-pub const FLAG_EXCEPTION: u32 = 2;
+/// `type_flags` bit: a class defined in Python (defined by the wire).
+pub const FLAG_PYTHON_CLASS: u32 = crate::wire::TypeInfo::FLAG_PYTHON_CLASS;
+/// `type_flags` bit: BaseException or a subclass of it (defined by the wire).
+pub const FLAG_EXCEPTION: u32 = crate::wire::TypeInfo::FLAG_EXCEPTION;
 
 /// The `Other` text of a raw buffer nothing explains.
 pub const RAW_BUFFER: &str = "raw buffer";

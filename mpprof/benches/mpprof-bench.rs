@@ -1,4 +1,4 @@
-//! The benchmark command: `cargo run --release --bin mpprof-bench [-- --quick]`.
+//! The benchmark command: `cargo bench --bench mpprof-bench [-- --quick]`.
 //! Measures, in one run, and writes BENCHMARKS.md:
 //! 1. VM overhead on upstream's tests/perf_bench: instructions under
 //!    `valgrind --tool=callgrind` (deterministic here) and wall time, for the
@@ -15,7 +15,8 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use mpprof::aggregate::{Aggregator, RunInfo};
+use mpprof::record::aggregate::RunInfo;
+use mpprof::record::ingest::Ingest;
 use mpprof::wire::Decoder;
 use vm_instrumented::{build_host, BuildOptions, Flavour};
 
@@ -156,10 +157,9 @@ struct WireStats {
 }
 
 fn record(script: &Path, tmp: &Path) -> Result<Vec<u8>> {
-    let exe = std::env::current_exe()?;
-    let mpprof = exe.with_file_name("mpprof");
+    let mpprof = env!("CARGO_BIN_EXE_mpprof");
     let stream = tmp.join("rec.bin");
-    let st = Command::new(&mpprof)
+    let st = Command::new(mpprof)
         .args(["run", "-q", "-o"])
         .arg(tmp.join("rec.json"))
         .arg("--save-stream")
@@ -167,7 +167,7 @@ fn record(script: &Path, tmp: &Path) -> Result<Vec<u8>> {
         .arg(script)
         .stdout(Stdio::null())
         .status()
-        .context("the mpprof binary sits beside mpprof-bench (cargo build --release)")?;
+        .context("cannot run the mpprof binary cargo built for this benchmark")?;
     let _ = st;
     Ok(std::fs::read(&stream)?)
 }
@@ -281,17 +281,13 @@ fn ingestion(root: &Path, tmp: &Path, target_bytes: usize) -> Result<(u64, u64, 
     let _ = std::fs::remove_file(tmp.join("rec.bin"));
     let rss_before = peak_rss_kib();
     let t = Instant::now();
-    let mut d = Decoder::new();
-    let mut agg = Aggregator::new();
-    let mut n = 0u64;
+    let mut ingest = Ingest::new();
     for chunk in bytes.chunks(1 << 16) {
-        d.feed(chunk, &mut |e| {
-            n += 1;
-            agg.event(e)
-        });
+        ingest.feed(chunk);
     }
-    let stats = *d.finish(&mut |e| agg.event(e));
-    let profile = agg.finish(&stats, &RunInfo::default());
+    ingest.finish();
+    let n = ingest.events();
+    let profile = ingest.into_profile(&RunInfo::default());
     let secs = t.elapsed().as_secs_f64();
     let rss_after = peak_rss_kib();
     std::hint::black_box(&profile);
@@ -347,24 +343,23 @@ fn flame_bench() -> Result<(f64, usize)> {
 fn tui_bench(root: &Path, tmp: &Path) -> Result<(f64, f64)> {
     use ratatui::backend::TestBackend;
     let bytes = record(&root.join("fixtures/causes/bound_method.py"), tmp)?;
-    let mut agg = Aggregator::new();
-    let mut d = Decoder::new();
-    d.feed(&bytes, &mut |e| agg.event(e));
-    let stats = *d.finish(&mut |e| agg.event(e));
+    let mut ingest = Ingest::new();
+    ingest.feed(&bytes);
+    ingest.finish();
     let run = RunInfo::default();
-    let st = mpprof::tui::LiveState::new("host", "bound_method.py", "p.json");
+    let st = mpprof::live::view::LiveState::new("host", "bound_method.py", "p.json");
     let mut term = ratatui::Terminal::new(TestBackend::new(160, 45))?;
     let frames = 200;
     let t = Instant::now();
     for _ in 0..frames {
-        let p = agg.snapshot(&stats, &run);
-        term.draw(|f| mpprof::tui::draw(f, &st, &p))?;
+        let p = ingest.snapshot(&run);
+        term.draw(|f| mpprof::live::view::draw(f, &st, &p))?;
     }
     let small = t.elapsed().as_secs_f64() / frames as f64;
     let big = wide_profile(20_000);
     let t = Instant::now();
     for _ in 0..20 {
-        term.draw(|f| mpprof::tui::draw(f, &st, &big))?;
+        term.draw(|f| mpprof::live::view::draw(f, &st, &big))?;
     }
     Ok((small, t.elapsed().as_secs_f64() / 20.0))
 }
@@ -393,7 +388,7 @@ struct SoakResult {
 }
 
 fn soak(root: &Path, tmp: &Path, secs: u64) -> Result<SoakResult> {
-    let mpprof = std::env::current_exe()?.with_file_name("mpprof");
+    let mpprof = std::path::PathBuf::from(env!("CARGO_BIN_EXE_mpprof"));
     let out = tmp.join("soak.json");
     let mut child = Command::new(&mpprof)
         .args(["run", "-q", "--timeout", &format!("{secs}s"), "-o"])
@@ -426,7 +421,7 @@ fn tui_under_load(root: &Path, tmp: &Path) -> Result<(f64, f64, f64)> {
     let _ = bytes_len;
     let alone = events as f64 / secs_alone;
     // Again, with the view redrawing from the shared aggregator.
-    let shared = Arc::new(Mutex::new(Aggregator::new()));
+    let shared = Arc::new(Mutex::new(Ingest::new()));
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let drawer = {
         let shared = shared.clone();
@@ -434,16 +429,13 @@ fn tui_under_load(root: &Path, tmp: &Path) -> Result<(f64, f64, f64)> {
         std::thread::spawn(move || -> f64 {
             let mut term =
                 ratatui::Terminal::new(ratatui::backend::TestBackend::new(160, 45)).unwrap();
-            let st = mpprof::tui::LiveState::new("host", "soak.py", "p.json");
+            let st = mpprof::live::view::LiveState::new("host", "soak.py", "p.json");
             let mut busy = 0.0;
             let t0 = Instant::now();
             while !stop.load(std::sync::atomic::Ordering::SeqCst) {
                 let t = Instant::now();
-                let p = shared
-                    .lock()
-                    .unwrap()
-                    .snapshot(&Default::default(), &RunInfo::default());
-                let _ = term.draw(|f| mpprof::tui::draw(f, &st, &p));
+                let p = shared.lock().unwrap().snapshot(&RunInfo::default());
+                let _ = term.draw(|f| mpprof::live::view::draw(f, &st, &p));
                 busy += t.elapsed().as_secs_f64();
                 std::thread::sleep(std::time::Duration::from_millis(100));
             }
@@ -452,15 +444,10 @@ fn tui_under_load(root: &Path, tmp: &Path) -> Result<(f64, f64, f64)> {
     };
     let stream = build_stream(root, tmp, 128 << 20)?;
     let t = Instant::now();
-    let mut d = Decoder::new();
-    let mut n = 0u64;
     for chunk in stream.chunks(1 << 16) {
-        let mut agg = shared.lock().unwrap();
-        d.feed(chunk, &mut |e| {
-            n += 1;
-            agg.event(e)
-        });
+        shared.lock().unwrap().feed(chunk);
     }
+    let n = shared.lock().unwrap().events();
     let with_view = n as f64 / t.elapsed().as_secs_f64();
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     let cpu = drawer.join().unwrap_or(0.0);
@@ -480,7 +467,7 @@ struct BoardBench {
 /// the target (guest ticks: RTT is a memcpy into RAM, the UART envelope an
 /// escaping loop and a UART write per byte) and the run's wall time.
 fn board_transports(tmp: &Path) -> Result<Vec<BoardBench>> {
-    let mpprof = std::env::current_exe()?.with_file_name("mpprof");
+    let mpprof = std::path::PathBuf::from(env!("CARGO_BIN_EXE_mpprof"));
     let script = tmp.join("board_floats.py");
     std::fs::write(
         &script,
@@ -568,7 +555,7 @@ fn main() -> Result<()> {
     let _ = writeln!(md, "# mpprof benchmarks\n");
     let _ = writeln!(
         md,
-        "Written by `cargo run --release --bin mpprof-bench`{} on {} ({} cores). Instruction counts are from `valgrind --tool=callgrind` (deterministic); wall times are the best of 3 runs and noisy on a shared machine.\n",
+        "Written by `cargo bench --bench mpprof-bench`{} on {} ({} cores). Instruction counts are from `valgrind --tool=callgrind` (deterministic); wall times are the best of 3 runs and noisy on a shared machine.\n",
         if quick { " -- --quick" } else { "" },
         std::env::consts::ARCH,
         std::thread::available_parallelism().map_or(1, |n| n.get())

@@ -1,0 +1,223 @@
+//! A script running on a board, seen as a [`Session`] like a host process:
+//! the board runs it from a thread of its own, its stream and (when asked)
+//! its output come back through channels, and interrupting it is a Ctrl-C on
+//! its REPL link (a board that cannot see it is given up on after a grace
+//! period, see [`crate::board`]).
+
+use std::io::{Read, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use crate::board::{Board, BoardError, BoardRun};
+use crate::qemu::QemuSession;
+use crate::{AgentError, ExitInfo, Session};
+
+/// A board ready to run a script: the emulated one (stopped when the run
+/// ends) or a real one.
+pub enum OpenBoard {
+    Qemu(QemuSession),
+    Device(Board),
+}
+
+impl OpenBoard {
+    pub fn board(&mut self) -> &mut Board {
+        match self {
+            OpenBoard::Qemu(q) => q.board(),
+            OpenBoard::Device(b) => b,
+        }
+    }
+
+    pub fn close(self) {
+        if let OpenBoard::Qemu(q) = self {
+            q.shutdown();
+        }
+    }
+}
+
+/// Bytes handed from one thread to another as a `Write`...
+pub struct ChannelWriter(pub Sender<Vec<u8>>);
+
+impl Write for ChannelWriter {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        // A reader gone away means nobody wants the bytes any more.
+        let _ = self.0.send(b.to_vec());
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// ... and read back as a `Read` (0 once every writer is dropped).
+pub struct ChannelReader {
+    rx: Receiver<Vec<u8>>,
+    buf: Vec<u8>,
+    at: usize,
+}
+
+impl ChannelReader {
+    pub fn new(rx: Receiver<Vec<u8>>) -> Self {
+        Self {
+            rx,
+            buf: Vec::new(),
+            at: 0,
+        }
+    }
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        if self.at == self.buf.len() {
+            match self.rx.recv() {
+                Ok(b) => (self.buf, self.at) = (b, 0),
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = out.len().min(self.buf.len() - self.at);
+        out[..n].copy_from_slice(&self.buf[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}
+
+/// A script running on a board.
+pub struct BoardSession {
+    handle: Option<JoinHandle<Result<BoardRun, BoardError>>>,
+    stop: Arc<AtomicBool>,
+    stream: Option<Box<dyn Read + Send>>,
+    output: Option<Box<dyn Read + Send>>,
+    exit: Option<ExitInfo>,
+    error: Option<String>,
+}
+
+impl BoardSession {
+    /// Start `source` on `board`. With `capture_output` the script's output
+    /// (and the traceback the REPL sends apart) is read through
+    /// [`Session::take_output`]; without, it goes to our stdout and stderr.
+    /// The board is closed (an emulator stopped) when the run ends.
+    pub fn start(mut board: OpenBoard, source: Vec<u8>, capture_output: bool) -> BoardSession {
+        let (stream_tx, stream_rx) = mpsc::channel::<Vec<u8>>();
+        let (out_tx, out_rx) = mpsc::channel::<Vec<u8>>();
+        let stop = Arc::new(AtomicBool::new(false));
+        let handle = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut stream = ChannelWriter(stream_tx);
+                let mut out = OutputSink::new(capture_output, out_tx);
+                // Limits are the caller's: it interrupts through `stop` (a
+                // timeout, Ctrl-C, the live view's q).
+                let run =
+                    board
+                        .board()
+                        .run_script(&source, &mut stream, &mut |d| out.stdout(d), stop);
+                board.close();
+                if let Ok(r) = &run {
+                    out.stderr(&r.output.stderr);
+                }
+                run
+            })
+        };
+        BoardSession {
+            handle: Some(handle),
+            stop,
+            stream: Some(Box::new(ChannelReader::new(stream_rx))),
+            output: capture_output.then(|| Box::new(ChannelReader::new(out_rx)) as Box<_>),
+            exit: None,
+            error: None,
+        }
+    }
+
+    fn finish(&mut self) -> ExitInfo {
+        if let Some(h) = self.handle.take() {
+            let none = ExitInfo {
+                code: None,
+                signal: None,
+            };
+            let (exit, error) = match h.join() {
+                Ok(Ok(run)) => (run.exit, None),
+                Ok(Err(e)) => (none, Some(e.to_string())),
+                Err(_) => (none, Some("the board runner panicked".into())),
+            };
+            self.exit = Some(exit);
+            self.error = error;
+        }
+        self.exit.unwrap_or(ExitInfo {
+            code: None,
+            signal: None,
+        })
+    }
+}
+
+/// Where a board's output goes: our own stdout/stderr, or the channel the
+/// caller reads.
+struct OutputSink {
+    captured: Option<Sender<Vec<u8>>>,
+}
+
+impl OutputSink {
+    fn new(capture: bool, tx: Sender<Vec<u8>>) -> Self {
+        Self {
+            captured: capture.then_some(tx),
+        }
+    }
+
+    fn stdout(&mut self, d: &[u8]) {
+        match &self.captured {
+            Some(tx) => {
+                let _ = tx.send(d.to_vec());
+            }
+            None => {
+                let mut o = std::io::stdout();
+                let _ = o.write_all(d);
+                let _ = o.flush();
+            }
+        }
+    }
+
+    fn stderr(&mut self, d: &[u8]) {
+        if d.is_empty() {
+            return;
+        }
+        match &self.captured {
+            Some(tx) => {
+                let _ = tx.send(d.to_vec());
+            }
+            None => {
+                let _ = std::io::stderr().write_all(d);
+            }
+        }
+    }
+}
+
+impl Session for BoardSession {
+    fn take_stream(&mut self) -> Option<Box<dyn Read + Send>> {
+        self.stream.take()
+    }
+    fn take_output(&mut self) -> Option<Box<dyn Read + Send>> {
+        self.output.take()
+    }
+    fn interrupt(&mut self) -> Result<(), AgentError> {
+        self.stop.store(true, Ordering::SeqCst);
+        Ok(())
+    }
+    fn kill(&mut self) -> Result<(), AgentError> {
+        // Nothing harder to do from here: the runner gives up on a board
+        // that does not stop within its grace period.
+        self.stop.store(true, Ordering::SeqCst);
+        Ok(())
+    }
+    fn try_wait(&mut self) -> Result<Option<ExitInfo>, AgentError> {
+        if self.handle.as_ref().is_some_and(|h| !h.is_finished()) {
+            return Ok(None);
+        }
+        Ok(Some(self.finish()))
+    }
+    fn wait(&mut self) -> Result<ExitInfo, AgentError> {
+        Ok(self.finish())
+    }
+    fn failure(&self) -> Option<String> {
+        self.error.clone()
+    }
+}
