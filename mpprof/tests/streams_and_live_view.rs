@@ -166,7 +166,7 @@ fn live_needs_a_terminal() {
 
 #[test]
 fn the_live_view_runs_in_tmux_and_q_writes_the_profile() {
-    let p = live_view_in_tmux(&[], "host");
+    let p = live_view_in_tmux(&[], "host", None);
     assert!(p.meta.partial, "the script was stopped");
     assert!(p.functions[p.find_functions("spin")[0]].opcodes > 0 || p.total_opcodes() > 0);
 }
@@ -176,15 +176,38 @@ fn the_live_view_watches_the_emulated_board() {
     // The board runs the script from a thread of its own; the view follows
     // its RTT stream; `q` sends Ctrl-C and the profile so far is written.
     common::default_qemu_firmware();
-    let p = live_view_in_tmux(&["--target", "qemu"], "qemu");
+    let p = live_view_in_tmux(&["--target", "qemu"], "qemu", None);
     assert_eq!(p.meta.target, "qemu");
     assert!(p.meta.partial, "the script was stopped");
     assert!(p.functions[p.find_functions("spin")[0]].opcodes > 10_000);
 }
 
+#[test]
+fn the_live_view_on_the_host_honours_timeout_and_save_stream() {
+    // The live view records through the same path as a plain run: the
+    // timeout ends the script (the view stays until q), and the saved
+    // stream decodes into the profile the view wrote.
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("live");
+    std::fs::create_dir_all(&dir).unwrap();
+    let stream = dir.join("forever-timeout.stream");
+    let _ = std::fs::remove_file(&stream);
+    let p = live_view_in_tmux(
+        &["--timeout", "2s", "--save-stream", stream.to_str().unwrap()],
+        "timeout",
+        Some("timeout after 2s"),
+    );
+    assert_eq!(p.meta.exit.reason, mpprof_profile::ExitReason::Timeout);
+    let saved = profile_from_stream(&std::fs::read(&stream).unwrap(), &RunInfo::default());
+    let spin = |p: &Profile| p.functions[p.find_functions("spin")[0]].opcodes;
+    assert!(spin(&p) > 10_000);
+    assert_eq!(spin(&saved), spin(&p));
+    assert_eq!(saved.gc.alloc_count, p.gc.alloc_count);
+}
+
 /// `mpprof run --live ARGS forever.py` in a tmux pane: wait for the view to
-/// show the spinning function, sort, quit; the profile it wrote.
-fn live_view_in_tmux(args: &[&str], name: &str) -> Profile {
+/// show the spinning function, sort (or, with `quit_after`, wait for that
+/// text on the screen), quit; the profile it wrote.
+fn live_view_in_tmux(args: &[&str], name: &str, quit_after: Option<&str>) -> Profile {
     common::tmux_installed();
     // Built before the view starts, so the view's first screen is the run.
     common::host_vm();
@@ -230,17 +253,23 @@ fn live_view_in_tmux(args: &[&str], name: &str) -> Profile {
         screen.contains("Functions") && screen.contains("spin"),
         "{screen}"
     );
-    assert!(screen.contains("running"));
-    tmux(&["send-keys", "-t", &session, "s"]);
-    let mut sorted = false;
-    for _ in 0..3000 {
-        std::thread::sleep(std::time::Duration::from_millis(100));
-        if capture().contains("sorted by inclusive") {
-            sorted = true;
-            break;
+    let wait_for = |text: &str| {
+        for _ in 0..3000 {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            if capture().contains(text) {
+                return true;
+            }
         }
+        false
+    };
+    match quit_after {
+        None => {
+            assert!(screen.contains("running"));
+            tmux(&["send-keys", "-t", &session, "s"]);
+            assert!(wait_for("sorted by inclusive"), "{}", capture());
+        }
+        Some(text) => assert!(wait_for(text), "{}", capture()),
     }
-    assert!(sorted, "{}", capture());
     tmux(&["send-keys", "-t", &session, "q"]);
     for _ in 0..3000 {
         std::thread::sleep(std::time::Duration::from_millis(200));

@@ -166,3 +166,85 @@ pub fn run(args: RunArgs) -> Result<Outcome> {
         Outcome::Success
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::capture::Target;
+    use crate::cmd::{Cli, Command};
+
+    fn run_args(args: &[&str]) -> RunArgs {
+        let argv = ["mpprof", "run"].iter().chain(args);
+        match Cli::try_parse_from(argv).unwrap().command {
+            Command::Run(r) => *r,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn no_flags_give_the_defaults() {
+        let (rec, out, warning) = run_args(&["s.py"]).into_parts().unwrap();
+        assert_eq!(rec.target, Target::default());
+        assert_eq!(rec.script, PathBuf::from("s.py"));
+        assert!(rec.args.is_empty() && rec.timeout.is_none() && rec.save_stream.is_none());
+        assert_eq!(
+            out,
+            RunOutputs {
+                profile: PathBuf::from("s.mpprof.json"),
+                flamegraph: None,
+                summary: SummaryMode::Text,
+                top: 10,
+                live: false,
+            }
+        );
+        assert_eq!(warning, None);
+    }
+
+    #[test]
+    fn every_target_option_reaches_the_recording() {
+        let (rec, _, _) = run_args(&[
+            "--bits64",
+            "--heap",
+            "64k",
+            "--timeout",
+            "3s",
+            "--save-stream",
+            "x.bin",
+            "s.py",
+        ])
+        .into_parts()
+        .unwrap();
+        assert_eq!(
+            rec.target,
+            Target::Host {
+                word: vm_instrumented::WordSize::Bits64,
+                heap: Some(65536)
+            }
+        );
+        assert_eq!(rec.timeout, Some(Duration::from_secs(3)));
+        assert_eq!(rec.save_stream, Some(PathBuf::from("x.bin")));
+        let (rec, _, warning) = run_args(&["--target", "qemu", "--heap", "8k", "s.py"])
+            .into_parts()
+            .unwrap();
+        assert_eq!(
+            rec.target,
+            Target::Qemu {
+                transport: board_agent::qemu::QemuTransport::SharedRam,
+                firmware: None
+            }
+        );
+        assert!(warning.is_some_and(|w| w.contains("--heap")));
+        let err = run_args(&["--probe", "--chip", "RP2040", "s.py"])
+            .into_parts()
+            .unwrap_err();
+        assert!(err.to_string().contains("--device PORT"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_weight_is_refused_before_anything_runs() {
+        let err = Cli::try_parse_from(["mpprof", "run", "--weight", "watts", "s.py"]).unwrap_err();
+        assert!(err.to_string().contains("watts"), "{err}");
+    }
+}

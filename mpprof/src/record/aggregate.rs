@@ -112,6 +112,10 @@ impl RunInfo {
     }
 }
 
+/// The `<unknown>` function, added to the profile the first time a record
+/// names a code object or node that was never described.
+type Unknown<'a> = &'a mut dyn FnMut(&mut ProfileBuilder) -> FunctionId;
+
 /// Assigns an allocation its cause from what is known about it.
 pub type Classifier = fn(&AllocFacts) -> Cause;
 
@@ -532,14 +536,36 @@ impl Aggregator {
         let mut b = ProfileBuilder::new();
         let codes = self.functions(&mut b, run);
         let mut unknown_fn = None;
-        let mut unknown_function = |b: &mut ProfileBuilder| {
+        let mut unknown = |b: &mut ProfileBuilder| {
             *unknown_fn.get_or_insert_with(|| {
                 let file = b.add_file("", None);
                 b.add_function(file, 0, "<unknown>", "<unknown>")
             })
         };
+        self.add_line_opcodes(&mut b, &codes, &mut unknown);
+        let node_map = self.add_call_tree(&mut b, &codes, &mut unknown);
+        let unknown_ids = self.add_sites(&mut b, &codes, &mut unknown, &node_map);
+        self.add_failures(&mut b, &codes, &mut unknown);
+        for m in &self.markers {
+            b.add_marker(m.clone());
+        }
+        for r in &self.regions {
+            b.add_region(r.clone());
+        }
+        self.add_gc(&mut b);
+        self.fill_meta(&mut b, stats, run, unknown_ids);
+        let mut p = b.build();
+        // END's totals are the target's own count of every allocation it
+        // reported: what the profile lacks of them was lost on the way.
+        if let Some(e) = self.end {
+            p.meta.dropped.lost_allocs = e.alloc_count.saturating_sub(p.gc.alloc_count);
+            p.meta.dropped.lost_alloc_bytes = e.alloc_bytes.saturating_sub(p.gc.alloc_bytes);
+        }
+        p
+    }
 
-        // Opcodes per line, and the opcode mix.
+    /// Opcodes per line, and the opcode mix.
+    fn add_line_opcodes(&self, b: &mut ProfileBuilder, codes: &CodeFunctions, unknown: Unknown) {
         let mut count_keys: Vec<&(u32, u32)> = self.counts.keys().collect();
         count_keys.sort_unstable();
         for key in count_keys {
@@ -553,17 +579,24 @@ impl Aggregator {
                     }
                 }
                 None => {
-                    let f = unknown_function(&mut b);
+                    let f = unknown(b);
                     b.add_opcodes(f, None, n);
                 }
             }
         }
+    }
 
-        // The call tree: described nodes (parents first), then nodes only
-        // allocation records or failures named.
+    /// The call tree: described nodes (parents first), then nodes only
+    /// allocation records or failures named.
+    fn add_call_tree(
+        &self,
+        b: &mut ProfileBuilder,
+        codes: &CodeFunctions,
+        unknown: Unknown,
+    ) -> HashMap<u32, NodeId> {
         let mut node_map: HashMap<u32, NodeId> = HashMap::new();
         for &nid in &self.node_order {
-            self.add_node_with_ancestors(nid, &codes, &mut b, &mut node_map, &mut unknown_function);
+            self.add_node_with_ancestors(nid, codes, b, &mut node_map, unknown);
         }
         let mut unnamed: Vec<u32> = self
             .sites
@@ -575,34 +608,44 @@ impl Aggregator {
         unnamed.sort_unstable();
         unnamed.dedup();
         for nid in unnamed {
-            let function = unknown_function(&mut b);
+            let function = unknown(b);
             let id = b.add_node(CallNode {
                 function,
                 ..CallNode::default()
             });
             node_map.insert(nid, id);
         }
+        node_map
+    }
 
-        // Where a node's event happened: function, file, line and opcode.
-        let locate = |b: &mut ProfileBuilder,
-                      unknown: &mut dyn FnMut(&mut ProfileBuilder) -> FunctionId,
-                      node: u32,
-                      offset: u32|
-         -> (FunctionId, FileId, u32, Option<u8>) {
-            if node == 0 {
-                return (codes.runtime_fn, codes.runtime_file, 0, None);
-            }
-            let code_id = self.nodes.get(&node).and_then(|n| n.code_id);
-            match code_id.and_then(|c| codes.place(self, c, offset)) {
-                Some(place) => place,
-                None => {
-                    let f = unknown(b);
-                    (f, codes.runtime_file, 0, None)
-                }
-            }
-        };
+    /// Where a node's event happened: function, file, line and opcode.
+    fn locate(
+        &self,
+        b: &mut ProfileBuilder,
+        codes: &CodeFunctions,
+        unknown: Unknown,
+        node: u32,
+        offset: u32,
+    ) -> (FunctionId, FileId, u32, Option<u8>) {
+        if node == 0 {
+            return (codes.runtime_fn, codes.runtime_file, 0, None);
+        }
+        let code_id = self.nodes.get(&node).and_then(|n| n.code_id);
+        match code_id.and_then(|c| codes.place(self, c, offset)) {
+            Some(place) => place,
+            None => (unknown(b), codes.runtime_file, 0, None),
+        }
+    }
 
-        // Allocation sites, with their causes.
+    /// Allocation sites with their causes; the allocations whose ids were
+    /// unknown (plus other unknown references).
+    fn add_sites(
+        &self,
+        b: &mut ProfileBuilder,
+        codes: &CodeFunctions,
+        unknown: Unknown,
+        node_map: &HashMap<u32, NodeId>,
+    ) -> u64 {
         let type_cause = |type_id: u32| -> Option<Cause> {
             let t = self.types.get(&type_id)?;
             Some((self.classify)(&AllocFacts {
@@ -616,8 +659,7 @@ impl Aggregator {
         keys.sort_unstable_by_key(|k| (k.node, k.offset, k.type_id, k.growth, k.companion));
         for k in keys {
             let acc = self.sites[k];
-            let (function, file, line, op) =
-                locate(&mut b, &mut unknown_function, k.node, k.offset);
+            let (function, file, line, op) = self.locate(b, codes, unknown, k.node, k.offset);
             let t = self.types.get(&k.type_id);
             if !self.node_is_described(k.node) || (k.type_id != 0 && t.is_none()) {
                 add(&mut unknown_ids, acc.count);
@@ -653,22 +695,20 @@ impl Aggregator {
                 bytes: acc.bytes,
             });
         }
+        unknown_ids
+    }
 
+    fn add_failures(&self, b: &mut ProfileBuilder, codes: &CodeFunctions, unknown: Unknown) {
         let mut failure_keys: Vec<&(u32, u32)> = self.failures.keys().collect();
         failure_keys.sort_unstable();
         for key in failure_keys {
             let f = self.failures[key];
-            let (function, _, line, _) = locate(&mut b, &mut unknown_function, key.0, key.1);
+            let (function, _, line, _) = self.locate(b, codes, unknown, key.0, key.1);
             b.add_alloc_failure(function, line, f.largest, f.count);
         }
+    }
 
-        for m in &self.markers {
-            b.add_marker(m.clone());
-        }
-        for r in &self.regions {
-            b.add_region(r.clone());
-        }
-
+    fn add_gc(&self, b: &mut ProfileBuilder) {
         let gc = b.gc_mut();
         gc.total_ticks = self.gc_ticks;
         gc.collection_count = self.collection_count;
@@ -678,15 +718,6 @@ impl Aggregator {
             || self.heap_samples.iter().map(|h| h.used).max().unwrap_or(0),
             |e| e.peak_used_bytes,
         );
-        self.fill_meta(&mut b, stats, run, unknown_ids);
-        let mut p = b.build();
-        // END's totals are the target's own count of every allocation it
-        // reported: what the profile lacks of them was lost on the way.
-        if let Some(e) = self.end {
-            p.meta.dropped.lost_allocs = e.alloc_count.saturating_sub(p.gc.alloc_count);
-            p.meta.dropped.lost_alloc_bytes = e.alloc_bytes.saturating_sub(p.gc.alloc_bytes);
-        }
-        p
     }
 
     /// Add a node after its ancestors, so parents come first even when a
@@ -698,7 +729,7 @@ impl Aggregator {
         codes: &CodeFunctions,
         b: &mut ProfileBuilder,
         node_map: &mut HashMap<u32, NodeId>,
-        unknown_function: &mut dyn FnMut(&mut ProfileBuilder) -> FunctionId,
+        unknown_function: Unknown,
     ) {
         let mut chain = vec![nid];
         let mut on_chain: HashSet<u32> = HashSet::from([nid]);

@@ -539,100 +539,8 @@ impl Decoder {
             return Ok(());
         }
         let ev = match t {
-            tag::HELLO => Event::Hello(Hello {
-                wire_version: c.uint()?,
-                word_bytes: c.uint()?,
-                gc_block_bytes: c.uint()?,
-                small_int_bits: c.uint()?,
-                heap_bytes: c.uint()?,
-                clock_hz: c.uint()?,
-                clock: c.string()?,
-                mp_version: c.string()?,
-                platform: c.string()?,
-                target: c.string()?,
-            }),
-            tag::CODE => Event::Code(CodeInfo {
-                code_id: c.u32()?,
-                name: c.string()?,
-                file: c.string()?,
-                bc_start: c.u32()?,
-                line_info: c.bytes()?.to_vec(),
-                bytecode: c.bytes()?.to_vec(),
-            }),
-            tag::TYPE => Event::Type(TypeInfo {
-                type_id: c.u32()?,
-                flags: c.u32()?,
-                name: c.string()?,
-            }),
-            tag::NODE => Event::Node {
-                node_id: c.u32()?,
-                parent_id: c.u32()?,
-                code_id: c.u32()?,
-            },
-            tag::SITE => {
-                let slot = c.uint()?;
-                let site = AllocSite {
-                    node_id: c.u32()?,
-                    offset: c.u32()?,
-                    type_id: c.u32()?,
-                    bytes: c.uint()?,
-                    kind: match c.uint()? {
-                        0 => AllocKind::New,
-                        1 => AllocKind::Growth,
-                        _ => return Err(Malformed),
-                    },
-                };
-                let slot = self.slots.get_mut(slot as usize).ok_or(Malformed)?;
-                *slot = Some(site);
-                Event::Alloc(site)
-            }
-            tag::COUNTS => {
-                let code_id = c.u32()?;
-                let n = c.uint()?;
-                // Each pair takes at least two bytes: bound n before allocating.
-                if n > ((c.data.len() - c.pos) / 2) as u64 {
-                    return Err(Malformed);
-                }
-                let mut counts = Vec::with_capacity(n as usize);
-                let mut offset = 0u64;
-                for _ in 0..n {
-                    offset += c.uint()?;
-                    let off = u32::try_from(offset).map_err(|_| Malformed)?;
-                    counts.push((off, c.uint()?));
-                }
-                Event::Counts { code_id, counts }
-            }
-            tag::NODE_STATS => Event::NodeStats {
-                node_id: c.u32()?,
-                calls: c.uint()?,
-                ticks: c.uint()?,
-                opcodes: c.uint()?,
-            },
-            tag::GC => Event::Gc(GcRecord {
-                start: c.uint()?,
-                duration: c.uint()?,
-                blocks_freed: c.uint()?,
-                used_bytes: c.uint()?,
-                free_bytes: c.uint()?,
-                largest_free_bytes: c.uint()?,
-            }),
-            tag::MARK => Event::Mark {
-                at: c.uint()?,
-                label: c.string()?,
-            },
-            tag::REGION_BEGIN => Event::RegionBegin {
-                at: c.uint()?,
-                label: c.string()?,
-            },
-            tag::REGION_END => Event::RegionEnd {
-                at: c.uint()?,
-                label: c.string()?,
-            },
-            tag::ALLOC_FAIL => Event::AllocFail {
-                node_id: c.u32()?,
-                offset: c.u32()?,
-                bytes: c.uint()?,
-            },
+            tag::SITE => self.site(c)?,
+            tag::COUNTS => counts(c)?,
             tag::DROPPED => {
                 // The target redefines every slot after a loss; forget ours.
                 self.slots = [None; 128];
@@ -641,32 +549,137 @@ impl Decoder {
                     frames: c.uint()?,
                 }
             }
-            tag::END => Event::End(EndRecord {
-                at: c.uint()?,
-                heap_bytes: c.uint()?,
-                peak_used_bytes: c.uint()?,
-                alloc_bytes: c.uint()?,
-                alloc_count: c.uint()?,
-                collections: c.uint()?,
-                gc_ticks: c.uint()?,
-                dropped_records: c.uint()?,
-                reason: EndReason::from_wire(c.uint()?),
-            }),
-            tag::HEAP => Event::Heap {
-                at: c.uint()?,
-                used_bytes: c.uint()?,
-            },
-            tag::START => Event::Start { at: c.uint()? },
-            tag::STOP => Event::Stop { at: c.uint()? },
-            0x40..=0x7f => Event::Extension {
-                tag: t,
-                data: c.bytes()?.to_vec(),
-            },
-            _ => return Err(Malformed),
+            _ => plain_record(t, c)?,
         };
         sink(ev);
         Ok(())
     }
+
+    /// A SITE record defines a repeat slot as it reports an allocation.
+    fn site(&mut self, c: &mut Cursor) -> Result<Event, Malformed> {
+        let slot = c.uint()?;
+        let site = AllocSite {
+            node_id: c.u32()?,
+            offset: c.u32()?,
+            type_id: c.u32()?,
+            bytes: c.uint()?,
+            kind: match c.uint()? {
+                0 => AllocKind::New,
+                1 => AllocKind::Growth,
+                _ => return Err(Malformed),
+            },
+        };
+        let slot = self.slots.get_mut(slot as usize).ok_or(Malformed)?;
+        *slot = Some(site);
+        Ok(Event::Alloc(site))
+    }
+}
+
+/// Opcode counts of one code object: delta-coded offsets with counts.
+fn counts(c: &mut Cursor) -> Result<Event, Malformed> {
+    let code_id = c.u32()?;
+    let n = c.uint()?;
+    // Each pair takes at least two bytes: bound n before allocating.
+    if n > ((c.data.len() - c.pos) / 2) as u64 {
+        return Err(Malformed);
+    }
+    let mut counts = Vec::with_capacity(n as usize);
+    let mut offset = 0u64;
+    for _ in 0..n {
+        offset += c.uint()?;
+        let off = u32::try_from(offset).map_err(|_| Malformed)?;
+        counts.push((off, c.uint()?));
+    }
+    Ok(Event::Counts { code_id, counts })
+}
+
+/// The records that are their fields and nothing more.
+fn plain_record(t: u8, c: &mut Cursor) -> Result<Event, Malformed> {
+    Ok(match t {
+        tag::HELLO => Event::Hello(Hello {
+            wire_version: c.uint()?,
+            word_bytes: c.uint()?,
+            gc_block_bytes: c.uint()?,
+            small_int_bits: c.uint()?,
+            heap_bytes: c.uint()?,
+            clock_hz: c.uint()?,
+            clock: c.string()?,
+            mp_version: c.string()?,
+            platform: c.string()?,
+            target: c.string()?,
+        }),
+        tag::CODE => Event::Code(CodeInfo {
+            code_id: c.u32()?,
+            name: c.string()?,
+            file: c.string()?,
+            bc_start: c.u32()?,
+            line_info: c.bytes()?.to_vec(),
+            bytecode: c.bytes()?.to_vec(),
+        }),
+        tag::TYPE => Event::Type(TypeInfo {
+            type_id: c.u32()?,
+            flags: c.u32()?,
+            name: c.string()?,
+        }),
+        tag::NODE => Event::Node {
+            node_id: c.u32()?,
+            parent_id: c.u32()?,
+            code_id: c.u32()?,
+        },
+        tag::NODE_STATS => Event::NodeStats {
+            node_id: c.u32()?,
+            calls: c.uint()?,
+            ticks: c.uint()?,
+            opcodes: c.uint()?,
+        },
+        tag::GC => Event::Gc(GcRecord {
+            start: c.uint()?,
+            duration: c.uint()?,
+            blocks_freed: c.uint()?,
+            used_bytes: c.uint()?,
+            free_bytes: c.uint()?,
+            largest_free_bytes: c.uint()?,
+        }),
+        tag::MARK => Event::Mark {
+            at: c.uint()?,
+            label: c.string()?,
+        },
+        tag::REGION_BEGIN => Event::RegionBegin {
+            at: c.uint()?,
+            label: c.string()?,
+        },
+        tag::REGION_END => Event::RegionEnd {
+            at: c.uint()?,
+            label: c.string()?,
+        },
+        tag::ALLOC_FAIL => Event::AllocFail {
+            node_id: c.u32()?,
+            offset: c.u32()?,
+            bytes: c.uint()?,
+        },
+        tag::END => Event::End(EndRecord {
+            at: c.uint()?,
+            heap_bytes: c.uint()?,
+            peak_used_bytes: c.uint()?,
+            alloc_bytes: c.uint()?,
+            alloc_count: c.uint()?,
+            collections: c.uint()?,
+            gc_ticks: c.uint()?,
+            dropped_records: c.uint()?,
+            reason: EndReason::from_wire(c.uint()?),
+        }),
+        tag::HEAP => Event::Heap {
+            at: c.uint()?,
+            used_bytes: c.uint()?,
+        },
+        tag::START => Event::Start { at: c.uint()? },
+        tag::STOP => Event::Stop { at: c.uint()? },
+        0x40..=0x7f => Event::Extension {
+            tag: t,
+            data: c.bytes()?.to_vec(),
+        },
+        _ => return Err(Malformed),
+    })
 }
 
 fn memchr_sync(hay: &[u8]) -> Option<usize> {
