@@ -33,24 +33,21 @@ void mpprof_deinit(void);
 // The hooked copy of mp_execute_bytecode (mpprof_vm.c): take this frame's
 // counter array once, then count each dispatched opcode by its offset.
 #define MICROPY_VM_HOOK_ENTER(code_state, inject_exc) \
-    mpprof_frame_t *const mpprof_frame = mpprof_top_frame; \
-    const uintptr_t mpprof_counts_bias = mpprof_frame->counts_bias;
+    const uintptr_t mpprof_counts_bias = mpprof_top_frame->counts_bias;
 // counts_bias = (uintptr_t)counts - (uintptr_t)bytecode * 4, so the counter
 // of the opcode at ip is at counts_bias + ip * 4: one add, no subtraction.
+// The same few instructions run at every opcode (the countdown is the
+// global opcode count, see mpprof_ops_now), so their cost is one constant
+// the runtime measures at start-up and takes out of every time.
+extern uint32_t mpprof_op_countdown;
+void mpprof_op_tick(void);
 #define MICROPY_VM_HOOK_OPCODE(ip) \
     do { \
         ++*(uint32_t *)(mpprof_counts_bias + (uintptr_t)(ip) * sizeof(uint32_t)); \
-        mpprof_frame->opcodes++; \
+        if (--mpprof_op_countdown == 0) { \
+            mpprof_op_tick(); \
+        } \
     } while (0)
-// After jumps (loops): every so many, see whether counters are due to be
-// flushed, so a function that loops for a long time without returning still
-// shows up in a live view.
-extern uint32_t mpprof_loop_countdown;
-void mpprof_loop_tick(void);
-#define MICROPY_VM_HOOK_LOOP \
-    if (--mpprof_loop_countdown == 0) { \
-        mpprof_loop_tick(); \
-    }
 #else
 // The plain copy: when profiling is on, hand the frame to the hooked copy.
 #define MICROPY_VM_HOOK_ENTER(code_state, inject_exc) \

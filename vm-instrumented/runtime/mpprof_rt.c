@@ -22,7 +22,10 @@
 
 uint8_t mpprof_vm_hooked;
 mpprof_frame_t *mpprof_top_frame;
-uint32_t mpprof_loop_countdown = 1;
+// Opcodes until the next look at the clock (flushes, Ctrl-C polling); the
+// global opcode count is rt.ops_base + OP_TICK_PERIOD - countdown.
+#define OP_TICK_PERIOD (4096)
+uint32_t mpprof_op_countdown = OP_TICK_PERIOD;
 
 // A float object, mirrored from py/objfloat.c (where the struct is private) to
 // know its size.
@@ -78,7 +81,18 @@ static struct {
     uint64_t t0;
     uint64_t flush_ticks;
     uint64_t last_flush;
-    uint64_t flush_cost;    // ticks spent flushing, hidden from measurements
+    // The profiler's own time, taken out of every time it reports (see
+    // now()): ticks spent in hooks between two clock reads, plus the
+    // measured cost of what runs outside those reads (calibrate()).
+    uint64_t hidden;
+    uint64_t ops_base;      // opcodes counted before the current countdown
+    uint64_t calls;         // frames handed to the hooked VM
+    uint64_t allocs_seen;   // allocation hooks that recorded
+    uint32_t op_cost_q16;   // ticks per counted opcode, 16.16 fixed point
+    uint32_t call_cost_q16; // ticks per call outside the hook's clock reads
+    uint32_t alloc_cost_q16; // the same for an allocation hook
+    bool calibrating;       // frames run hooked, nothing is recorded
+    bool calibrating_allocs; // allocation hooks do their work too (calibrate())
     size_t used_bytes;
     size_t peak_used;
     uint64_t alloc_bytes;
@@ -99,6 +113,7 @@ static struct {
     mpprof_code_t *dirty_codes;
     size_t n_known;
     size_t heap_total;
+    bool used_stale;        // a collection went unrecorded: recount the heap
 } rt;
 
 static mpprof_frame_t frames[MPPROF_MAX_DEPTH];
@@ -109,11 +124,46 @@ static uint32_t counters[MPPROF_COUNTER_WORDS];
 static mpprof_slot_t slots[MPPROF_SITE_SLOTS];
 static mpprof_known_type_t known_types[KNOWN_TYPES_MAX];
 
-// Ticks since profiling started, less the time spent flushing: a flush's
-// cost must not land in whichever frame happened to trigger it, or ticks
-// would depend on when flushes fall and stop being repeatable.
+// The global count of opcodes the hooked VM has dispatched.
+static inline uint64_t ops_now(void) {
+    return rt.ops_base + (OP_TICK_PERIOD - mpprof_op_countdown);
+}
+
+// What the profiler has cost so far, in ticks: its hooks' own time (read
+// around them), and for what no clock read can bracket (the counting at
+// each opcode, the call into a hook and back) the measured cost of one,
+// times how many there were.
+static inline uint64_t overhead(void) {
+    uint64_t measured = (ops_now() * rt.op_cost_q16 + rt.calls * rt.call_cost_q16
+        + rt.allocs_seen * rt.alloc_cost_q16) >> 16;
+    return rt.hidden + measured;
+}
+
+// A raw clock reading as the time the code would have reached without the
+// profiler: every figure is a difference of these, so none includes the
+// profiler's own cost, and none depends on when flushes fall.
+static inline uint64_t stamp(uint64_t raw) {
+    return raw - rt.t0 - overhead();
+}
+
 static inline uint64_t now(void) {
-    return mpprof_port_ticks() - rt.t0 - rt.flush_cost - mpprof_wire_hidden_ticks;
+    return stamp(mpprof_port_ticks());
+}
+
+// Hide the time since the raw reading `h0` (a hook's own work); returns the
+// current time. A hook's work can vary in length (a frame sent or not, a
+// ring buffer wrapping): restarting a coarse tick counter here puts the
+// next tick boundaries at the same instructions whatever it did, so times
+// on a deterministic target repeat to the tick.
+static inline uint64_t hide_since(uint64_t h0) {
+    mpprof_port_align_ticks();
+    uint64_t r = mpprof_port_ticks();
+    rt.hidden += r - h0;
+    return stamp(r);
+}
+
+static inline void hide_end(uint64_t h0) {
+    (void)hide_since(h0);
 }
 
 static inline size_t blocks_bytes(size_t n_bytes) {
@@ -564,88 +614,108 @@ static uint8_t outcome_of(mp_vm_return_kind_t kind, mp_code_state_t *code_state)
     return 1;
 }
 
+// Frames the hooked VM cannot profile run on the plain VM.
+static bool run_plain(uint64_t h0) {
+    rt.unprofiled_frames++;
+    hide_end(h0);
+    return false;
+}
+
 bool mpprof_vm_enter(mp_code_state_t *code_state, void *inject_exc, int *kind_out) {
-    if (!rt.recording || rt.in_hook || !mpprof_port_is_main_thread()) {
+    if ((!rt.recording && !rt.calibrating) || rt.in_hook || !mpprof_port_is_main_thread()) {
         return false;
     }
+    // Everything from here to the frame's first opcode, and from its last
+    // to the return, is the profiler's: hidden, so the caller's time is what
+    // it would be on the plain VM.
+    uint64_t h0 = mpprof_port_ticks();
     if (rt.depth >= MPPROF_MAX_DEPTH) {
-        rt.unprofiled_frames++;
-        return false;
+        return run_plain(h0);
     }
     flush_pending();
     mpprof_code_t *code = code_lookup(code_state->fun_bc);
     if (code == NULL || code->counts == NULL) {
         // Bytecode outside the GC heap (frozen) or tables full: run plain.
-        rt.unprofiled_frames++;
-        return false;
+        return run_plain(h0);
     }
     uint32_t parent = rt.depth != 0 ? frames[rt.depth - 1].node : 0;
     uint32_t node = node_child(parent, code);
     if (node == 0) {
-        rt.unprofiled_frames++;
-        return false;
+        return run_plain(h0);
     }
     if (!code->dirty) {
         code->dirty = 1;
         code->next_dirty = rt.dirty_codes;
         rt.dirty_codes = code;
     }
-    if (rt.depth == 0) {
+    if (rt.depth == 0 && !rt.calibrating) {
         // Count flush intervals from the script's start too: where flushes
         // fall must not depend on how long the board idled before.
         mpprof_port_align_ticks();
+        h0 = mpprof_port_ticks();
         rt.last_flush = now();
     }
     mpprof_frame_t *f = &frames[rt.depth++];
     f->counts_bias = (uintptr_t)code->counts - (uintptr_t)code->bytecode * sizeof(uint32_t);
     f->base = code->bytecode;
-    f->opcodes = 0;
     f->node = node;
     f->code_state = code_state;
+    f->child_ops = 0;
     mpprof_top_frame = f;
-    f->enter_ticks = now();
+    f->enter_ops = ops_now();
+    f->enter_ticks = hide_since(h0);
 
     mp_vm_return_kind_t kind = mpprof_vm_execute_hooked(code_state, inject_exc);
 
-    uint64_t t = now();
+    uint64_t h1 = mpprof_port_ticks();
+    uint64_t t = stamp(h1);
+    uint64_t ops = ops_now() - f->enter_ops;
     mpprof_node_t *n = &nodes[node];
     n->ticks += t - f->enter_ticks;
     n->calls++;
-    n->opcodes += f->opcodes;
+    n->opcodes += ops - f->child_ops;
     if (!n->dirty) {
         n->dirty = 1;
         n->next_dirty = rt.dirty_nodes;
         rt.dirty_nodes = node;
     }
     rt.depth--;
-    mpprof_top_frame = rt.depth != 0 ? &frames[rt.depth - 1] : NULL;
-    if (rt.depth == 0) {
+    if (rt.depth != 0) {
+        frames[rt.depth - 1].child_ops += ops;
+        mpprof_top_frame = &frames[rt.depth - 1];
+    } else {
+        mpprof_top_frame = NULL;
         rt.end_reason = outcome_of(kind, code_state);
     }
     if (rt.recording && t - rt.last_flush >= rt.flush_ticks) {
         flush_all(t);
         mpprof_wire_flush();
-        rt.flush_cost += now() - t;
     }
+    rt.calls++;
+    hide_end(h1);
     *kind_out = kind;
     return true;
 }
 
-void mpprof_loop_tick(void) {
-    mpprof_loop_countdown = 4096;
+void mpprof_op_tick(void) {
+    uint64_t h0 = mpprof_port_ticks();
+    rt.ops_base += OP_TICK_PERIOD;
+    mpprof_op_countdown = OP_TICK_PERIOD;
     #ifdef MPPROF_PORT_POLL
-    // A port that cannot otherwise notice Ctrl-C while a script runs.
-    MPPROF_PORT_POLL();
+    // A port that cannot otherwise notice Ctrl-C while a script runs (and
+    // only then: at start-up, the byte waiting may be the host's Ctrl-A).
+    if (rt.recording) {
+        MPPROF_PORT_POLL();
+    }
     #endif
-    if (!rt.recording || rt.in_hook) {
-        return;
+    if (rt.recording && !rt.in_hook) {
+        uint64_t t = stamp(h0);
+        if (t - rt.last_flush >= rt.flush_ticks) {
+            flush_all(t);
+            mpprof_wire_flush();
+        }
     }
-    uint64_t t = now();
-    if (t - rt.last_flush >= rt.flush_ticks) {
-        flush_all(t);
-        mpprof_wire_flush();
-        rt.flush_cost += now() - t;
-    }
+    hide_end(h0);
 }
 
 /******************************************************************************/
@@ -657,9 +727,10 @@ void mpprof_gc_alloc(void *ptr, size_t n_bytes) {
     }
     rt.used_bytes += blocks_bytes(n_bytes);
     note_used();
-    if (!rt.recording || rt.in_hook || !mpprof_port_is_main_thread()) {
+    if ((!rt.recording && !rt.calibrating_allocs) || rt.in_hook || !mpprof_port_is_main_thread()) {
         return;
     }
+    uint64_t h0 = mpprof_port_ticks();
     flush_pending();
     mpprof_pending_t *p = &rt.pending;
     p->ptr = ptr;
@@ -668,6 +739,8 @@ void mpprof_gc_alloc(void *ptr, size_t n_bytes) {
     p->exact = false;
     p->valid = true;
     current_site(&p->node, &p->offset);
+    rt.allocs_seen++;
+    hide_end(h0);
 }
 
 void mpprof_obj_typed(void *base) {
@@ -680,6 +753,7 @@ void mpprof_gc_alloc_fail(size_t n_bytes) {
     if (!rt.recording || !mpprof_port_is_main_thread()) {
         return;
     }
+    uint64_t h0 = mpprof_port_ticks();
     flush_pending();
     uint32_t node, offset;
     current_site(&node, &offset);
@@ -694,6 +768,7 @@ void mpprof_gc_alloc_fail(size_t n_bytes) {
     mpprof_wire_uint(offset);
     mpprof_wire_uint(n_bytes);
     mpprof_wire_end_record();
+    hide_end(h0);
 }
 
 void mpprof_gc_free(void *ptr, size_t n_blocks) {
@@ -701,7 +776,9 @@ void mpprof_gc_free(void *ptr, size_t n_blocks) {
         return;
     }
     if (rt.pending.valid && rt.pending.ptr == ptr && mpprof_port_is_main_thread()) {
+        uint64_t h0 = mpprof_port_ticks();
         flush_pending();
+        hide_end(h0);
     }
     size_t bytes = n_blocks * MICROPY_BYTES_PER_GC_BLOCK;
     rt.used_bytes = rt.used_bytes > bytes ? rt.used_bytes - bytes : 0;
@@ -734,6 +811,7 @@ void mpprof_gc_realloc(void *old_ptr, void *new_ptr, size_t old_blocks, size_t n
     if (new_bytes <= old_bytes || !rt.recording || rt.in_hook || !main_thread) {
         return;
     }
+    uint64_t h0 = mpprof_port_ticks();
     flush_pending();
     mpprof_pending_t *p = &rt.pending;
     p->ptr = new_ptr;
@@ -742,53 +820,281 @@ void mpprof_gc_realloc(void *old_ptr, void *new_ptr, size_t old_blocks, size_t n
     p->exact = false;
     p->valid = true;
     current_site(&p->node, &p->offset);
+    rt.allocs_seen++;
+    hide_end(h0);
 }
 
+// A collection's figure is its own time: from the first instruction of
+// upstream's collection to its last. What the profiler does around it (the
+// heap census, the record) is hidden, and so nothing of it lands in the
+// caller's time either. While not recording, the hooks do nothing costly,
+// so a collection timed from Python after mpprof.stop() is upstream's own.
 void mpprof_gc_collect_start(void) {
-    if (!rt.open) {
+    if (!rt.recording) {
+        rt.used_stale = true;
         return;
     }
+    uint64_t h0 = mpprof_port_ticks();
     if (mpprof_port_is_main_thread()) {
         flush_pending();
     }
     rt.used_before_gc = rt.used_bytes;
-    rt.gc_start = now();
+    rt.gc_start = hide_since(h0);
 }
 
-void mpprof_gc_collect_end(void) {
-    if (!rt.open) {
-        return;
-    }
-    uint64_t t = now();
-    uint64_t duration = t - rt.gc_start;
-    gc_info_t info;
+// The heap's state after a collection (used bytes, largest free block):
+// the sweep frees blocks without telling anyone.
+static void heap_census(gc_info_t *info) {
     rt.in_hook = true;
-    gc_info(&info);
+    gc_info(info);
     rt.in_hook = false;
-    rt.used_bytes = info.used;
-    rt.collections++;
-    rt.gc_ticks += duration;
-    if (!rt.recording || !mpprof_port_is_main_thread()) {
-        return;
-    }
-    // Code objects whose bytecode was just freed must never match a new
-    // function that reuses the memory.
+    rt.used_bytes = info->used;
+    rt.used_stale = false;
+}
+
+// Code objects whose bytecode was just freed must never match a new
+// function that reuses the memory.
+static void forget_dead_codes(void) {
     for (uint32_t i = 0; i < MPPROF_MAX_CODES; i++) {
         if (codes[i].bytecode != NULL && !codes[i].dead && gc_nbytes(codes[i].bytecode) == 0) {
             codes[i].dead = 1;
         }
     }
-    size_t freed = rt.used_before_gc > info.used ? rt.used_before_gc - info.used : 0;
-    mpprof_wire_begin(1 + 6 * 10);
-    mpprof_wire_u8(MPPROF_TAG_GC);
-    mpprof_wire_uint(rt.gc_start);
-    mpprof_wire_uint(duration);
-    mpprof_wire_uint(freed / MICROPY_BYTES_PER_GC_BLOCK);
-    mpprof_wire_uint(info.used);
-    mpprof_wire_uint(info.free);
-    mpprof_wire_uint(info.max_free * MICROPY_BYTES_PER_GC_BLOCK);
-    mpprof_wire_end_record();
 }
+
+void mpprof_gc_collect_end(void) {
+    if (!rt.recording) {
+        rt.used_stale = true;
+        return;
+    }
+    uint64_t h0 = mpprof_port_ticks();
+    uint64_t duration = stamp(h0) - rt.gc_start;
+    gc_info_t info;
+    heap_census(&info);
+    forget_dead_codes();
+    // Outside every profiled frame (the collection MicroPython makes after
+    // a raw-REPL execution, at exit): not the script's, not counted.
+    if (rt.depth != 0 && mpprof_port_is_main_thread()) {
+        rt.collections++;
+        rt.gc_ticks += duration;
+        size_t freed = rt.used_before_gc > info.used ? rt.used_before_gc - info.used : 0;
+        mpprof_wire_begin(1 + 6 * 10);
+        mpprof_wire_u8(MPPROF_TAG_GC);
+        mpprof_wire_uint(rt.gc_start);
+        mpprof_wire_uint(duration);
+        mpprof_wire_uint(freed / MICROPY_BYTES_PER_GC_BLOCK);
+        mpprof_wire_uint(info.used);
+        mpprof_wire_uint(info.free);
+        mpprof_wire_uint(info.max_free * MICROPY_BYTES_PER_GC_BLOCK);
+        mpprof_wire_end_record();
+    }
+    hide_end(h0);
+}
+
+/******************************************************************************/
+// Calibration: what the profiler costs where no clock read can bracket it.
+//
+// The counting at each opcode and the call into the frame hook and back run
+// outside the hooks' clock reads. Their cost is measured once at start-up,
+// on this target, by running the same small functions on the plain VM and
+// on the hooked one (nothing is recorded meanwhile), and taken out of every
+// time: per opcode counted and per call made (see overhead()).
+
+#if MICROPY_ENABLE_COMPILER
+#include "py/lexer.h"
+#include "py/parse.h"
+#include "py/compile.h"
+#include "py/nlr.h"
+
+// Every name here is an existing qstr, so compiling interns nothing new.
+static const char calib_src[] =
+    "def off(end):\n"
+    " for key in range(end):\n"
+    "  pass\n"
+    "def on():\n"
+    " pass\n"
+    "def add(end):\n"
+    " for key in range(end):\n"
+    "  on()\n"
+    "def set(end):\n"
+    " for key in range(end):\n"
+    "  (key, end)\n";
+
+// Referenced here so the build's qstr table has them whatever the port.
+static const qstr calib_names[] = {
+    MP_QSTR_off, MP_QSTR_on, MP_QSTR_add, MP_QSTR_set, MP_QSTR_end, MP_QSTR_key, MP_QSTR_range,
+};
+
+typedef struct {
+    uint64_t ticks;  // raw ticks less the hooks' own bracketed time
+    uint64_t ops;
+    uint64_t calls;
+    uint64_t allocs;
+} calib_run_t;
+
+static calib_run_t calib_run(mp_obj_t fun, mp_int_t n, bool hooked) {
+    calib_run_t r;
+    // Every run meets the same empty heap: no collection inside.
+    gc_collect();
+    mpprof_vm_hooked = hooked;
+    rt.calibrating = hooked;
+    rt.calibrating_allocs = hooked;
+    uint64_t hidden0 = rt.hidden;
+    uint64_t ops0 = ops_now(), calls0 = rt.calls, allocs0 = rt.allocs_seen;
+    // At the same phase of a coarse tick every time, so the figures do not
+    // depend on how long the board idled before (see mpprof_port_align_ticks).
+    mpprof_port_align_ticks();
+    uint64_t t0 = mpprof_port_ticks();
+    mp_call_function_1(fun, MP_OBJ_NEW_SMALL_INT(n));
+    uint64_t t1 = mpprof_port_ticks();
+    r.ticks = (t1 - t0) - (rt.hidden - hidden0);
+    r.ops = ops_now() - ops0;
+    r.calls = rt.calls - calls0;
+    r.allocs = rt.allocs_seen - allocs0;
+    mpprof_vm_hooked = 0;
+    rt.calibrating = false;
+    rt.calibrating_allocs = false;
+    // What the allocation hooks wrote is not the stream's.
+    rt.pending.valid = false;
+    memset(slots, 0, sizeof(slots));
+    mpprof_wire_reset();
+    return r;
+}
+
+// Ticks a hooked run took beyond the plain one, less what the costs
+// measured so far explain.
+static uint64_t calib_unexplained(calib_run_t hooked, calib_run_t plain) {
+    uint64_t explained = plain.ticks
+        + ((hooked.ops * rt.op_cost_q16 + hooked.calls * rt.call_cost_q16) >> 16);
+    return hooked.ticks > explained ? hooked.ticks - explained : 0;
+}
+
+// The least of a few runs: a host's clock sees other processes too.
+static calib_run_t calib_best(mp_obj_t fun, mp_int_t n, bool hooked) {
+    calib_run_t best = calib_run(fun, n, hooked);
+    for (int i = 0; i < 4; i++) {
+        calib_run_t r = calib_run(fun, n, hooked);
+        if (r.ticks < best.ticks) {
+            best = r;
+        }
+    }
+    return best;
+}
+
+// Extra ticks per unit of `d_units`, in 16.16 fixed point, from two sizes
+// of the same run (the difference cancels everything that does not grow).
+// Long division in 32 bits: a 64-bit one pulls in a libgcc routine some
+// boards' linker scripts cannot place.
+static uint32_t calib_slope(uint64_t hooked_extra_small, uint64_t hooked_extra_large, uint64_t d_units) {
+    if (hooked_extra_large <= hooked_extra_small || d_units == 0 || d_units > 0x7fffffff
+        || hooked_extra_large - hooked_extra_small > 0xffffffff) {
+        return 0;
+    }
+    uint32_t diff = (uint32_t)(hooked_extra_large - hooked_extra_small), d = (uint32_t)d_units;
+    uint32_t q = diff / d, r = diff % d;
+    if (q >= 0x10000) {
+        return 0;
+    }
+    for (int i = 0; i < 16; i++) {
+        r <<= 1;
+        q <<= 1;
+        if (r >= d) {
+            r -= d;
+            q |= 1;
+        }
+    }
+    return q;
+}
+
+// The allocation hook's cost while not recording (a call, a heap-usage
+// update, a return): in the plain runs above too, so their difference
+// misses it, but a build without hooks has none of it. Timed here as calls
+// through a pointer the compiler cannot see through, less the same loop
+// without the call.
+typedef void (*calib_alloc_hook_t)(void *ptr, size_t n_bytes);
+static calib_alloc_hook_t volatile calib_alloc_hook = mpprof_gc_alloc;
+
+static uint64_t calib_hook_loop(uint32_t n, bool call) {
+    mpprof_port_align_ticks();
+    uint64_t t0 = mpprof_port_ticks();
+    for (volatile uint32_t i = 0; i < n; i++) {
+        if (call) {
+            calib_alloc_hook(NULL, 16);
+        }
+    }
+    return mpprof_port_ticks() - t0;
+}
+
+static uint32_t calib_idle_alloc_hook(void) {
+    size_t used = rt.used_bytes, peak = rt.peak_used;
+    const uint32_t n = 2000;
+    uint64_t with = UINT64_MAX, without = UINT64_MAX;
+    for (int i = 0; i < 5; i++) {
+        uint64_t w = calib_hook_loop(n, true), wo = calib_hook_loop(n, false);
+        with = w < with ? w : with;
+        without = wo < without ? wo : without;
+    }
+    rt.used_bytes = used;
+    rt.peak_used = peak;
+    return calib_slope(without, with, n);
+}
+
+static void calibrate(void) {
+    (void)calib_names;
+    nlr_buf_t nlr;
+    mp_obj_dict_t *globals_prev = mp_globals_get();
+    mp_obj_dict_t *locals_prev = mp_locals_get();
+    if (nlr_push(&nlr) != 0) {
+        // No calibration (no compiler room?): times keep the counting cost.
+        mp_globals_set(globals_prev);
+        mp_locals_set(locals_prev);
+        mpprof_vm_hooked = 0;
+        rt.calibrating = false;
+        return;
+    }
+    mp_obj_dict_t *globals = MP_OBJ_TO_PTR(mp_obj_new_dict(4));
+    mp_globals_set(globals);
+    mp_locals_set(globals);
+    mp_lexer_t *lex = mp_lexer_new_from_str_len(MP_QSTR__lt_string_gt_, calib_src, sizeof(calib_src) - 1, 0);
+    qstr source_name = lex->source_name;
+    mp_parse_tree_t tree = mp_parse(lex, MP_PARSE_FILE_INPUT);
+    mp_call_function_0(mp_compile(&tree, source_name, false));
+    mp_obj_t off = mp_obj_dict_get(MP_OBJ_FROM_PTR(globals), MP_OBJ_NEW_QSTR(MP_QSTR_off));
+    mp_obj_t add = mp_obj_dict_get(MP_OBJ_FROM_PTR(globals), MP_OBJ_NEW_QSTR(MP_QSTR_add));
+    mp_obj_t set = mp_obj_dict_get(MP_OBJ_FROM_PTR(globals), MP_OBJ_NEW_QSTR(MP_QSTR_set));
+    // Each cost from two sizes of one run, hooked and plain: the difference
+    // of differences leaves what grows with the size. Per opcode first (a
+    // loop with no calls), then per call (the loop calling an empty
+    // function), then per allocation (the loop building a tuple), each less
+    // what the costs before it explain.
+    const mp_int_t small = 500, large = 4000;
+    mp_obj_t funs[3] = {off, add, set};
+    for (int k = 0; k < 3; k++) {
+        // Allocation runs stay small: what they record must fit one frame.
+        mp_int_t s_n = k == 2 ? 100 : small, l_n = k == 2 ? 800 : large;
+        calib_run_t ps = calib_best(funs[k], s_n, false), pl = calib_best(funs[k], l_n, false);
+        calib_run_t hs = calib_best(funs[k], s_n, true), hl = calib_best(funs[k], l_n, true);
+        uint64_t extra_s = calib_unexplained(hs, ps), extra_l = calib_unexplained(hl, pl);
+        if (k == 0) {
+            rt.op_cost_q16 = calib_slope(extra_s, extra_l, hl.ops - hs.ops);
+        } else if (k == 1) {
+            rt.call_cost_q16 = calib_slope(extra_s, extra_l, hl.calls - hs.calls);
+        } else {
+            rt.alloc_cost_q16 = calib_slope(extra_s, extra_l, hl.allocs - hs.allocs)
+                + calib_idle_alloc_hook();
+        }
+    }
+    nlr_pop();
+    mp_globals_set(globals_prev);
+    mp_locals_set(locals_prev);
+    // Free what calibration made, so the heap is as the script would find
+    // it without the profiler.
+    gc_collect();
+}
+#else
+static void calibrate(void) {
+}
+#endif
 
 /******************************************************************************/
 // Life cycle.
@@ -833,14 +1139,45 @@ static void write_hello(void) {
     mpprof_wire_end_record();
 }
 
-void mpprof_init(void) {
-    memset(&rt, 0, sizeof(rt));
+static void reset_tables(void) {
     memset(codes, 0, sizeof(codes));
     memset(types, 0, sizeof(types));
     memset(slots, 0, sizeof(slots));
+    rt.n_codes = 0;
+    rt.n_types = 0;
     rt.n_nodes = 1;
+    memset(counters, 0, rt.counters_used * sizeof(counters[0]));
+    rt.counters_used = 0;
+    rt.dirty_codes = NULL;
+    rt.dirty_nodes = 0;
+    rt.depth = 0;
+    rt.unprofiled_frames = 0;
     memset(&nodes[0], 0, sizeof(nodes[0]));
     mpprof_top_frame = NULL;
+}
+
+// What calibration measured, for the host to show.
+static void write_cost(void) {
+    uint8_t data[3 * 10];
+    size_t n = 0;
+    uint32_t v[3] = {rt.op_cost_q16, rt.call_cost_q16, rt.alloc_cost_q16};
+    for (int i = 0; i < 3; i++) {
+        uint32_t x = v[i];
+        do {
+            data[n++] = (x & 0x7f) | (x > 0x7f ? 0x80 : 0);
+            x >>= 7;
+        } while (x != 0);
+    }
+    mpprof_wire_begin(1 + 10 + sizeof(data));
+    mpprof_wire_u8(MPPROF_TAG_COST);
+    mpprof_wire_bytes(data, n);
+    mpprof_wire_end_record();
+}
+
+void mpprof_init(void) {
+    memset(&rt, 0, sizeof(rt));
+    reset_tables();
+    mpprof_op_countdown = OP_TICK_PERIOD;
     mpprof_vm_hooked = 0;
     if (!mpprof_port_open()) {
         return;
@@ -853,7 +1190,20 @@ void mpprof_init(void) {
     uint32_t hz = (uint32_t)mpprof_port_clock_hz();
     rt.flush_ticks = MPPROF_FLUSH_TICKS ? MPPROF_FLUSH_TICKS : hz / 50u;
     init_known_types();
+    calibrate();
+    // What calibration put in the tables and counters is not the script's;
+    // time starts now.
+    reset_tables();
+    rt.hidden = 0;
+    rt.calls = 0;
+    rt.allocs_seen = 0;
+    rt.alloc_count = 0;
+    rt.alloc_bytes = 0;
+    rt.ops_base = 0;
+    mpprof_op_countdown = OP_TICK_PERIOD;
+    rt.t0 = mpprof_port_ticks();
     write_hello();
+    write_cost();
     mpprof_wire_flush();
     rt.recording = true;
     mpprof_vm_hooked = 1;
@@ -893,7 +1243,16 @@ void mpprof_start(void) {
     if (!rt.open || rt.recording) {
         return;
     }
-    write_stamped(MPPROF_TAG_START, now(), NULL, 0);
+    uint64_t h0 = mpprof_port_ticks();
+    if (rt.used_stale) {
+        gc_info_t info;
+        heap_census(&info);
+        note_used();
+        forget_dead_codes();
+    }
+    uint64_t t = stamp(h0);
+    write_stamped(MPPROF_TAG_START, t, NULL, 0);
+    hide_end(h0);
     rt.recording = true;
     mpprof_vm_hooked = 1;
 }
@@ -902,10 +1261,12 @@ void mpprof_stop(void) {
     if (!rt.recording) {
         return;
     }
-    uint64_t t = now();
+    uint64_t h0 = mpprof_port_ticks();
+    uint64_t t = stamp(h0);
     flush_all(t);
     write_stamped(MPPROF_TAG_STOP, t, NULL, 0);
     mpprof_wire_flush();
+    hide_end(h0);
     rt.recording = false;
     mpprof_vm_hooked = 0;
 }
@@ -915,7 +1276,9 @@ void mpprof_mark(uint8_t tag, const char *label, size_t len) {
         return;
     }
     // Flush first, so that everything counted so far lands before the mark.
-    uint64_t t = now();
+    uint64_t h0 = mpprof_port_ticks();
+    uint64_t t = stamp(h0);
     flush_all(t);
     write_stamped(tag, t, label, len);
+    hide_end(h0);
 }

@@ -65,10 +65,11 @@ typedef struct _mpprof_node_t {
 typedef struct _mpprof_frame_t {
     uintptr_t counts_bias;      // read by the hooked VM at each dispatch
     const uint8_t *base;
-    uint32_t opcodes;           // incremented by the hooked VM
     uint32_t node;
     mp_code_state_t *code_state;
     uint64_t enter_ticks;
+    uint64_t enter_ops;         // the global opcode count at entry
+    uint64_t child_ops;         // opcodes run by the frames it called
 } mpprof_frame_t;
 
 extern mpprof_frame_t *mpprof_top_frame;
@@ -120,7 +121,6 @@ static inline void mpprof_wire_end_record(void) {
 extern uint64_t mpprof_wire_dropped_records;
 extern uint64_t mpprof_wire_dropped_frames;
 extern uint16_t mpprof_wire_epoch;         // bumped when a frame is dropped
-extern uint64_t mpprof_wire_hidden_ticks;  // ticks spent sealing and sending frames
 
 // Runtime entry points used by the `mpprof` module.
 bool mpprof_active(void);
@@ -147,6 +147,7 @@ enum {
     MPPROF_TAG_HEAP = 0x0F,
     MPPROF_TAG_START = 0x10,
     MPPROF_TAG_STOP = 0x11,
+    MPPROF_TAG_COST = 0x40,
     MPPROF_TAG_ALLOC_REPEAT = 0x80,
 };
 

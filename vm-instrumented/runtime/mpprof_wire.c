@@ -15,7 +15,6 @@ uint32_t mpprof_wire_records;
 static uint16_t frame_seq;
 
 uint64_t mpprof_wire_dropped_records;
-uint64_t mpprof_wire_hidden_ticks;
 uint64_t mpprof_wire_dropped_frames;
 uint16_t mpprof_wire_epoch = 1;
 static uint64_t unreported_records;
@@ -48,7 +47,6 @@ void mpprof_wire_reset(void) {
     carried_frames = 0;
     mpprof_wire_dropped_records = 0;
     mpprof_wire_dropped_frames = 0;
-    mpprof_wire_hidden_ticks = 0;
     unreported_records = 0;
     unreported_frames = 0;
 }
@@ -67,10 +65,9 @@ void mpprof_wire_flush(void) {
     if (payload_len == 0) {
         return;
     }
-    // Sealing and sending a frame happens inside whatever frame filled it;
-    // its cost (CRC, copying into a ring whose wrap point depends on history)
-    // is hidden from tick measurements so they stay repeatable.
-    uint64_t t_start = mpprof_port_ticks();
+    // Sealing and sending a frame happens inside a hook whose clock reads
+    // bracket it: its cost (CRC, copying into a ring whose wrap point
+    // depends on history) is hidden with the hook's, so ticks stay repeatable.
     frame[0] = 0xa7;
     frame[1] = 0x5c;
     frame[2] = 1;
@@ -115,7 +112,6 @@ void mpprof_wire_flush(void) {
         carried_records = unreported_records;
         carried_frames = unreported_frames;
     }
-    mpprof_wire_hidden_ticks += mpprof_port_ticks() - t_start;
 }
 
 void mpprof_wire_uint(uint64_t v) {

@@ -74,6 +74,22 @@ pub struct Meta {
     /// lost link): figures cover what was collected until then.
     pub partial: bool,
     pub dropped: Dropped,
+    /// What the profiler itself costs per unit, measured on the target at
+    /// start-up and already taken out of every time here (docs/time.md).
+    /// Absent in profiles from older runtimes, whose times include it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profiler_cost: Option<ProfilerCost>,
+}
+
+/// Clock ticks the profiler costs where no clock read can bracket it.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct ProfilerCost {
+    /// Per opcode counted.
+    pub opcode_ticks: f64,
+    /// Per call of a profiled function (and generator resume).
+    pub call_ticks: f64,
+    /// Per recorded allocation.
+    pub alloc_ticks: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]

@@ -163,6 +163,7 @@ struct FailureAcc {
 pub struct Aggregator {
     classify: Classifier,
     hello: Option<Hello>,
+    cost: Option<crate::wire::ProfilerCost>,
     codes: HashMap<u32, CodeInfo>,
     types: HashMap<u32, TypeInfo>,
     nodes: HashMap<u32, NodeAcc>,
@@ -223,6 +224,7 @@ impl Aggregator {
         Self {
             classify,
             hello: None,
+            cost: None,
             codes: HashMap::new(),
             types: HashMap::new(),
             nodes: HashMap::new(),
@@ -328,6 +330,7 @@ impl Aggregator {
             }
             Event::Heap { at, used_bytes } => self.heap_sample(at, used_bytes),
             Event::Start { at } | Event::Stop { at } => self.last_at = self.last_at.max(at),
+            Event::Cost(c) => self.cost = Some(c),
             Event::Extension { .. } => {}
         }
     }
@@ -853,6 +856,12 @@ impl Aggregator {
             _ => "ticks",
         };
         let meta = b.meta_mut();
+        let ticks = |q16: u64| q16 as f64 / 65536.0;
+        meta.profiler_cost = self.cost.map(|c| mpprof_profile::ProfilerCost {
+            opcode_ticks: ticks(c.opcode_q16),
+            call_ticks: ticks(c.call_q16),
+            alloc_ticks: ticks(c.alloc_q16),
+        });
         meta.mpprof_version = env!("CARGO_PKG_VERSION").to_string();
         meta.target = hello.target.clone();
         meta.micropython_version = hello.mp_version.clone();

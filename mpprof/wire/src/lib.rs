@@ -57,6 +57,8 @@ pub mod tag {
     pub const HEAP: u8 = 0x0f;
     pub const START: u8 = 0x10;
     pub const STOP: u8 = 0x11;
+    /// Extension: what the profiler costs per opcode, call and allocation.
+    pub const COST: u8 = 0x40;
     pub const ALLOC_REPEAT: u8 = 0x80;
 }
 
@@ -98,6 +100,15 @@ pub struct CodeInfo {
     pub bc_start: u32,
     pub line_info: Vec<u8>,
     pub bytecode: Vec<u8>,
+}
+
+/// Ticks the profiler costs where no clock read brackets it, as measured
+/// on the target at start-up, in 16.16 fixed point.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ProfilerCost {
+    pub opcode_q16: u64,
+    pub call_q16: u64,
+    pub alloc_q16: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -231,6 +242,8 @@ pub enum Event {
     Stop {
         at: u64,
     },
+    /// The profiler's own cost per unit, taken out of every time already.
+    Cost(ProfilerCost),
     Extension {
         tag: u8,
         data: Vec<u8>,
@@ -674,6 +687,15 @@ fn plain_record(t: u8, c: &mut Cursor) -> Result<Event, Malformed> {
         },
         tag::START => Event::Start { at: c.uint()? },
         tag::STOP => Event::Stop { at: c.uint()? },
+        tag::COST => {
+            let data = c.bytes()?;
+            let mut d = Cursor { data, pos: 0 };
+            Event::Cost(ProfilerCost {
+                opcode_q16: d.uint()?,
+                call_q16: d.uint()?,
+                alloc_q16: d.uint()?,
+            })
+        }
         0x40..=0x7f => Event::Extension {
             tag: t,
             data: c.bytes()?.to_vec(),
