@@ -696,7 +696,7 @@ fn plain_record(t: u8, c: &mut Cursor) -> Result<Event, Malformed> {
                 alloc_q16: d.uint()?,
             })
         }
-        0x40..=0x7f => Event::Extension {
+        0x41..=0x7f => Event::Extension {
             tag: t,
             data: c.bytes()?.to_vec(),
         },
