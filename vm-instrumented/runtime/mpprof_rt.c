@@ -315,8 +315,15 @@ static mpprof_type_t *type_lookup(const mp_obj_type_t *type) {
     return NULL;
 }
 
+// Fibonacci hashing of the pointer folded to 32 bits (on a 64-bit build the
+// high half is mixed in), keeping the top 7 bits of the 32-bit product: an
+// index below KNOWN_TYPES_MAX on every word size.
 static inline uint32_t known_slot(const mp_obj_type_t *type) {
-    return ((uintptr_t)type >> 2) * 2654435761u >> 25; // 7 bits
+    uintptr_t p = (uintptr_t)type >> 2;
+    #if UINTPTR_MAX > 0xffffffffu
+    p ^= p >> 32;
+    #endif
+    return (uint32_t)((uint32_t)p * 2654435761u) >> 25; // 7 bits
 }
 
 static void add_known(const mp_obj_type_t *type, size_t size) {
