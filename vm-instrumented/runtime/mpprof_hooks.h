@@ -42,6 +42,9 @@ void mpprof_deinit(void);
         ++*(uint32_t *)(mpprof_counts_bias + (uintptr_t)(ip) * sizeof(uint32_t)); \
         mpprof_frame->opcodes++; \
     } while (0)
+// An opcode run without a dispatch (v1.26+: the LOAD/STORE_SUBSCR the
+// BUILD_SLICE fast path consumes) is counted as if it had been dispatched.
+#define MICROPY_VM_HOOK_OPCODE_NO_DISPATCH(ip) MICROPY_VM_HOOK_OPCODE(ip)
 // After jumps (loops): every so many, see whether counters are due to be
 // flushed, so a function that loops for a long time without returning still
 // shows up in a live view.
