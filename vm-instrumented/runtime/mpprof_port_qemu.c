@@ -14,6 +14,12 @@
 #define TIMER0_CTRL (*(volatile uint32_t *)0x40000000)
 #define TIMER0_VALUE (*(volatile uint32_t *)0x40000004)
 #define TIMER0_RELOAD (*(volatile uint32_t *)0x40000008)
+#define SYST_CSR (*(volatile uint32_t *)0xe000e010)
+#define SYST_CVR (*(volatile uint32_t *)0xe000e018)
+#define SCB_ICSR (*(volatile uint32_t *)0xe000ed04)
+#define SYST_CSR_ENABLE (1u << 0)
+#define SYST_CSR_TICKINT (1u << 1)
+#define SCB_ICSR_PENDSTCLR (1u << 25)
 
 static uint32_t last_value;
 static uint64_t ticks_high;
@@ -50,6 +56,13 @@ void mpprof_port_align_ticks(void) {
     mpprof_port_ticks();
     TIMER0_VALUE = 0xffffffff;
     last_value = 0xffffffff;
+    // From v1.27 the qemu port runs SysTick with its interrupt (its 1 kHz
+    // ticks_ms): restart that too, so its interrupts also fall at the same
+    // instructions on every run (the port's clock loses under 1 ms each time).
+    if ((SYST_CSR & (SYST_CSR_ENABLE | SYST_CSR_TICKINT)) == (SYST_CSR_ENABLE | SYST_CSR_TICKINT)) {
+        SCB_ICSR = SCB_ICSR_PENDSTCLR;
+        SYST_CVR = 0;
+    }
 }
 
 uint64_t mpprof_port_clock_hz(void) {

@@ -1094,10 +1094,18 @@ pub fn build_qemu(
                 Transport::Rtt => ("rtt", ""),
                 Transport::Uart => ("uart", "-uart"),
             };
+            // From v1.27 the qemu port runs SysTick itself (1 kHz, with
+            // its interrupt) and has a microsecond clock, which recovers
+            // the SysTick turns a long call hides; before, it has neither.
+            let port_us_clock = (version.major, version.minor) >= (1, 27);
             let (port, clock_name, clock_flags) = match opts.qemu_clock {
                 QemuClock::Timer0 => ("qemu", "", ""),
-                // The MPS2's CPU clock is 25 MHz; the qemu port has no
-                // microsecond clock to recover missed SysTick turns from.
+                // The MPS2's CPU clock is 25 MHz.
+                QemuClock::CortexMSysTick if port_us_clock => (
+                    "cortexm",
+                    "-systick",
+                    " -DMPPROF_CLOCK_SYSTICK=1 -DMPPROF_CLOCK_HZ=25000000",
+                ),
                 QemuClock::CortexMSysTick => (
                     "cortexm",
                     "-systick",
