@@ -235,10 +235,21 @@ fn bad_scripts_are_clear_errors_and_failed_runs_keep_their_profile() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("is not a file"));
 
+    // MicroPython's own report of an uncaught exception: on stderr up to
+    // v1.26, on stdout from v1.27 (the unix port's REPL and file runner
+    // became upstream's shared pyexec, which prints to stdout).
+    let report = |out: &Output| {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+
     // A syntax error: MicroPython's message with its line; exit 1; profile written.
     let (out, path) = mpprof_run(&root().join("fixtures/misc/syntax_error.py"), &[], "syntax");
     assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = report(&out);
     assert!(
         err.contains("SyntaxError") && err.contains("line 4"),
         "{err}"
@@ -248,7 +259,7 @@ fn bad_scripts_are_clear_errors_and_failed_runs_keep_their_profile() {
     // An uncaught exception: the traceback, exit 1, the profile with the work done.
     let (out, path) = mpprof_run(&root().join("fixtures/misc/uncaught.py"), &[], "uncaught");
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("ValueError: bad reading"));
+    assert!(report(&out).contains("ValueError: bad reading"));
     let p = Profile::from_json_file(&path).unwrap();
     assert_eq!(p.meta.exit.reason, ExitReason::Exception);
     assert!(!p.meta.partial);
@@ -276,7 +287,7 @@ fn bad_scripts_are_clear_errors_and_failed_runs_keep_their_profile() {
         "recursion",
     );
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("RuntimeError"));
+    assert!(report(&out).contains("RuntimeError"));
     let p = Profile::from_json_file(&path).unwrap();
     let down = p.find_functions("down")[0];
     assert!(p.functions[down].calls > 10);

@@ -1279,6 +1279,10 @@ mod tests {
     #[test]
     fn debian_releases_parse() {
         assert_eq!("1.25".parse(), Ok(DebianRelease::V1_25));
+        assert_eq!(
+            DebianRelease::default().upstream_version(),
+            MICROPYTHON_VERSION
+        );
         assert_eq!("1.25.0".parse(), Ok(DebianRelease::V1_25));
         assert_eq!("1.26".parse(), Ok(DebianRelease::V1_26));
         assert_eq!("v1.26.1".parse(), Ok(DebianRelease::V1_26));
