@@ -24,12 +24,14 @@ uint8_t mpprof_vm_hooked;
 mpprof_frame_t *mpprof_top_frame;
 uint32_t mpprof_loop_countdown = 1;
 
+#if MICROPY_PY_BUILTINS_FLOAT
 // A float object, mirrored from py/objfloat.c (where the struct is private) to
 // know its size.
 typedef struct {
     mp_obj_base_t base;
     mp_float_t value;
 } mpprof_float_obj_t;
+#endif
 
 typedef struct {
     const mp_obj_type_t *type;
@@ -343,7 +345,9 @@ static void add_known(const mp_obj_type_t *type, size_t size) {
 static void init_known_types(void) {
     rt.n_known = 0;
     memset(known_types, 0, sizeof(known_types));
+    #if MICROPY_PY_BUILTINS_FLOAT
     add_known(&mp_type_float, sizeof(mpprof_float_obj_t));
+    #endif
     add_known(&mp_type_list, sizeof(mp_obj_list_t));
     add_known(&mp_type_dict, sizeof(mp_obj_dict_t));
     #if MICROPY_PY_COLLECTIONS_ORDEREDDICT
