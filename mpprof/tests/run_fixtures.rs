@@ -231,10 +231,21 @@ fn bad_scripts_are_clear_errors_and_failed_runs_keep_their_profile() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("is not a file"));
 
+    // MicroPython's own report of an uncaught exception: on stderr up to
+    // v1.26, on stdout from v1.27 (the unix port's REPL and file runner
+    // became upstream's shared pyexec, which prints to stdout).
+    let report = |out: &Output| {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+
     // A syntax error: MicroPython's message with its line; exit 1; profile written.
     let (out, path) = mpprof_run(&root().join("fixtures/misc/syntax_error.py"), &[], "syntax");
     assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = report(&out);
     assert!(
         err.contains("SyntaxError") && err.contains("line 4"),
         "{err}"
@@ -244,7 +255,7 @@ fn bad_scripts_are_clear_errors_and_failed_runs_keep_their_profile() {
     // An uncaught exception: the traceback, exit 1, the profile with the work done.
     let (out, path) = mpprof_run(&root().join("fixtures/misc/uncaught.py"), &[], "uncaught");
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("ValueError: bad reading"));
+    assert!(report(&out).contains("ValueError: bad reading"));
     let p = Profile::from_json_file(&path).unwrap();
     assert_eq!(p.meta.exit.reason, ExitReason::Exception);
     assert!(!p.meta.partial);
@@ -272,7 +283,7 @@ fn bad_scripts_are_clear_errors_and_failed_runs_keep_their_profile() {
         "recursion",
     );
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("RuntimeError"));
+    assert!(report(&out).contains("RuntimeError"));
     let p = Profile::from_json_file(&path).unwrap();
     let down = p.find_functions("down")[0];
     assert!(p.functions[down].calls > 10);
@@ -289,6 +300,58 @@ fn bad_scripts_are_clear_errors_and_failed_runs_keep_their_profile() {
     assert_eq!(p.meta.exit.reason, ExitReason::Timeout);
     let spin = p.find_functions("spin")[0];
     assert!(p.functions[spin].opcodes > 0 || p.lines.iter().any(|l| l.opcodes > 0));
+}
+
+#[test]
+fn a_vm_that_crashes_is_reported_as_crashed_and_its_profile_kept() {
+    // A real SIGSEGV in the interpreter (uctypes reads address 0), with the
+    // summary on: the crash is named, exit 1, the profile so far written.
+    let profile = out_dir("crash").join("profile.json");
+    let _ = std::fs::remove_file(&profile);
+    let out = Command::new(env!("CARGO_BIN_EXE_mpprof"))
+        .arg("run")
+        .arg("-o")
+        .arg(&profile)
+        .arg(root().join("fixtures/misc/crash.py"))
+        .output()
+        .expect("mpprof runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("the instrumented VM crashed (SIGSEGV) after ")
+            && err.contains(" events; the profile so far is written"),
+        "{err}"
+    );
+    assert!(!err.contains("no line of the script allocated"), "{err}");
+    let p = Profile::from_json_file(&profile).unwrap();
+    assert_eq!(p.meta.exit.reason, ExitReason::Crashed);
+    assert_eq!(p.meta.exit.signal.as_deref(), Some("SIGSEGV"));
+    assert!(p.meta.partial);
+    assert!(p.meta.exit.events.is_some_and(|n| n > 0));
+    // What ran before the crash is there: work()'s 50 lists.
+    let f = file_id(&p, "crash.py");
+    let line = p.line(f, 10).expect("crash.py:10 ran");
+    assert!(line.alloc_count >= 50, "{:?}", line.causes);
+}
+
+#[test]
+fn the_64bit_build_profiles_a_fixture() {
+    // The cause fixture's marked line, found the same way on a 64-bit VM.
+    let script = root().join("fixtures/causes/bound_method.py");
+    let (out, path) = mpprof_run(&script, &["--bits64"], "bits64");
+    assert!(
+        out.status.success(),
+        "mpprof run --bits64 failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let p = Profile::from_json_file(&path).unwrap();
+    assert_eq!(p.meta.word_bits, 64);
+    assert_eq!(p.meta.exit.reason, ExitReason::Finished);
+    let f = file_id(&p, "bound_method.py");
+    let line = p.line(f, 15).expect("bound_method.py:15 ran");
+    let top = line.causes.first().expect("bound_method.py:15 allocates");
+    assert_eq!(top.cause.as_str(), "bound_method");
+    assert!(top.count >= 100);
 }
 
 #[test]

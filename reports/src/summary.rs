@@ -56,8 +56,23 @@ fn reason_text(r: ExitReason) -> &'static str {
         ExitReason::MemoryError => "ran out of heap (MemoryError)",
         ExitReason::Timeout => "stopped at the timeout",
         ExitReason::Killed => "was killed",
+        ExitReason::Crashed => "the VM crashed",
         ExitReason::Unknown => "ended without a summary",
     }
+}
+
+/// "the instrumented VM crashed (SIGSEGV) after N events; ...", for a run
+/// the VM did not survive.
+pub fn crash_line(p: &Profile) -> Option<String> {
+    let e = &p.meta.exit;
+    if e.reason != ExitReason::Crashed {
+        return None;
+    }
+    Some(format!(
+        "mpprof: the instrumented VM crashed ({}) after {} events; the profile so far is written",
+        e.signal.as_deref().unwrap_or("a signal"),
+        e.events.unwrap_or(0)
+    ))
 }
 
 /// One allocating line, as the summary shows it.
@@ -144,6 +159,10 @@ pub fn render(p: &Profile, opts: &SummaryOptions) -> String {
         ticks(p, m.duration_ticks),
     );
 
+    if let Some(line) = crash_line(p) {
+        let _ = writeln!(o, "{}", st.warn(&line));
+    }
+
     // Functions.
     let total = p.total_ticks().max(1);
     let _ = writeln!(o, "\n{}", st.bold("Top functions (by exclusive time)"));
@@ -177,7 +196,13 @@ pub fn render(p: &Profile, opts: &SummaryOptions) -> String {
     let rows = alloc_line_rows(p, opts.top);
     let _ = writeln!(o, "\n{}", st.bold("Top allocating lines"));
     if rows.is_empty() {
-        let _ = writeln!(o, "  none: no line of the script allocated on the heap");
+        if m.exit.reason == ExitReason::Crashed {
+            let _ = writeln!(o, "  none recorded before the VM crashed");
+        } else if m.partial {
+            let _ = writeln!(o, "  none recorded (the profile is partial)");
+        } else {
+            let _ = writeln!(o, "  none: no line of the script allocated on the heap");
+        }
     }
     for r in rows {
         let _ = writeln!(
@@ -322,6 +347,7 @@ pub fn summary_json(p: &Profile, top: usize) -> Value {
         "script": p.meta.script,
         "target": p.meta.target,
         "exit": p.meta.exit.reason,
+        "signal": p.meta.exit.signal,
         "partial": p.meta.partial,
         "duration_ticks": p.meta.duration_ticks,
         "clock": p.meta.clock,

@@ -22,8 +22,13 @@ CFLAGS_USERMOD += -I$(MPPROF_MOD_DIR)
 ifeq ($(MPPROF_PORT),qemu)
 CFLAGS_USERMOD += -DMPPROF_PORT_QEMU=1
 endif
+# The qemu port links through $(CC) up to v1.28 and with $(LD) itself after.
 ifeq ($(MPPROF_SHARED_RTT),1)
+ifneq ($(shell grep -c '$$(Q)$$(LD) $$(LDFLAGS)' $(CURDIR)/Makefile),0)
+LDFLAGS_USERMOD += --section-start=.mpprof_rtt=0x21000000
+else
 LDFLAGS_USERMOD += -Wl,--section-start=.mpprof_rtt=0x21000000
+endif
 endif
 
 # The hooked VM copy gets the same optimisation as py/vm.c, and so do the

@@ -48,6 +48,9 @@ void mpprof_op_tick(void);
             mpprof_op_tick(); \
         } \
     } while (0)
+// An opcode run without a dispatch (v1.26+: the LOAD/STORE_SUBSCR the
+// BUILD_SLICE fast path consumes) is counted as if it had been dispatched.
+#define MICROPY_VM_HOOK_OPCODE_NO_DISPATCH(ip) MICROPY_VM_HOOK_OPCODE(ip)
 #else
 // The plain copy: when profiling is on, hand the frame to the hooked copy.
 #define MICROPY_VM_HOOK_ENTER(code_state, inject_exc) \

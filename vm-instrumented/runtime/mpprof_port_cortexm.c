@@ -210,6 +210,13 @@ uint64_t mpprof_port_ticks(void) {
     return mpprof_counter_add(&counter, elapsed, US_NOW());
 }
 
+void mpprof_port_hide_begin(void) {
+    // Nothing to hold: a tick here is as fine as an instruction or finer.
+}
+
+void mpprof_port_hide_end(void) {
+}
+
 void mpprof_port_align_ticks(void) {
     // Nothing to do. The qemu port restarts its timer because its ticks are
     // coarser than instructions and its runs are deterministic, so aligning

@@ -74,6 +74,13 @@ uint64_t mpprof_port_ticks(void) {
     return mpprof_counter_add(&counter, elapsed, mp_hal_ticks_us());
 }
 
+void mpprof_port_hide_begin(void) {
+    // Nothing to hold: a tick here is as fine as an instruction or finer.
+}
+
+void mpprof_port_hide_end(void) {
+}
+
 void mpprof_port_align_ticks(void) {
     // Nothing to do: a tick is one CPU cycle, finer than any instruction, and
     // real runs vary anyway (flash cache, Wi-Fi interrupts), so restarting the

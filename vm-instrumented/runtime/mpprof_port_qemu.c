@@ -14,6 +14,12 @@
 #define TIMER0_CTRL (*(volatile uint32_t *)0x40000000)
 #define TIMER0_VALUE (*(volatile uint32_t *)0x40000004)
 #define TIMER0_RELOAD (*(volatile uint32_t *)0x40000008)
+#define SYST_CSR (*(volatile uint32_t *)0xe000e010)
+#define SYST_CVR (*(volatile uint32_t *)0xe000e018)
+#define SCB_ICSR (*(volatile uint32_t *)0xe000ed04)
+#define SYST_CSR_ENABLE (1u << 0)
+#define SYST_CSR_TICKINT (1u << 1)
+#define SCB_ICSR_PENDSTCLR (1u << 25)
 
 static uint32_t last_value;
 static uint64_t ticks_high;
@@ -44,12 +50,45 @@ uint64_t mpprof_port_ticks(void) {
     return ticks_high;
 }
 
-void mpprof_port_align_ticks(void) {
-    // Restart the counter, so its 40 ns ticks fall at the same instructions
-    // of the script on every run, whatever the idle time before it.
+// SysTick held while the profiler works (see mpprof_port_hide_begin).
+static bool systick_held;
+
+static void restart_timer0(void) {
     mpprof_port_ticks();
     TIMER0_VALUE = 0xffffffff;
     last_value = 0xffffffff;
+}
+
+void mpprof_port_align_ticks(void) {
+    // Restart the counter, so its 40 ns ticks fall at the same instructions
+    // of the script on every run, whatever the idle time before it.
+    restart_timer0();
+    // From v1.27 the qemu port runs SysTick with its interrupt (its 1 kHz
+    // ticks_ms): restart that too, so its interrupts also fall at the same
+    // instructions on every run (the port's clock loses under 1 ms each time).
+    if (systick_held
+        || (SYST_CSR & (SYST_CSR_ENABLE | SYST_CSR_TICKINT)) == (SYST_CSR_ENABLE | SYST_CSR_TICKINT)) {
+        SCB_ICSR = SCB_ICSR_PENDSTCLR;
+        SYST_CVR = 0;
+    }
+}
+
+void mpprof_port_hide_begin(void) {
+    // SysTick (v1.27+: ticks_ms) counts only the script's own instructions,
+    // so its interrupts fall at the same places in the script however long
+    // the profiler's work took, and ticks_ms does not see that work.
+    if ((SYST_CSR & (SYST_CSR_ENABLE | SYST_CSR_TICKINT)) == (SYST_CSR_ENABLE | SYST_CSR_TICKINT)) {
+        SYST_CSR &= ~SYST_CSR_ENABLE;
+        systick_held = true;
+    }
+}
+
+void mpprof_port_hide_end(void) {
+    restart_timer0();
+    if (systick_held) {
+        systick_held = false;
+        SYST_CSR |= SYST_CSR_ENABLE;
+    }
 }
 
 uint64_t mpprof_port_clock_hz(void) {

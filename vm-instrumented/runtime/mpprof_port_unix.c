@@ -12,6 +12,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -19,6 +20,39 @@
 
 static int stream_fd = -1;
 static pthread_t main_thread;
+
+// When the VM itself crashes (SIGSEGV, ...), send the records of the open
+// frame before dying of the same signal, so the host's profile has what
+// happened up to the crash. On its own stack, so a stack overflow can still
+// be reported.
+static const int crash_signals[] = { SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT };
+static uint8_t crash_stack[64 * 1024];
+
+static void on_crash(int sig) {
+    if (stream_fd >= 0 && mpprof_port_is_main_thread()) {
+        // write(2) and clock_gettime(2) only: async-signal-safe.
+        mpprof_wire_flush();
+    }
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+static void catch_crashes(void) {
+    stack_t ss = { .ss_sp = crash_stack, .ss_size = sizeof(crash_stack), .ss_flags = 0 };
+    sigaltstack(&ss, NULL);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_crash;
+    sa.sa_flags = SA_ONSTACK | SA_RESETHAND | SA_NODEFER;
+    sigemptyset(&sa.sa_mask);
+    for (size_t i = 0; i < sizeof(crash_signals) / sizeof(crash_signals[0]); i++) {
+        struct sigaction old;
+        // Leave a handler someone else installed alone.
+        if (sigaction(crash_signals[i], NULL, &old) == 0 && old.sa_handler == SIG_DFL) {
+            sigaction(crash_signals[i], &sa, NULL);
+        }
+    }
+}
 
 // MPPROF_FD names an inherited descriptor (how mpprof runs the VM);
 // MPPROF_PATH names a file to create (for runs under other harnesses, which
@@ -54,6 +88,7 @@ bool mpprof_port_open(void) {
     }
     // If mpprof goes away, a write must fail, not kill the script.
     signal(SIGPIPE, SIG_IGN);
+    catch_crashes();
     return true;
 }
 
@@ -108,6 +143,13 @@ const char *mpprof_port_clock_name(void) {
 
 const char *mpprof_port_target_name(void) {
     return "host";
+}
+
+void mpprof_port_hide_begin(void) {
+    // Nothing to hold: a tick here is as fine as an instruction or finer.
+}
+
+void mpprof_port_hide_end(void) {
 }
 
 void mpprof_port_align_ticks(void) {

@@ -27,12 +27,14 @@ mpprof_frame_t *mpprof_top_frame;
 #define OP_TICK_PERIOD (4096)
 uint32_t mpprof_op_countdown = OP_TICK_PERIOD;
 
+#if MICROPY_PY_BUILTINS_FLOAT
 // A float object, mirrored from py/objfloat.c (where the struct is private) to
 // know its size.
 typedef struct {
     mp_obj_base_t base;
     mp_float_t value;
 } mpprof_float_obj_t;
+#endif
 
 typedef struct {
     const mp_obj_type_t *type;
@@ -150,13 +152,19 @@ static inline uint64_t now(void) {
     return stamp(mpprof_port_ticks());
 }
 
+// A hook's own work begins: the raw clock now.
+static inline uint64_t hide_begin(void) {
+    mpprof_port_hide_begin();
+    return mpprof_port_ticks();
+}
+
 // Hide the time since the raw reading `h0` (a hook's own work); returns the
 // current time. A hook's work can vary in length (a frame sent or not, a
-// ring buffer wrapping): restarting a coarse tick counter here puts the
-// next tick boundaries at the same instructions whatever it did, so times
-// on a deterministic target repeat to the tick.
+// ring buffer wrapping): the port puts the next tick boundaries at the same
+// instructions whatever it did, so times on a deterministic target repeat
+// to the tick.
 static inline uint64_t hide_since(uint64_t h0) {
-    mpprof_port_align_ticks();
+    mpprof_port_hide_end();
     uint64_t r = mpprof_port_ticks();
     rt.hidden += r - h0;
     return stamp(r);
@@ -365,8 +373,15 @@ static mpprof_type_t *type_lookup(const mp_obj_type_t *type) {
     return NULL;
 }
 
+// Fibonacci hashing of the pointer folded to 32 bits (on a 64-bit build the
+// high half is mixed in), keeping the top 7 bits of the 32-bit product: an
+// index below KNOWN_TYPES_MAX on every word size.
 static inline uint32_t known_slot(const mp_obj_type_t *type) {
-    return ((uintptr_t)type >> 2) * 2654435761u >> 25; // 7 bits
+    uintptr_t p = (uintptr_t)type >> 2;
+    #if UINTPTR_MAX > 0xffffffffu
+    p ^= p >> 32;
+    #endif
+    return (uint32_t)((uint32_t)p * 2654435761u) >> 25; // 7 bits
 }
 
 static void add_known(const mp_obj_type_t *type, size_t size) {
@@ -386,7 +401,9 @@ static void add_known(const mp_obj_type_t *type, size_t size) {
 static void init_known_types(void) {
     rt.n_known = 0;
     memset(known_types, 0, sizeof(known_types));
+    #if MICROPY_PY_BUILTINS_FLOAT
     add_known(&mp_type_float, sizeof(mpprof_float_obj_t));
+    #endif
     add_known(&mp_type_list, sizeof(mp_obj_list_t));
     add_known(&mp_type_dict, sizeof(mp_obj_dict_t));
     #if MICROPY_PY_COLLECTIONS_ORDEREDDICT
@@ -628,7 +645,7 @@ bool mpprof_vm_enter(mp_code_state_t *code_state, void *inject_exc, int *kind_ou
     // Everything from here to the frame's first opcode, and from its last
     // to the return, is the profiler's: hidden, so the caller's time is what
     // it would be on the plain VM.
-    uint64_t h0 = mpprof_port_ticks();
+    uint64_t h0 = hide_begin();
     if (rt.depth >= MPPROF_MAX_DEPTH) {
         return run_plain(h0);
     }
@@ -667,7 +684,7 @@ bool mpprof_vm_enter(mp_code_state_t *code_state, void *inject_exc, int *kind_ou
 
     mp_vm_return_kind_t kind = mpprof_vm_execute_hooked(code_state, inject_exc);
 
-    uint64_t h1 = mpprof_port_ticks();
+    uint64_t h1 = hide_begin();
     uint64_t t = stamp(h1);
     uint64_t ops = ops_now() - f->enter_ops;
     mpprof_node_t *n = &nodes[node];
@@ -698,7 +715,7 @@ bool mpprof_vm_enter(mp_code_state_t *code_state, void *inject_exc, int *kind_ou
 }
 
 void mpprof_op_tick(void) {
-    uint64_t h0 = mpprof_port_ticks();
+    uint64_t h0 = hide_begin();
     rt.ops_base += OP_TICK_PERIOD;
     mpprof_op_countdown = OP_TICK_PERIOD;
     #ifdef MPPROF_PORT_POLL
@@ -730,7 +747,7 @@ void mpprof_gc_alloc(void *ptr, size_t n_bytes) {
     if ((!rt.recording && !rt.calibrating_allocs) || rt.in_hook || !mpprof_port_is_main_thread()) {
         return;
     }
-    uint64_t h0 = mpprof_port_ticks();
+    uint64_t h0 = hide_begin();
     flush_pending();
     mpprof_pending_t *p = &rt.pending;
     p->ptr = ptr;
@@ -753,7 +770,7 @@ void mpprof_gc_alloc_fail(size_t n_bytes) {
     if (!rt.recording || !mpprof_port_is_main_thread()) {
         return;
     }
-    uint64_t h0 = mpprof_port_ticks();
+    uint64_t h0 = hide_begin();
     flush_pending();
     uint32_t node, offset;
     current_site(&node, &offset);
@@ -776,7 +793,7 @@ void mpprof_gc_free(void *ptr, size_t n_blocks) {
         return;
     }
     if (rt.pending.valid && rt.pending.ptr == ptr && mpprof_port_is_main_thread()) {
-        uint64_t h0 = mpprof_port_ticks();
+        uint64_t h0 = hide_begin();
         flush_pending();
         hide_end(h0);
     }
@@ -811,7 +828,7 @@ void mpprof_gc_realloc(void *old_ptr, void *new_ptr, size_t old_blocks, size_t n
     if (new_bytes <= old_bytes || !rt.recording || rt.in_hook || !main_thread) {
         return;
     }
-    uint64_t h0 = mpprof_port_ticks();
+    uint64_t h0 = hide_begin();
     flush_pending();
     mpprof_pending_t *p = &rt.pending;
     p->ptr = new_ptr;
@@ -834,7 +851,7 @@ void mpprof_gc_collect_start(void) {
         rt.used_stale = true;
         return;
     }
-    uint64_t h0 = mpprof_port_ticks();
+    uint64_t h0 = hide_begin();
     if (mpprof_port_is_main_thread()) {
         flush_pending();
     }
@@ -867,7 +884,7 @@ void mpprof_gc_collect_end(void) {
         rt.used_stale = true;
         return;
     }
-    uint64_t h0 = mpprof_port_ticks();
+    uint64_t h0 = hide_begin();
     uint64_t duration = stamp(h0) - rt.gc_start;
     gc_info_t info;
     heap_census(&info);
@@ -1243,7 +1260,7 @@ void mpprof_start(void) {
     if (!rt.open || rt.recording) {
         return;
     }
-    uint64_t h0 = mpprof_port_ticks();
+    uint64_t h0 = hide_begin();
     if (rt.used_stale) {
         gc_info_t info;
         heap_census(&info);
@@ -1261,7 +1278,7 @@ void mpprof_stop(void) {
     if (!rt.recording) {
         return;
     }
-    uint64_t h0 = mpprof_port_ticks();
+    uint64_t h0 = hide_begin();
     uint64_t t = stamp(h0);
     flush_all(t);
     write_stamped(MPPROF_TAG_STOP, t, NULL, 0);
@@ -1276,7 +1293,7 @@ void mpprof_mark(uint8_t tag, const char *label, size_t len) {
         return;
     }
     // Flush first, so that everything counted so far lands before the mark.
-    uint64_t h0 = mpprof_port_ticks();
+    uint64_t h0 = hide_begin();
     uint64_t t = stamp(h0);
     flush_all(t);
     write_stamped(tag, t, label, len);

@@ -90,6 +90,12 @@ bool mpprof_port_is_main_thread(void);
 // than its instructions restarts it here, so tick counts do not depend on
 // how long the board idled before the script came.
 void mpprof_port_align_ticks(void);
+// Around the profiler's own work inside a running script (hooks): a port
+// may hold clocks the script sees while it runs (so they count the script's
+// time only) and restart a coarse tick counter after it, so the work's
+// varying length does not shift where later ticks fall.
+void mpprof_port_hide_begin(void);
+void mpprof_port_hide_end(void);
 
 // Wire encoder (mpprof_wire.c).
 // The record helpers used on every allocation are inline; the frame buffer

@@ -1,15 +1,20 @@
-//! Obtain MicroPython v1.25.0, apply the mpprof hook patches to a copy and
-//! build the instrumented interpreters: the unix port (the host target) and
-//! the qemu port (the emulated Cortex-M board).
+//! Obtain MicroPython, apply the mpprof hook patches to a copy and build the
+//! instrumented interpreters: the unix port (the host target) and the qemu
+//! port (the emulated Cortex-M board).
 //!
-//! The source comes from `MICROPY_DIR` (a user's own checkout, never
-//! modified), or else from Debian's `micropython` source package, fetched with
-//! apt through a private, temporary sources list and checked against its
-//! SHA-256. Everything is cached (by default under cargo's `target/`), so a
-//! second build downloads and compiles nothing.
+//! The source comes from `MICROPY_DIR` (a user's own checkout of a supported
+//! release, never modified), or else from Debian's `micropython` source
+//! package (1.25.0 or 1.26.1, [`DebianRelease`]), fetched with apt through a
+//! private, temporary sources list and checked against its SHA-256. The
+//! version is read from the source's `py/mpconfig.h` and picks the patch set
+//! ([`patch_set_for`]); the patches apply with no fuzz, so a hunk that does
+//! not fit fails loudly. Everything is cached (by default under cargo's
+//! `target/`), so a second build downloads and compiles nothing.
 
+use std::fmt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::str::FromStr;
 
 use sha2::{Digest, Sha256};
 
@@ -17,12 +22,253 @@ mod embedded {
     include!(concat!(env!("OUT_DIR"), "/embedded.rs"));
 }
 
-/// The upstream release the patches are written against.
+/// The upstream release built when nothing else is asked for.
 pub const MICROPYTHON_VERSION: &str = "1.25.0";
-const DEBIAN_VERSION: &str = "1.25.0+ds-1";
-const DEBIAN_SUITE: &str = "trixie";
-const ORIG_TARBALL: &str = "micropython_1.25.0+ds.orig.tar.xz";
-const ORIG_SHA256: &str = "7b25be99a502f070b2de81dafc08da7051d992325d6e67daa9045a918fffdbea";
+
+/// A MicroPython version, as its `py/mpconfig.h` defines it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MicroPythonVersion {
+    pub major: u32,
+    pub minor: u32,
+    pub micro: u32,
+    /// `MICROPY_VERSION_PRERELEASE`: a development tree (upstream's master
+    /// between releases is the next release's preview).
+    pub prerelease: bool,
+}
+
+impl fmt::Display for MicroPythonVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}.{}", self.major, self.minor, self.micro)?;
+        if self.prerelease {
+            f.write_str("-preview")?;
+        }
+        Ok(())
+    }
+}
+
+impl MicroPythonVersion {
+    /// The version `py/mpconfig.h` defines, `None` when it defines none.
+    pub fn from_mpconfig(text: &str) -> Option<Self> {
+        let num = |name: &str| {
+            text.lines().find_map(|l| {
+                let rest = l.trim_start().strip_prefix("#define ")?.trim_start();
+                let v = rest.strip_prefix(name)?;
+                if !v.starts_with([' ', '\t']) {
+                    return None;
+                }
+                v.trim().parse::<u32>().ok()
+            })
+        };
+        Some(Self {
+            major: num("MICROPY_VERSION_MAJOR")?,
+            minor: num("MICROPY_VERSION_MINOR")?,
+            micro: num("MICROPY_VERSION_MICRO")?,
+            prerelease: num("MICROPY_VERSION_PRERELEASE").unwrap_or(0) != 0,
+        })
+    }
+
+    /// The version of the tree at `dir`.
+    pub fn of_tree(dir: &Path) -> Option<Self> {
+        Self::from_mpconfig(&std::fs::read_to_string(dir.join("py/mpconfig.h")).ok()?)
+    }
+}
+
+/// Which patches a range of MicroPython versions takes, in order (paths
+/// under `vm-instrumented/patches/`). A file shared by several sets is one
+/// file: `common/` holds the patches every version takes, `vX.Y/` those
+/// first needed (or changed) at vX.Y.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PatchSet {
+    /// The set's name: the first version it is for.
+    pub name: &'static str,
+    /// The `major.minor` release lines it is for (any micro version).
+    pub releases: &'static [(u32, u32)],
+    /// Upstream's development tree between releases: `(major, minor)` of
+    /// the next release, accepted only as a preview (`MICROPY_VERSION_PRERELEASE`).
+    pub preview: Option<(u32, u32)>,
+    pub patches: &'static [&'static str],
+}
+
+const P_MPCONFIG: &str = "common/0001-py-mpconfig-hook-defaults.patch";
+const P_VM: &str = "common/0002-py-vm-frame-and-opcode-hooks.patch";
+const P_OBJ: &str = "common/0004-py-obj-typed-alloc-hook.patch";
+const P_VM_SLICE: &str = "v1.26/0005-py-vm-slice-fast-path-hook.patch";
+
+/// The supported versions and their patches (docs/versions.md).
+pub const PATCH_SETS: &[PatchSet] = &[
+    PatchSet {
+        name: "v1.24",
+        releases: &[(1, 24)],
+        preview: None,
+        patches: &[
+            P_MPCONFIG,
+            P_VM,
+            "v1.24/0003-py-gc-heap-event-hooks.patch",
+            P_OBJ,
+        ],
+    },
+    PatchSet {
+        name: "v1.25",
+        releases: &[(1, 25)],
+        preview: None,
+        patches: &[
+            P_MPCONFIG,
+            P_VM,
+            "v1.25/0003-py-gc-heap-event-hooks.patch",
+            P_OBJ,
+        ],
+    },
+    // v1.26: the BUILD_SLICE fast path runs LOAD/STORE_SUBSCR without a
+    // dispatch.
+    PatchSet {
+        name: "v1.26",
+        releases: &[(1, 26), (1, 27)],
+        preview: None,
+        patches: &[
+            P_MPCONFIG,
+            P_VM,
+            "v1.25/0003-py-gc-heap-event-hooks.patch",
+            P_OBJ,
+            P_VM_SLICE,
+        ],
+    },
+    // v1.28: gc_collect_end ends with the weakref sweep.
+    PatchSet {
+        name: "v1.28",
+        releases: &[(1, 28)],
+        preview: Some((1, 29)),
+        patches: &[
+            P_MPCONFIG,
+            P_VM,
+            "v1.28/0003-py-gc-heap-event-hooks.patch",
+            P_OBJ,
+            P_VM_SLICE,
+        ],
+    },
+];
+
+impl PatchSet {
+    pub fn supports(&self, v: &MicroPythonVersion) -> bool {
+        self.releases.contains(&(v.major, v.minor))
+            || v.prerelease && self.preview == Some((v.major, v.minor))
+    }
+}
+
+/// The patch set for a version; `None` for a version we do not support.
+pub fn patch_set_for(v: &MicroPythonVersion) -> Option<&'static PatchSet> {
+    PATCH_SETS.iter().find(|s| s.supports(v))
+}
+
+/// The supported versions, for messages: "1.24.x, 1.25.x, ... and master
+/// (1.29.0-preview)".
+pub fn supported_versions() -> String {
+    let mut parts: Vec<String> = PATCH_SETS
+        .iter()
+        .flat_map(|s| s.releases.iter().map(|(a, b)| format!("{a}.{b}.x")))
+        .collect();
+    let previews: Vec<String> = PATCH_SETS
+        .iter()
+        .filter_map(|s| {
+            s.preview
+                .map(|(a, b)| format!("master ({a}.{b}.0-preview)"))
+        })
+        .collect();
+    parts.extend(previews);
+    parts.join(", ")
+}
+
+/// The Debian source packages mpprof can fetch by itself (without
+/// `MICROPY_DIR`), chosen with `MPPROF_MICROPYTHON=1.25|1.26`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum DebianRelease {
+    /// 1.25.0+ds-1 (trixie).
+    #[default]
+    V1_25,
+    /// 1.26.1+ds-1 (forky, sid).
+    V1_26,
+}
+
+/// The environment variable choosing the Debian source package.
+pub const MICROPYTHON_ENV: &str = "MPPROF_MICROPYTHON";
+
+impl DebianRelease {
+    pub const ALL: [DebianRelease; 2] = [DebianRelease::V1_25, DebianRelease::V1_26];
+
+    /// The upstream version in the package.
+    pub fn upstream_version(self) -> &'static str {
+        match self {
+            DebianRelease::V1_25 => "1.25.0",
+            DebianRelease::V1_26 => "1.26.1",
+        }
+    }
+    fn debian_version(self) -> &'static str {
+        match self {
+            DebianRelease::V1_25 => "1.25.0+ds-1",
+            DebianRelease::V1_26 => "1.26.1+ds-1",
+        }
+    }
+    fn suite(self) -> &'static str {
+        match self {
+            DebianRelease::V1_25 => "trixie",
+            DebianRelease::V1_26 => "forky",
+        }
+    }
+    /// The original tarball's file name.
+    pub fn orig_tarball(self) -> &'static str {
+        match self {
+            DebianRelease::V1_25 => "micropython_1.25.0+ds.orig.tar.xz",
+            DebianRelease::V1_26 => "micropython_1.26.1+ds.orig.tar.xz",
+        }
+    }
+    /// The original tarball's pinned SHA-256.
+    pub fn orig_sha256(self) -> &'static str {
+        match self {
+            DebianRelease::V1_25 => {
+                "7b25be99a502f070b2de81dafc08da7051d992325d6e67daa9045a918fffdbea"
+            }
+            DebianRelease::V1_26 => {
+                "f5ad2ec89d3e921f753d448955af98b6005655f84ba26087dde6ba0e8d062f34"
+            }
+        }
+    }
+
+    /// `MPPROF_MICROPYTHON`, or the default (1.25) when it is unset or empty.
+    pub fn from_env() -> Result<Self, BuildError> {
+        match std::env::var(MICROPYTHON_ENV) {
+            Ok(v) if !v.trim().is_empty() => v.parse().map_err(|e: UnknownRelease| {
+                BuildError::NoSource(format!("{MICROPYTHON_ENV}={v}: {e}"))
+            }),
+            _ => Ok(Self::default()),
+        }
+    }
+}
+
+impl fmt::Display for DebianRelease {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            DebianRelease::V1_25 => "1.25",
+            DebianRelease::V1_26 => "1.26",
+        })
+    }
+}
+
+/// A MicroPython release name that is not one of Debian's packages we fetch.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown MicroPython release {0:?}: mpprof fetches Debian's 1.25 (1.25.0, the default) or 1.26 (1.26.1); for another version set MICROPY_DIR to a checkout of it")]
+pub struct UnknownRelease(pub String);
+
+impl FromStr for DebianRelease {
+    type Err = UnknownRelease;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let t = s.trim();
+        let t = t.strip_prefix('v').unwrap_or(t);
+        match t {
+            "1.25" | "1.25.0" => Ok(DebianRelease::V1_25),
+            "1.26" | "1.26.1" => Ok(DebianRelease::V1_26),
+            _ => Err(UnknownRelease(s.to_string())),
+        }
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum WordSize {
@@ -74,6 +320,9 @@ pub struct BuildOptions {
     pub qemu_clock: QemuClock,
     /// A MicroPython checkout to use instead of Debian's source package.
     pub micropy_dir: Option<PathBuf>,
+    /// Debian's source package to fetch when there is no `micropy_dir`
+    /// (default: `MPPROF_MICROPYTHON`, else 1.25).
+    pub debian_release: DebianRelease,
     pub cache_dir: PathBuf,
     pub jobs: usize,
 }
@@ -88,6 +337,9 @@ impl Default for BuildOptions {
             micropy_dir: std::env::var_os("MICROPY_DIR")
                 .filter(|s| !s.is_empty())
                 .map(PathBuf::from),
+            // A bad MPPROF_MICROPYTHON is reported when building
+            // (`check_release_env`).
+            debian_release: DebianRelease::from_env().unwrap_or_default(),
             cache_dir: default_cache_dir(),
             jobs: std::thread::available_parallelism().map_or(2, |n| n.get()),
         }
@@ -103,6 +355,8 @@ pub struct HostBuild {
     pub fell_back_to_64: bool,
     /// The patched tree (has upstream's `tests/`).
     pub source_dir: PathBuf,
+    /// The MicroPython version built, read from the source.
+    pub version: MicroPythonVersion,
 }
 
 /// A built emulated-board firmware.
@@ -110,23 +364,31 @@ pub struct HostBuild {
 pub struct QemuBuild {
     pub firmware: PathBuf,
     pub source_dir: PathBuf,
+    pub version: MicroPythonVersion,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
     #[error("{0}")]
     NoSource(String),
-    #[error("{dir} does not look like a MicroPython checkout (no {missing}): set MICROPY_DIR to a MicroPython v1.25.0 checkout")]
+    #[error("{dir} does not look like a MicroPython checkout (no {missing}): set MICROPY_DIR to a checkout of a supported MicroPython ({})", supported_versions())]
     NotMicroPython { dir: PathBuf, missing: &'static str },
+    #[error("{dir} is MicroPython {version}, which mpprof does not support: its hook patches are for {}; use one of those (docs/versions.md)", supported_versions())]
+    UnsupportedVersion {
+        dir: PathBuf,
+        version: MicroPythonVersion,
+    },
     #[error("the downloaded {file} has SHA-256 {found}, expected {expected}: the download is corrupt or not the pinned release; delete {file} and retry")]
     Checksum {
         file: PathBuf,
         found: String,
         expected: &'static str,
     },
-    #[error("patch {name} does not apply to {dir}:\n{output}")]
+    #[error("patch {name} (set {set}) does not apply to MicroPython {version} in {dir} without fuzz: this tree differs from the releases the patches are written for ({}); use one of those (docs/versions.md)\n{output}", supported_versions())]
     Patch {
         name: String,
+        set: &'static str,
+        version: MicroPythonVersion,
         dir: PathBuf,
         output: String,
     },
@@ -314,55 +576,86 @@ fn can_build_32bit(cache: &Path) -> bool {
         .is_ok_and(|s| s.success())
 }
 
+/// Where Debian's source package for `release` is cached: the verified
+/// tarball and the extracted tree, apart from the other release's.
+pub fn debian_source_dir(cache: &Path, release: DebianRelease) -> PathBuf {
+    cache.join("source").join(release.debian_version())
+}
+
+/// The pristine (unpatched) tree of Debian's source package for `release`.
+pub fn debian_tree(cache: &Path, release: DebianRelease) -> PathBuf {
+    debian_source_dir(cache, release).join(format!("micropython-{}", release.upstream_version()))
+}
+
 /// Debian's source package, verified and extracted; returns the tree.
-fn debian_source(cache: &Path, progress: &mut dyn FnMut(&str)) -> Result<PathBuf, BuildError> {
-    let dir = cache.join("source");
-    let tree = dir.join(format!("micropython-{MICROPYTHON_VERSION}"));
+fn debian_source(
+    cache: &Path,
+    release: DebianRelease,
+    progress: &mut dyn FnMut(&str),
+) -> Result<PathBuf, BuildError> {
+    let dir = debian_source_dir(cache, release);
+    let tree = debian_tree(cache, release);
+    let sha = release.orig_sha256();
     let done = dir.join(".extracted");
-    if done.exists() && tree.join("py/vm.c").exists() {
-        progress("MicroPython source: cached");
+    if std::fs::read_to_string(&done).is_ok_and(|d| d == sha) && tree.join("py/vm.c").exists() {
+        progress(&format!(
+            "MicroPython {} source: cached",
+            release.upstream_version()
+        ));
         return Ok(tree);
     }
+    let no_source = |why: &str| {
+        BuildError::NoSource(format!(
+            "{why}: set MICROPY_DIR to a checkout of a supported MicroPython ({})",
+            supported_versions()
+        ))
+    };
     std::fs::create_dir_all(&dir).map_err(io("cannot create the source cache"))?;
-    let tarball = dir.join(ORIG_TARBALL);
+    let tarball = dir.join(release.orig_tarball());
     let verified = |p: &Path| std::fs::read(p).ok().map(|d| sha256_hex(&d));
-    if verified(&tarball).as_deref() != Some(ORIG_SHA256) {
+    if verified(&tarball).as_deref() != Some(sha) {
         if !have("apt-get") {
-            return Err(BuildError::NoSource(
-                "this machine has no apt-get to fetch MicroPython's source: set MICROPY_DIR to a MicroPython v1.25.0 checkout".into(),
+            return Err(no_source(
+                "this machine has no apt-get to fetch MicroPython's source",
             ));
         }
         progress(&format!(
-            "fetching MicroPython {MICROPYTHON_VERSION} source (Debian {DEBIAN_VERSION})"
+            "fetching MicroPython {} source (Debian {})",
+            release.upstream_version(),
+            release.debian_version()
         ));
-        fetch_with_apt(&dir, progress)?;
+        fetch_with_apt(&dir, release, progress)?;
         match verified(&tarball) {
-            Some(h) if h == ORIG_SHA256 => {}
+            Some(h) if h == sha => {}
             Some(h) => {
                 return Err(BuildError::Checksum {
                     file: tarball,
                     found: h,
-                    expected: ORIG_SHA256,
+                    expected: sha,
                 })
             }
             None => {
-                return Err(BuildError::NoSource(format!(
-                    "apt did not produce {ORIG_TARBALL}: set MICROPY_DIR to a MicroPython v1.25.0 checkout"
+                return Err(no_source(&format!(
+                    "apt did not produce {}",
+                    release.orig_tarball()
                 )))
             }
         }
     }
     ensure_tools(&[("xz", "xz-utils"), ("tar", "tar")], progress)?;
     let _ = std::fs::remove_dir_all(&tree);
+    std::fs::create_dir_all(&tree).map_err(io("cannot create the source tree"))?;
     run_quiet(
         Command::new("tar")
             .arg("xf")
             .arg(&tarball)
-            .current_dir(&dir),
+            .arg("--strip-components=1")
+            .arg("-C")
+            .arg(&tree),
         &dir.join("extract.log"),
         "extracting the MicroPython source",
     )?;
-    std::fs::write(&done, ORIG_SHA256).map_err(io("cannot mark the source extracted"))?;
+    std::fs::write(&done, sha).map_err(io("cannot mark the source extracted"))?;
     Ok(tree)
 }
 
@@ -412,11 +705,19 @@ fn debian_mirror() -> Option<String> {
     uris.into_iter().find(|u| u.contains("debian"))
 }
 
-fn fetch_with_apt(dir: &Path, progress: &mut dyn FnMut(&str)) -> Result<(), BuildError> {
+fn fetch_with_apt(
+    dir: &Path,
+    release: DebianRelease,
+    progress: &mut dyn FnMut(&str),
+) -> Result<(), BuildError> {
+    let without_apt = format!(
+        "set MICROPY_DIR to a checkout of a supported MicroPython ({}) to build without apt",
+        supported_versions()
+    );
     let mirror = debian_mirror().ok_or_else(|| {
-        BuildError::NoSource(
-            "no Debian archive found in this machine's apt sources: set MICROPY_DIR to a MicroPython v1.25.0 checkout".into(),
-        )
+        BuildError::NoSource(format!(
+            "no Debian archive found in this machine's apt sources: {without_apt}"
+        ))
     })?;
     let apt = dir.join("apt");
     let parts = apt.join("parts");
@@ -427,7 +728,8 @@ fn fetch_with_apt(dir: &Path, progress: &mut dyn FnMut(&str)) -> Result<(), Buil
     std::fs::write(
         parts.join("mpprof-micropython.sources"),
         format!(
-            "Types: deb-src\nURIs: {mirror}\nSuites: {DEBIAN_SUITE}\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n"
+            "Types: deb-src\nURIs: {mirror}\nSuites: {}\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n",
+            release.suite()
         ),
     )
     .map_err(io("cannot write the private apt sources"))?;
@@ -445,30 +747,24 @@ fn fetch_with_apt(dir: &Path, progress: &mut dyn FnMut(&str)) -> Result<(), Buil
         &dir.join("apt-update.log"),
         "apt-get update with the private sources list",
     )
-    .map_err(|e| {
-        BuildError::NoSource(format!(
-            "{e}\nset MICROPY_DIR to a MicroPython v1.25.0 checkout to build without apt"
-        ))
-    })?;
+    .map_err(|e| BuildError::NoSource(format!("{e}\n{without_apt}")))?;
     run_quiet(
         Command::new("apt-get")
             .args(&opts)
             .args(["source", "--download-only"])
-            .arg(format!("micropython={DEBIAN_VERSION}"))
+            .arg(format!("micropython={}", release.debian_version()))
             .current_dir(dir),
         &dir.join("apt-source.log"),
         "apt-get source micropython",
     )
-    .map_err(|e| {
-        BuildError::NoSource(format!(
-            "{e}\nset MICROPY_DIR to a MicroPython v1.25.0 checkout to build without apt"
-        ))
-    })?;
+    .map_err(|e| BuildError::NoSource(format!("{e}\n{without_apt}")))?;
     let _ = std::fs::remove_dir_all(&apt);
     Ok(())
 }
 
-fn check_checkout(dir: &Path, progress: &mut dyn FnMut(&str)) -> Result<(), BuildError> {
+/// A MicroPython tree's version and its patch set; refuses a tree that is
+/// not MicroPython or whose version has no patch set.
+pub fn check_checkout(dir: &Path) -> Result<(MicroPythonVersion, &'static PatchSet), BuildError> {
     for missing in ["py/vm.c", "py/gc.c", "ports/unix/Makefile", "py/mpconfig.h"] {
         if !dir.join(missing).exists() {
             return Err(BuildError::NotMicroPython {
@@ -477,25 +773,22 @@ fn check_checkout(dir: &Path, progress: &mut dyn FnMut(&str)) -> Result<(), Buil
             });
         }
     }
-    let cfg = std::fs::read_to_string(dir.join("py/mpconfig.h")).unwrap_or_default();
-    let num = |name: &str| {
-        cfg.lines()
-            .find_map(|l| {
-                l.strip_prefix(&format!("#define {name} "))
-                    .map(|v| v.trim().to_string())
-            })
-            .unwrap_or_default()
-    };
-    let version = format!(
-        "{}.{}.{}",
-        num("MICROPY_VERSION_MAJOR"),
-        num("MICROPY_VERSION_MINOR"),
-        num("MICROPY_VERSION_MICRO")
-    );
-    if version != MICROPYTHON_VERSION {
-        progress(&format!(
-            "warning: MICROPY_DIR is MicroPython {version}; the patches are written for {MICROPYTHON_VERSION} and may not apply"
-        ));
+    let version = MicroPythonVersion::of_tree(dir).ok_or(BuildError::NotMicroPython {
+        dir: dir.to_path_buf(),
+        missing: "MICROPY_VERSION_MAJOR/MINOR/MICRO in py/mpconfig.h",
+    })?;
+    let set = patch_set_for(&version).ok_or_else(|| BuildError::UnsupportedVersion {
+        dir: dir.to_path_buf(),
+        version,
+    })?;
+    Ok((version, set))
+}
+
+/// A BuildOptions' `MPPROF_MICROPYTHON`, checked: a value that names no
+/// release is an error, not silently the default.
+fn check_release_env(opts: &BuildOptions) -> Result<(), BuildError> {
+    if opts.micropy_dir.is_none() {
+        DebianRelease::from_env()?;
     }
     Ok(())
 }
@@ -544,29 +837,35 @@ pub fn prepared_source(
     progress: &mut dyn FnMut(&str),
 ) -> Result<PathBuf, BuildError> {
     let cache = &opts.cache_dir;
+    check_release_env(opts)?;
     let (source, source_id) = match &opts.micropy_dir {
         Some(d) => {
-            check_checkout(d, progress)?;
-            let vm = std::fs::read(d.join("py/vm.c")).unwrap_or_default();
-            let gc = std::fs::read(d.join("py/gc.c")).unwrap_or_default();
+            check_checkout(d)?;
+            let hash = |f: &str| sha256_hex(&std::fs::read(d.join(f)).unwrap_or_default());
             let id = format!(
-                "dir:{}:{}:{}",
+                "dir:{}:{}:{}:{}:{}",
                 d.display(),
-                sha256_hex(&vm),
-                sha256_hex(&gc)
+                hash("py/mpconfig.h"),
+                hash("py/vm.c"),
+                hash("py/gc.c"),
+                hash("py/obj.c")
             );
             (d.clone(), id)
         }
         None => (
-            debian_source(cache, progress)?,
-            format!("debian:{ORIG_SHA256}"),
+            debian_source(cache, opts.debian_release, progress)?,
+            format!("debian:{}", opts.debian_release.orig_sha256()),
         ),
     };
+    let (version, set) = check_checkout(&source)?;
     let tree = cache.join(format!("tree-{}", tree_hash(&source_id)));
     if tree.join(".prepared").exists() {
         return Ok(tree);
     }
-    progress("applying the mpprof patches to a copy of the source");
+    progress(&format!(
+        "applying the mpprof patches (set {}) to a copy of MicroPython {version}",
+        set.name
+    ));
     ensure_tools(&[("patch", "patch")], progress)?;
     let staging = cache.join(format!(
         "{}.tmp",
@@ -574,18 +873,24 @@ pub fn prepared_source(
     ));
     let _ = std::fs::remove_dir_all(&staging);
     copy_tree(&source, &staging)?;
+    for name in set.patches {
+        let data = embedded_file(&format!("patches/{name}")).ok_or_else(|| BuildError::Io {
+            what: format!("patch set {} names {name}", set.name),
+            source: std::io::Error::other("not embedded"),
+        })?;
+        if let Some(output) = run_patch(&staging, data)? {
+            let _ = std::fs::remove_dir_all(&staging);
+            return Err(BuildError::Patch {
+                name: name.to_string(),
+                set: set.name,
+                version,
+                dir: source.clone(),
+                output,
+            });
+        }
+    }
     for (name, data) in embedded_files() {
-        if let Some(p) = name.strip_prefix("patches/") {
-            let out = run_patch(&staging, data)?;
-            if let Some(output) = out {
-                let _ = std::fs::remove_dir_all(&staging);
-                return Err(BuildError::Patch {
-                    name: p.to_string(),
-                    dir: source.clone(),
-                    output,
-                });
-            }
-        } else if let Some(p) = name.strip_prefix("runtime/") {
+        if let Some(p) = name.strip_prefix("runtime/") {
             write_file(&staging.join("mpprof-usermod/mpprof").join(p), data)?;
         } else if let Some(p) = name.strip_prefix("ports/unix/variant-mpprof/") {
             write_file(&staging.join("ports/unix/variants/mpprof").join(p), data)?;
@@ -604,6 +909,21 @@ pub fn prepared_source(
     Ok(tree)
 }
 
+fn tree_version(tree: &Path) -> Result<MicroPythonVersion, BuildError> {
+    MicroPythonVersion::of_tree(tree).ok_or(BuildError::NotMicroPython {
+        dir: tree.to_path_buf(),
+        missing: "MICROPY_VERSION_MAJOR/MINOR/MICRO in py/mpconfig.h",
+    })
+}
+
+/// One embedded file by its path under `vm-instrumented/`.
+pub fn embedded_file(name: &str) -> Option<&'static [u8]> {
+    embedded_files()
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, d)| *d)
+}
+
 fn write_file(path: &Path, data: &[u8]) -> Result<(), BuildError> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)
@@ -616,7 +936,16 @@ fn write_file(path: &Path, data: &[u8]) -> Result<(), BuildError> {
 fn run_patch(dir: &Path, patch: &[u8]) -> Result<Option<String>, BuildError> {
     use std::io::Write;
     let mut child = Command::new("patch")
-        .args(["-p1", "--forward", "--batch", "--no-backup-if-mismatch"])
+        // No fuzz: a hunk whose context does not match exactly fails
+        // instead of landing somewhere else (offsets are fine).
+        .args([
+            "-p1",
+            "--forward",
+            "--batch",
+            "--fuzz=0",
+            "--no-backup-if-mismatch",
+            "--reject-file=-",
+        ])
         .current_dir(dir)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -647,6 +976,21 @@ const MAKE_DISABLE: [&str; 6] = [
     "MICROPY_SSL_MBEDTLS=0",
 ];
 
+/// The unix port's make variables for a host build of `word_size`, beyond
+/// the variant and build directory: what is left out (no network, no
+/// frozen modules) and the word size. The 32-bit build passes `-m32`
+/// itself: `MICROPY_FORCE_32BIT` is gone from upstream after v1.28 (only a
+/// warning there), while `CFLAGS_EXTRA`/`LDFLAGS_EXTRA` work on every
+/// supported version.
+pub fn host_make_args(word_size: WordSize) -> Vec<String> {
+    let mut args: Vec<String> = MAKE_DISABLE.iter().map(|s| s.to_string()).collect();
+    if word_size == WordSize::Bits32 {
+        args.push("CFLAGS_EXTRA=-m32".into());
+        args.push("LDFLAGS_EXTRA=-m32".into());
+    }
+    args
+}
+
 /// Build the unix-port interpreter (the host target).
 pub fn build_host(
     opts: &BuildOptions,
@@ -658,6 +1002,7 @@ pub fn build_host(
         progress,
     )?;
     let tree = prepared_source(opts, progress)?;
+    let version = tree_version(&tree)?;
     let mut word_size = opts.word_size;
     let mut fell_back_to_64 = false;
     if word_size == WordSize::Bits32
@@ -688,6 +1033,7 @@ pub fn build_host(
             word_size,
             fell_back_to_64,
             source_dir: tree,
+            version,
         });
     }
     progress(&format!(
@@ -700,10 +1046,7 @@ pub fn build_host(
         .arg(format!("VARIANT={variant}"))
         .arg(format!("BUILD={}", build_dir.display()))
         .arg("PROG=micropython")
-        .args(MAKE_DISABLE);
-    if word_size == WordSize::Bits32 {
-        cmd.arg("MICROPY_FORCE_32BIT=1");
-    }
+        .args(host_make_args(word_size));
     if opts.flavour == Flavour::Instrumented {
         cmd.arg(format!(
             "USER_C_MODULES={}",
@@ -722,6 +1065,7 @@ pub fn build_host(
         word_size,
         fell_back_to_64,
         source_dir: tree,
+        version,
     })
 }
 
@@ -743,16 +1087,25 @@ pub fn build_qemu(
         let _ = apt_install(&["libnewlib-arm-none-eabi"], progress);
     }
     let tree = prepared_source(opts, progress)?;
+    let version = tree_version(&tree)?;
     let (flavour_name, extra): (String, Vec<String>) = match opts.flavour {
         Flavour::Instrumented => {
             let (transport, transport_name) = match opts.transport {
                 Transport::Rtt => ("rtt", ""),
                 Transport::Uart => ("uart", "-uart"),
             };
+            // From v1.27 the qemu port runs SysTick itself (1 kHz, with
+            // its interrupt) and has a microsecond clock, which recovers
+            // the SysTick turns a long call hides; before, it has neither.
+            let port_us_clock = (version.major, version.minor) >= (1, 27);
             let (port, clock_name, clock_flags) = match opts.qemu_clock {
                 QemuClock::Timer0 => ("qemu", "", ""),
-                // The MPS2's CPU clock is 25 MHz; the qemu port has no
-                // microsecond clock to recover missed SysTick turns from.
+                // The MPS2's CPU clock is 25 MHz.
+                QemuClock::CortexMSysTick if port_us_clock => (
+                    "cortexm",
+                    "-systick",
+                    " -DMPPROF_CLOCK_SYSTICK=1 -DMPPROF_CLOCK_HZ=25000000",
+                ),
                 QemuClock::CortexMSysTick => (
                     "cortexm",
                     "-systick",
@@ -781,6 +1134,7 @@ pub fn build_qemu(
         return Ok(QemuBuild {
             firmware,
             source_dir: tree,
+            version,
         });
     }
     progress(&format!(
@@ -804,6 +1158,7 @@ pub fn build_qemu(
     Ok(QemuBuild {
         firmware,
         source_dir: tree,
+        version,
     })
 }
 
@@ -814,16 +1169,178 @@ mod tests {
     #[test]
     fn embeds_the_patches_and_runtime() {
         let names: Vec<&str> = embedded_files().iter().map(|(n, _)| *n).collect();
-        assert!(names
-            .iter()
-            .any(|n| n.starts_with("patches/") && n.ends_with(".patch")));
         assert!(names.contains(&"runtime/micropython.mk"));
         assert!(names.contains(&"ports/unix/variant-mpprof/mpconfigvariant.h"));
-        // Patches apply in name order.
-        let patches: Vec<&&str> = names.iter().filter(|n| n.starts_with("patches/")).collect();
-        let mut sorted = patches.clone();
-        sorted.sort();
-        assert_eq!(patches, sorted);
+        // Every patch set's files are embedded, and every embedded patch is
+        // in a set.
+        for set in PATCH_SETS {
+            for p in set.patches {
+                assert!(
+                    embedded_file(&format!("patches/{p}")).is_some(),
+                    "set {} names {p}, which is not in patches/",
+                    set.name
+                );
+            }
+        }
+        for n in names.iter().filter(|n| n.ends_with(".patch")) {
+            let p = n.strip_prefix("patches/").unwrap();
+            assert!(
+                PATCH_SETS.iter().any(|s| s.patches.contains(&p)),
+                "{n} is in no patch set"
+            );
+        }
+    }
+
+    #[test]
+    fn the_patches_readme_lists_the_same_sets() {
+        let readme = std::str::from_utf8(
+            embedded_file("patches/README.md").expect("patches/README.md is embedded"),
+        )
+        .unwrap();
+        for set in PATCH_SETS {
+            let short: Vec<&str> = set
+                .patches
+                .iter()
+                .map(|p| &p[..p.rfind('/').unwrap() + 5])
+                .collect();
+            let row = format!("| {} |", set.name);
+            let line = readme
+                .lines()
+                .find(|l| l.starts_with(&row))
+                .unwrap_or_else(|| panic!("patches/README.md has no row for set {}", set.name));
+            assert!(
+                line.ends_with(&format!("| {} |", short.join(", "))),
+                "{line} vs {short:?}"
+            );
+            for (a, b) in set.releases {
+                assert!(line.contains(&format!("{a}.{b}.x")), "{line}");
+            }
+        }
+    }
+
+    #[test]
+    fn no_two_patch_files_are_identical() {
+        let patches: Vec<&(&str, &[u8])> = embedded_files()
+            .iter()
+            .filter(|(n, _)| n.ends_with(".patch"))
+            .collect();
+        for (i, a) in patches.iter().enumerate() {
+            for b in &patches[i + 1..] {
+                assert_ne!(
+                    a.1, b.1,
+                    "{} and {} are the same patch: share one file",
+                    a.0, b.0
+                );
+            }
+        }
+    }
+
+    fn v(major: u32, minor: u32, micro: u32, prerelease: bool) -> MicroPythonVersion {
+        MicroPythonVersion {
+            major,
+            minor,
+            micro,
+            prerelease,
+        }
+    }
+
+    #[test]
+    fn the_version_is_read_from_mpconfig() {
+        let text = "#define MICROPY_VERSION_MAJOR 1\n#define MICROPY_VERSION_MINOR 29\n#define MICROPY_VERSION_MICRO 0\n#define MICROPY_VERSION_PRERELEASE 1\n#define MICROPY_VERSION_MAJORX 7\n";
+        assert_eq!(
+            MicroPythonVersion::from_mpconfig(text),
+            Some(v(1, 29, 0, true))
+        );
+        assert_eq!(v(1, 29, 0, true).to_string(), "1.29.0-preview");
+        assert_eq!(v(1, 26, 1, false).to_string(), "1.26.1");
+        assert_eq!(
+            MicroPythonVersion::from_mpconfig("#define MICROPY_VERSION_MAJOR 1\n"),
+            None
+        );
+    }
+
+    #[test]
+    fn each_supported_version_has_its_patch_set() {
+        let set = |x| patch_set_for(&x).map(|s| s.name);
+        assert_eq!(set(v(1, 24, 1, false)), Some("v1.24"));
+        assert_eq!(set(v(1, 25, 0, false)), Some("v1.25"));
+        assert_eq!(set(v(1, 26, 1, false)), Some("v1.26"));
+        assert_eq!(set(v(1, 27, 0, false)), Some("v1.26"));
+        assert_eq!(set(v(1, 28, 0, false)), Some("v1.28"));
+        // master between v1.28 and v1.29
+        assert_eq!(set(v(1, 29, 0, true)), Some("v1.28"));
+        // Not checked: refused.
+        assert_eq!(set(v(1, 29, 0, false)), None);
+        assert_eq!(set(v(1, 23, 0, false)), None);
+        assert_eq!(set(v(1, 30, 0, true)), None);
+        assert_eq!(set(v(2, 25, 0, false)), None);
+    }
+
+    #[test]
+    fn debian_releases_parse() {
+        assert_eq!("1.25".parse(), Ok(DebianRelease::V1_25));
+        assert_eq!(
+            DebianRelease::default().upstream_version(),
+            MICROPYTHON_VERSION
+        );
+        assert_eq!("1.25.0".parse(), Ok(DebianRelease::V1_25));
+        assert_eq!("1.26".parse(), Ok(DebianRelease::V1_26));
+        assert_eq!("v1.26.1".parse(), Ok(DebianRelease::V1_26));
+        let err = "1.27".parse::<DebianRelease>().unwrap_err().to_string();
+        assert!(err.contains("1.27") && err.contains("MICROPY_DIR"), "{err}");
+        for r in DebianRelease::ALL {
+            assert_eq!(r.to_string().parse(), Ok(r));
+            assert!(patch_set_for(&MicroPythonVersion::from_mpconfig(&format!(
+                "#define MICROPY_VERSION_MAJOR 1\n#define MICROPY_VERSION_MINOR {}\n#define MICROPY_VERSION_MICRO 0\n",
+                &r.upstream_version()[2..4]
+            ))
+            .unwrap())
+            .is_some());
+        }
+        // Their sources are cached apart.
+        let c = Path::new("/c");
+        assert_ne!(
+            debian_tree(c, DebianRelease::V1_25),
+            debian_tree(c, DebianRelease::V1_26)
+        );
+    }
+
+    #[test]
+    fn an_unsupported_version_is_refused_before_anything_is_built() {
+        let dir = std::env::temp_dir().join(format!("mpprof-oldmp-{}", std::process::id()));
+        for f in ["py/vm.c", "py/gc.c", "ports/unix/Makefile"] {
+            write_file(&dir.join(f), b"").unwrap();
+        }
+        write_file(
+            &dir.join("py/mpconfig.h"),
+            b"#define MICROPY_VERSION_MAJOR 1\n#define MICROPY_VERSION_MINOR 23\n#define MICROPY_VERSION_MICRO 0\n#define MICROPY_VERSION_PRERELEASE 0\n",
+        )
+        .unwrap();
+        let opts = BuildOptions {
+            micropy_dir: Some(dir.clone()),
+            cache_dir: dir.join("cache"),
+            ..BuildOptions::default()
+        };
+        let err = prepared_source(&opts, &mut |_| {}).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            matches!(err, BuildError::UnsupportedVersion { .. }),
+            "{msg}"
+        );
+        assert!(msg.contains("MicroPython 1.23.0"), "{msg}");
+        assert!(
+            msg.contains("1.25.x") && msg.contains("1.29.0-preview"),
+            "{msg}"
+        );
+        let trees = std::fs::read_dir(dir.join("cache"))
+            .map(|rd| {
+                rd.flatten()
+                    .filter(|e| e.file_name().to_string_lossy().starts_with("tree-"))
+                    .count()
+            })
+            .unwrap_or(0);
+        assert_eq!(trees, 0, "nothing was prepared");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

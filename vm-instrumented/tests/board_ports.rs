@@ -130,7 +130,11 @@ fn try_compile(source: &str, mcpu: &str, defines: &[&str], object: &Path) -> Out
         .arg(format!("-I{}", s.tree.join("ports/qemu").display()))
         .arg(format!("-I{}", s.tree.display()))
         .arg(format!("-I{}", s.genhdr_parent.display()))
-        .arg("-DMP_CONFIGFILE=<mpprof_board_config.h>");
+        .arg("-DMP_CONFIGFILE=<mpprof_board_config.h>")
+        // The float type MPS2_AN385 builds with: from v1.27 the qemu port's
+        // Makefile passes it (before, its mpconfigport.h defined it, with
+        // the same tokens).
+        .arg("-DMICROPY_FLOAT_IMPL=(MICROPY_FLOAT_IMPL_FLOAT)");
     for d in defines {
         // A macro definition, or a raw option such as an extra -I.
         if d.starts_with('-') {

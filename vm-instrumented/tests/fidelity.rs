@@ -2,12 +2,16 @@
 //! instrumented interpreter with profiling on as on the plain interpreter
 //! built from the same source. Also: the source is the pinned release, and a
 //! second build reuses the cache.
+//!
+//! These run on the source `BuildOptions::default()` picks: Debian's 1.25.0
+//! (or 1.26.1 with `MPPROF_MICROPYTHON=1.26`; CI runs both), or the checkout
+//! in `MICROPY_DIR`.
 
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
 
-use vm_instrumented::{build_host, BuildOptions, Flavour};
+use vm_instrumented::{build_host, host_make_args, BuildOptions, Flavour};
 
 /// Run upstream's run-tests.py on its basics, float, micropython and misc
 /// directories.
@@ -114,9 +118,18 @@ fn upstream_tests_give_the_same_results_with_profiling_on() {
         Some(&stream),
         &tmp.join("prof"),
     );
+    eprintln!(
+        "MicroPython {}: {} upstream tests passed plain, {} profiled ({} skipped, {} failed)",
+        plain.version,
+        plain_run.passed,
+        profiled.passed,
+        plain_run.skipped.len(),
+        plain_run.failed.len()
+    );
     assert_eq!(
         profiled, plain_run,
-        "upstream's tests give other results with profiling on"
+        "upstream's tests give other results with profiling on (MicroPython {})",
+        plain.version
     );
     // Profiling really was on: the last test's stream was written.
     let bytes = std::fs::read(&stream).expect("the profiled runs wrote a stream");
@@ -151,20 +164,27 @@ fn the_32bit_build_is_board_like_and_a_second_build_is_cached() {
         "{second:?}"
     );
     // The source in use is the verified, pinned release.
-    let tarball = BuildOptions::default()
-        .cache_dir
-        .join("source/micropython_1.25.0+ds.orig.tar.xz");
-    if std::env::var_os("MICROPY_DIR").is_none() {
+    let opts = BuildOptions::default();
+    if opts.micropy_dir.is_none() {
+        let release = opts.debian_release;
+        let tarball = vm_instrumented::debian_source_dir(&opts.cache_dir, release)
+            .join(release.orig_tarball());
         let data = std::fs::read(&tarball).expect("the verified tarball is cached");
         use sha2::Digest;
         let hash: String = sha2::Sha256::digest(&data)
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect();
-        assert_eq!(
-            hash,
-            "7b25be99a502f070b2de81dafc08da7051d992325d6e67daa9045a918fffdbea"
-        );
+        let expected = match release {
+            vm_instrumented::DebianRelease::V1_25 => {
+                "7b25be99a502f070b2de81dafc08da7051d992325d6e67daa9045a918fffdbea"
+            }
+            vm_instrumented::DebianRelease::V1_26 => {
+                "f5ad2ec89d3e921f753d448955af98b6005655f84ba26087dde6ba0e8d062f34"
+            }
+        };
+        assert_eq!(hash, expected);
+        assert_eq!(b.version.to_string(), release.upstream_version());
     }
 }
 
@@ -181,28 +201,22 @@ fn unconfigured_hooks_compile_to_upstreams_code() {
     let plain = build_host(&opts, &mut progress).expect("plain build");
     let pristine_src = match &opts.micropy_dir {
         Some(d) => d.clone(),
-        None => opts.cache_dir.join("source/micropython-1.25.0"),
+        None => vm_instrumented::debian_tree(&opts.cache_dir, opts.debian_release),
     };
-    let build = Path::new(env!("CARGO_TARGET_TMPDIR")).join("pristine-build");
+    // One build directory per source: make would take another version's
+    // objects as up to date.
+    let build = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+        "pristine-build-{}-{}",
+        plain.version,
+        plain.source_dir.file_name().unwrap().to_string_lossy()
+    ));
     let st = Command::new("make")
         .arg("-C")
         .arg(pristine_src.join("ports/unix"))
         .arg("-j2")
         .arg("VARIANT=standard")
         .arg(format!("BUILD={}", build.display()))
-        .args([
-            "FROZEN_MANIFEST=",
-            "MICROPY_PY_BTREE=0",
-            "MICROPY_PY_FFI=0",
-            "MICROPY_PY_SSL=0",
-            "MICROPY_SSL_AXTLS=0",
-            "MICROPY_SSL_MBEDTLS=0",
-        ])
-        .args(if plain.word_size == vm_instrumented::WordSize::Bits32 {
-            vec!["MICROPY_FORCE_32BIT=1"]
-        } else {
-            vec![]
-        })
+        .args(host_make_args(plain.word_size))
         .arg(build.join("py/vm.o"))
         .arg(build.join("py/gc.o"))
         .arg(build.join("py/obj.o"))

@@ -113,7 +113,13 @@ pub enum ExitReason {
     MemoryError,
     Timeout,
     Killed,
+    /// The VM died of a signal of its own (SIGSEGV, SIGBUS, SIGILL, SIGFPE,
+    /// SIGABRT): [`Exit::signal`] names it.
+    Crashed,
+    /// Also what a reason this reader does not know (from a newer mpprof)
+    /// loads as.
     #[default]
+    #[serde(other)]
     Unknown,
 }
 
@@ -123,6 +129,14 @@ pub struct Exit {
     /// The process exit status, where there is one.
     pub status: Option<i32>,
     pub message: Option<String>,
+    /// The signal that ended the process (`SIGSEGV`, ...), where one did
+    /// (absent from profiles written before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<String>,
+    /// The records the profile holds from the stream: how far the run got
+    /// before it crashed (set with `crashed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub events: Option<u64>,
 }
 
 /// Everything lost on the way, counted exactly.

@@ -2,8 +2,8 @@
 //! kind of inconsistency, and the JSON file format with its errors.
 
 use mpprof_profile::{
-    AllocKind, AllocSite, CallNode, Cause, Marker, Profile, ProfileBuilder, ProfileError, Region,
-    FORMAT, VERSION,
+    AllocKind, AllocSite, CallNode, Cause, Exit, ExitReason, Marker, Profile, ProfileBuilder,
+    ProfileError, Region, FORMAT, VERSION,
 };
 
 fn site(
@@ -464,6 +464,35 @@ fn fields_added_later_default_when_missing() {
     assert_eq!(back.gc.failures[0].count, 1);
     assert_eq!(back.meta.dropped.unknown_ids, 0);
     assert_eq!(back.lines[0].excl_ticks, None);
+}
+
+#[test]
+fn a_crash_round_trips_and_older_or_newer_exit_reasons_load() {
+    let mut p = sample();
+    p.meta.exit = Exit {
+        reason: ExitReason::Crashed,
+        status: None,
+        message: Some("ended by signal 11".into()),
+        signal: Some("SIGSEGV".into()),
+        events: Some(171),
+    };
+    let v = serde_json::to_value(&p).unwrap();
+    assert_eq!(v["meta"]["exit"]["reason"], "crashed");
+    assert_eq!(v["meta"]["exit"]["signal"], "SIGSEGV");
+    let back = Profile::from_json_reader(v.to_string().as_bytes()).unwrap();
+    assert_eq!(back.meta.exit, p.meta.exit);
+
+    // A file from before: no signal, no events.
+    let mut old = v.clone();
+    old["meta"]["exit"] = serde_json::json!({"reason": "killed", "status": null, "message": null});
+    let back = Profile::from_json_reader(old.to_string().as_bytes()).unwrap();
+    assert_eq!(back.meta.exit.reason, ExitReason::Killed);
+    assert_eq!((back.meta.exit.signal, back.meta.exit.events), (None, None));
+    // A reason from a newer mpprof.
+    let mut newer = v;
+    newer["meta"]["exit"]["reason"] = "eaten_by_a_grue".into();
+    let back = Profile::from_json_reader(newer.to_string().as_bytes()).unwrap();
+    assert_eq!(back.meta.exit.reason, ExitReason::Unknown);
 }
 
 fn load_err(text: &str) -> ProfileError {

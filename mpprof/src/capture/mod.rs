@@ -180,6 +180,7 @@ pub fn record(rec: &Recording, obs: &mut dyn Observer) -> Result<Profile> {
         reason = Some(ExitReason::Killed);
     }
     info.status = exit.code;
+    info.signal = exit.signal;
     info.host_reason = reason;
     info.message = session
         .failure()

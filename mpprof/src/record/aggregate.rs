@@ -96,6 +96,9 @@ pub struct RunInfo {
     pub status: Option<i32>,
     /// Set when the host ended the run (timeout, Ctrl-C, kill).
     pub host_reason: Option<ExitReason>,
+    /// The signal that ended the process, if one did (host processes): a
+    /// crash signal makes the run `Crashed`.
+    pub signal: Option<i32>,
     pub message: Option<String>,
     /// Put each profiled file's source into the profile.
     pub embed_sources: bool,
@@ -115,6 +118,39 @@ impl RunInfo {
 /// The `<unknown>` function, added to the profile the first time a record
 /// names a code object or node that was never described.
 type Unknown<'a> = &'a mut dyn FnMut(&mut ProfileBuilder) -> FunctionId;
+
+/// Signals a process dies of by itself when it is broken (not ones sent to
+/// stop it).
+pub fn is_crash_signal(signal: i32) -> bool {
+    [
+        libc::SIGSEGV,
+        libc::SIGBUS,
+        libc::SIGILL,
+        libc::SIGFPE,
+        libc::SIGABRT,
+        libc::SIGSYS,
+    ]
+    .contains(&signal)
+}
+
+/// `SIGSEGV` for 11, ...; `signal N` for one without a name here.
+pub fn signal_name(signal: i32) -> String {
+    let name = match signal {
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGILL => "SIGILL",
+        libc::SIGFPE => "SIGFPE",
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGSYS => "SIGSYS",
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGINT => "SIGINT",
+        libc::SIGHUP => "SIGHUP",
+        libc::SIGPIPE => "SIGPIPE",
+        _ => return format!("signal {signal}"),
+    };
+    name.to_string()
+}
 
 /// Assigns an allocation its cause from what is known about it.
 pub type Classifier = fn(&AllocFacts) -> Cause;
@@ -831,13 +867,18 @@ impl Aggregator {
         let hello = self.hello.clone().unwrap_or_default();
         // Cut short by the host (timeout, Ctrl-C, kill): what was collected
         // is there, but the run did not finish.
+        let signal = run.signal.map(signal_name);
+        // The VM died of its own signal, not one the host sent.
+        let crashed = run.host_reason.is_none() && run.signal.is_some_and(is_crash_signal);
         let partial = self.end.is_none()
+            || crashed
             || matches!(
                 run.host_reason,
                 Some(ExitReason::Timeout | ExitReason::KeyboardInterrupt | ExitReason::Killed)
             );
         let reason = match (run.host_reason, self.end.map(|e| e.reason)) {
             (Some(r), _) => r,
+            (None, _) if crashed => ExitReason::Crashed,
             (None, Some(r)) => match r {
                 EndReason::Finished => ExitReason::Finished,
                 EndReason::Exception => ExitReason::Exception,
@@ -882,6 +923,8 @@ impl Aggregator {
             reason,
             status: run.status,
             message: run.message.clone(),
+            signal,
+            events: crashed.then_some(stats.records),
         };
         meta.partial = partial;
         meta.dropped = Dropped {

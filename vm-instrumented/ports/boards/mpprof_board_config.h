@@ -60,8 +60,8 @@
 // Static RAM of the whole runtime with these sizes, on a 32-bit Cortex-M
 // (.data + .bss of the mpprof objects, measured with arm-none-eabi-size by
 // vm-instrumented's board_ports test, which checks these figures):
-//   UART transport: 32924 bytes (32.2 KiB)
-//   RTT transport: 41204 bytes (40.2 KiB: adds the up-buffer, the control
+//   UART transport: 33476 bytes (32.7 KiB)
+//   RTT transport: 41757 bytes (40.8 KiB: adds the up-buffer, the control
 //   block and a 16-byte down-buffer)
 // On PYBV11, whose GC heap is what is left of its 128 KiB main RAM (about
 // 100 KiB without mpprof), that is a third to two fifths of the heap; the
