@@ -123,9 +123,38 @@ fn growth_is_growth_whatever_else_is_known() {
             opcode: Some(opcodes::CALL_METHOD),
             companion_of: Some(&Cause::Str),
             type_flags: FLAG_EXCEPTION,
+            calls_bytecode: true,
         };
         assert_eq!(classify(&f), Cause::Growth, "{type_name:?}");
     }
+}
+
+#[test]
+fn imports_and_heap_frames_are_named() {
+    // Whatever IMPORT_NAME allocates is compiling the module, typed or not.
+    for type_name in [None, Some("float"), Some("FileIO"), Some("function")] {
+        let f = AllocFacts {
+            type_name,
+            opcode: Some(opcodes::IMPORT_NAME),
+            ..AllocFacts::default()
+        };
+        assert_eq!(classify(&f), Cause::Import, "{type_name:?}");
+    }
+    // An untyped block at a call of the program's own function is its frame;
+    // at a call of something else it stays unexplained.
+    let frame = AllocFacts {
+        opcode: Some(opcodes::CALL_FUNCTION),
+        calls_bytecode: true,
+        ..AllocFacts::default()
+    };
+    assert_eq!(classify(&frame), Cause::Frame);
+    assert_eq!(
+        classify(&AllocFacts {
+            calls_bytecode: false,
+            ..frame
+        }),
+        raw()
+    );
 }
 
 #[test]

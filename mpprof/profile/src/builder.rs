@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use crate::{
     AllocFailure, AllocKind, AllocSite, CallNode, Cause, CauseCount, FileId, Function, FunctionId,
-    GcSummary, Line, Marker, Meta, NodeId, OpcodeCount, Profile, Region, SourceFile,
+    GcSummary, Line, Marker, Meta, NodeId, OpcodeCount, Profile, Region, Scope, SourceFile,
 };
 
 /// What makes two allocation sites the same site.
@@ -174,6 +174,7 @@ impl ProfileBuilder {
                 let s = &mut self.profile.alloc_sites[i];
                 s.count = s.count.saturating_add(site.count);
                 s.bytes = s.bytes.saturating_add(site.bytes);
+                s.executions = s.executions.max(site.executions);
             }
             None => {
                 self.site_ids.insert(key, self.profile.alloc_sites.len());
@@ -323,6 +324,7 @@ impl ProfileBuilder {
         }
         p.lines = lines.into_values().collect();
         p.lines.sort_by_key(|l| (l.file, l.line));
+        derive_line_advice(p);
 
         let mut mix: Vec<OpcodeCount> = opcode_mix
             .into_iter()
@@ -331,6 +333,45 @@ impl ProfileBuilder {
         mix.sort_by(|a, b| b.count.cmp(&a.count).then(a.opcode.cmp(&b.opcode)));
         p.opcode_mix = mix;
         profile
+    }
+}
+
+/// Each allocating line's executions, scope, object and fix, from its sites:
+/// the object and fix of the site with the most allocations (then bytes,
+/// then the first), the most executions of any of its allocating opcodes.
+/// A line whose main cause is compiling at import is an import; one that
+/// ran once a one-off; anything else (or unknown) allocates per pass.
+pub(crate) fn derive_line_advice(p: &mut Profile) {
+    // (main site index, most executions) per place.
+    let mut per_line: HashMap<(FileId, u32), (usize, u64)> = HashMap::new();
+    for (i, s) in p.alloc_sites.iter().enumerate() {
+        if s.line == 0 {
+            continue;
+        }
+        let e = per_line.entry((s.file, s.line)).or_insert((i, 0));
+        let main = &p.alloc_sites[e.0];
+        // Most allocations, then a typed object over its storage, then bytes.
+        let rank = |x: &AllocSite| (x.count, x.type_name.is_some(), x.bytes);
+        if rank(s) > rank(main) {
+            e.0 = i;
+        }
+        e.1 = e.1.max(s.executions);
+    }
+    for l in p.lines.iter_mut() {
+        let Some(&(main, executions)) = per_line.get(&(l.file, l.line)) else {
+            continue;
+        };
+        let s = &p.alloc_sites[main];
+        l.executions = (executions > 0).then_some(executions);
+        l.what = (!s.what.is_empty()).then(|| s.what.clone());
+        l.fix = (!s.fix.is_empty()).then(|| s.fix.clone());
+        l.scope = if l.causes.first().is_some_and(|c| c.cause == Cause::Import) {
+            Scope::Import
+        } else if l.executions == Some(1) {
+            Scope::OneOff
+        } else {
+            Scope::PerPass
+        };
     }
 }
 

@@ -35,13 +35,24 @@ pub struct AllocFacts<'a> {
     pub growth: bool,
     /// The opcode running when the allocation happened.
     pub opcode: Option<u8>,
-    /// The cause of a typed object allocated just before at the same site:
-    /// a raw buffer right after it is that object's storage.
+    /// The cause of a typed object allocated just before (or, for a raw
+    /// buffer made first, just after) at the same site: the raw buffer is
+    /// that object's storage.
     pub companion_of: Option<&'a Cause>,
+    /// The line calls a bytecode function of the program (a name the
+    /// profile's code objects have) or runs a class body: an untyped block
+    /// at that call with nothing else to explain it is the callee's frame.
+    pub calls_bytecode: bool,
 }
 
 /// The cause of an allocation.
 pub fn classify(f: &AllocFacts) -> Cause {
+    if f.opcode == Some(opcodes::IMPORT_NAME) {
+        // Whatever IMPORT_NAME allocates is the import: compiling the
+        // module's source (its parse tree, bytecode, boxed constants, the
+        // file's buffers), the module object and its namespace.
+        return Cause::Import;
+    }
     if f.growth {
         // Only containers and buffers are ever reallocated larger.
         return Cause::Growth;
@@ -105,6 +116,11 @@ fn classify_raw(f: &AllocFacts) -> Cause {
         // No object after the buffer means the result was an interned string.
         return Cause::Str;
     }
+    if f.calls_bytecode && is_plain_call(op) {
+        // fun_bc_call allocates a frame over the C-stack budget with
+        // m_new_obj_var_maybe: an untyped block, at the caller's call.
+        return Cause::Frame;
+    }
     if opcodes::is_table_store(op) {
         // Stores allocate a raw block only to resize a hash table (map.c,
         // set rehash): a namespace, an object's attributes, a dict or a set
@@ -112,6 +128,10 @@ fn classify_raw(f: &AllocFacts) -> Cause {
         return Cause::Growth;
     }
     Cause::Other(RAW_BUFFER.to_string())
+}
+
+fn is_plain_call(op: u8) -> bool {
+    matches!(op, opcodes::CALL_FUNCTION | opcodes::CALL_METHOD)
 }
 
 /// `+`, `+=`, `*`, `*=`, `%`, `%=`: the operators that build str/bytes text.
@@ -149,11 +169,13 @@ pub fn hint(cause: &Cause, opcode: Option<u8>, source_line: Option<&str>) -> Str
             "a set display builds a new set on every pass: build it once, outside the loop".into()
         }),
         Cause::Str => str_hint(opcode, src),
-        Cause::Bytes => bytes_hint(src),
+        Cause::Bytes => bytes_hint(opcode, src),
         Cause::Closure => closure_hint(opcode, src),
         Cause::Generator => generator_hint(src),
         Cause::Instance => instance_hint(src),
         Cause::Exception => exception_hint(src),
+        Cause::Frame => frame_hint(src),
+        Cause::Import => imported_module(src).map(|_| import_hint(src, None)),
         Cause::Growth => growth_hint(opcode, src),
         Cause::Other(t) => other_hint(t, opcode, src),
     };
@@ -185,9 +207,10 @@ fn definition_hint(cause: &Cause, src: &str, top_level: bool) -> Option<String> 
 
 fn float_hint(src: &str) -> Option<String> {
     if has_true_division(src) {
-        return Some(
-            "`/` always makes a float: keep the value as a scaled int and divide with `//`".into(),
-        );
+        return Some(format!(
+            "`/` always makes a float: keep the value as a scaled int and divide with `//`: `{}`",
+            floor_division(src)
+        ));
     }
     if let Some(call) = find_call(src, "float") {
         return Some(format!(
@@ -242,7 +265,7 @@ fn tuple_hint(opcode: Option<u8>, src: &str) -> Option<String> {
     }
     if opcodes::is_call(op) {
         return Some(format!(
-            "{} packs its `*args` into a new tuple per call (or returns a tuple): give it fixed parameters",
+            "{} packs its `*args` into a new tuple per call: give it fixed parameters",
             callee_text(src)
         ));
     }
@@ -327,7 +350,12 @@ fn str_hint(opcode: Option<u8>, src: &str) -> Option<String> {
     None
 }
 
-fn bytes_hint(src: &str) -> Option<String> {
+fn bytes_hint(opcode: Option<u8>, src: &str) -> Option<String> {
+    if opcode.is_some_and(is_text_building_op) {
+        return Some(
+            "`+`, `*` or `%` on bytes builds a new bytes object each time: build the value once, outside the loop, or write into a preallocated bytearray".into(),
+        );
+    }
     if let Some(slice) = slice_expression(src) {
         let base = slice.split('[').next().unwrap_or(slice);
         return Some(format!(
@@ -335,8 +363,14 @@ fn bytes_hint(src: &str) -> Option<String> {
         ));
     }
     if let Some(call) = find_method_call(src, "read") {
+        let obj = call.split(".read(").next().unwrap_or("stream");
+        let size = call
+            .split_once('(')
+            .map(|(_, a)| a.trim_end_matches(')').trim())
+            .filter(|a| !a.is_empty())
+            .unwrap_or("n");
         return Some(format!(
-            "`{call}` returns a new bytes object: readinto() a bytearray allocated once"
+            "`{call}` returns a new bytes object: readinto a buffer made once, `buf = bytearray({size})` before the loop, then `{obj}.readinto(buf)`"
         ));
     }
     if let Some(call) = find_method_call(src, "encode") {
@@ -374,6 +408,57 @@ fn closure_hint(opcode: Option<u8>, src: &str) -> Option<String> {
         );
     }
     None
+}
+
+fn frame_hint(src: &str) -> Option<String> {
+    let callee = called_name(src)?;
+    Some(format!(
+        "`{callee}` needs a frame bigger than the C stack's budget, so every call allocates it on the heap: fewer arguments and locals in this hot function, or @micropython.native"
+    ))
+}
+
+/// The module an `import` line imports: `import a.b as c` gives `a.b`,
+/// `from x import y` gives `x`.
+pub fn imported_module(src: &str) -> Option<&str> {
+    let src = code_part(src);
+    let rest = src
+        .strip_prefix("from ")
+        .or_else(|| src.strip_prefix("import "))?;
+    let name = rest
+        .trim_start()
+        .split(|c: char| c.is_whitespace() || c == ',')
+        .next()?;
+    (!name.is_empty()).then_some(name)
+}
+
+/// Compiling a module at import. `module_file` is the imported file's
+/// short name when its code ran in the profile.
+pub fn import_hint(src: &str, module_file: Option<&str>) -> String {
+    let file = module_file.map(str::to_string).or_else(|| {
+        imported_module(src).map(|m| format!("{}.py", m.trim_start_matches('.').replace('.', "/")))
+    });
+    match file {
+        Some(f) => format!(
+            "precompile {f} with mpy-cross (`mpy-cross {f}` gives a .mpy that imports without compiling) or freeze it into the firmware"
+        ),
+        None => "precompile the module with mpy-cross or freeze it into the firmware".into(),
+    }
+}
+
+/// The line with `/` written as `//`.
+fn floor_division(src: &str) -> String {
+    let code = blank_strings(src);
+    let b = code.as_bytes();
+    let mut out = String::with_capacity(src.len() + 2);
+    for (i, ch) in src.char_indices() {
+        out.push(ch);
+        let slash =
+            b.get(i) == Some(&b'/') && b.get(i + 1) != Some(&b'/') && (i == 0 || b[i - 1] != b'/');
+        if slash {
+            out.push('/');
+        }
+    }
+    out
 }
 
 fn generator_hint(src: &str) -> Option<String> {
@@ -462,7 +547,7 @@ fn other_hint(type_name: &str, opcode: Option<u8>, src: &str) -> Option<String> 
 }
 
 /// The line without its comment and surrounding blanks.
-fn code_part(line: &str) -> &str {
+pub(crate) fn code_part(line: &str) -> &str {
     let mut quote: Option<char> = None;
     let mut escaped = false;
     for (i, c) in line.char_indices() {
@@ -486,7 +571,7 @@ fn code_part(line: &str) -> &str {
 
 /// The line with every string literal's contents blanked to spaces, so that
 /// text inside quotes never looks like code (same length, same offsets).
-fn blank_strings(src: &str) -> String {
+pub(crate) fn blank_strings(src: &str) -> String {
     let mut out = String::with_capacity(src.len());
     let mut quote: Option<char> = None;
     let mut escaped = false;
@@ -583,7 +668,7 @@ fn attribute_values(src: &str) -> Vec<&str> {
 
 /// Names called on the line, in order: `g = counter(i)` gives `counter`,
 /// `total(self.read())` gives `total`, `self.read`.
-fn called_names(src: &str) -> Vec<&str> {
+pub(crate) fn called_names(src: &str) -> Vec<&str> {
     let code = blank_strings(src);
     let mut out = Vec::new();
     let mut name_start: Option<usize> = None;
@@ -667,7 +752,7 @@ fn find_call<'s>(src: &'s str, name: &str) -> Option<&'s str> {
 }
 
 /// `obj.method(...)` on the line, as written.
-fn find_method_call<'s>(src: &'s str, method: &str) -> Option<&'s str> {
+pub(crate) fn find_method_call<'s>(src: &'s str, method: &str) -> Option<&'s str> {
     let code = blank_strings(src);
     let needle = format!(".{method}(");
     let dot = code.find(&needle)?;
@@ -748,7 +833,7 @@ fn has_f_string(src: &str) -> bool {
 }
 
 /// `/` or `/=` that is not `//`.
-fn has_true_division(src: &str) -> bool {
+pub(crate) fn has_true_division(src: &str) -> bool {
     let code = blank_strings(src);
     let b = code.as_bytes();
     b.iter()
