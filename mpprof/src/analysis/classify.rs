@@ -356,6 +356,11 @@ fn bytes_hint(opcode: Option<u8>, src: &str) -> Option<String> {
             "`+`, `*` or `%` on bytes builds a new bytes object each time: build the value once, outside the loop, or write into a preallocated bytearray".into(),
         );
     }
+    if let Some(call) = find_method_call(src, "split") {
+        return Some(format!(
+            "`{call}` returns a new list of new bytes objects: find the separators with find() and convert each field in place"
+        ));
+    }
     if let Some(slice) = slice_expression(src) {
         let base = slice.split('[').next().unwrap_or(slice);
         return Some(format!(
@@ -527,7 +532,7 @@ fn other_hint(type_name: &str, opcode: Option<u8>, src: &str) -> Option<String> 
         "slice" => {
             let slice = slice_expression(src).unwrap_or("x[a:b]");
             Some(format!(
-                "`{slice}` builds a slice object on every pass: with fixed bounds, take the slice (of a memoryview) once before the loop"
+                "`{slice}` builds a slice object and a copy on every pass: slice a memoryview made once (no copy), or keep indexes (a ring buffer over a preallocated list)"
             ))
         }
         RAW_BUFFER if opcode.is_some_and(opcodes::is_call) => Some(
