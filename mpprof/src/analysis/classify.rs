@@ -385,12 +385,23 @@ fn bytes_hint(opcode: Option<u8>, src: &str) -> Option<String> {
     }
     for ctor in ["bytearray", "bytes", "memoryview", "array"] {
         if let Some(call) = find_call(src, ctor) {
+            let reuse = assigned_name(src)
+                .map(|n| format!(": `{n} = {call}` once, before the loop, and reuse `{n}`"))
+                .unwrap_or_else(|| ": create it once, outside the loop, and reuse it".into());
             return Some(format!(
-                "`{call}` allocates on every pass: create it once, outside the loop, and reuse it"
+                "`{call}` allocates on every pass (preallocate the buffer){reuse}"
             ));
         }
     }
     None
+}
+
+/// The plain name a simple assignment stores to: `z = ...` gives `z`.
+fn assigned_name(src: &str) -> Option<&str> {
+    let (lhs, rhs) = src.split_once('=')?;
+    let lhs = lhs.trim();
+    let plain = !lhs.is_empty() && lhs.chars().all(|c| is_ident_char(c) || c == '.');
+    (plain && !rhs.starts_with('=')).then_some(lhs)
 }
 
 fn closure_hint(opcode: Option<u8>, src: &str) -> Option<String> {
@@ -531,8 +542,9 @@ fn other_hint(type_name: &str, opcode: Option<u8>, src: &str) -> Option<String> 
     match type_name {
         "slice" => {
             let slice = slice_expression(src).unwrap_or("x[a:b]");
+            let (base, bounds) = slice.split_once('[').unwrap_or(("x", "a:b]"));
             Some(format!(
-                "`{slice}` builds a slice object and a copy on every pass: slice a memoryview made once (no copy), or keep indexes (a ring buffer over a preallocated list)"
+                "`{slice}` builds a slice object and a copy on every pass: make `mv = memoryview({base})` once and take `mv[{bounds}` (no copy), or keep indexes (a ring buffer over a preallocated list)"
             ))
         }
         RAW_BUFFER if opcode.is_some_and(opcodes::is_call) => Some(
