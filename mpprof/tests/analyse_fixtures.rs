@@ -309,3 +309,39 @@ fn each_causes_hint_is_the_same_in_the_summary_the_annotated_source_and_the_html
         );
     }
 }
+
+#[test]
+fn each_object_is_named_exactly() {
+    let path = causes_dir().join("../misc/objects.py");
+    let source = std::fs::read_to_string(&path).expect("readable");
+    let p = profile(&path);
+    let file = p
+        .files
+        .iter()
+        .position(|f| f.path.ends_with("objects.py"))
+        .expect("the script is in its profile");
+    let mut checked = 0;
+    for (i, text) in source.lines().enumerate() {
+        let Some((_, want)) = text
+            .split_once("# OBJECT:")
+            .filter(|_| !text.trim_start().starts_with('#'))
+        else {
+            continue;
+        };
+        let line = i as u32 + 1;
+        let l = p
+            .line(file, line)
+            .unwrap_or_else(|| panic!("objects.py:{line} has no record"));
+        assert_eq!(
+            l.what.as_deref(),
+            Some(want.trim()),
+            "objects.py:{line} `{}`: {:?}",
+            text.trim(),
+            l.causes
+        );
+        assert_eq!(l.scope, mpprof_profile::Scope::PerPass, "objects.py:{line}");
+        assert!(l.executions.is_some_and(|n| n >= 50), "objects.py:{line}");
+        checked += 1;
+    }
+    assert_eq!(checked, 11);
+}

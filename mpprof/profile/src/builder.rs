@@ -337,28 +337,43 @@ impl ProfileBuilder {
 }
 
 /// Each allocating line's executions, scope, object and fix, from its sites:
-/// the object and fix of the site with the most allocations (then bytes,
-/// then the first), the most executions of any of its allocating opcodes.
+/// the object and fix of its main site (of the line's main cause, a typed
+/// object before raw storage, then the most allocations, then bytes, then
+/// the first), the most executions of any of its allocating opcodes.
 /// A line whose main cause is compiling at import is an import; one that
 /// ran once a one-off; anything else (or unknown) allocates per pass.
 pub(crate) fn derive_line_advice(p: &mut Profile) {
-    // (main site index, most executions) per place.
-    let mut per_line: HashMap<(FileId, u32), (usize, u64)> = HashMap::new();
+    // Most executions of any site, per place.
+    let mut executions: HashMap<(FileId, u32), u64> = HashMap::new();
+    for s in p.alloc_sites.iter().filter(|s| s.line != 0) {
+        let e = executions.entry((s.file, s.line)).or_default();
+        *e = (*e).max(s.executions);
+    }
+    // The main site: of the line's main cause, a typed object before raw
+    // storage, then the most allocations, then bytes, then the first.
+    let mut main: HashMap<(FileId, u32), usize> = HashMap::new();
+    let main_cause: HashMap<(FileId, u32), &Cause> = p
+        .lines
+        .iter()
+        .filter_map(|l| l.causes.first().map(|c| ((l.file, l.line), &c.cause)))
+        .collect();
+    let rank = |x: &AllocSite| (x.type_name.is_some(), x.count, x.bytes);
     for (i, s) in p.alloc_sites.iter().enumerate() {
-        if s.line == 0 {
+        let place = (s.file, s.line);
+        if s.line == 0 || main_cause.get(&place) != Some(&&s.cause) {
             continue;
         }
-        let e = per_line.entry((s.file, s.line)).or_insert((i, 0));
-        let main = &p.alloc_sites[e.0];
-        // Most allocations, then a typed object over its storage, then bytes.
-        let rank = |x: &AllocSite| (x.count, x.type_name.is_some(), x.bytes);
-        if rank(s) > rank(main) {
-            e.0 = i;
+        let best = main.entry(place).or_insert(i);
+        if rank(s) > rank(&p.alloc_sites[*best]) {
+            *best = i;
         }
-        e.1 = e.1.max(s.executions);
     }
+    let main: HashMap<(FileId, u32), (usize, u64)> = main
+        .into_iter()
+        .map(|(place, i)| (place, (i, executions.get(&place).copied().unwrap_or(0))))
+        .collect();
     for l in p.lines.iter_mut() {
-        let Some(&(main, executions)) = per_line.get(&(l.file, l.line)) else {
+        let Some(&(main, executions)) = main.get(&(l.file, l.line)) else {
             continue;
         };
         let s = &p.alloc_sites[main];

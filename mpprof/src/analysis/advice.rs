@@ -68,6 +68,15 @@ pub fn what(c: &SiteContext) -> String {
     }
     let op = c.opcode;
     match c.type_name {
+        // MAKE_CLOSURE makes the function and the closure wrapping it.
+        Some("function")
+            if matches!(
+                op,
+                Some(opcodes::MAKE_CLOSURE | opcodes::MAKE_CLOSURE_DEFARGS)
+            ) =>
+        {
+            "closure".into()
+        }
         Some("function") => "function object".into(),
         Some("closure") => "closure".into(),
         Some("cell") | Some("") => "closure cell".into(),
@@ -85,7 +94,7 @@ pub fn what(c: &SiteContext) -> String {
             }
             Cause::Tuple if op.is_some_and(opcodes::is_star_call) => "*args unpacking".into(),
             Cause::Other(t) => t.clone(),
-            cause => format!("{} storage", cause.label()),
+            cause => cause.label(),
         },
     }
 }
@@ -143,6 +152,10 @@ pub fn fix(c: &SiteContext) -> String {
     if c.executions == 1 {
         return one_off_fix(c, src);
     }
+    if c.growth && c.opcode == Some(opcodes::STORE_ATTR) && c.executions > 1 {
+        // In __init__, run for every new object.
+        return "each new object grows its attribute table as __init__ assigns: keep one object and reset its attributes instead of making one per pass".into();
+    }
     let definition =
         src.starts_with("def ") || src.starts_with("async def ") || src.starts_with("class ");
     let body_of_module_or_class =
@@ -173,12 +186,36 @@ fn one_off_fix(c: &SiteContext, src: &str) -> String {
     if src.starts_with("def ") || src.starts_with("async def ") {
         return format!("this `def` runs {at}: making the function is a one-off, nothing to fix");
     }
+    if let Some((name, value)) = module_constant(c, src) {
+        return format!(
+            "a module-level constant, run once: a one-off; `{name} = const({value})` (from micropython import const) makes it a compile-time constant, and named `_{name}` it takes no global at all"
+        );
+    }
     if c.growth && c.opcode == Some(opcodes::STORE_ATTR) {
         return format!(
             "the attribute table grows {at} as attributes arrive: a one-off; assign every attribute in `__init__` so it is sized once"
         );
     }
     format!("runs {at}: a one-off (not a cost per pass); change it only to lower the heap's peak")
+}
+
+/// `NAME = 100` (an upper-case name given an int literal) at module level.
+fn module_constant<'s>(c: &SiteContext, src: &'s str) -> Option<(&'s str, &'s str)> {
+    if c.code_name != "<module>" {
+        return None;
+    }
+    let (name, value) = src.split_once('=')?;
+    let (name, value) = (name.trim(), value.trim());
+    let constant_name = name.starts_with(|ch: char| ch.is_ascii_uppercase())
+        && name
+            .chars()
+            .all(|ch| ch.is_ascii_uppercase() || ch.is_ascii_digit() || ch == '_');
+    let int_literal = !value.is_empty()
+        && (value.chars().all(|ch| ch.is_ascii_digit() || ch == '_')
+            || value.strip_prefix("0x").is_some_and(|h| {
+                !h.is_empty() && h.chars().all(|ch| ch.is_ascii_hexdigit() || ch == '_')
+            }));
+    (constant_name && int_literal).then_some((name, value))
 }
 
 #[cfg(test)]
@@ -202,8 +239,10 @@ mod tests {
     #[test]
     fn a_line_that_ran_once_gets_no_loop_advice() {
         let g = Cause::Growth;
-        let f = fix(&ctx(&g, "N = 100", 1, "<module>"));
+        let f = fix(&ctx(&g, "name = 'x'", 1, "<module>"));
         assert!(f.contains("one-off") && f.contains("module level"), "{f}");
+        let f = fix(&ctx(&g, "N = 100", 1, "<module>"));
+        assert!(f.contains("`N = const(100)`"), "{f}");
         let f = fix(&ctx(&g, "    def a(self):", 1, "Sensor"));
         assert!(f.contains("class Sensor"), "{f}");
         assert!(!f.contains("[0] * n"), "{f}");

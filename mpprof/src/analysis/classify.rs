@@ -283,6 +283,11 @@ fn list_hint(opcode: Option<u8>, src: &str) -> Option<String> {
             "`{call}` returns a new list of new strings: parse in place with find() and indexes"
         ));
     }
+    if let Some(slice) = slice_expression(src) {
+        return Some(format!(
+            "`{slice}` copies the list on every pass: keep an index into a list preallocated once (a ring buffer) instead of slicing"
+        ));
+    }
     match opcode? {
         opcodes::BUILD_LIST => Some(
             "a list display builds a new list on every pass: create it once, outside the loop, and assign its items".into(),
@@ -362,9 +367,9 @@ fn bytes_hint(opcode: Option<u8>, src: &str) -> Option<String> {
         ));
     }
     if let Some(slice) = slice_expression(src) {
-        let base = slice.split('[').next().unwrap_or(slice);
+        let (base, bounds) = slice.split_once('[').unwrap_or((slice, "a:b]"));
         return Some(format!(
-            "`{slice}` copies into a new object: slice a `memoryview({base})` made once before the loop (no copy), or pass offsets"
+            "`{slice}` copies into a new object: make `mv = memoryview({base})` once, before the loop, and take `mv[{bounds}` (no copy), or pass offsets"
         ));
     }
     if let Some(call) = find_method_call(src, "read") {
