@@ -392,3 +392,101 @@ pub fn summary_json(p: &Profile, top: usize) -> Value {
         "dropped": p.meta.dropped,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use mpprof_profile::{AllocKind, AllocSite, Cause, ProfileBuilder};
+
+    use super::*;
+
+    fn site(
+        file: usize,
+        f: usize,
+        line: u32,
+        cause: Cause,
+        what: &str,
+        fix: &str,
+        runs: u64,
+    ) -> AllocSite {
+        AllocSite {
+            function: f,
+            file,
+            line,
+            offset: line,
+            opcode: None,
+            opcode_name: None,
+            node: None,
+            type_name: None,
+            kind: AllocKind::New,
+            cause,
+            count: 10,
+            bytes: 160,
+            what: what.into(),
+            fix: fix.into(),
+            executions: runs,
+        }
+    }
+
+    fn sample() -> Profile {
+        let mut b = ProfileBuilder::new();
+        let file = b.add_file("app.py", None);
+        let f = b.add_function(file, 1, "<module>", "<module>");
+        b.add_alloc(site(
+            file,
+            f,
+            1,
+            Cause::Import,
+            "compiling lib.py at import",
+            "precompile lib.py with mpy-cross",
+            1,
+        ));
+        b.add_alloc(site(
+            file,
+            f,
+            2,
+            Cause::Growth,
+            "namespace table regrown",
+            "a stored one-off fix",
+            1,
+        ));
+        b.add_alloc(site(
+            file,
+            f,
+            7,
+            Cause::Float,
+            "float",
+            "a stored per-pass fix",
+            5,
+        ));
+        b.build()
+    }
+
+    #[test]
+    fn the_summary_prints_the_stored_texts_per_pass_lines_first() {
+        let text = render(&sample(), &SummaryOptions::default());
+        let per_pass = text.find("app.py:7").expect("the per-pass line");
+        let one_off = text.find("app.py:2").expect("the one-off line");
+        let import = text.find("app.py:1 ").expect("the import line");
+        assert!(per_pass < one_off && one_off < import, "{text}");
+        assert!(text.contains("fix: a stored per-pass fix"), "{text}");
+        assert!(text.contains("ran 5x, 2/run"), "{text}");
+        assert!(
+            text.contains("compiling lib.py at import: 10 allocations, 160 B — precompile lib.py with mpy-cross"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn the_diff_shows_what_still_allocates_with_its_fix() {
+        let a = sample();
+        let mut b = a.clone();
+        for l in b.lines.iter_mut().filter(|l| l.line == 7) {
+            l.alloc_count = 4;
+        }
+        let text = crate::diff::render(&a, &b, 10);
+        assert!(
+            text.contains("still allocates in B: float: a stored per-pass fix"),
+            "{text}"
+        );
+    }
+}
