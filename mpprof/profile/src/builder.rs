@@ -343,6 +343,19 @@ impl ProfileBuilder {
 /// A line whose main cause is compiling at import is an import; one that
 /// ran once a one-off; anything else (or unknown) allocates per pass.
 pub(crate) fn derive_line_advice(p: &mut Profile) {
+    let mut advice = line_advice(p);
+    for l in p.lines.iter_mut() {
+        if let Some(a) = advice.remove(&(l.file, l.line)) {
+            (l.executions, l.scope, l.what, l.fix) = a;
+        }
+    }
+}
+
+/// What [`derive_line_advice`] gives each allocating line: executions,
+/// scope, object and fix.
+pub(crate) type LineAdvice = (Option<u64>, Scope, Option<String>, Option<String>);
+
+pub(crate) fn line_advice(p: &Profile) -> HashMap<(FileId, u32), LineAdvice> {
     // Most executions of any site, per place.
     let mut executions: HashMap<(FileId, u32), u64> = HashMap::new();
     for s in p.alloc_sites.iter().filter(|s| s.line != 0) {
@@ -351,13 +364,13 @@ pub(crate) fn derive_line_advice(p: &mut Profile) {
     }
     // The main site: of the line's main cause, a typed object before raw
     // storage, then the most allocations, then bytes, then the first.
-    let mut main: HashMap<(FileId, u32), usize> = HashMap::new();
     let main_cause: HashMap<(FileId, u32), &Cause> = p
         .lines
         .iter()
         .filter_map(|l| l.causes.first().map(|c| ((l.file, l.line), &c.cause)))
         .collect();
     let rank = |x: &AllocSite| (x.type_name.is_some(), x.count, x.bytes);
+    let mut main: HashMap<(FileId, u32), usize> = HashMap::new();
     for (i, s) in p.alloc_sites.iter().enumerate() {
         let place = (s.file, s.line);
         if s.line == 0 || main_cause.get(&place) != Some(&&s.cause) {
@@ -368,26 +381,22 @@ pub(crate) fn derive_line_advice(p: &mut Profile) {
             *best = i;
         }
     }
-    let main: HashMap<(FileId, u32), (usize, u64)> = main
-        .into_iter()
-        .map(|(place, i)| (place, (i, executions.get(&place).copied().unwrap_or(0))))
-        .collect();
-    for l in p.lines.iter_mut() {
-        let Some(&(main, executions)) = main.get(&(l.file, l.line)) else {
-            continue;
-        };
-        let s = &p.alloc_sites[main];
-        l.executions = (executions > 0).then_some(executions);
-        l.what = (!s.what.is_empty()).then(|| s.what.clone());
-        l.fix = (!s.fix.is_empty()).then(|| s.fix.clone());
-        l.scope = if l.causes.first().is_some_and(|c| c.cause == Cause::Import) {
-            Scope::Import
-        } else if l.executions == Some(1) {
-            Scope::OneOff
-        } else {
-            Scope::PerPass
-        };
-    }
+    main.into_iter()
+        .map(|(place, i)| {
+            let s = &p.alloc_sites[i];
+            let runs = executions.get(&place).copied().filter(|&n| n > 0);
+            let scope = if s.cause == Cause::Import {
+                Scope::Import
+            } else if runs == Some(1) {
+                Scope::OneOff
+            } else {
+                Scope::PerPass
+            };
+            let what = (!s.what.is_empty()).then(|| s.what.clone());
+            let fix = (!s.fix.is_empty()).then(|| s.fix.clone());
+            (place, (runs, scope, what, fix))
+        })
+        .collect()
 }
 
 fn new_line((file, line): (FileId, u32)) -> Line {

@@ -325,6 +325,20 @@ fn validation_finds_each_inconsistency() {
         ),
         (Box::new(|p| p.lines.swap(0, 1)), "out of order"),
         (
+            Box::new(|p| {
+                let l = p.lines.iter_mut().find(|l| l.alloc_count > 0).unwrap();
+                l.fix = Some("a fix no site has".into());
+            }),
+            "its sites give",
+        ),
+        (
+            Box::new(|p| {
+                let l = p.lines.iter_mut().find(|l| l.alloc_count > 0).unwrap();
+                l.scope = mpprof_profile::Scope::OneOff;
+            }),
+            "executions/scope/object/fix",
+        ),
+        (
             Box::new(|p| p.call_tree[2].id = 0),
             "node 2 says its id is 0",
         ),
