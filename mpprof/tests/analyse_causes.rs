@@ -304,12 +304,31 @@ fn hints_follow_the_opcode() {
 
 #[test]
 fn hints_use_the_source_text() {
-    let cases: [(Cause, Option<u8>, &str, &str); 14] = [
+    let cases: [(Cause, Option<u8>, &str, &str); 18] = [
         (
             Cause::Float,
             None,
             "v = raw / 4095",
             "`/` always makes a float",
+        ),
+        (Cause::Float, None, "v = raw / 4095", "`v = raw // 4095`"),
+        (
+            Cause::Float,
+            None,
+            "    x = x + 0.25  # step",
+            "scaled by 100 (fixed point), `x = x + 25`",
+        ),
+        (
+            Cause::Bytes,
+            None,
+            "data = uart.read(4)",
+            "`buf = bytearray(4)` before the loop, then `uart.readinto(buf)`",
+        ),
+        (
+            Cause::Bytes,
+            Some(opcodes::CALL_FUNCTION),
+            "z = bytearray(64)",
+            "`z = bytearray(64)` once, before the loop",
         ),
         (Cause::Float, None, "v = float(raw)", "`float(raw)` boxes"),
         (

@@ -222,6 +222,51 @@ fn float_hint(src: &str) -> Option<String> {
             "math functions return a new float on every call: precompute a table of scaled ints, or move the maths into a @micropython.viper function".into(),
         );
     }
+    if let Some((literal, start, scale, scaled)) = float_literal(src) {
+        let rewritten = format!("{}{scaled}{}", &src[..start], &src[start + literal.len()..]);
+        return Some(format!(
+            "`{literal}` makes every result a float: keep the value as an int scaled by {scale} (fixed point), `{rewritten}`, and divide by {scale} only where it is shown"
+        ));
+    }
+    None
+}
+
+/// The first float literal in code (`0.5`, `12.25`): its text, offset,
+/// the power of ten that makes it whole and the whole number.
+fn float_literal(src: &str) -> Option<(&str, usize, u64, u64)> {
+    let code = blank_strings(src);
+    let b = code.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        let starts = b[i].is_ascii_digit()
+            && (i == 0
+                || !(b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'_' || b[i - 1] == b'.'));
+        if !starts {
+            i += 1;
+            continue;
+        }
+        let mut j = i;
+        while j < b.len() && b[j].is_ascii_digit() {
+            j += 1;
+        }
+        if j + 1 < b.len() && b[j] == b'.' && b[j + 1].is_ascii_digit() {
+            let mut k = j + 1;
+            while k < b.len() && b[k].is_ascii_digit() {
+                k += 1;
+            }
+            let exponent = k < b.len() && matches!(b[k], b'e' | b'E' | b'j' | b'J');
+            let decimals = (k - j - 1) as u32;
+            if !exponent && decimals <= 4 {
+                let text = &src[i..k];
+                let scale = 10u64.pow(decimals);
+                let whole: u64 = format!("{}{}", &src[i..j], &src[j + 1..k]).parse().ok()?;
+                return Some((text, i, scale, whole));
+            }
+            i = k;
+            continue;
+        }
+        i = j;
+    }
     None
 }
 
