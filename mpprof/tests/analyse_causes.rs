@@ -133,12 +133,14 @@ fn growth_is_growth_whatever_else_is_known() {
 fn imports_and_heap_frames_are_named() {
     // Whatever IMPORT_NAME allocates is compiling the module, typed or not.
     for type_name in [None, Some("float"), Some("FileIO"), Some("function")] {
-        let f = AllocFacts {
-            type_name,
-            opcode: Some(opcodes::IMPORT_NAME),
-            ..AllocFacts::default()
-        };
-        assert_eq!(classify(&f), Cause::Import, "{type_name:?}");
+        for op in [opcodes::IMPORT_NAME, opcodes::IMPORT_FROM] {
+            let f = AllocFacts {
+                type_name,
+                opcode: Some(op),
+                ..AllocFacts::default()
+            };
+            assert_eq!(classify(&f), Cause::Import, "{type_name:?}");
+        }
     }
     // An untyped block at a call of the program's own function is its frame;
     // at a call of something else it stays unexplained.

@@ -47,10 +47,11 @@ pub struct AllocFacts<'a> {
 
 /// The cause of an allocation.
 pub fn classify(f: &AllocFacts) -> Cause {
-    if f.opcode == Some(opcodes::IMPORT_NAME) {
+    if matches!(f.opcode, Some(opcodes::IMPORT_NAME | opcodes::IMPORT_FROM)) {
         // Whatever IMPORT_NAME allocates is the import: compiling the
         // module's source (its parse tree, bytecode, boxed constants, the
-        // file's buffers), the module object and its namespace.
+        // file's buffers), the module object and its namespace; IMPORT_FROM
+        // allocates only when it imports a submodule (`from pkg import mod`).
         return Cause::Import;
     }
     if f.growth {

@@ -716,6 +716,9 @@ impl Aggregator {
                 .places
                 .get(&code_id)
                 .map_or(0, |p| p.table.first_line());
+            // An allocation in the prelude (before the first opcode: cells,
+            // argument setup) happens once per call: the first opcode's count.
+            let offset = offset.max(c.bc_start);
             same_code
                 .get(&(c.file.as_str(), c.name.as_str(), first))
                 .map_or(0, |ids| {
