@@ -146,13 +146,13 @@ pub fn fix(c: &SiteContext) -> String {
     }
     // Attributes first assigned outside __init__ grow the attribute table
     // every time the object is made, however often the line itself runs.
-    if c.growth && c.opcode == Some(opcodes::STORE_ATTR) && c.code_name != "__init__" {
+    if attribute_growth(c) && c.code_name != "__init__" {
         return "adding an attribute outside __init__ grows the object's attribute table: assign every attribute in `__init__`".into();
     }
     if c.executions == 1 {
         return one_off_fix(c, src);
     }
-    if c.growth && c.opcode == Some(opcodes::STORE_ATTR) && c.executions > 1 {
+    if attribute_growth(c) && c.executions > 1 {
         // In __init__, run for every new object.
         return "each new object grows its attribute table as __init__ assigns: keep one object and reset its attributes instead of making one per pass".into();
     }
@@ -176,6 +176,12 @@ pub fn fix(c: &SiteContext) -> String {
     }
 }
 
+/// An object's attribute table grown (rehashed into a bigger one, or
+/// reallocated) by an attribute store.
+fn attribute_growth(c: &SiteContext) -> bool {
+    matches!(c.cause, Cause::Growth) && c.opcode == Some(opcodes::STORE_ATTR)
+}
+
 fn one_off_fix(c: &SiteContext, src: &str) -> String {
     let at = once_where(c);
     if src.starts_with("class ") {
@@ -191,7 +197,7 @@ fn one_off_fix(c: &SiteContext, src: &str) -> String {
             "a module-level constant, run once: a one-off; `{name} = const({value})` (from micropython import const) makes it a compile-time constant, and named `_{name}` it takes no global at all"
         );
     }
-    if c.growth && c.opcode == Some(opcodes::STORE_ATTR) {
+    if attribute_growth(c) {
         return format!(
             "the attribute table grows {at} as attributes arrive: a one-off; assign every attribute in `__init__` so it is sized once"
         );
@@ -246,6 +252,22 @@ mod tests {
         let f = fix(&ctx(&g, "    def a(self):", 1, "Sensor"));
         assert!(f.contains("class Sensor"), "{f}");
         assert!(!f.contains("[0] * n"), "{f}");
+    }
+
+    #[test]
+    fn attribute_growth_says_assign_in_init() {
+        let g = Cause::Growth;
+        let mut c = ctx(&g, "        self._us = 0", 1, "start");
+        c.opcode = Some(opcodes::STORE_ATTR);
+        assert!(
+            fix(&c).contains("assign every attribute in `__init__`"),
+            "{}",
+            fix(&c)
+        );
+        c.code_name = "__init__";
+        assert!(fix(&c).contains("sized once"), "{}", fix(&c));
+        c.executions = 40;
+        assert!(fix(&c).contains("keep one object"), "{}", fix(&c));
     }
 
     #[test]
