@@ -339,6 +339,8 @@ struct Named {
     line: u32,
     place: String,
     what: String,
+    /// The line's main cause.
+    cause: String,
     fix: String,
     scope: Scope,
 }
@@ -356,6 +358,11 @@ fn named_lines(p: &Profile) -> Vec<Named> {
                 file,
                 line: l.line,
                 what: l.what.clone().unwrap_or_default(),
+                cause: l
+                    .causes
+                    .first()
+                    .map(|c| c.cause.label())
+                    .unwrap_or_default(),
                 fix: l.fix.clone().unwrap_or_default(),
                 scope,
             });
@@ -409,6 +416,12 @@ fn the_corpus_summaries_name_the_lines_to_change_and_heap_lock_confirms_every_on
             assert_eq!(
                 n.what,
                 w["what"].as_str().expect("what"),
+                "{key}: {}",
+                n.place
+            );
+            assert_eq!(
+                n.cause,
+                w["cause"].as_str().expect("cause"),
                 "{key}: {}",
                 n.place
             );
