@@ -8,7 +8,9 @@
 //! statement under `micropython.heap_lock()`: it must raise MemoryError
 //! there. A heap frame is invisible to heap_lock (the frame falls back to
 //! the C stack), so a `heap frame` line is confirmed instead by
-//! `gc.mem_alloc()` rising between the call and the callee's first line.
+//! `gc.mem_alloc()` rising between the call and the callee's first line,
+//! while with the heap locked over that same stretch nothing fails (so the
+//! growth was the frame, not an argument).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -307,6 +309,55 @@ fn frame_allocates(
     Ok((out.contains(CONFIRMED), out))
 }
 
+/// The statement at `line` run with the heap locked until `callee`'s first
+/// line: whether anything raised MemoryError in between. A heap frame does
+/// not (it falls back to the C stack); arguments that allocate would.
+fn allocates_before_callee(
+    program: &Path,
+    main: &str,
+    file: &str,
+    line: usize,
+    callee: &str,
+) -> Result<(bool, String), String> {
+    let name = format!("frame-locked-{}-{file}-{line}", program_name(program));
+    let out = run_rewritten(program, main, file, &name, |lines| {
+        let (start_of, end_of) = statements(lines);
+        let s = start_of[line - 1];
+        let e = end_of[&s];
+        let def = lines
+            .iter()
+            .position(|l| l.trim_start().starts_with(&format!("def {callee}(")))
+            .ok_or("no def")?;
+        let def_end = end_of.get(&def).copied().unwrap_or(def);
+        let body = (def_end + 1..lines.len())
+            .find(|&i| !code_of(&lines[i]).trim().is_empty())
+            .ok_or("the def has no body")?;
+        let indent = indent_of(&lines[s]);
+        let pad = " ".repeat(indent);
+        let body_pad = " ".repeat(indent_of(&lines[body]));
+        let mut wrapped = vec![format!("{pad}_mpprof_lock()"), format!("{pad}try:")];
+        wrapped.extend(lines[s..=e].iter().map(|l| format!("    {l}")));
+        wrapped.extend([
+            format!("{pad}except MemoryError:"),
+            format!("{pad}    _mpprof_hit()"),
+            format!("{pad}finally:"),
+            format!("{pad}    _mpprof_unlock()"),
+        ]);
+        // The callee's unlock first (it is below or above the statement:
+        // inserting at the higher index first keeps the other valid).
+        if body > e {
+            lines.insert(body, format!("{body_pad}_mpprof_unlock()"));
+            lines.splice(s..=e, wrapped);
+        } else {
+            lines.splice(s..=e, wrapped);
+            lines.insert(body, format!("{body_pad}_mpprof_unlock()"));
+        }
+        Ok(())
+    })?;
+    let raised = out.contains(CONFIRMED) || out.contains("MemoryError");
+    Ok((raised, out))
+}
+
 fn program_name(program: &Path) -> String {
     program
         .file_name()
@@ -496,7 +547,18 @@ fn the_corpus_summaries_name_the_lines_to_change_and_heap_lock_confirms_every_on
                     .and_then(|l| p.source_line(l.file, l.line))
                     .unwrap_or("");
                 let callee = callee_of(src);
-                frame_allocates(&dir, &main, &file, n.line as usize, &callee)
+                frame_allocates(&dir, &main, &file, n.line as usize, &callee).and_then(
+                    |(grew, out)| {
+                        if !grew {
+                            return Ok((false, out));
+                        }
+                        // And the growth is the frame: with the heap locked
+                        // up to the callee's first line nothing fails.
+                        let (raised, locked) =
+                            allocates_before_callee(&dir, &main, &file, n.line as usize, &callee)?;
+                        Ok((!raised, format!("{out}\n{locked}")))
+                    },
+                )
             } else {
                 heap_lock_allocates(&dir, &main, &file, n.line as usize)
             };
@@ -583,4 +645,20 @@ fn the_probes_tell_a_quiet_line_from_an_allocating_one() {
         out.contains("samples 200"),
         "the program ran to its end:\n{out}"
     );
+    // Locked up to the callee's first line: an argument that allocates
+    // fails there, a call with plain arguments does not.
+    let (raised, out) =
+        allocates_before_callee(&dir, "sensor_driver.py", "sensor_driver.py", call, "record")
+            .expect("rewritten");
+    assert!(!raised, "plain arguments allocated:\n{out}");
+    let formatted = line_of(&dir, "display_buffer.py", "d.text(\"%d%%\" % level, 0)");
+    let (raised, out) = allocates_before_callee(
+        &dir,
+        "display_buffer.py",
+        "display_buffer.py",
+        formatted,
+        "text",
+    )
+    .expect("rewritten");
+    assert!(raised, "a formatted argument did not allocate:\n{out}");
 }
