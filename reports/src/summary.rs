@@ -77,6 +77,15 @@ pub struct AllocLineRow {
 }
 
 impl AllocLineRow {
+    /// `every pass`, `one-off` or `import`.
+    pub fn scope_label(&self) -> &'static str {
+        match self.scope {
+            Scope::PerPass => "every pass",
+            Scope::OneOff => "one-off",
+            Scope::Import => "import",
+        }
+    }
+
     /// `ran 100x, 2/run`, or nothing when the executions are unknown.
     pub fn runs(&self) -> String {
         match self.executions {
