@@ -123,9 +123,40 @@ fn growth_is_growth_whatever_else_is_known() {
             opcode: Some(opcodes::CALL_METHOD),
             companion_of: Some(&Cause::Str),
             type_flags: FLAG_EXCEPTION,
+            calls_bytecode: true,
         };
         assert_eq!(classify(&f), Cause::Growth, "{type_name:?}");
     }
+}
+
+#[test]
+fn imports_and_heap_frames_are_named() {
+    // Whatever IMPORT_NAME allocates is compiling the module, typed or not.
+    for type_name in [None, Some("float"), Some("FileIO"), Some("function")] {
+        for op in [opcodes::IMPORT_NAME, opcodes::IMPORT_FROM] {
+            let f = AllocFacts {
+                type_name,
+                opcode: Some(op),
+                ..AllocFacts::default()
+            };
+            assert_eq!(classify(&f), Cause::Import, "{type_name:?}");
+        }
+    }
+    // An untyped block at a call of the program's own function is its frame;
+    // at a call of something else it stays unexplained.
+    let frame = AllocFacts {
+        opcode: Some(opcodes::CALL_FUNCTION),
+        calls_bytecode: true,
+        ..AllocFacts::default()
+    };
+    assert_eq!(classify(&frame), Cause::Frame);
+    assert_eq!(
+        classify(&AllocFacts {
+            calls_bytecode: false,
+            ..frame
+        }),
+        raw()
+    );
 }
 
 #[test]
@@ -275,12 +306,31 @@ fn hints_follow_the_opcode() {
 
 #[test]
 fn hints_use_the_source_text() {
-    let cases: [(Cause, Option<u8>, &str, &str); 14] = [
+    let cases: [(Cause, Option<u8>, &str, &str); 18] = [
         (
             Cause::Float,
             None,
             "v = raw / 4095",
             "`/` always makes a float",
+        ),
+        (Cause::Float, None, "v = raw / 4095", "`v = raw // 4095`"),
+        (
+            Cause::Float,
+            None,
+            "    x = x + 0.25  # step",
+            "scaled by 100 (fixed point), `x = x + 25`",
+        ),
+        (
+            Cause::Bytes,
+            None,
+            "data = uart.read(4)",
+            "`buf = bytearray(4)` before the loop, then `uart.readinto(buf)`",
+        ),
+        (
+            Cause::Bytes,
+            Some(opcodes::CALL_FUNCTION),
+            "z = bytearray(64)",
+            "`z = bytearray(64)` once, before the loop",
         ),
         (Cause::Float, None, "v = float(raw)", "`float(raw)` boxes"),
         (

@@ -100,6 +100,10 @@ fn expected_json_agrees_with_the_markers_and_covers_every_cause() {
             .and_then(|n| n.to_str())
             .expect("name")
             .to_string();
+        if script.starts_with('_') {
+            // A module a fixture imports, not a fixture of its own.
+            continue;
+        }
         let source = std::fs::read_to_string(&path).expect("readable");
         let e = expected
             .get(&script)
@@ -222,4 +226,122 @@ fn each_marked_line_allocates_for_its_cause_and_nothing_else_in_the_loop_does() 
             );
         }
     }
+}
+
+/// `<`, `>`, `&` and quotes as the HTML report writes them.
+fn html_escaped(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+#[test]
+fn each_causes_hint_is_the_same_in_the_summary_the_annotated_source_and_the_html() {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("analyse-fixtures-hints");
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    for (script, e) in &expected() {
+        let Some(line) = e.get("line").and_then(|l| l.as_u64()) else {
+            continue;
+        };
+        let line = line as u32;
+        let stem = script.trim_end_matches(".py");
+        let json = dir.join(format!("{stem}.json"));
+        let html = dir.join(format!("{stem}.html"));
+        let run = Command::new(env!("CARGO_BIN_EXE_mpprof"))
+            .args(["run", "-o"])
+            .arg(&json)
+            .arg(causes_dir().join(script))
+            .output()
+            .expect("mpprof runs");
+        assert!(
+            run.status.success(),
+            "{script}: {}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        // The summary goes to stderr, apart from the script's own output.
+        let summary = String::from_utf8_lossy(&run.stderr).to_string();
+        let p = Profile::from_json_file(&json).expect("a valid profile");
+        let file = p
+            .files
+            .iter()
+            .position(|f| f.path.ends_with(script.as_str()))
+            .expect("the script is in its profile");
+        let l = p.line(file, line).expect("the marked line has a record");
+        let fix = l.fix.clone().expect("the marked line has a stored fix");
+        let what = l.what.clone().expect("the marked line names its object");
+        let cause = Cause::from_name(e["cause"].as_str().expect("cause")).expect("a cause");
+        if !matches!(cause, Cause::Float | Cause::Bigint) {
+            assert_ne!(
+                fix,
+                cause.fix(),
+                "{script}: the hint is specific to the line"
+            );
+        }
+        assert!(
+            summary.contains(&format!("fix: {fix}")) || summary.contains(&format!("— {fix}")),
+            "{script}: the summary shows {fix:?}:\n{summary}"
+        );
+        let report = Command::new(env!("CARGO_BIN_EXE_mpprof"))
+            .arg("report")
+            .arg(&json)
+            .output()
+            .expect("mpprof report runs");
+        assert!(report.status.success(), "{script}: report failed");
+        let report = String::from_utf8_lossy(&report.stdout);
+        assert!(
+            report.contains(&format!("allocates: {what}"))
+                && report.contains(&format!("fix: {fix}")),
+            "{script}: the annotated source shows {what:?} and {fix:?}:\n{report}"
+        );
+        let out = Command::new(env!("CARGO_BIN_EXE_mpprof"))
+            .arg("report")
+            .arg(&json)
+            .arg("--html")
+            .arg(&html)
+            .output()
+            .expect("mpprof report --html runs");
+        assert!(out.status.success(), "{script}: report --html failed");
+        let page = std::fs::read_to_string(&html).expect("the page was written");
+        assert!(
+            page.contains(&html_escaped(&fix)),
+            "{script}: the HTML report shows {fix:?}"
+        );
+    }
+}
+
+#[test]
+fn each_object_is_named_exactly() {
+    let path = causes_dir().join("../misc/objects.py");
+    let source = std::fs::read_to_string(&path).expect("readable");
+    let p = profile(&path);
+    let file = p
+        .files
+        .iter()
+        .position(|f| f.path.ends_with("objects.py"))
+        .expect("the script is in its profile");
+    let mut checked = 0;
+    for (i, text) in source.lines().enumerate() {
+        let Some((_, want)) = text
+            .split_once("# OBJECT:")
+            .filter(|_| !text.trim_start().starts_with('#'))
+        else {
+            continue;
+        };
+        let line = i as u32 + 1;
+        let l = p
+            .line(file, line)
+            .unwrap_or_else(|| panic!("objects.py:{line} has no record"));
+        assert_eq!(
+            l.what.as_deref(),
+            Some(want.trim()),
+            "objects.py:{line} `{}`: {:?}",
+            text.trim(),
+            l.causes
+        );
+        assert_eq!(l.scope, mpprof_profile::Scope::PerPass, "objects.py:{line}");
+        assert!(l.executions.is_some_and(|n| n >= 50), "objects.py:{line}");
+        checked += 1;
+    }
+    assert_eq!(checked, 11);
 }

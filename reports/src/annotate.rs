@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 
-use mpprof_profile::{FileId, Profile};
+use mpprof_profile::{FileId, Profile, Scope};
 
 use crate::format::{bytes, count, percent};
 
@@ -26,9 +26,13 @@ pub struct AnnotatedLine {
     pub opcode_percent: f64,
     pub alloc_count: u64,
     pub alloc_bytes: u64,
-    /// The main cause's label, if the line allocates.
+    /// The exact object (or the main cause's label), if the line allocates.
     pub cause: Option<String>,
+    /// The fix the analysis stored for the line.
     pub fix: Option<String>,
+    /// How many times the line ran, when known.
+    pub executions: Option<u64>,
+    pub one_off: bool,
     /// Among the hottest lines of the profile (>= 5% of opcodes).
     pub hot: bool,
 }
@@ -93,7 +97,7 @@ pub fn annotate(p: &Profile, opts: &AnnotateOptions) -> Vec<AnnotatedFile> {
                 let text = p.source_line(fid, ln).unwrap_or("").to_string();
                 let (opcodes, ac, ab) =
                     d.map_or((0, 0, 0), |l| (l.opcodes, l.alloc_count, l.alloc_bytes));
-                let cause = d.and_then(|l| l.causes.first()).map(|c| c.cause.clone());
+                let allocating = d.filter(|l| l.alloc_count > 0);
                 let pct = percent(opcodes, total_ops);
                 AnnotatedLine {
                     line: ln,
@@ -102,8 +106,14 @@ pub fn annotate(p: &Profile, opts: &AnnotateOptions) -> Vec<AnnotatedFile> {
                     opcode_percent: pct,
                     alloc_count: ac,
                     alloc_bytes: ab,
-                    fix: cause.as_ref().map(|c| c.fix().to_string()),
-                    cause: cause.map(|c| c.label()),
+                    cause: allocating.and_then(|l| l.what_label()),
+                    fix: allocating.and_then(|l| {
+                        l.fix
+                            .clone()
+                            .or_else(|| l.causes.first().map(|c| c.cause.fix().to_string()))
+                    }),
+                    executions: allocating.and_then(|l| l.executions),
+                    one_off: allocating.is_some_and(|l| l.scope != Scope::PerPass),
                     hot: pct >= 5.0,
                 }
             })
@@ -187,7 +197,15 @@ pub fn render(p: &Profile, opts: &AnnotateOptions) -> String {
                 r.line, ops, opc, ac, ab, r.text
             );
             if let (Some(c), Some(fix)) = (&r.cause, &r.fix) {
-                let _ = writeln!(o, "{:>42}  ^ allocates: {c}; fix: {fix}", "");
+                let runs = match r.executions {
+                    Some(n) => format!(
+                        " (ran {}x{})",
+                        count(n),
+                        if r.one_off { ", one-off" } else { "" }
+                    ),
+                    None => String::new(),
+                };
+                let _ = writeln!(o, "{:>42}  ^ allocates: {c}{runs}; fix: {fix}", "");
             }
         }
     }

@@ -15,6 +15,9 @@ pub struct DiffRow {
     pub opcodes: (u64, u64),
     pub ticks: (u64, u64),
     pub allocs: (u64, u64),
+    /// For a line that still allocates in B: its object and fix there, as
+    /// B's analysis stored them.
+    pub advice: Option<String>,
 }
 
 impl DiffRow {
@@ -47,6 +50,7 @@ pub fn function_rows(a: &Profile, b: &Profile) -> Vec<DiffRow> {
                 opcodes: (0, 0),
                 ticks: (0, 0),
                 allocs: (0, 0),
+                advice: None,
             });
             let set = |t: &mut (u64, u64), v: u64| if side == 0 { t.0 += v } else { t.1 += v };
             set(&mut row.opcodes, f.opcodes);
@@ -80,10 +84,18 @@ pub fn line_rows(a: &Profile, b: &Profile) -> Vec<DiffRow> {
                     opcodes: (0, 0),
                     ticks: (0, 0),
                     allocs: (0, 0),
+                    advice: None,
                 });
             let set = |t: &mut (u64, u64), v: u64| if side == 0 { t.0 += v } else { t.1 += v };
             set(&mut row.opcodes, l.opcodes);
             set(&mut row.allocs, l.alloc_count);
+            if side == 1 && l.alloc_count > 0 {
+                row.advice = match (l.what_label(), &l.fix) {
+                    (Some(w), Some(f)) => Some(format!("{w}: {f}")),
+                    (Some(w), None) => Some(w),
+                    _ => None,
+                };
+            }
         }
     }
     let mut v: Vec<DiffRow> = map.into_values().filter(|r| r.magnitude() > 0).collect();
@@ -137,6 +149,9 @@ pub fn render(a: &Profile, b: &Profile, top: usize) -> String {
                 count(r.allocs.1),
                 delta(r.allocs)
             );
+            if let Some(a) = &r.advice {
+                let _ = writeln!(o, "  {:<40} still allocates in B: {a}", "");
+            }
         }
         if rows.is_empty() {
             let _ = writeln!(o, "  no differences");

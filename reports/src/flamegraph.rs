@@ -87,6 +87,8 @@ pub fn cause_color(c: &Cause) -> &'static str {
         Cause::Generator => "#f4a261",
         Cause::Instance => "#8ab17d",
         Cause::Exception => "#d00000",
+        Cause::Frame => "#9d4edd",
+        Cause::Import => "#495057",
         Cause::Growth => "#6c757d",
         Cause::Other(_) => "#adb5bd",
     }

@@ -49,14 +49,16 @@ nav a{{margin-right:1em}}</style></head>\n<body>\n",
         ))
     );
 
-    let _ = writeln!(o, "<h2 id=\"alloc\">Allocating lines</h2><table><tr><th>line</th><th>count</th><th>bytes</th><th class=\"cause\">cause</th><th class=\"cause\">source</th><th class=\"fix\">fix</th></tr>");
+    let _ = writeln!(o, "<h2 id=\"alloc\">Allocating lines</h2><table><tr><th>line</th><th>count</th><th>bytes</th><th>runs</th><th>when</th><th class=\"cause\">cause</th><th class=\"cause\">source</th><th class=\"fix\">fix</th></tr>");
     for r in alloc_line_rows(p, 30) {
         let _ = writeln!(
             o,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"cause\">{}</td><td class=\"src\">{}</td><td class=\"fix\">{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"cause\">{}</td><td class=\"src\">{}</td><td class=\"fix\">{}</td></tr>",
             esc(&r.place),
             count(r.count),
             bytes(r.bytes),
+            esc(&r.runs()),
+            r.scope_label(),
             esc(&r.cause),
             esc(&r.source),
             esc(&r.fix)

@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use mpprof_profile::{ExitReason, Profile};
+use mpprof_profile::{ExitReason, Line, Profile, Scope};
 use serde_json::{json, Value};
 
 use crate::format::{bytes, clip, count, percent, short_path, ticks};
@@ -75,69 +75,89 @@ pub fn crash_line(p: &Profile) -> Option<String> {
     ))
 }
 
-/// One allocating line, as the summary shows it.
+/// One allocating line, as the summary shows it. Every text comes from the
+/// Profile (the analysis stored each line's object and fix there).
 pub struct AllocLineRow {
     pub place: String,
     pub source: String,
     pub count: u64,
     pub bytes: u64,
+    /// The exact object (`bytearray`, `returned tuple`, `heap frame`, ...),
+    /// or the main cause's label.
     pub cause: String,
     pub fix: String,
+    /// How many times the line ran, when known.
+    pub executions: Option<u64>,
+    pub scope: Scope,
 }
 
-/// The allocating lines of user code, most allocations first.
-pub fn alloc_line_rows(p: &Profile, top: usize) -> Vec<AllocLineRow> {
-    p.allocating_lines()
+impl AllocLineRow {
+    /// `every pass`, `one-off` or `import`.
+    pub fn scope_label(&self) -> &'static str {
+        match self.scope {
+            Scope::PerPass => "every pass",
+            Scope::OneOff => "one-off",
+            Scope::Import => "import",
+        }
+    }
+
+    /// `ran 100x, 2/run`, or nothing when the executions are unknown.
+    pub fn runs(&self) -> String {
+        match self.executions {
+            Some(n) if n > 0 => {
+                let per = self.count as f64 / n as f64;
+                let per = if (per - per.round()).abs() < 0.05 {
+                    format!("{}", per.round() as u64)
+                } else {
+                    format!("{per:.1}")
+                };
+                format!("ran {}x, {per}/run", count(n))
+            }
+            _ => String::new(),
+        }
+    }
+}
+
+fn row(p: &Profile, l: &Line) -> AllocLineRow {
+    let file = p.files.get(l.file).map_or("", |f| f.path.as_str());
+    let src = p
+        .source_line(l.file, l.line)
+        .unwrap_or("")
+        .trim()
+        .to_string();
+    AllocLineRow {
+        place: format!("{}:{}", short_path(file), l.line),
+        source: src,
+        count: l.alloc_count,
+        bytes: l.alloc_bytes,
+        cause: l.what_label().unwrap_or_default(),
+        fix: l.fix.clone().unwrap_or_else(|| {
+            l.causes
+                .first()
+                .map_or(String::new(), |c| c.cause.fix().to_string())
+        }),
+        executions: l.executions,
+        scope: l.scope,
+    }
+}
+
+/// The allocating lines of one scope, most allocations first.
+pub fn alloc_line_rows_in(p: &Profile, scope: Scope, top: usize) -> Vec<AllocLineRow> {
+    p.allocating_lines_in(scope)
         .into_iter()
         .take(top)
-        .map(|l| {
-            let file = p.files.get(l.file).map_or("", |f| f.path.as_str());
-            let src = p
-                .source_line(l.file, l.line)
-                .unwrap_or("")
-                .trim()
-                .to_string();
-            let (cause, fix) = match l.causes.first() {
-                Some(c) => {
-                    let op = p
-                        .alloc_sites
-                        .iter()
-                        .find(|s| s.file == l.file && s.line == l.line && s.cause == c.cause)
-                        .and_then(|s| s.opcode);
-                    (c.cause.label(), hint_text(&c.cause, op, &src))
-                }
-                None => (String::new(), String::new()),
-            };
-            AllocLineRow {
-                place: format!("{}:{}", short_path(file), l.line),
-                source: src,
-                count: l.alloc_count,
-                bytes: l.alloc_bytes,
-                cause,
-                fix,
-            }
-        })
+        .map(|l| row(p, l))
         .collect()
 }
 
-/// A line's fix text: the cause's own, made specific by the source where
-/// that helps. The same rules as `mpprof::analyse::hint`, kept here so a
-/// renderer depends on nothing but the Profile.
-fn hint_text(cause: &mpprof_profile::Cause, _opcode: Option<u8>, src: &str) -> String {
-    use mpprof_profile::Cause;
-    match cause {
-        Cause::Str if src.contains('+') => {
-            "string concatenation makes a new str each time: write into a preallocated bytearray"
-                .into()
-        }
-        Cause::Bytes if src.contains('[') && src.contains(':') => {
-            "this slice copies: slice a memoryview of the buffer instead".into()
-        }
-        Cause::Closure if src.contains("lambda") => {
-            "the lambda is created on every pass: define it once outside the loop".into()
-        }
-        c => c.fix().to_string(),
-    }
+/// The allocating lines in reading order: every-pass lines first, then
+/// one-off lines, then imports (most allocations first within each).
+pub fn alloc_line_rows(p: &Profile, top: usize) -> Vec<AllocLineRow> {
+    p.allocating_lines_ranked()
+        .into_iter()
+        .take(top)
+        .map(|l| row(p, l))
+        .collect()
 }
 
 /// The summary as text.
@@ -192,29 +212,50 @@ pub fn render(p: &Profile, opts: &SummaryOptions) -> String {
         );
     }
 
-    // Allocating lines.
-    let rows = alloc_line_rows(p, opts.top);
-    let _ = writeln!(o, "\n{}", st.bold("Top allocating lines"));
+    // Allocating lines: the ones to change first, one-offs and imports apart.
+    let rows = alloc_line_rows_in(p, Scope::PerPass, opts.top);
+    let _ = writeln!(
+        o,
+        "\n{}",
+        st.bold("Top allocating lines (on every pass of a loop or call)")
+    );
     if rows.is_empty() {
         if m.exit.reason == ExitReason::Crashed {
             let _ = writeln!(o, "  none recorded before the VM crashed");
         } else if m.partial {
             let _ = writeln!(o, "  none recorded (the profile is partial)");
         } else {
-            let _ = writeln!(o, "  none: no line of the script allocated on the heap");
+            let _ = writeln!(o, "  none: no line of the script allocated on every pass");
         }
     }
     for r in rows {
+        write_row(&mut o, &r);
+    }
+    let once = alloc_line_rows_in(p, Scope::OneOff, opts.top);
+    if !once.is_empty() {
         let _ = writeln!(
             o,
-            "  {:<24} {:>8} x {:>9}  {:<14} {}",
-            clip(&r.place, 24),
-            count(r.count),
-            bytes(r.bytes),
-            r.cause,
-            clip(&r.source, 48)
+            "\n{}",
+            st.bold("One-off allocations (lines that ran once: module level, class bodies, single calls)")
         );
-        let _ = writeln!(o, "  {:<24} fix: {}", "", r.fix);
+        for r in once {
+            write_row(&mut o, &r);
+        }
+    }
+    let imports = alloc_line_rows_in(p, Scope::Import, opts.top);
+    if !imports.is_empty() {
+        let _ = writeln!(o, "\n{}", st.bold("Imports"));
+        for r in imports {
+            let _ = writeln!(
+                o,
+                "  {:<24} {}: {} allocations, {} — {}",
+                clip(&r.place, 24),
+                r.cause,
+                count(r.count),
+                bytes(r.bytes),
+                r.fix
+            );
+        }
     }
     let outside = p
         .alloc_sites
@@ -270,6 +311,23 @@ pub fn render(p: &Profile, opts: &SummaryOptions) -> String {
     }
     let _ = writeln!(o, "\n{}", lost_line(&m.dropped, &st));
     o
+}
+
+fn write_row(o: &mut String, r: &AllocLineRow) {
+    let _ = writeln!(
+        o,
+        "  {:<24} {:>8} x {:>9}  {:<16} {}",
+        clip(&r.place, 24),
+        count(r.count),
+        bytes(r.bytes),
+        r.cause,
+        clip(&r.source, 48)
+    );
+    let runs = r.runs();
+    if !runs.is_empty() {
+        let _ = writeln!(o, "  {:<24} {runs}", "");
+    }
+    let _ = writeln!(o, "  {:<24} fix: {}", "", r.fix);
 }
 
 /// What was lost between the VM and the profile, each kind counted exactly.
@@ -329,7 +387,7 @@ pub fn summary_json(p: &Profile, top: usize) -> Value {
         })
         .collect();
     let lines: Vec<Value> = p
-        .allocating_lines()
+        .allocating_lines_ranked()
         .into_iter()
         .take(top)
         .map(|l| {
@@ -339,7 +397,11 @@ pub fn summary_json(p: &Profile, top: usize) -> Value {
                 "source": p.source_line(l.file, l.line).map(str::trim),
                 "count": l.alloc_count,
                 "bytes": l.alloc_bytes,
-                "causes": l.causes.iter().map(|c| json!({"cause": c.cause.label(), "count": c.count, "bytes": c.bytes, "fix": c.cause.fix()})).collect::<Vec<_>>(),
+                "executions": l.executions,
+                "scope": l.scope,
+                "what": l.what,
+                "fix": l.fix,
+                "causes": l.causes.iter().map(|c| json!({"cause": c.cause.label(), "count": c.count, "bytes": c.bytes})).collect::<Vec<_>>(),
             })
         })
         .collect();
@@ -364,4 +426,102 @@ pub fn summary_json(p: &Profile, top: usize) -> Value {
         },
         "dropped": p.meta.dropped,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use mpprof_profile::{AllocKind, AllocSite, Cause, ProfileBuilder};
+
+    use super::*;
+
+    fn site(
+        file: usize,
+        f: usize,
+        line: u32,
+        cause: Cause,
+        what: &str,
+        fix: &str,
+        runs: u64,
+    ) -> AllocSite {
+        AllocSite {
+            function: f,
+            file,
+            line,
+            offset: line,
+            opcode: None,
+            opcode_name: None,
+            node: None,
+            type_name: None,
+            kind: AllocKind::New,
+            cause,
+            count: 10,
+            bytes: 160,
+            what: what.into(),
+            fix: fix.into(),
+            executions: runs,
+        }
+    }
+
+    fn sample() -> Profile {
+        let mut b = ProfileBuilder::new();
+        let file = b.add_file("app.py", None);
+        let f = b.add_function(file, 1, "<module>", "<module>");
+        b.add_alloc(site(
+            file,
+            f,
+            1,
+            Cause::Import,
+            "compiling lib.py at import",
+            "precompile lib.py with mpy-cross",
+            1,
+        ));
+        b.add_alloc(site(
+            file,
+            f,
+            2,
+            Cause::Growth,
+            "namespace table regrown",
+            "a stored one-off fix",
+            1,
+        ));
+        b.add_alloc(site(
+            file,
+            f,
+            7,
+            Cause::Float,
+            "float",
+            "a stored per-pass fix",
+            5,
+        ));
+        b.build()
+    }
+
+    #[test]
+    fn the_summary_prints_the_stored_texts_per_pass_lines_first() {
+        let text = render(&sample(), &SummaryOptions::default());
+        let per_pass = text.find("app.py:7").expect("the per-pass line");
+        let one_off = text.find("app.py:2").expect("the one-off line");
+        let import = text.find("app.py:1 ").expect("the import line");
+        assert!(per_pass < one_off && one_off < import, "{text}");
+        assert!(text.contains("fix: a stored per-pass fix"), "{text}");
+        assert!(text.contains("ran 5x, 2/run"), "{text}");
+        assert!(
+            text.contains("compiling lib.py at import: 10 allocations, 160 B — precompile lib.py with mpy-cross"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn the_diff_shows_what_still_allocates_with_its_fix() {
+        let a = sample();
+        let mut b = a.clone();
+        for l in b.lines.iter_mut().filter(|l| l.line == 7) {
+            l.alloc_count = 4;
+        }
+        let text = crate::diff::render(&a, &b, 10);
+        assert!(
+            text.contains("still allocates in B: float: a stored per-pass fix"),
+            "{text}"
+        );
+    }
 }

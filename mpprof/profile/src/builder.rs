@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use crate::{
     AllocFailure, AllocKind, AllocSite, CallNode, Cause, CauseCount, FileId, Function, FunctionId,
-    GcSummary, Line, Marker, Meta, NodeId, OpcodeCount, Profile, Region, SourceFile,
+    GcSummary, Line, Marker, Meta, NodeId, OpcodeCount, Profile, Region, Scope, SourceFile,
 };
 
 /// What makes two allocation sites the same site.
@@ -174,6 +174,7 @@ impl ProfileBuilder {
                 let s = &mut self.profile.alloc_sites[i];
                 s.count = s.count.saturating_add(site.count);
                 s.bytes = s.bytes.saturating_add(site.bytes);
+                s.executions = s.executions.max(site.executions);
             }
             None => {
                 self.site_ids.insert(key, self.profile.alloc_sites.len());
@@ -323,6 +324,7 @@ impl ProfileBuilder {
         }
         p.lines = lines.into_values().collect();
         p.lines.sort_by_key(|l| (l.file, l.line));
+        derive_line_advice(p);
 
         let mut mix: Vec<OpcodeCount> = opcode_mix
             .into_iter()
@@ -332,6 +334,69 @@ impl ProfileBuilder {
         p.opcode_mix = mix;
         profile
     }
+}
+
+/// Each allocating line's executions, scope, object and fix, from its sites:
+/// the object and fix of its main site (of the line's main cause, a typed
+/// object before raw storage, then the most allocations, then bytes, then
+/// the first), the most executions of any of its allocating opcodes.
+/// A line whose main cause is compiling at import is an import; one that
+/// ran once a one-off; anything else (or unknown) allocates per pass.
+pub(crate) fn derive_line_advice(p: &mut Profile) {
+    let mut advice = line_advice(p);
+    for l in p.lines.iter_mut() {
+        if let Some(a) = advice.remove(&(l.file, l.line)) {
+            (l.executions, l.scope, l.what, l.fix) = a;
+        }
+    }
+}
+
+/// What [`derive_line_advice`] gives each allocating line: executions,
+/// scope, object and fix.
+pub(crate) type LineAdvice = (Option<u64>, Scope, Option<String>, Option<String>);
+
+pub(crate) fn line_advice(p: &Profile) -> HashMap<(FileId, u32), LineAdvice> {
+    // Most executions of any site, per place.
+    let mut executions: HashMap<(FileId, u32), u64> = HashMap::new();
+    for s in p.alloc_sites.iter().filter(|s| s.line != 0) {
+        let e = executions.entry((s.file, s.line)).or_default();
+        *e = (*e).max(s.executions);
+    }
+    // The main site: of the line's main cause, a typed object before raw
+    // storage, then the most allocations, then bytes, then the first.
+    let main_cause: HashMap<(FileId, u32), &Cause> = p
+        .lines
+        .iter()
+        .filter_map(|l| l.causes.first().map(|c| ((l.file, l.line), &c.cause)))
+        .collect();
+    let rank = |x: &AllocSite| (x.type_name.is_some(), x.count, x.bytes);
+    let mut main: HashMap<(FileId, u32), usize> = HashMap::new();
+    for (i, s) in p.alloc_sites.iter().enumerate() {
+        let place = (s.file, s.line);
+        if s.line == 0 || main_cause.get(&place) != Some(&&s.cause) {
+            continue;
+        }
+        let best = main.entry(place).or_insert(i);
+        if rank(s) > rank(&p.alloc_sites[*best]) {
+            *best = i;
+        }
+    }
+    main.into_iter()
+        .map(|(place, i)| {
+            let s = &p.alloc_sites[i];
+            let runs = executions.get(&place).copied().filter(|&n| n > 0);
+            let scope = if s.cause == Cause::Import {
+                Scope::Import
+            } else if runs == Some(1) {
+                Scope::OneOff
+            } else {
+                Scope::PerPass
+            };
+            let what = (!s.what.is_empty()).then(|| s.what.clone());
+            let fix = (!s.fix.is_empty()).then(|| s.fix.clone());
+            (place, (runs, scope, what, fix))
+        })
+        .collect()
 }
 
 fn new_line((file, line): (FileId, u32)) -> Line {

@@ -29,6 +29,12 @@ pub enum Cause {
     /// An instance of a class defined in Python.
     Instance,
     Exception,
+    /// The frame of a Python function too big for the C stack, allocated on
+    /// the heap for every call.
+    Frame,
+    /// Compiling a module's source when it is imported (its parse tree,
+    /// bytecode and constants), charged to the importing line.
+    Import,
     /// A container grown past its capacity: a list or buffer reallocated
     /// larger, or a hash table (dict, set, namespace, attributes) rehashed.
     Growth,
@@ -54,6 +60,8 @@ impl Cause {
             Cause::Generator,
             Cause::Instance,
             Cause::Exception,
+            Cause::Frame,
+            Cause::Import,
             Cause::Growth,
         ]
     }
@@ -75,6 +83,8 @@ impl Cause {
             Cause::Generator => "generator",
             Cause::Instance => "instance",
             Cause::Exception => "exception",
+            Cause::Frame => "frame",
+            Cause::Import => "import",
             Cause::Growth => "growth",
             Cause::Other(_) => "other",
         }
@@ -119,6 +129,8 @@ impl Cause {
             Cause::Generator => "generator object",
             Cause::Instance => "instance of a Python class",
             Cause::Exception => "exception object",
+            Cause::Frame => "function frame allocated on the heap",
+            Cause::Import => "module compiled from source at import",
             Cause::Growth => "list, dict, set or buffer grown past its capacity",
             Cause::Other(_) => "other heap object or untyped block",
         }
@@ -221,6 +233,22 @@ impl Cause {
                 unless `micropython.alloc_emergency_exception_buf()` reserved room for \
                 them at start-up."
             }
+            Cause::Frame => {
+                "Calling a bytecode function needs a frame for its arguments, locals, \
+                value stack and exception handlers. A frame that fits a few words is kept \
+                on the C stack; a bigger one is allocated on the heap on every call and \
+                freed when the call returns. Functions with many parameters or locals, \
+                such as a hash round or a maths kernel called in a loop, allocate their \
+                frame on each call. `micropython.heap_lock()` does not show it: with the \
+                heap locked the frame quietly falls back to the C stack."
+            }
+            Cause::Import => {
+                "Importing a module that is a `.py` file compiles it on the board: the \
+                lexer, the parse tree, the scopes and the bytecode of every function are \
+                built on the heap, and the module's float and big-int constants are boxed. \
+                Most of it is garbage as soon as the import finishes, which fragments the \
+                heap at start-up; it is paid once per import, not per pass."
+            }
             Cause::Growth => {
                 "Containers grow in steps. A list appended past its capacity is \
                 reallocated to twice the size (its items copied when the block cannot \
@@ -277,6 +305,12 @@ impl Cause {
             }
             Cause::Exception => {
                 "return a status value instead of raising on hot paths; in interrupt handlers allocate nothing"
+            }
+            Cause::Frame => {
+                "fewer arguments and locals in this hot function, or make it @micropython.native"
+            }
+            Cause::Import => {
+                "precompile the module with mpy-cross (a .mpy imports without compiling) or freeze it"
             }
             Cause::Growth => {
                 "preallocate to the final size (`[0] * n`, bytearray(n)) and fill by index"
@@ -382,6 +416,21 @@ impl Cause {
                 once at start-up so a failure there can still be reported, and hand work \
                 that needs the heap to `micropython.schedule`."
             }
+            Cause::Frame => {
+                "Count what the frame holds: parameters, locals, the deepest value stack \
+                and one entry per active try block. Pass a list or an object instead of \
+                eight separate values, split a long function into two, or keep its working \
+                values in a preallocated array. @micropython.native and \
+                @micropython.viper code keeps its state on the C stack and allocates no \
+                frame per call."
+            }
+            Cause::Import => {
+                "Run `mpy-cross module.py` on the host and copy the `.mpy` to the board: \
+                importing bytecode skips the compiler and its garbage. Modules that never \
+                change can be frozen into the firmware, where their bytecode and \
+                constants live in flash and cost no heap at all. Importing everything \
+                once at start-up, before the heap fills, also avoids fragmentation."
+            }
             Cause::Growth => {
                 "When the final size is known, allocate it at once (`items = [0] * n`, \
                 `buf = bytearray(n)`) and write by index with a separate count; when only \
@@ -429,7 +478,7 @@ mod tests {
     #[test]
     fn all_lists_each_named_cause_once() {
         let all = Cause::all();
-        assert_eq!(all.len(), 14);
+        assert_eq!(all.len(), 16);
         let mut names: Vec<&str> = all.iter().map(|c| c.as_str()).collect();
         names.sort_unstable();
         names.dedup();

@@ -24,7 +24,7 @@ pub use validate::InvalidProfile;
 /// The `format` field of every profile file.
 pub const FORMAT: &str = "mpprof-profile";
 /// The schema version this library writes and the newest it reads.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 
 pub type FileId = usize;
 pub type FunctionId = usize;
@@ -227,6 +227,35 @@ pub struct Line {
     pub alloc_bytes: u64,
     /// Largest count first.
     pub causes: Vec<CauseCount>,
+    /// How many times the line ran: the largest opcode count of its
+    /// allocating opcodes (version 2; `None` when unknown).
+    #[serde(default)]
+    pub executions: Option<u64>,
+    /// Per pass, one-off or import (derived from its sites).
+    #[serde(default)]
+    pub scope: Scope,
+    /// The exact object and the fix of its main site (the most allocations).
+    #[serde(default)]
+    pub what: Option<String>,
+    #[serde(default)]
+    pub fix: Option<String>,
+}
+
+impl Line {
+    /// Allocations per execution of the line, when its executions are known.
+    pub fn allocs_per_execution(&self) -> Option<f64> {
+        self.executions
+            .filter(|&n| n > 0)
+            .map(|n| self.alloc_count as f64 / n as f64)
+    }
+
+    /// The main cause's label, or the exact object when the analysis named it.
+    pub fn what_label(&self) -> Option<String> {
+        self.what
+            .clone()
+            .filter(|w| !w.is_empty())
+            .or_else(|| self.causes.first().map(|c| c.cause.label()))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -274,6 +303,34 @@ pub struct AllocSite {
     pub cause: Cause,
     pub count: u64,
     pub bytes: u64,
+    /// The exact object: `bytearray`, `closure`, `function`, `bound method`,
+    /// `heap frame`, `*args tuple`, `returned tuple`, `compiling x.py`, …
+    /// (version 2; a version 1 file gets the type name or the cause's name).
+    #[serde(default)]
+    pub what: String,
+    /// What to write instead, specific to the line's source and opcode: the
+    /// one hint every report shows (version 2; a version 1 file gets the
+    /// cause's catalogue fix).
+    #[serde(default)]
+    pub fix: String,
+    /// How many times the allocating opcode ran (its exact opcode count; 0
+    /// when unknown, as in version 1 files).
+    #[serde(default)]
+    pub executions: u64,
+}
+
+/// When a line's allocations happen, for deciding what is worth changing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scope {
+    /// The line ran more than once (a loop, a function called again and
+    /// again), or how often is not known: the lines a user should change.
+    #[default]
+    PerPass,
+    /// The line ran once: module level, a class body, a function called once.
+    OneOff,
+    /// The module compiled at import (charged to the importing line).
+    Import,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -456,12 +513,32 @@ impl Profile {
                 supported: VERSION,
             });
         }
-        let p: Profile = serde_json::from_value(value).map_err(|source| ProfileError::Schema {
-            version: VERSION,
-            source,
-        })?;
+        let mut p: Profile =
+            serde_json::from_value(value).map_err(|source| ProfileError::Schema {
+                version: version as u32,
+                source,
+            })?;
+        if version < 2 {
+            p.upgrade_from_v1();
+        }
         p.validate()?;
         Ok(p)
+    }
+
+    /// A version 1 file has no per-site advice: each site gets its cause's
+    /// catalogue fix and its type (or cause) as the object, lines their main
+    /// site's; executions stay unknown (so every line counts as per pass).
+    fn upgrade_from_v1(&mut self) {
+        for s in &mut self.alloc_sites {
+            if s.fix.is_empty() {
+                s.fix = s.cause.fix().to_string();
+            }
+            if s.what.is_empty() {
+                s.what = s.type_name.clone().unwrap_or_else(|| s.cause.label());
+            }
+        }
+        builder::derive_line_advice(self);
+        self.version = VERSION;
     }
 
     pub fn from_json_file(path: &std::path::Path) -> Result<Self, ProfileError> {
@@ -540,6 +617,27 @@ impl Profile {
     /// Function ids, most inclusive ticks first.
     pub fn top_functions_by_incl(&self) -> Vec<FunctionId> {
         self.top_functions(|f| f.incl_ticks)
+    }
+
+    /// Allocating lines of one scope, most allocations first.
+    pub fn allocating_lines_in(&self, scope: Scope) -> Vec<&Line> {
+        let mut v = self.allocating_lines();
+        v.retain(|l| l.scope == scope);
+        v
+    }
+
+    /// The allocating lines in the order a user should read them: lines
+    /// that allocate on every pass first, then one-off lines, then imports;
+    /// most allocations first within each.
+    pub fn allocating_lines_ranked(&self) -> Vec<&Line> {
+        let mut v = self.allocating_lines();
+        let rank = |s: Scope| match s {
+            Scope::PerPass => 0,
+            Scope::OneOff => 1,
+            Scope::Import => 2,
+        };
+        v.sort_by_key(|l| rank(l.scope));
+        v
     }
 
     /// Lines that allocate, most allocations first (then most bytes, then

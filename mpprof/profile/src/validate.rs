@@ -40,7 +40,8 @@ impl Profile {
         }
         self.validate_ids()?;
         self.validate_tree()?;
-        self.validate_allocations()
+        self.validate_allocations()?;
+        self.validate_line_advice()
     }
 
     fn validate_ids(&self) -> Result<(), InvalidProfile> {
@@ -137,6 +138,24 @@ impl Profile {
                 return fail(format!(
                     "function {} ({}) has calls/inclusive/exclusive ticks {}/{}/{}, its call-tree nodes add up to {calls}/{incl}/{excl}",
                     f.id, f.qualname, f.calls, f.incl_ticks, f.excl_ticks
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Each allocating line's executions, scope, object and fix are its
+    /// main site's (see `derive_line_advice`).
+    fn validate_line_advice(&self) -> Result<(), InvalidProfile> {
+        let advice = crate::builder::line_advice(self);
+        for l in &self.lines {
+            let Some((executions, scope, what, fix)) = advice.get(&(l.file, l.line)) else {
+                continue;
+            };
+            if (&l.executions, &l.scope, &l.what, &l.fix) != (executions, scope, what, fix) {
+                return fail(format!(
+                    "line {} of file {} has executions/scope/object/fix {:?}/{:?}/{:?}/{:?}, its sites give {executions:?}/{scope:?}/{what:?}/{fix:?}",
+                    l.line, l.file, l.executions, l.scope, l.what, l.fix
                 ));
             }
         }

@@ -25,9 +25,12 @@ fn site(
         node,
         type_name: Some("list".into()),
         kind: AllocKind::New,
+        what: "list".into(),
+        fix: cause.fix().to_string(),
         cause,
         count,
         bytes,
+        executions: 3,
     }
 }
 
@@ -322,6 +325,20 @@ fn validation_finds_each_inconsistency() {
         ),
         (Box::new(|p| p.lines.swap(0, 1)), "out of order"),
         (
+            Box::new(|p| {
+                let l = p.lines.iter_mut().find(|l| l.alloc_count > 0).unwrap();
+                l.fix = Some("a fix no site has".into());
+            }),
+            "its sites give",
+        ),
+        (
+            Box::new(|p| {
+                let l = p.lines.iter_mut().find(|l| l.alloc_count > 0).unwrap();
+                l.scope = mpprof_profile::Scope::OneOff;
+            }),
+            "executions/scope/object/fix",
+        ),
+        (
             Box::new(|p| p.call_tree[2].id = 0),
             "node 2 says its id is 0",
         ),
@@ -422,7 +439,7 @@ fn json_round_trip_is_pretty_and_exact() {
     p.to_json_writer(&mut out).unwrap();
     let text = String::from_utf8(out).unwrap();
     assert!(
-        text.starts_with("{\n  \"format\": \"mpprof-profile\",\n  \"version\": 1,"),
+        text.starts_with("{\n  \"format\": \"mpprof-profile\",\n  \"version\": 2,"),
         "{}",
         &text[..60]
     );
@@ -611,4 +628,65 @@ fn a_deep_mutual_recursion_counts_each_function_once() {
     }
     path.reverse();
     assert_eq!(path, [fa, fb, fa, fb, fa, fb]);
+}
+
+#[test]
+fn a_version_1_file_loads_with_the_catalogue_advice() {
+    let p = sample();
+    let mut v: serde_json::Value = serde_json::to_value(&p).unwrap();
+    v["version"] = 1.into();
+    for s in v["alloc_sites"].as_array_mut().unwrap() {
+        let s = s.as_object_mut().unwrap();
+        for k in ["what", "fix", "executions"] {
+            s.remove(k);
+        }
+    }
+    for l in v["lines"].as_array_mut().unwrap() {
+        let l = l.as_object_mut().unwrap();
+        for k in ["what", "fix", "executions", "scope"] {
+            l.remove(k);
+        }
+    }
+    let back = Profile::from_json_reader(v.to_string().as_bytes()).unwrap();
+    assert_eq!(back.version, VERSION);
+    for s in &back.alloc_sites {
+        assert_eq!(s.fix, s.cause.fix());
+        assert_eq!(s.what, "list");
+        assert_eq!(s.executions, 0);
+    }
+    for l in back.lines.iter().filter(|l| l.alloc_count > 0) {
+        assert_eq!(l.executions, None, "unknown in version 1");
+        assert_eq!(l.scope, mpprof_profile::Scope::PerPass);
+        assert_eq!(
+            l.fix.as_deref(),
+            Some(l.causes[0].cause.fix()),
+            "line {}",
+            l.line
+        );
+    }
+}
+
+#[test]
+fn lines_take_their_main_sites_advice_and_scope() {
+    let p = sample();
+    for l in p.lines.iter().filter(|l| l.alloc_count > 0) {
+        assert_eq!(l.executions, Some(3));
+        assert_eq!(l.scope, mpprof_profile::Scope::PerPass);
+        assert_eq!(l.what.as_deref(), Some("list"));
+    }
+    let mut b = ProfileBuilder::new();
+    let file = b.add_file("m.py", None);
+    let f = b.add_function(file, 1, "<module>", "<module>");
+    let mut once = site(f, file, 2, None, Cause::Growth, 4, 64);
+    once.executions = 1;
+    b.add_alloc(once);
+    let mut import = site(f, file, 1, None, Cause::Import, 40, 900);
+    import.executions = 1;
+    b.add_alloc(import);
+    let mut hot = site(f, file, 5, None, Cause::Float, 2, 32);
+    hot.executions = 100;
+    b.add_alloc(hot);
+    let p = b.build();
+    let order: Vec<u32> = p.allocating_lines_ranked().iter().map(|l| l.line).collect();
+    assert_eq!(order, [5, 2, 1], "per pass, then one-off, then imports");
 }

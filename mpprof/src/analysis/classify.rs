@@ -35,13 +35,25 @@ pub struct AllocFacts<'a> {
     pub growth: bool,
     /// The opcode running when the allocation happened.
     pub opcode: Option<u8>,
-    /// The cause of a typed object allocated just before at the same site:
-    /// a raw buffer right after it is that object's storage.
+    /// The cause of a typed object allocated just before (or, for a raw
+    /// buffer made first, just after) at the same site: the raw buffer is
+    /// that object's storage.
     pub companion_of: Option<&'a Cause>,
+    /// The line calls a bytecode function of the program (a name the
+    /// profile's code objects have) or runs a class body: an untyped block
+    /// at that call with nothing else to explain it is the callee's frame.
+    pub calls_bytecode: bool,
 }
 
 /// The cause of an allocation.
 pub fn classify(f: &AllocFacts) -> Cause {
+    if matches!(f.opcode, Some(opcodes::IMPORT_NAME | opcodes::IMPORT_FROM)) {
+        // Whatever IMPORT_NAME allocates is the import: compiling the
+        // module's source (its parse tree, bytecode, boxed constants, the
+        // file's buffers), the module object and its namespace; IMPORT_FROM
+        // allocates only when it imports a submodule (`from pkg import mod`).
+        return Cause::Import;
+    }
     if f.growth {
         // Only containers and buffers are ever reallocated larger.
         return Cause::Growth;
@@ -105,6 +117,11 @@ fn classify_raw(f: &AllocFacts) -> Cause {
         // No object after the buffer means the result was an interned string.
         return Cause::Str;
     }
+    if f.calls_bytecode && is_plain_call(op) {
+        // fun_bc_call allocates a frame over the C-stack budget with
+        // m_new_obj_var_maybe: an untyped block, at the caller's call.
+        return Cause::Frame;
+    }
     if opcodes::is_table_store(op) {
         // Stores allocate a raw block only to resize a hash table (map.c,
         // set rehash): a namespace, an object's attributes, a dict or a set
@@ -112,6 +129,10 @@ fn classify_raw(f: &AllocFacts) -> Cause {
         return Cause::Growth;
     }
     Cause::Other(RAW_BUFFER.to_string())
+}
+
+fn is_plain_call(op: u8) -> bool {
+    matches!(op, opcodes::CALL_FUNCTION | opcodes::CALL_METHOD)
 }
 
 /// `+`, `+=`, `*`, `*=`, `%`, `%=`: the operators that build str/bytes text.
@@ -149,11 +170,13 @@ pub fn hint(cause: &Cause, opcode: Option<u8>, source_line: Option<&str>) -> Str
             "a set display builds a new set on every pass: build it once, outside the loop".into()
         }),
         Cause::Str => str_hint(opcode, src),
-        Cause::Bytes => bytes_hint(src),
+        Cause::Bytes => bytes_hint(opcode, src),
         Cause::Closure => closure_hint(opcode, src),
         Cause::Generator => generator_hint(src),
         Cause::Instance => instance_hint(src),
         Cause::Exception => exception_hint(src),
+        Cause::Frame => frame_hint(src),
+        Cause::Import => imported_module(src).map(|_| import_hint(src, None)),
         Cause::Growth => growth_hint(opcode, src),
         Cause::Other(t) => other_hint(t, opcode, src),
     };
@@ -185,9 +208,10 @@ fn definition_hint(cause: &Cause, src: &str, top_level: bool) -> Option<String> 
 
 fn float_hint(src: &str) -> Option<String> {
     if has_true_division(src) {
-        return Some(
-            "`/` always makes a float: keep the value as a scaled int and divide with `//`".into(),
-        );
+        return Some(format!(
+            "`/` always makes a float: keep the value as a scaled int and divide with `//`: `{}`",
+            floor_division(src)
+        ));
     }
     if let Some(call) = find_call(src, "float") {
         return Some(format!(
@@ -198,6 +222,51 @@ fn float_hint(src: &str) -> Option<String> {
         return Some(
             "math functions return a new float on every call: precompute a table of scaled ints, or move the maths into a @micropython.viper function".into(),
         );
+    }
+    if let Some((literal, start, scale, scaled)) = float_literal(src) {
+        let rewritten = format!("{}{scaled}{}", &src[..start], &src[start + literal.len()..]);
+        return Some(format!(
+            "`{literal}` makes every result a float: keep the value as an int scaled by {scale} (fixed point), `{rewritten}`, and divide by {scale} only where it is shown"
+        ));
+    }
+    None
+}
+
+/// The first float literal in code (`0.5`, `12.25`): its text, offset,
+/// the power of ten that makes it whole and the whole number.
+fn float_literal(src: &str) -> Option<(&str, usize, u64, u64)> {
+    let code = blank_strings(src);
+    let b = code.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        let starts = b[i].is_ascii_digit()
+            && (i == 0
+                || !(b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'_' || b[i - 1] == b'.'));
+        if !starts {
+            i += 1;
+            continue;
+        }
+        let mut j = i;
+        while j < b.len() && b[j].is_ascii_digit() {
+            j += 1;
+        }
+        if j + 1 < b.len() && b[j] == b'.' && b[j + 1].is_ascii_digit() {
+            let mut k = j + 1;
+            while k < b.len() && b[k].is_ascii_digit() {
+                k += 1;
+            }
+            let exponent = k < b.len() && matches!(b[k], b'e' | b'E' | b'j' | b'J');
+            let decimals = (k - j - 1) as u32;
+            if !exponent && decimals <= 4 {
+                let text = &src[i..k];
+                let scale = 10u64.pow(decimals);
+                let whole: u64 = format!("{}{}", &src[i..j], &src[j + 1..k]).parse().ok()?;
+                return Some((text, i, scale, whole));
+            }
+            i = k;
+            continue;
+        }
+        i = j;
     }
     None
 }
@@ -242,7 +311,7 @@ fn tuple_hint(opcode: Option<u8>, src: &str) -> Option<String> {
     }
     if opcodes::is_call(op) {
         return Some(format!(
-            "{} packs its `*args` into a new tuple per call (or returns a tuple): give it fixed parameters",
+            "{} packs its `*args` into a new tuple per call: give it fixed parameters",
             callee_text(src)
         ));
     }
@@ -258,6 +327,11 @@ fn list_hint(opcode: Option<u8>, src: &str) -> Option<String> {
     if let Some(call) = find_method_call(src, "split") {
         return Some(format!(
             "`{call}` returns a new list of new strings: parse in place with find() and indexes"
+        ));
+    }
+    if let Some(slice) = slice_expression(src) {
+        return Some(format!(
+            "`{slice}` copies the list on every pass: keep an index into a list preallocated once (a ring buffer) instead of slicing"
         ));
     }
     match opcode? {
@@ -327,16 +401,32 @@ fn str_hint(opcode: Option<u8>, src: &str) -> Option<String> {
     None
 }
 
-fn bytes_hint(src: &str) -> Option<String> {
-    if let Some(slice) = slice_expression(src) {
-        let base = slice.split('[').next().unwrap_or(slice);
+fn bytes_hint(opcode: Option<u8>, src: &str) -> Option<String> {
+    if opcode.is_some_and(is_text_building_op) {
+        return Some(
+            "`+`, `*` or `%` on bytes builds a new bytes object each time: build the value once, outside the loop, or write into a preallocated bytearray".into(),
+        );
+    }
+    if let Some(call) = find_method_call(src, "split") {
         return Some(format!(
-            "`{slice}` copies into a new object: slice a `memoryview({base})` made once before the loop (no copy), or pass offsets"
+            "`{call}` returns a new list of new bytes objects: find the separators with find() and convert each field in place"
+        ));
+    }
+    if let Some(slice) = slice_expression(src) {
+        let (base, bounds) = slice.split_once('[').unwrap_or((slice, "a:b]"));
+        return Some(format!(
+            "`{slice}` copies into a new object: make `mv = memoryview({base})` once, before the loop, and take `mv[{bounds}` (no copy), or pass offsets"
         ));
     }
     if let Some(call) = find_method_call(src, "read") {
+        let obj = call.split(".read(").next().unwrap_or("stream");
+        let size = call
+            .split_once('(')
+            .map(|(_, a)| a.trim_end_matches(')').trim())
+            .filter(|a| !a.is_empty())
+            .unwrap_or("n");
         return Some(format!(
-            "`{call}` returns a new bytes object: readinto() a bytearray allocated once"
+            "`{call}` returns a new bytes object: readinto a buffer made once, `buf = bytearray({size})` before the loop, then `{obj}.readinto(buf)`"
         ));
     }
     if let Some(call) = find_method_call(src, "encode") {
@@ -346,12 +436,23 @@ fn bytes_hint(src: &str) -> Option<String> {
     }
     for ctor in ["bytearray", "bytes", "memoryview", "array"] {
         if let Some(call) = find_call(src, ctor) {
+            let reuse = assigned_name(src)
+                .map(|n| format!(": `{n} = {call}` once, before the loop, and reuse `{n}`"))
+                .unwrap_or_else(|| ": create it once, outside the loop, and reuse it".into());
             return Some(format!(
-                "`{call}` allocates on every pass: create it once, outside the loop, and reuse it"
+                "`{call}` allocates on every pass (preallocate the buffer){reuse}"
             ));
         }
     }
     None
+}
+
+/// The plain name a simple assignment stores to: `z = ...` gives `z`.
+fn assigned_name(src: &str) -> Option<&str> {
+    let (lhs, rhs) = src.split_once('=')?;
+    let lhs = lhs.trim();
+    let plain = !lhs.is_empty() && lhs.chars().all(|c| is_ident_char(c) || c == '.');
+    (plain && !rhs.starts_with('=')).then_some(lhs)
 }
 
 fn closure_hint(opcode: Option<u8>, src: &str) -> Option<String> {
@@ -374,6 +475,57 @@ fn closure_hint(opcode: Option<u8>, src: &str) -> Option<String> {
         );
     }
     None
+}
+
+fn frame_hint(src: &str) -> Option<String> {
+    let callee = called_name(src)?;
+    Some(format!(
+        "`{callee}` needs a frame bigger than the C stack's budget, so every call allocates it on the heap: fewer arguments and locals in this hot function, or @micropython.native"
+    ))
+}
+
+/// The module an `import` line imports: `import a.b as c` gives `a.b`,
+/// `from x import y` gives `x`.
+pub fn imported_module(src: &str) -> Option<&str> {
+    let src = code_part(src);
+    let rest = src
+        .strip_prefix("from ")
+        .or_else(|| src.strip_prefix("import "))?;
+    let name = rest
+        .trim_start()
+        .split(|c: char| c.is_whitespace() || c == ',')
+        .next()?;
+    (!name.is_empty()).then_some(name)
+}
+
+/// Compiling a module at import. `module_file` is the imported file's
+/// short name when its code ran in the profile.
+pub fn import_hint(src: &str, module_file: Option<&str>) -> String {
+    let file = module_file.map(str::to_string).or_else(|| {
+        imported_module(src).map(|m| format!("{}.py", m.trim_start_matches('.').replace('.', "/")))
+    });
+    match file {
+        Some(f) => format!(
+            "precompile {f} with mpy-cross (`mpy-cross {f}` gives a .mpy that imports without compiling) or freeze it into the firmware"
+        ),
+        None => "precompile the module with mpy-cross or freeze it into the firmware".into(),
+    }
+}
+
+/// The line with `/` written as `//`.
+fn floor_division(src: &str) -> String {
+    let code = blank_strings(src);
+    let b = code.as_bytes();
+    let mut out = String::with_capacity(src.len() + 2);
+    for (i, ch) in src.char_indices() {
+        out.push(ch);
+        let slash =
+            b.get(i) == Some(&b'/') && b.get(i + 1) != Some(&b'/') && (i == 0 || b[i - 1] != b'/');
+        if slash {
+            out.push('/');
+        }
+    }
+    out
 }
 
 fn generator_hint(src: &str) -> Option<String> {
@@ -441,8 +593,9 @@ fn other_hint(type_name: &str, opcode: Option<u8>, src: &str) -> Option<String> 
     match type_name {
         "slice" => {
             let slice = slice_expression(src).unwrap_or("x[a:b]");
+            let (base, bounds) = slice.split_once('[').unwrap_or(("x", "a:b]"));
             Some(format!(
-                "`{slice}` builds a slice object on every pass: with fixed bounds, take the slice (of a memoryview) once before the loop"
+                "`{slice}` builds a slice object and a copy on every pass: make `mv = memoryview({base})` once and take `mv[{bounds}` (no copy), or keep indexes (a ring buffer over a preallocated list)"
             ))
         }
         RAW_BUFFER if opcode.is_some_and(opcodes::is_call) => Some(
@@ -462,7 +615,7 @@ fn other_hint(type_name: &str, opcode: Option<u8>, src: &str) -> Option<String> 
 }
 
 /// The line without its comment and surrounding blanks.
-fn code_part(line: &str) -> &str {
+pub(crate) fn code_part(line: &str) -> &str {
     let mut quote: Option<char> = None;
     let mut escaped = false;
     for (i, c) in line.char_indices() {
@@ -486,7 +639,7 @@ fn code_part(line: &str) -> &str {
 
 /// The line with every string literal's contents blanked to spaces, so that
 /// text inside quotes never looks like code (same length, same offsets).
-fn blank_strings(src: &str) -> String {
+pub(crate) fn blank_strings(src: &str) -> String {
     let mut out = String::with_capacity(src.len());
     let mut quote: Option<char> = None;
     let mut escaped = false;
@@ -583,7 +736,7 @@ fn attribute_values(src: &str) -> Vec<&str> {
 
 /// Names called on the line, in order: `g = counter(i)` gives `counter`,
 /// `total(self.read())` gives `total`, `self.read`.
-fn called_names(src: &str) -> Vec<&str> {
+pub(crate) fn called_names(src: &str) -> Vec<&str> {
     let code = blank_strings(src);
     let mut out = Vec::new();
     let mut name_start: Option<usize> = None;
@@ -667,7 +820,7 @@ fn find_call<'s>(src: &'s str, name: &str) -> Option<&'s str> {
 }
 
 /// `obj.method(...)` on the line, as written.
-fn find_method_call<'s>(src: &'s str, method: &str) -> Option<&'s str> {
+pub(crate) fn find_method_call<'s>(src: &'s str, method: &str) -> Option<&'s str> {
     let code = blank_strings(src);
     let needle = format!(".{method}(");
     let dot = code.find(&needle)?;
@@ -748,7 +901,7 @@ fn has_f_string(src: &str) -> bool {
 }
 
 /// `/` or `/=` that is not `//`.
-fn has_true_division(src: &str) -> bool {
+pub(crate) fn has_true_division(src: &str) -> bool {
     let code = blank_strings(src);
     let b = code.as_bytes();
     b.iter()

@@ -363,7 +363,7 @@ fn allowed(limit: &Limit, metric: &str, baseline: Option<u64>) -> Result<u64> {
 fn offenders(p: &Profile, b: &Budget) -> (Vec<String>, Option<(String, u32)>) {
     let fns: Option<Vec<FunctionId>> = b.function.as_ref().map(|n| p.find_functions(n));
     let mut lines: Vec<_> = p
-        .allocating_lines()
+        .allocating_lines_ranked()
         .into_iter()
         .filter(|l| fns.as_ref().is_none_or(|f| f.contains(&l.function)))
         .filter(|l| p.files.get(l.file).is_some_and(|f| !f.path.is_empty()))
@@ -381,11 +381,12 @@ fn offenders(p: &Profile, b: &Budget) -> (Vec<String>, Option<(String, u32)>) {
                 .next()
                 .unwrap_or("")
                 .to_string();
-            let (cause, fix) = l
-                .causes
-                .first()
-                .map(|c| (c.cause.label(), c.cause.fix().to_string()))
-                .unwrap_or_default();
+            let cause = l.what_label().unwrap_or_default();
+            let fix = l.fix.clone().unwrap_or_else(|| {
+                l.causes
+                    .first()
+                    .map_or(String::new(), |c| c.cause.fix().to_string())
+            });
             format!(
                 "{file}:{} {} allocation(s), {cause}: `{}` — fix: {fix}",
                 l.line,

@@ -269,12 +269,16 @@ fn draw_lines(f: &mut Frame, area: Rect, st: &LiveState, p: &Profile) {
                 } else {
                     Style::default()
                 };
+                let runs = r.runs();
                 Row::new(vec![
                     Cell::from(r.place),
                     Cell::from(count(r.count)),
                     Cell::from(bytes(r.bytes)),
                     Cell::from(Span::styled(r.cause, Style::default().fg(Color::Red))),
-                    Cell::from(format!("{}  — {}", r.source, r.fix)),
+                    Cell::from(match runs {
+                        runs if runs.is_empty() => format!("{}  — {}", r.source, r.fix),
+                        runs => format!("{}  ({runs})  — {}", r.source, r.fix),
+                    }),
                 ])
                 .style(style)
             })

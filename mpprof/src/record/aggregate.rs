@@ -17,7 +17,8 @@ use mpprof_profile::{
     ProfileBuilder, Region,
 };
 
-use crate::analysis::classify::AllocFacts;
+use crate::analysis::advice::{advise, SiteContext};
+use crate::analysis::classify::{self, AllocFacts};
 use crate::analysis::opcodes;
 use crate::record::lineinfo::LineTable;
 use crate::record::symbolize::Sources;
@@ -209,6 +210,11 @@ pub struct Aggregator {
     sites: FastMap<SiteKey, SiteAcc>,
     /// (node, offset, type) of the latest allocation with an object type.
     last_typed: Option<(u32, u32, u32)>,
+    /// The latest allocation when it was a raw buffer that nothing
+    /// explained yet, with its size: a typed object made right after it at
+    /// the same place makes it that object's storage (str and bytes build
+    /// their text first and wrap it after, a big int its digits).
+    last_raw: Option<(SiteKey, u64)>,
     collections: Vec<Collection>,
     collection_count: u64,
     gc_ticks: u64,
@@ -268,6 +274,7 @@ impl Aggregator {
             counts: FastMap::default(),
             sites: FastMap::default(),
             last_typed: None,
+            last_raw: None,
             collections: Vec::new(),
             collection_count: 0,
             gc_ticks: 0,
@@ -506,16 +513,23 @@ impl Aggregator {
             Some((node, offset, t)) if raw && node == site.node_id && offset == site.offset => t,
             _ => 0,
         };
+        let growth = site.kind == AllocKind::Growth;
         if !raw {
             self.last_typed = Some((site.node_id, site.offset, site.type_id));
+            if let Some((before, bytes)) = self.last_raw.take() {
+                if before.node == site.node_id && before.offset == site.offset && !growth {
+                    self.move_to_companion(before, bytes, site.type_id);
+                }
+            }
         }
         let key = SiteKey {
             node: site.node_id,
             offset: site.offset,
             type_id: site.type_id,
-            growth: site.kind == AllocKind::Growth,
+            growth,
             companion,
         };
+        self.last_raw = (raw && !growth && companion == 0).then_some((key, site.bytes));
         let acc = self.sites.entry(key).or_default();
         add(&mut acc.count, 1);
         add(&mut acc.bytes, site.bytes);
@@ -527,6 +541,27 @@ impl Aggregator {
                 add(&mut region.alloc_bytes, site.bytes);
             }
         }
+    }
+
+    /// One allocation counted at the raw-buffer site `key` was the storage
+    /// of the object of type `type_id` allocated right after it: count it
+    /// as that object's.
+    fn move_to_companion(&mut self, key: SiteKey, bytes: u64, type_id: u32) {
+        let Some(acc) = self.sites.get_mut(&key) else {
+            return;
+        };
+        acc.count = acc.count.saturating_sub(1);
+        acc.bytes = acc.bytes.saturating_sub(bytes);
+        if acc.count == 0 {
+            self.sites.remove(&key);
+        }
+        let to = self.sites.entry(SiteKey {
+            companion: type_id,
+            ..key
+        });
+        let acc = to.or_default();
+        add(&mut acc.count, 1);
+        add(&mut acc.bytes, bytes);
     }
 
     fn region_begin(&mut self, at: u64, label: String) {
@@ -694,6 +729,44 @@ impl Aggregator {
             }))
         };
         let mut unknown_ids = self.unknown_refs;
+        // Names of the program's bytecode functions (class bodies too).
+        let code_names: HashSet<&str> = self
+            .codes
+            .values()
+            .map(|c| c.name.as_str())
+            .filter(|n| !n.starts_with('<'))
+            .collect();
+        // Code objects compiled from the same place (a module imported again
+        // and compiled anew) run the same bytecode: a line's executions are
+        // theirs added up.
+        let mut same_code: HashMap<(&str, &str, u32), Vec<u32>> = HashMap::new();
+        for (&id, c) in &self.codes {
+            let first = codes.places.get(&id).map_or(0, |p| p.table.first_line());
+            same_code
+                .entry((c.file.as_str(), c.name.as_str(), first))
+                .or_default()
+                .push(id);
+        }
+        let executions_at = |code_id: u32, offset: u32| -> u64 {
+            let Some(c) = self.codes.get(&code_id) else {
+                return 0;
+            };
+            let first = codes
+                .places
+                .get(&code_id)
+                .map_or(0, |p| p.table.first_line());
+            // An allocation in the prelude (before the first opcode: cells,
+            // argument setup) happens once per call: the first opcode's count.
+            let offset = offset.max(c.bc_start);
+            same_code
+                .get(&(c.file.as_str(), c.name.as_str(), first))
+                .map_or(0, |ids| {
+                    ids.iter()
+                        .filter_map(|id| self.counts.get(&(*id, offset)))
+                        .fold(0u64, |a, &n| a.saturating_add(n))
+                })
+        };
+        let mut sources = self.sources.borrow_mut();
         let mut keys: Vec<&SiteKey> = self.sites.keys().collect();
         keys.sort_unstable_by_key(|k| (k.node, k.offset, k.type_id, k.growth, k.companion));
         for k in keys {
@@ -708,12 +781,49 @@ impl Aggregator {
             } else {
                 None
             };
+            let code_id = self.nodes.get(&k.node).and_then(|n| n.code_id);
+            let place = code_id.and_then(|c| codes.places.get(&c));
+            let source_line = match place {
+                Some(p) if line > 0 => sources
+                    .lines(&p.file_name)
+                    .and_then(|l| l.get(line as usize - 1))
+                    .cloned(),
+                _ => None,
+            };
+            let src = source_line
+                .as_deref()
+                .map(classify::code_part)
+                .unwrap_or("");
+            let calls_bytecode = src.starts_with("class ")
+                || classify::called_names(src)
+                    .iter()
+                    .any(|n| code_names.contains(n.rsplit('.').next().unwrap_or(n)));
             let cause = (self.classify)(&AllocFacts {
                 type_name: t.map(|t| t.name.as_str()),
                 type_flags: t.map_or(0, |t| t.flags),
                 growth: k.growth,
                 opcode: op,
                 companion_of: companion.as_ref(),
+                calls_bytecode,
+            });
+            let executions = code_id.map_or(0, |c| executions_at(c, k.offset));
+            let module_file = if cause == Cause::Import {
+                self.imported_file(src)
+            } else {
+                None
+            };
+            let advice = advise(&SiteContext {
+                cause: &cause,
+                opcode: op,
+                type_name: t.map(|t| t.name.as_str()),
+                growth: k.growth,
+                source_line: source_line.as_deref(),
+                companion_type: (k.companion != 0)
+                    .then(|| self.types.get(&k.companion).map(|t| t.name.as_str()))
+                    .flatten(),
+                executions,
+                code_name: place.map_or("", |p| p.name.as_str()),
+                module_file: module_file.as_deref(),
             });
             b.add_alloc(ProfileSite {
                 function,
@@ -732,9 +842,26 @@ impl Aggregator {
                 cause,
                 count: acc.count,
                 bytes: acc.bytes,
+                what: advice.what,
+                fix: advice.fix,
+                executions,
             });
         }
         unknown_ids
+    }
+
+    /// The short file name of the module an import line imports, when that
+    /// module's code is among the profile's code objects.
+    fn imported_file(&self, src: &str) -> Option<String> {
+        let module = classify::imported_module(src)?;
+        let stem = module.rsplit('.').next().unwrap_or(module);
+        let wanted = format!("{stem}.py");
+        self.codes
+            .values()
+            .filter(|c| c.name == "<module>")
+            .map(|c| c.file.rsplit('/').next().unwrap_or(&c.file))
+            .find(|f| *f == wanted)
+            .map(str::to_string)
     }
 
     fn add_failures(&self, b: &mut ProfileBuilder, codes: &CodeFunctions, unknown: Unknown) {
@@ -849,6 +976,8 @@ impl Aggregator {
                 CodePlace {
                     function: f,
                     file,
+                    file_name: file_name.to_string(),
+                    name: c.name.clone(),
                     table,
                     floor,
                 },
@@ -946,6 +1075,10 @@ impl Aggregator {
 struct CodePlace {
     function: FunctionId,
     file: FileId,
+    /// The source file's path, as read for the profile.
+    file_name: String,
+    /// The code object's name: `<module>`, a function's, a class body's.
+    name: String,
     table: LineTable,
     /// The lowest line its opcodes are on. A class body's preamble runs
     /// before its first statement sets a line, so the table puts it on

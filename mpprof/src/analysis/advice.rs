@@ -1,0 +1,293 @@
+//! The advice stored with each allocation site: the exact object it made
+//! and the one fix every report shows. Computed once, when the Profile is
+//! built, from the cause ([`crate::analysis::classify`]), the allocating
+//! opcode, the object's type, the line's source and how many times the
+//! allocating opcode ran (its exact count): a line that ran once is a
+//! one-off and is never given loop advice.
+
+use mpprof_profile::Cause;
+
+use crate::analysis::classify::{self, code_part};
+use crate::analysis::opcodes;
+
+/// What is known about a site when its advice is written.
+#[derive(Debug, Clone, Copy)]
+pub struct SiteContext<'a> {
+    pub cause: &'a Cause,
+    pub opcode: Option<u8>,
+    /// The object's type name; `None` for a raw buffer.
+    pub type_name: Option<&'a str>,
+    /// A realloc that grew a block.
+    pub growth: bool,
+    /// The line's source text, when the file could be read.
+    pub source_line: Option<&'a str>,
+    /// For a raw buffer that is an object's storage: that object's type.
+    pub companion_type: Option<&'a str>,
+    /// How many times the allocating opcode ran (0: unknown).
+    pub executions: u64,
+    /// The running code object's name: `<module>`, a function's name, or a
+    /// class body's (the class name).
+    pub code_name: &'a str,
+    /// For an import: the imported module's file (short name) when its code
+    /// ran in the profile.
+    pub module_file: Option<&'a str>,
+}
+
+/// The exact object and the fix for one site.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Advice {
+    pub what: String,
+    pub fix: String,
+}
+
+/// The advice for a site.
+pub fn advise(c: &SiteContext) -> Advice {
+    Advice {
+        what: what(c),
+        fix: fix(c),
+    }
+}
+
+fn src<'a>(c: &SiteContext<'a>) -> &'a str {
+    c.source_line.map(code_part).unwrap_or("")
+}
+
+/// The object allocated, named exactly.
+pub fn what(c: &SiteContext) -> String {
+    let src = src(c);
+    match c.cause {
+        Cause::Import => {
+            return match (c.module_file, classify::imported_module(src)) {
+                (Some(f), _) => format!("compiling {f} at import"),
+                (None, Some(m)) => format!("compiling {m} at import"),
+                (None, None) => "compiling at import".into(),
+            }
+        }
+        Cause::Frame => return "heap frame".into(),
+        _ => {}
+    }
+    let op = c.opcode;
+    match c.type_name {
+        // MAKE_CLOSURE makes the function and the closure wrapping it.
+        Some("function")
+            if matches!(
+                op,
+                Some(opcodes::MAKE_CLOSURE | opcodes::MAKE_CLOSURE_DEFARGS)
+            ) =>
+        {
+            "closure".into()
+        }
+        Some("function") => "function object".into(),
+        Some("closure") => "closure".into(),
+        Some("cell") | Some("") => "closure cell".into(),
+        Some("bound_method") => "bound method".into(),
+        Some("generator") if op.is_some_and(opcodes::is_make_function) => {
+            "generator function".into()
+        }
+        Some("tuple") => tuple_what(op, src).into(),
+        Some(t) if matches!(c.cause, Cause::Instance) => format!("{t} instance"),
+        Some(t) => t.to_string(),
+        None if c.growth || matches!(c.cause, Cause::Growth) => growth_what(op, src).into(),
+        None => match c.cause {
+            _ if c.companion_type.is_some() => {
+                format!("{} storage", c.companion_type.unwrap_or_default())
+            }
+            Cause::Tuple if op.is_some_and(opcodes::is_star_call) => "*args unpacking".into(),
+            Cause::Other(t) => t.clone(),
+            cause => cause.label(),
+        },
+    }
+}
+
+fn tuple_what(op: Option<u8>, src: &str) -> &'static str {
+    match op {
+        Some(o) if opcodes::is_star_call(o) => "*args unpacking",
+        Some(o) if opcodes::is_call(o) => "*args tuple",
+        Some(opcodes::BUILD_TUPLE) if src.starts_with("return") || src.starts_with("yield") => {
+            "returned tuple"
+        }
+        _ => "tuple",
+    }
+}
+
+fn growth_what(op: Option<u8>, src: &str) -> &'static str {
+    if classify::find_method_call(src, "append").is_some()
+        || classify::find_method_call(src, "extend").is_some()
+    {
+        return "list regrown";
+    }
+    match op {
+        Some(opcodes::STORE_ATTR) => "attribute table regrown",
+        Some(opcodes::STORE_NAME | opcodes::STORE_GLOBAL) => "namespace table regrown",
+        Some(opcodes::STORE_SUBSCR) => "dict table regrown",
+        _ => "block regrown",
+    }
+}
+
+/// Where a one-off line runs, in words.
+fn once_where(c: &SiteContext) -> String {
+    let top_level = c.source_line.is_some_and(|l| !l.starts_with([' ', '\t']));
+    if c.code_name == "<module>" || top_level {
+        "once, at module level".into()
+    } else if c.code_name.starts_with(|ch: char| ch.is_uppercase()) {
+        format!("once, in the body of class {}", c.code_name)
+    } else if c.code_name == "__init__" {
+        "once, in the one call of __init__".into()
+    } else {
+        format!("once, in the one call of {}", c.code_name)
+    }
+}
+
+/// The fix for a site.
+pub fn fix(c: &SiteContext) -> String {
+    let src = src(c);
+    if matches!(c.cause, Cause::Import) {
+        return classify::import_hint(src, c.module_file);
+    }
+    // Attributes first assigned outside __init__ grow the attribute table
+    // every time the object is made, however often the line itself runs.
+    if attribute_growth(c) && c.code_name != "__init__" {
+        return "adding an attribute outside __init__ grows the object's attribute table: assign every attribute in `__init__`".into();
+    }
+    if c.executions == 1 {
+        return one_off_fix(c, src);
+    }
+    if attribute_growth(c) && c.executions > 1 {
+        // In __init__, run for every new object.
+        return "each new object grows its attribute table as __init__ assigns: keep one object and reset its attributes instead of making one per pass".into();
+    }
+    let definition =
+        src.starts_with("def ") || src.starts_with("async def ") || src.starts_with("class ");
+    let body_of_module_or_class =
+        c.code_name == "<module>" || c.code_name.starts_with(|ch: char| ch.is_uppercase());
+    if definition && body_of_module_or_class {
+        return format!(
+            "this definition runs each time its module or class body runs ({} times here: the module was imported, or the class statement run, again): import the module once and keep it",
+            c.executions
+        );
+    }
+    let hint = classify::hint(c.cause, c.opcode, c.source_line);
+    match (c.cause, c.type_name) {
+        // A function object that captures nothing is no closure.
+        (Cause::Closure, Some("function")) if hint == c.cause.fix() => {
+            "a new function object is made on every pass: define the function once, outside the loop, and pass state as arguments".into()
+        }
+        _ => hint,
+    }
+}
+
+/// An object's attribute table grown (rehashed into a bigger one, or
+/// reallocated) by an attribute store.
+fn attribute_growth(c: &SiteContext) -> bool {
+    matches!(c.cause, Cause::Growth) && c.opcode == Some(opcodes::STORE_ATTR)
+}
+
+fn one_off_fix(c: &SiteContext, src: &str) -> String {
+    let at = once_where(c);
+    if src.starts_with("class ") {
+        return format!(
+            "the class statement runs {at}: building the class is a one-off, nothing to fix"
+        );
+    }
+    if src.starts_with("def ") || src.starts_with("async def ") {
+        return format!("this `def` runs {at}: making the function is a one-off, nothing to fix");
+    }
+    if let Some((name, value)) = module_constant(c, src) {
+        return format!(
+            "a module-level constant, run once: a one-off; `{name} = const({value})` (from micropython import const) makes it a compile-time constant, and named `_{name}` it takes no global at all"
+        );
+    }
+    if attribute_growth(c) {
+        return format!(
+            "the attribute table grows {at} as attributes arrive: a one-off; assign every attribute in `__init__` so it is sized once"
+        );
+    }
+    format!("runs {at}: a one-off (not a cost per pass); change it only to lower the heap's peak")
+}
+
+/// `NAME = 100` (an upper-case name given an int literal) at module level.
+fn module_constant<'s>(c: &SiteContext, src: &'s str) -> Option<(&'s str, &'s str)> {
+    if c.code_name != "<module>" {
+        return None;
+    }
+    let (name, value) = src.split_once('=')?;
+    let (name, value) = (name.trim(), value.trim());
+    let constant_name = name.starts_with(|ch: char| ch.is_ascii_uppercase())
+        && name
+            .chars()
+            .all(|ch| ch.is_ascii_uppercase() || ch.is_ascii_digit() || ch == '_');
+    let int_literal = !value.is_empty()
+        && (value.chars().all(|ch| ch.is_ascii_digit() || ch == '_')
+            || value.strip_prefix("0x").is_some_and(|h| {
+                !h.is_empty() && h.chars().all(|ch| ch.is_ascii_hexdigit() || ch == '_')
+            }));
+    (constant_name && int_literal).then_some((name, value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx<'a>(cause: &'a Cause, src: &'a str, executions: u64, code: &'a str) -> SiteContext<'a> {
+        SiteContext {
+            cause,
+            opcode: None,
+            type_name: None,
+            growth: false,
+            source_line: Some(src),
+            companion_type: None,
+            executions,
+            code_name: code,
+            module_file: None,
+        }
+    }
+
+    #[test]
+    fn a_line_that_ran_once_gets_no_loop_advice() {
+        let g = Cause::Growth;
+        let f = fix(&ctx(&g, "name = 'x'", 1, "<module>"));
+        assert!(f.contains("one-off") && f.contains("module level"), "{f}");
+        let f = fix(&ctx(&g, "N = 100", 1, "<module>"));
+        assert!(f.contains("`N = const(100)`"), "{f}");
+        let f = fix(&ctx(&g, "    def a(self):", 1, "Sensor"));
+        assert!(f.contains("class Sensor"), "{f}");
+        assert!(!f.contains("[0] * n"), "{f}");
+    }
+
+    #[test]
+    fn attribute_growth_says_assign_in_init() {
+        let g = Cause::Growth;
+        let mut c = ctx(&g, "        self._us = 0", 1, "start");
+        c.opcode = Some(opcodes::STORE_ATTR);
+        assert!(
+            fix(&c).contains("assign every attribute in `__init__`"),
+            "{}",
+            fix(&c)
+        );
+        c.code_name = "__init__";
+        assert!(fix(&c).contains("sized once"), "{}", fix(&c));
+        c.executions = 40;
+        assert!(fix(&c).contains("keep one object"), "{}", fix(&c));
+    }
+
+    #[test]
+    fn imports_are_named_by_their_module() {
+        let i = Cause::Import;
+        let c = ctx(&i, "from drivers.bme import BME", 1, "<module>");
+        assert_eq!(what(&c), "compiling drivers.bme at import");
+        assert!(fix(&c).contains("mpy-cross drivers/bme.py"), "{}", fix(&c));
+    }
+
+    #[test]
+    fn tuples_are_told_apart() {
+        let t = Cause::Tuple;
+        let mut c = ctx(&t, "    return a, b", 10, "f");
+        c.type_name = Some("tuple");
+        c.opcode = Some(opcodes::BUILD_TUPLE);
+        assert_eq!(what(&c), "returned tuple");
+        assert!(fix(&c).contains("preallocated list"), "{}", fix(&c));
+        c.opcode = Some(opcodes::CALL_FUNCTION);
+        c.source_line = Some("    t += total(i, i)");
+        assert_eq!(what(&c), "*args tuple");
+    }
+}
