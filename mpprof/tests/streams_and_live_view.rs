@@ -183,20 +183,28 @@ fn the_live_view_watches_the_emulated_board() {
 }
 
 #[test]
-fn the_live_view_on_the_host_honours_timeout_and_save_stream() {
+fn the_live_view_on_the_host_honours_bits64_timeout_and_save_stream() {
     // The live view records through the same path as a plain run: the
-    // timeout ends the script (the view stays until q), and the saved
-    // stream decodes into the profile the view wrote.
+    // 64-bit build runs, the timeout ends the script (the view stays until
+    // q), and the saved stream decodes into the profile the view wrote.
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("live");
     std::fs::create_dir_all(&dir).unwrap();
     let stream = dir.join("forever-timeout.stream");
     let _ = std::fs::remove_file(&stream);
+    common::host_vm_64();
     let p = live_view_in_tmux(
-        &["--timeout", "2s", "--save-stream", stream.to_str().unwrap()],
+        &[
+            "--bits64",
+            "--timeout",
+            "2s",
+            "--save-stream",
+            stream.to_str().unwrap(),
+        ],
         "timeout",
         Some("timeout after 2s"),
     );
     assert_eq!(p.meta.exit.reason, mpprof_profile::ExitReason::Timeout);
+    assert_eq!(p.meta.word_bits, 64);
     let saved = profile_from_stream(&std::fs::read(&stream).unwrap(), &RunInfo::default());
     let spin = |p: &Profile| p.functions[p.find_functions("spin")[0]].opcodes;
     assert!(spin(&p) > 10_000);

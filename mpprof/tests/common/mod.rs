@@ -56,6 +56,21 @@ pub fn host_vm() -> PathBuf {
     .clone()
 }
 
+/// The 64-bit instrumented host interpreter (`--bits64`).
+pub fn host_vm_64() -> PathBuf {
+    static VM: OnceLock<PathBuf> = OnceLock::new();
+    VM.get_or_init(|| {
+        let opts = vm_instrumented::BuildOptions {
+            word_size: vm_instrumented::WordSize::Bits64,
+            ..vm_instrumented::BuildOptions::default()
+        };
+        vm_instrumented::build_host(&opts, &mut |_| {})
+            .expect("building the 64-bit instrumented host MicroPython")
+            .micropython
+    })
+    .clone()
+}
+
 /// `qemu-system-arm`, installed when missing.
 pub fn qemu_installed() {
     static DONE: Mutex<bool> = Mutex::new(false);

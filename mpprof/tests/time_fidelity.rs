@@ -1,0 +1,124 @@
+//! Times that tell the truth, checked on the emulated board, where guest
+//! time is deterministic. The truth is the same script on the plain
+//! firmware (upstream's MicroPython built from the same tree, no profiler
+//! compiled in), timing each case with the CMSDK timer0 from Python; the
+//! figure is mpprof's inclusive ticks for that call on the instrumented
+//! firmware, and the collection's own duration for `gc.collect()`. Each must
+//! be within 2% (docs/time.md says what remains and why).
+
+use std::collections::BTreeMap;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use board_agent::qemu::{QemuBoard, QemuTransport};
+use mpprof_profile::Profile;
+
+mod common;
+use common::{mpprof, qemu_firmware, root};
+
+const SCRIPT: &str = "fixtures/timing/cases.py";
+
+/// `case NAME TICKS` lines from the script's output on the plain firmware.
+fn truth() -> BTreeMap<String, i64> {
+    let firmware = qemu_firmware(&vm_instrumented::BuildOptions {
+        flavour: vm_instrumented::Flavour::Plain,
+        ..vm_instrumented::BuildOptions::default()
+    });
+    let mut session = QemuBoard {
+        firmware,
+        qemu: "qemu-system-arm".into(),
+        icount_shift: 4,
+    }
+    .boot(QemuTransport::Uart)
+    .expect("booting the plain firmware");
+    let source = std::fs::read(root().join(SCRIPT)).unwrap();
+    let mut output = Vec::new();
+    let run = session.board().run_script(
+        &source,
+        &mut std::io::sink(),
+        &mut |d| output.extend_from_slice(d),
+        Arc::new(AtomicBool::new(false)),
+    );
+    session.shutdown();
+    let run = run.expect("the script runs on the plain firmware");
+    assert!(
+        run.output.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&run.output.stderr)
+    );
+    String::from_utf8_lossy(&output)
+        .lines()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            (w.next() == Some("case")).then_some(())?;
+            Some((w.next()?.to_string(), w.next()?.parse().ok()?))
+        })
+        .collect()
+}
+
+fn profiled() -> Profile {
+    let out = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("time-fidelity.json");
+    let o = mpprof(&[
+        "run",
+        "-q",
+        "--target",
+        "qemu",
+        "-o",
+        out.to_str().unwrap(),
+        root().join(SCRIPT).to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    Profile::from_json_file(&out).unwrap()
+}
+
+#[test]
+fn every_time_is_the_time_without_the_profiler() {
+    common::default_qemu_firmware();
+    let truth = truth();
+    let p = profiled();
+    assert!(p.meta.profiler_cost.is_some_and(|c| c.opcode_ticks > 0.0));
+    // Each case is called once, from `window`.
+    let windows: Vec<_> = p
+        .call_tree
+        .iter()
+        .filter(|n| p.functions[n.function].name == "window")
+        .map(|n| n.id)
+        .collect();
+    let mut checked = 0;
+    let mut report = String::new();
+    for n in &p.call_tree {
+        let name = &p.functions[n.function].name;
+        let (Some(&t), true) = (
+            truth.get(name.as_str()),
+            n.parent.is_some_and(|p| windows.contains(&p)),
+        ) else {
+            continue;
+        };
+        let err = (n.incl_ticks as f64 - t as f64) / t as f64;
+        report.push_str(&format!(
+            "{name}: truth {t}, mpprof {}, {:+.2}%\n",
+            n.incl_ticks,
+            err * 100.0
+        ));
+        assert!(err.abs() <= 0.02, "{report}");
+        checked += 1;
+    }
+    // The collection timed alone, between two marks: its own duration.
+    let at = |label: &str| p.markers.iter().find(|m| m.label == label).unwrap().at;
+    let (from, to) = (at("collect"), at("collected"));
+    let gc =
+        p.gc.collections
+            .iter()
+            .rfind(|c| c.at >= from && c.at <= to)
+            .expect("the timed collection is in the profile");
+    let t = truth["gc.collect"];
+    let err = (gc.duration as f64 - t as f64) / t as f64;
+    report.push_str(&format!(
+        "gc.collect: truth {t}, mpprof {}, {:+.2}%\n",
+        gc.duration,
+        err * 100.0
+    ));
+    eprint!("{report}");
+    assert!(err.abs() <= 0.02, "{report}");
+    assert_eq!(checked, truth.len() - 1, "every case was found: {report}");
+}
