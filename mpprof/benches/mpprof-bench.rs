@@ -9,6 +9,7 @@
 //! 3. Host ingestion: decode + aggregate of a large stream, events per second
 //!    and peak memory.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -525,6 +526,167 @@ fn board_transports(tmp: &Path) -> Result<Vec<BoardBench>> {
     Ok(out)
 }
 
+/// One case of fixtures/timing/cases.py: the truth (the plain build's own
+/// timing of the call) and mpprof's inclusive time for it.
+struct Fidelity {
+    case: String,
+    truth: f64,
+    reported: f64,
+}
+
+/// `case NAME N` lines of a plain run.
+fn case_lines(stdout: &[u8]) -> BTreeMap<String, f64> {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            (w.next() == Some("case")).then_some(())?;
+            Some((w.next()?.to_string(), w.next()?.parse().ok()?))
+        })
+        .collect()
+}
+
+/// mpprof's figure per case: the inclusive time of its call from
+/// `window`, and the duration of the collection timed between the marks.
+fn case_figures(p: &mpprof_profile::Profile) -> BTreeMap<String, f64> {
+    let windows: Vec<_> = p
+        .call_tree
+        .iter()
+        .filter(|n| p.functions[n.function].name == "window")
+        .map(|n| n.id)
+        .collect();
+    let mut out: BTreeMap<String, f64> = p
+        .call_tree
+        .iter()
+        .filter(|n| n.parent.is_some_and(|id| windows.contains(&id)))
+        .map(|n| (p.functions[n.function].name.clone(), n.incl_ticks as f64))
+        .collect();
+    let at = |label: &str| p.markers.iter().find(|m| m.label == label).map(|m| m.at);
+    if let (Some(from), Some(to)) = (at("collect"), at("collected")) {
+        if let Some(c) =
+            p.gc.collections
+                .iter()
+                .rfind(|c| c.at >= from && c.at <= to)
+        {
+            out.insert("gc.collect".into(), c.duration as f64);
+        }
+    }
+    out
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
+}
+
+/// Time fidelity on the host: medians of several runs of the plain build
+/// (the truth) and of `mpprof run` (wall time, so not asserted anywhere).
+fn time_fidelity_host(root: &Path, tmp: &Path, runs: usize) -> Result<Vec<Fidelity>> {
+    let script = root.join("fixtures/timing/cases.py");
+    let plain = build_host(
+        &BuildOptions {
+            flavour: Flavour::Plain,
+            ..BuildOptions::default()
+        },
+        &mut |_| {},
+    )?;
+    let mut truth: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    let mut reported: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    for _ in 0..runs {
+        let o = Command::new(&plain.micropython).arg(&script).output()?;
+        for (k, v) in case_lines(&o.stdout) {
+            truth.entry(k).or_default().push(v);
+        }
+        let out = tmp.join("fidelity.json");
+        let st = Command::new(env!("CARGO_BIN_EXE_mpprof"))
+            .args(["run", "-q", "-o"])
+            .arg(&out)
+            .arg(&script)
+            .stdout(Stdio::null())
+            .status()?;
+        anyhow::ensure!(st.success(), "mpprof run failed on {}", script.display());
+        let p = mpprof_profile::Profile::from_json_file(&out)?;
+        for (k, v) in case_figures(&p) {
+            reported.entry(k).or_default().push(v);
+        }
+    }
+    Ok(truth
+        .into_iter()
+        .filter_map(|(case, t)| {
+            let r = reported.remove(&case)?;
+            Some(Fidelity {
+                case,
+                truth: median(t),
+                reported: median(r),
+            })
+        })
+        .collect())
+}
+
+/// Time fidelity on the emulated board (deterministic: one run each): the
+/// plain firmware's timing from Python is the truth.
+fn time_fidelity_qemu(root: &Path, tmp: &Path) -> Result<Vec<Fidelity>> {
+    let script = root.join("fixtures/timing/cases.py");
+    let plain = vm_instrumented::build_qemu(
+        &BuildOptions {
+            flavour: Flavour::Plain,
+            ..BuildOptions::default()
+        },
+        &mut |_| {},
+    )?;
+    let mut session = board_agent::qemu::QemuBoard {
+        firmware: plain.firmware,
+        qemu: "qemu-system-arm".into(),
+        icount_shift: 4,
+    }
+    .boot(board_agent::qemu::QemuTransport::Uart)?;
+    let mut stdout = Vec::new();
+    let run = session.board().run_script(
+        &std::fs::read(&script)?,
+        &mut std::io::sink(),
+        &mut |d| stdout.extend_from_slice(d),
+        std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
+    );
+    session.shutdown();
+    run?;
+    let truth = case_lines(&stdout);
+    let out = tmp.join("fidelity-qemu.json");
+    let st = Command::new(env!("CARGO_BIN_EXE_mpprof"))
+        .args(["run", "-q", "--target", "qemu", "-o"])
+        .arg(&out)
+        .arg(&script)
+        .stdout(Stdio::null())
+        .status()?;
+    anyhow::ensure!(st.success(), "mpprof run --target qemu failed");
+    let reported = case_figures(&mpprof_profile::Profile::from_json_file(&out)?);
+    Ok(truth
+        .into_iter()
+        .filter_map(|(case, t)| {
+            Some(Fidelity {
+                reported: *reported.get(&case)?,
+                case,
+                truth: t,
+            })
+        })
+        .collect())
+}
+
+fn fidelity_table(md: &mut String, rows: &[Fidelity], unit: &str) {
+    let _ = writeln!(md, "| case | truth ({unit}) | mpprof ({unit}) | error |");
+    let _ = writeln!(md, "|---|---:|---:|---:|");
+    for r in rows {
+        let _ = writeln!(
+            md,
+            "| {} | {:.0} | {:.0} | {:+.2}% |",
+            r.case,
+            r.truth,
+            r.reported,
+            100.0 * (r.reported - r.truth) / r.truth
+        );
+    }
+    let _ = writeln!(md);
+}
+
 fn main() -> Result<()> {
     let quick = std::env::args().any(|a| a == "--quick");
     let soak_secs: Option<u64> = std::env::args()
@@ -549,6 +711,9 @@ fn main() -> Result<()> {
         None => None,
     };
     let boards = board_transports(&tmp)?;
+    let fidelity_runs = if quick { 3 } else { 7 };
+    let fidelity_host = time_fidelity_host(&root, &tmp, fidelity_runs)?;
+    let fidelity_qemu = time_fidelity_qemu(&root, &tmp)?;
     let vm = vm_overhead(quick, &tmp)?;
 
     let mut md = String::new();
@@ -697,6 +862,11 @@ fn main() -> Result<()> {
         );
     }
     let _ = writeln!(md);
+    let _ = writeln!(md, "## 8. Time fidelity\n");
+    let _ = writeln!(md, "`fixtures/timing/cases.py`: each case timed by a plain build of the same MicroPython (no profiler compiled in: the truth, less an empty call's window) and by mpprof (the call's inclusive time; for `gc.collect()` the collection's own duration). How the profiler's cost is taken out: docs/time.md. On the emulated board (guest ticks, deterministic, one run; `mpprof/tests/time_fidelity.rs` asserts every case within 2%):\n");
+    fidelity_table(&mut md, &fidelity_qemu, "ticks");
+    let _ = writeln!(md, "On the host (wall-clock ns, medians of {fidelity_runs} runs of each build on a shared 2-core machine; not asserted):\n");
+    fidelity_table(&mut md, &fidelity_host, "ns");
     std::fs::write(root.join("BENCHMARKS.md"), &md)?;
     print!("{md}");
     let _ = std::fs::remove_dir_all(&tmp);

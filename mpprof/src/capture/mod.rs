@@ -36,6 +36,9 @@ pub struct Recording {
     pub timeout: Option<Duration>,
     /// Also keep the raw wire stream here.
     pub save_stream: Option<PathBuf>,
+    /// Without MICROPY_DIR, which Debian source package to build (else the
+    /// `MPPROF_MICROPYTHON` environment's choice, else 1.25).
+    pub micropython: Option<vm_instrumented::DebianRelease>,
 }
 
 impl Recording {
@@ -47,6 +50,7 @@ impl Recording {
             args: Vec::new(),
             timeout: None,
             save_stream: None,
+            micropython: None,
         }
     }
 }

@@ -104,7 +104,7 @@ pub fn open(rec: &Recording, obs: &mut dyn Observer) -> Result<Opened> {
         Target::Host { word, heap } => {
             let opts = vm_instrumented::BuildOptions {
                 word_size: *word,
-                ..vm_instrumented::BuildOptions::default()
+                ..build_options(rec)
             };
             let build = vm_instrumented::build_host(&opts, &mut progress)
                 .context("cannot build the instrumented MicroPython")?;
@@ -131,7 +131,12 @@ pub fn open(rec: &Recording, obs: &mut dyn Observer) -> Result<Opened> {
                 Target::Qemu {
                     transport,
                     firmware,
-                } => open_qemu(*transport, firmware.as_ref(), &mut progress)?,
+                } => open_qemu(
+                    *transport,
+                    firmware.as_ref(),
+                    build_options(rec),
+                    &mut progress,
+                )?,
                 Target::Device { port, baud, probe } => open_device(port, *baud, probe.as_ref())?,
                 Target::Host { .. } => unreachable!("handled above"),
             };
@@ -143,9 +148,19 @@ pub fn open(rec: &Recording, obs: &mut dyn Observer) -> Result<Opened> {
     }
 }
 
+/// How to build what the recording needs.
+fn build_options(rec: &Recording) -> vm_instrumented::BuildOptions {
+    let defaults = vm_instrumented::BuildOptions::default();
+    vm_instrumented::BuildOptions {
+        debian_release: rec.micropython.unwrap_or(defaults.debian_release),
+        ..defaults
+    }
+}
+
 fn open_qemu(
     transport: QemuTransport,
     firmware: Option<&PathBuf>,
+    build: vm_instrumented::BuildOptions,
     progress: &mut dyn FnMut(&str),
 ) -> Result<OpenBoard> {
     let firmware = match firmware {
@@ -158,7 +173,7 @@ fn open_qemu(
                     }
                     QemuTransport::Uart => vm_instrumented::Transport::Uart,
                 },
-                ..vm_instrumented::BuildOptions::default()
+                ..build
             };
             vm_instrumented::build_qemu(&opts, progress)
                 .context("cannot build the qemu firmware")?

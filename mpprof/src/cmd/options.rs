@@ -82,6 +82,15 @@ pub struct TargetArgs {
     /// The serial link's speed (USB-CDC ignores it).
     #[arg(long, default_value_t = 115_200)]
     pub baud: u32,
+    /// Without MICROPY_DIR, the MicroPython to build from Debian's source
+    /// packages: 1.25 (the default) or 1.26 (as MPPROF_MICROPYTHON).
+    #[arg(long, value_name = "1.25|1.26", value_parser = parse_release)]
+    pub micropython: Option<vm_instrumented::DebianRelease>,
+}
+
+fn parse_release(s: &str) -> Result<vm_instrumented::DebianRelease, String> {
+    s.parse::<vm_instrumented::DebianRelease>()
+        .map_err(|e| e.to_string())
 }
 
 /// A mistake in the target options, found before anything runs.

@@ -72,6 +72,7 @@ pub enum SummaryMode {
 impl RunArgs {
     /// The library's recording, and what to do with its profile.
     pub fn into_parts(self) -> Result<(Recording, RunOutputs, Option<&'static str>)> {
+        let micropython = self.target.micropython;
         let (target, warning) = self.target.into_target()?;
         let profile = self
             .output
@@ -88,6 +89,7 @@ impl RunArgs {
                 args: self.args,
                 timeout: self.timeout,
                 save_stream: self.save_stream,
+                micropython,
             },
             RunOutputs {
                 profile,
@@ -189,6 +191,7 @@ mod tests {
         assert_eq!(rec.target, Target::default());
         assert_eq!(rec.script, PathBuf::from("s.py"));
         assert!(rec.args.is_empty() && rec.timeout.is_none() && rec.save_stream.is_none());
+        assert_eq!(rec.micropython, None);
         assert_eq!(
             out,
             RunOutputs {
@@ -212,6 +215,8 @@ mod tests {
             "3s",
             "--save-stream",
             "x.bin",
+            "--micropython",
+            "1.26",
             "s.py",
         ])
         .into_parts()
@@ -225,6 +230,7 @@ mod tests {
         );
         assert_eq!(rec.timeout, Some(Duration::from_secs(3)));
         assert_eq!(rec.save_stream, Some(PathBuf::from("x.bin")));
+        assert_eq!(rec.micropython, Some(vm_instrumented::DebianRelease::V1_26));
         let (rec, _, warning) = run_args(&["--target", "qemu", "--heap", "8k", "s.py"])
             .into_parts()
             .unwrap();
