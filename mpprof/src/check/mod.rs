@@ -93,10 +93,6 @@ pub struct Budget {
     pub name: Option<String>,
 }
 
-/// A metric to check: name, its limit, the measured value, the baseline's,
-/// and whether the limit is a floor.
-type MetricRow<'a> = (&'static str, &'a Option<Limit>, u64, Option<u64>, bool);
-
 /// One evaluated limit.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Verdict {
@@ -201,112 +197,20 @@ fn functions_named(p: &Profile, name: &str) -> Result<Vec<FunctionId>> {
     Ok(ids)
 }
 
+/// The measured figures a budget covers: one function, line, region, span
+/// between marks, or the whole run.
 fn figures(p: &Profile, b: &Budget) -> Result<Figures> {
     if let Some(name) = &b.function {
-        let ids = functions_named(p, name)?;
-        let mut f = Figures::default();
-        for id in ids {
-            let func = &p.functions[id];
-            f.allocs += func.alloc_count;
-            f.alloc_bytes += func.alloc_bytes;
-            f.opcodes += func.opcodes;
-            f.calls += func.calls;
-            f.cycles += func.incl_ticks;
-        }
-        if b.per_call {
-            let c = f.calls.max(1);
-            f.allocs = f.allocs.div_ceil(c);
-            f.alloc_bytes = f.alloc_bytes.div_ceil(c);
-            f.opcodes = f.opcodes.div_ceil(c);
-            f.cycles = f.cycles.div_ceil(c);
-        }
-        return Ok(f);
+        return function_figures(p, name, b.per_call);
     }
     if let Some(spec) = &b.line {
-        let (file, line) = spec
-            .rsplit_once(':')
-            .and_then(|(f, l)| l.parse::<u32>().ok().map(|l| (f, l)))
-            .with_context(|| format!("line budget `{spec}` must be FILE.py:LINE"))?;
-        let fids: Vec<usize> = (0..p.files.len())
-            .filter(|&i| p.files[i].path == file || p.files[i].path.ends_with(&format!("/{file}")))
-            .collect();
-        if fids.is_empty() {
-            let near = nearest(
-                file,
-                p.files
-                    .iter()
-                    .map(|f| f.path.rsplit('/').next().unwrap_or("")),
-            );
-            bail!(
-                "the profile has no file `{file}`; nearest: {}",
-                near.join(", ")
-            );
-        }
-        let l = fids
-            .iter()
-            .find_map(|&fid| p.line(fid, line))
-            .with_context(|| {
-                let lines: Vec<String> = p
-                    .lines
-                    .iter()
-                    .filter(|l| fids.contains(&l.file))
-                    .map(|l| l.line.to_string())
-                    .collect();
-                format!(
-                    "line {line} of {file} never ran; lines that did: {}",
-                    nearest(&line.to_string(), lines.iter().map(String::as_str)).join(", ")
-                )
-            })?;
-        return Ok(Figures {
-            allocs: l.alloc_count,
-            alloc_bytes: l.alloc_bytes,
-            opcodes: l.opcodes,
-            ..Figures::default()
-        });
+        return line_figures(p, spec);
     }
     if let Some(name) = &b.region {
-        let rs: Vec<_> = p.regions.iter().filter(|r| &r.label == name).collect();
-        if rs.is_empty() {
-            let near = nearest(name, p.regions.iter().map(|r| r.label.as_str()));
-            bail!(
-                "the profile has no region `{name}`; its regions: {}",
-                if near.is_empty() {
-                    "none".into()
-                } else {
-                    near.join(", ")
-                }
-            );
-        }
-        let mut f = Figures::default();
-        for r in rs {
-            f.allocs += r.alloc_count;
-            f.alloc_bytes += r.alloc_bytes;
-            f.opcodes += r.opcodes;
-            f.cycles += r.end.unwrap_or(r.start).saturating_sub(r.start);
-            f.calls += 1;
-        }
-        return Ok(f);
+        return region_figures(p, name);
     }
     if let Some([a, z]) = &b.between {
-        let find = |label: &str| {
-            p.markers
-                .iter()
-                .find(|m| m.label == label)
-                .with_context(|| {
-                    format!(
-                        "the profile has no mark `{label}`; its marks: {}",
-                        nearest(label, p.markers.iter().map(|m| m.label.as_str())).join(", ")
-                    )
-                })
-        };
-        let (m0, m1) = (find(a)?, find(z)?);
-        return Ok(Figures {
-            allocs: m1.allocs_before.saturating_sub(m0.allocs_before),
-            alloc_bytes: m1.alloc_bytes_before.saturating_sub(m0.alloc_bytes_before),
-            opcodes: m1.opcodes_before.saturating_sub(m0.opcodes_before),
-            calls: 0,
-            cycles: m1.at.saturating_sub(m0.at),
-        });
+        return span_figures(p, a, z);
     }
     Ok(Figures {
         allocs: p.gc.alloc_count,
@@ -314,6 +218,116 @@ fn figures(p: &Profile, b: &Budget) -> Result<Figures> {
         opcodes: p.total_opcodes(),
         calls: p.functions.iter().map(|f| f.calls).sum(),
         cycles: p.meta.duration_ticks,
+    })
+}
+
+fn function_figures(p: &Profile, name: &str, per_call: bool) -> Result<Figures> {
+    let ids = functions_named(p, name)?;
+    let mut f = Figures::default();
+    for id in ids {
+        let func = &p.functions[id];
+        f.allocs += func.alloc_count;
+        f.alloc_bytes += func.alloc_bytes;
+        f.opcodes += func.opcodes;
+        f.calls += func.calls;
+        f.cycles += func.incl_ticks;
+    }
+    if per_call {
+        let c = f.calls.max(1);
+        f.allocs = f.allocs.div_ceil(c);
+        f.alloc_bytes = f.alloc_bytes.div_ceil(c);
+        f.opcodes = f.opcodes.div_ceil(c);
+        f.cycles = f.cycles.div_ceil(c);
+    }
+    Ok(f)
+}
+
+fn line_figures(p: &Profile, spec: &str) -> Result<Figures> {
+    let (file, line) = spec
+        .rsplit_once(':')
+        .and_then(|(f, l)| l.parse::<u32>().ok().map(|l| (f, l)))
+        .with_context(|| format!("line budget `{spec}` must be FILE.py:LINE"))?;
+    let fids: Vec<usize> = (0..p.files.len())
+        .filter(|&i| p.files[i].path == file || p.files[i].path.ends_with(&format!("/{file}")))
+        .collect();
+    if fids.is_empty() {
+        let near = nearest(
+            file,
+            p.files
+                .iter()
+                .map(|f| f.path.rsplit('/').next().unwrap_or("")),
+        );
+        bail!(
+            "the profile has no file `{file}`; nearest: {}",
+            near.join(", ")
+        );
+    }
+    let l = fids
+        .iter()
+        .find_map(|&fid| p.line(fid, line))
+        .with_context(|| {
+            let lines: Vec<String> = p
+                .lines
+                .iter()
+                .filter(|l| fids.contains(&l.file))
+                .map(|l| l.line.to_string())
+                .collect();
+            format!(
+                "line {line} of {file} never ran; lines that did: {}",
+                nearest(&line.to_string(), lines.iter().map(String::as_str)).join(", ")
+            )
+        })?;
+    Ok(Figures {
+        allocs: l.alloc_count,
+        alloc_bytes: l.alloc_bytes,
+        opcodes: l.opcodes,
+        ..Figures::default()
+    })
+}
+
+fn region_figures(p: &Profile, name: &str) -> Result<Figures> {
+    let rs: Vec<_> = p.regions.iter().filter(|r| r.label == name).collect();
+    if rs.is_empty() {
+        let near = nearest(name, p.regions.iter().map(|r| r.label.as_str()));
+        bail!(
+            "the profile has no region `{name}`; its regions: {}",
+            if near.is_empty() {
+                "none".into()
+            } else {
+                near.join(", ")
+            }
+        );
+    }
+    let mut f = Figures::default();
+    for r in rs {
+        f.allocs += r.alloc_count;
+        f.alloc_bytes += r.alloc_bytes;
+        f.opcodes += r.opcodes;
+        f.cycles += r.end.unwrap_or(r.start).saturating_sub(r.start);
+        f.calls += 1;
+    }
+    Ok(f)
+}
+
+fn span_figures(p: &Profile, a: &str, z: &str) -> Result<Figures> {
+    let find = |label: &str| {
+        p.markers
+            .iter()
+            .find(|m| m.label == label)
+            .with_context(|| {
+                format!(
+                    "the profile has no mark `{label}`; its marks: {}",
+                    nearest(label, p.markers.iter().map(|m| m.label.as_str())).join(", ")
+                )
+            })
+    };
+    let (m0, m1) = (find(a)?, find(z)?);
+    Ok(Figures {
+        allocs: m1.allocs_before.saturating_sub(m0.allocs_before),
+        alloc_bytes: m1.alloc_bytes_before.saturating_sub(m0.alloc_bytes_before),
+        opcodes: m1.opcodes_before.saturating_sub(m0.opcodes_before),
+        calls: 0,
+        cycles: m1.at.saturating_sub(m0.at),
     })
 }
 
@@ -481,100 +495,140 @@ pub fn evaluate(
             })?),
             None => None,
         };
-        let metrics: [MetricRow; 8] = [
-            (
-                "allocs",
-                &b.allocs,
-                fig.allocs,
-                base.map(|f| f.allocs),
-                false,
-            ),
-            (
-                "alloc_bytes",
-                &b.alloc_bytes,
-                fig.alloc_bytes,
-                base.map(|f| f.alloc_bytes),
-                false,
-            ),
-            (
-                "opcodes",
-                &b.opcodes,
-                fig.opcodes,
-                base.map(|f| f.opcodes),
-                false,
-            ),
-            ("calls", &b.calls, fig.calls, base.map(|f| f.calls), false),
-            (
-                "cycles",
-                &b.cycles,
-                fig.cycles,
-                base.map(|f| f.cycles),
-                false,
-            ),
-            (
-                "peak_heap",
-                &b.peak_heap,
-                p.gc.peak_used_bytes,
-                baseline.map(|b| b.gc.peak_used_bytes),
-                false,
-            ),
-            (
-                "collections",
-                &b.collections,
-                p.gc.count(),
-                baseline.map(|b| b.gc.count()),
-                false,
-            ),
-            (
-                "largest_free",
-                &b.largest_free,
-                p.gc.largest_free_after_last().unwrap_or(p.meta.heap_bytes),
-                baseline.map(|b| b.gc.largest_free_after_last().unwrap_or(b.meta.heap_bytes)),
-                true,
-            ),
-        ];
-        for (metric, limit, measured, base_value, floor) in metrics {
-            let Some(limit) = limit else { continue };
-            if metric == "cycles" && !deterministic_cycles {
+        for m in metrics(b, &fig, base.as_ref(), p, baseline) {
+            let Some(limit) = m.limit else { continue };
+            if m.name == "cycles" && !deterministic_cycles {
                 bail!(
                     "{}: budget `{label}` sets cycles, but target `{}` measures time that varies run to run (wall time on the host, real cycles on a board): budget cycles only with target = \"qemu\" (deterministic), or budget opcodes instead",
                     s.path.display(),
                     s.target.as_deref().unwrap_or("host")
                 );
             }
-            let allow = allowed(limit, metric, base_value)
+            let allow = allowed(limit, m.name, m.baseline)
                 .with_context(|| format!("{}: budget `{label}`", s.path.display()))?;
-            let exact = matches!(limit, Limit::Text(t) if t.trim().starts_with('='));
-            let pass = if exact {
-                measured == allow
-            } else if floor {
-                measured >= allow
-            } else {
-                measured <= allow
-            };
-            let (offs, location) = if !pass && metric.starts_with("alloc") {
-                offenders(p, b)
-            } else {
-                (Vec::new(), None)
-            };
-            out.push(Verdict {
-                script: s.path.display().to_string(),
-                budget: label.clone(),
-                metric: metric.into(),
-                limit: match limit {
-                    _ if exact => format!("== {allow}"),
-                    Limit::Number(n) => format!("{}{n}", if floor { ">= " } else { "<= " }),
-                    Limit::Text(t) => format!("{}{t} ({allow})", if floor { ">= " } else { "<= " }),
-                },
-                measured,
-                allowed: allow,
-                pass,
-                offenders: offs,
-                location,
-            });
+            out.push(verdict(p, s, b, &label, &m, limit, allow));
         }
     }
     Ok(out)
+}
+
+/// One metric a budget may limit: its limit, what was measured, the
+/// baseline's value, and whether the limit is a floor.
+struct Metric<'a> {
+    name: &'static str,
+    limit: &'a Option<Limit>,
+    measured: u64,
+    baseline: Option<u64>,
+    floor: bool,
+}
+
+fn metrics<'a>(
+    b: &'a Budget,
+    fig: &Figures,
+    base: Option<&Figures>,
+    p: &Profile,
+    baseline: Option<&Profile>,
+) -> [Metric<'a>; 8] {
+    let m = |name, limit, measured, baseline, floor| Metric {
+        name,
+        limit,
+        measured,
+        baseline,
+        floor,
+    };
+    let largest_free = |p: &Profile| p.gc.largest_free_after_last().unwrap_or(p.meta.heap_bytes);
+    [
+        m(
+            "allocs",
+            &b.allocs,
+            fig.allocs,
+            base.map(|f| f.allocs),
+            false,
+        ),
+        m(
+            "alloc_bytes",
+            &b.alloc_bytes,
+            fig.alloc_bytes,
+            base.map(|f| f.alloc_bytes),
+            false,
+        ),
+        m(
+            "opcodes",
+            &b.opcodes,
+            fig.opcodes,
+            base.map(|f| f.opcodes),
+            false,
+        ),
+        m("calls", &b.calls, fig.calls, base.map(|f| f.calls), false),
+        m(
+            "cycles",
+            &b.cycles,
+            fig.cycles,
+            base.map(|f| f.cycles),
+            false,
+        ),
+        m(
+            "peak_heap",
+            &b.peak_heap,
+            p.gc.peak_used_bytes,
+            baseline.map(|b| b.gc.peak_used_bytes),
+            false,
+        ),
+        m(
+            "collections",
+            &b.collections,
+            p.gc.count(),
+            baseline.map(|b| b.gc.count()),
+            false,
+        ),
+        m(
+            "largest_free",
+            &b.largest_free,
+            largest_free(p),
+            baseline.map(largest_free),
+            true,
+        ),
+    ]
+}
+
+fn verdict(
+    p: &Profile,
+    s: &ScriptBudgets,
+    b: &Budget,
+    label: &str,
+    m: &Metric,
+    limit: &Limit,
+    allow: u64,
+) -> Verdict {
+    let exact = matches!(limit, Limit::Text(t) if t.trim().starts_with('='));
+    let pass = if exact {
+        m.measured == allow
+    } else if m.floor {
+        m.measured >= allow
+    } else {
+        m.measured <= allow
+    };
+    let (offenders, location) = if !pass && m.name.starts_with("alloc") {
+        offenders(p, b)
+    } else {
+        (Vec::new(), None)
+    };
+    let bound = if m.floor { ">= " } else { "<= " };
+    Verdict {
+        script: s.path.display().to_string(),
+        budget: label.to_string(),
+        metric: m.name.into(),
+        limit: match limit {
+            _ if exact => format!("== {allow}"),
+            Limit::Number(n) => format!("{bound}{n}"),
+            Limit::Text(t) => format!("{bound}{t} ({allow})"),
+        },
+        measured: m.measured,
+        allowed: allow,
+        pass,
+        offenders,
+        location,
+    }
 }
 
 fn baseline_path(dir: &Path, script: &Path) -> PathBuf {
