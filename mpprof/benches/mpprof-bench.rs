@@ -687,6 +687,30 @@ fn fidelity_table(md: &mut String, rows: &[Fidelity], unit: &str) {
     let _ = writeln!(md);
 }
 
+/// Everything the benchmark measured, for the report.
+struct Measured {
+    quick: bool,
+    vm: Vec<VmBench>,
+    wire: Vec<WireStats>,
+    ingest_bytes: u64,
+    ingest_events: u64,
+    ingest_secs: f64,
+    rss0: u64,
+    rss1: u64,
+    flame_secs: f64,
+    flame_bytes: usize,
+    tui_small: f64,
+    tui_big: f64,
+    rate_alone: f64,
+    rate_with_view: f64,
+    view_cpu: f64,
+    soak_result: Option<(u64, SoakResult)>,
+    boards: Vec<BoardBench>,
+    fidelity_runs: usize,
+    fidelity_host: Vec<Fidelity>,
+    fidelity_qemu: Vec<Fidelity>,
+}
+
 fn main() -> Result<()> {
     let quick = std::env::args().any(|a| a == "--quick");
     let soak_secs: Option<u64> = std::env::args()
@@ -699,32 +723,73 @@ fn main() -> Result<()> {
         .to_path_buf();
     let tmp = std::env::temp_dir().join(format!("mpprof-bench-{}", std::process::id()));
     std::fs::create_dir_all(&tmp)?;
+    let m = measure(&root, &tmp, quick, soak_secs)?;
+    let md = report(&m);
+    std::fs::write(root.join("BENCHMARKS.md"), &md)?;
+    print!("{md}");
+    let _ = std::fs::remove_dir_all(&tmp);
+    Ok(())
+}
 
+fn measure(root: &Path, tmp: &Path, quick: bool, soak_secs: Option<u64>) -> Result<Measured> {
     let (ingest_bytes, ingest_events, ingest_secs, rss0, rss1) =
-        ingestion(&root, &tmp, if quick { 64 << 20 } else { 512 << 20 })?;
-    let wire = wire_efficiency(&root, &tmp)?;
+        ingestion(root, tmp, if quick { 64 << 20 } else { 512 << 20 })?;
+    let wire = wire_efficiency(root, tmp)?;
     let (flame_secs, flame_bytes) = flame_bench()?;
-    let (tui_small, tui_big) = tui_bench(&root, &tmp)?;
-    let (rate_alone, rate_with_view, view_cpu) = tui_under_load(&root, &tmp)?;
+    let (tui_small, tui_big) = tui_bench(root, tmp)?;
+    let (rate_alone, rate_with_view, view_cpu) = tui_under_load(root, tmp)?;
     let soak_result = match soak_secs {
-        Some(secs) => Some((secs, soak(&root, &tmp, secs)?)),
+        Some(secs) => Some((secs, soak(root, tmp, secs)?)),
         None => None,
     };
-    let boards = board_transports(&tmp)?;
+    let boards = board_transports(tmp)?;
     let fidelity_runs = if quick { 3 } else { 7 };
-    let fidelity_host = time_fidelity_host(&root, &tmp, fidelity_runs)?;
-    let fidelity_qemu = time_fidelity_qemu(&root, &tmp)?;
-    let vm = vm_overhead(quick, &tmp)?;
+    let fidelity_host = time_fidelity_host(root, tmp, fidelity_runs)?;
+    let fidelity_qemu = time_fidelity_qemu(root, tmp)?;
+    let vm = vm_overhead(quick, tmp)?;
+    Ok(Measured {
+        quick,
+        vm,
+        wire,
+        ingest_bytes,
+        ingest_events,
+        ingest_secs,
+        rss0,
+        rss1,
+        flame_secs,
+        flame_bytes,
+        tui_small,
+        tui_big,
+        rate_alone,
+        rate_with_view,
+        view_cpu,
+        soak_result,
+        boards,
+        fidelity_runs,
+        fidelity_host,
+        fidelity_qemu,
+    })
+}
 
+/// BENCHMARKS.md, section by section.
+fn report(m: &Measured) -> String {
     let mut md = String::new();
     let _ = writeln!(md, "# mpprof benchmarks\n");
     let _ = writeln!(
         md,
         "Written by `cargo bench --bench mpprof-bench`{} on {} ({} cores). Instruction counts are from `valgrind --tool=callgrind` (deterministic); wall times are the best of 3 runs and noisy on a shared machine.\n",
-        if quick { " -- --quick" } else { "" },
+        if m.quick { " -- --quick" } else { "" },
         std::env::consts::ARCH,
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
+    vm_section(&mut md, m);
+    host_sections(&mut md, m);
+    soak_section(&mut md, m);
+    board_sections(&mut md, m);
+    md
+}
+
+fn vm_section(md: &mut String, m: &Measured) {
     let _ = writeln!(
         md,
         "## 1. VM overhead on upstream tests/perf_bench (32-bit unix port, bm_run(100, 100))\n"
@@ -735,7 +800,7 @@ fn main() -> Result<()> {
         "| benchmark | plain Ir | off Ir × | on Ir × | off wall × | on wall × |"
     );
     let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|");
-    for b in &vm {
+    for b in &m.vm {
         let _ = writeln!(
             md,
             "| {} | {} | {:.3} | {:.3} | {:.2} | {:.2} |",
@@ -750,15 +815,19 @@ fn main() -> Result<()> {
     let _ = writeln!(
         md,
         "| **geometric mean** | | **{:.3}** | **{:.3}** | **{:.2}** | **{:.2}** |\n",
-        geomean(vm.iter().map(|b| b.off_ir as f64 / b.plain_ir as f64)),
-        geomean(vm.iter().map(|b| b.on_ir as f64 / b.plain_ir as f64)),
-        geomean(vm.iter().map(|b| b.off_s / b.plain_s)),
-        geomean(vm.iter().map(|b| b.on_s / b.plain_s)),
+        geomean(m.vm.iter().map(|b| b.off_ir as f64 / b.plain_ir as f64)),
+        geomean(m.vm.iter().map(|b| b.on_ir as f64 / b.plain_ir as f64)),
+        geomean(m.vm.iter().map(|b| b.off_s / b.plain_s)),
+        geomean(m.vm.iter().map(|b| b.on_s / b.plain_s)),
     );
+}
+
+/// Wire efficiency, ingestion, flame graph, live view.
+fn host_sections(md: &mut String, m: &Measured) {
     let _ = writeln!(md, "## 2. Wire efficiency (host target, real streams)\n");
     let _ = writeln!(md, "| script | events | stream bytes | bytes/event | alloc events | bytes/alloc event | events/s on 1 MB/s RTT | events/s on 115200 baud |");
     let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|");
-    for w in &wire {
+    for w in &m.wire {
         let per = w.stream_bytes as f64 / w.events.max(1) as f64;
         let _ = writeln!(
             md,
@@ -778,38 +847,41 @@ fn main() -> Result<()> {
     let _ = writeln!(
         md,
         "A {:.0} MiB stream of real records (one-byte allocation repeats and counter flushes): {} events in {:.2} s = **{:.1} million events/s**, {:.0} MiB/s. Peak RSS {} MiB before, {} MiB after (the stream itself is held in memory by the benchmark: {:.0} MiB); the aggregator's state grows with distinct sites, not events. Target ≥ 50 million events/s.\n",
-        ingest_bytes as f64 / (1 << 20) as f64,
-        ingest_events,
-        ingest_secs,
-        ingest_events as f64 / ingest_secs / 1e6,
-        ingest_bytes as f64 / (1 << 20) as f64 / ingest_secs,
-        rss0 / 1024,
-        rss1 / 1024,
-        ingest_bytes as f64 / (1 << 20) as f64,
+        m.ingest_bytes as f64 / (1 << 20) as f64,
+        m.ingest_events,
+        m.ingest_secs,
+        m.ingest_events as f64 / m.ingest_secs / 1e6,
+        m.ingest_bytes as f64 / (1 << 20) as f64 / m.ingest_secs,
+        m.rss0 / 1024,
+        m.rss1 / 1024,
+        m.ingest_bytes as f64 / (1 << 20) as f64,
     );
     let _ = writeln!(md, "## 4. Flame graph\n");
     let _ = writeln!(
         md,
         "A profile with 100,000 distinct frames: SVG written in {:.2} s, {:.1} MiB (inferno; frames narrower than 0.1 px are merged by inferno's minimum width).\n",
-        flame_secs,
-        flame_bytes as f64 / (1 << 20) as f64
+        m.flame_secs,
+        m.flame_bytes as f64 / (1 << 20) as f64
     );
     let _ = writeln!(md, "## 5. Live view\n");
     let _ = writeln!(
         md,
         "One redraw (snapshot of the aggregator + render of every pane, 160×45): {:.2} ms for a fixture's profile ({:.1}% of one core at 10 redraws/s); {:.1} ms for a 20,000-function profile ({:.0}% of a core). Ingestion runs on its own thread and only waits for the snapshot copy.\n",
-        tui_small * 1e3,
-        tui_small * 10.0 * 100.0,
-        tui_big * 1e3,
-        tui_big * 10.0 * 100.0
+        m.tui_small * 1e3,
+        m.tui_small * 10.0 * 100.0,
+        m.tui_big * 1e3,
+        m.tui_big * 10.0 * 100.0
     );
     let _ = writeln!(
         md,
         "While ingestion runs flat out on a 128 MiB stream: {:.1} M events/s alone, {:.1} M events/s with the view snapshotting and redrawing 10 times a second beside it (the redraw thread is busy {:.1}% of the time).\n",
-        rate_alone / 1e6,
-        rate_with_view / 1e6,
-        view_cpu * 100.0
+        m.rate_alone / 1e6,
+        m.rate_with_view / 1e6,
+        m.view_cpu * 100.0
     );
+}
+
+fn soak_section(md: &mut String, m: &Measured) {
     if let Some((
         secs,
         SoakResult {
@@ -817,7 +889,7 @@ fn main() -> Result<()> {
             allocs,
             opcodes: ops,
         },
-    )) = &soak_result
+    )) = &m.soak_result
     {
         // RSS at 5 s and at each quarter of the run: whether memory levels
         // off or keeps growing is read from these, not asserted.
@@ -847,6 +919,10 @@ fn main() -> Result<()> {
             max
         );
     }
+}
+
+/// Board transports and time fidelity.
+fn board_sections(md: &mut String, m: &Measured) {
     let _ = writeln!(
         md,
         "## 7. Boards (emulated Cortex-M3, qemu -icount shift=4)\n"
@@ -854,7 +930,7 @@ fn main() -> Result<()> {
     let _ = writeln!(md, "`mpprof run --target qemu --transport rtt|shared-ram|uart` on a loop making 200,000 float allocations (rtt: the RTT buffer read through the gdbstub, which stops the guest for each read; shared-ram: the same buffer read from the board's RAM mapped from a file; uart: envelopes on the REPL's serial link). *Module ticks*: the script's own time in guest ticks (40 ns of guest time, deterministic): what sending the stream costs the board shows as the difference. Wall: the whole run, best of 3; about 1 s of it is the board booting and entering the raw REPL, whatever the transport.\n");
     let _ = writeln!(md, "| transport | module ticks | stream bytes | wall s |");
     let _ = writeln!(md, "|---|---:|---:|---:|");
-    for b in &boards {
+    for b in &m.boards {
         let _ = writeln!(
             md,
             "| {} | {} | {} | {:.2} |",
@@ -864,11 +940,7 @@ fn main() -> Result<()> {
     let _ = writeln!(md);
     let _ = writeln!(md, "## 8. Time fidelity\n");
     let _ = writeln!(md, "`fixtures/timing/cases.py`: each case timed by a plain build of the same MicroPython (no profiler compiled in: the truth, less an empty call's window) and by mpprof (the call's inclusive time; for `gc.collect()` the collection's own duration). How the profiler's cost is taken out: docs/time.md. On the emulated board (guest ticks, deterministic, one run; `mpprof/tests/time_fidelity.rs` asserts every case within 2%):\n");
-    fidelity_table(&mut md, &fidelity_qemu, "ticks");
-    let _ = writeln!(md, "On the host (wall-clock ns, medians of {fidelity_runs} runs of each build on a shared 2-core machine; not asserted):\n");
-    fidelity_table(&mut md, &fidelity_host, "ns");
-    std::fs::write(root.join("BENCHMARKS.md"), &md)?;
-    print!("{md}");
-    let _ = std::fs::remove_dir_all(&tmp);
-    Ok(())
+    fidelity_table(md, &m.fidelity_qemu, "ticks");
+    let _ = writeln!(md, "On the host (wall-clock ns, medians of {} runs of each build on a shared 2-core machine; not asserted):\n", m.fidelity_runs);
+    fidelity_table(md, &m.fidelity_host, "ns");
 }
