@@ -295,3 +295,21 @@ impl QemuSession {
         self.process.kill();
     }
 }
+
+impl QemuBoard {
+    /// Boot, run `source` once through the raw REPL and stop: the script's
+    /// standard output, and the traceback if it raised. For firmware that
+    /// streams nothing (a plain build, as a reference to compare against).
+    pub fn run_once(&self, source: &[u8]) -> Result<(Vec<u8>, Vec<u8>), QemuError> {
+        let mut session = self.boot(QemuTransport::Uart)?;
+        let mut stdout = Vec::new();
+        let run = session.board().run_script(
+            source,
+            &mut std::io::sink(),
+            &mut |d| stdout.extend_from_slice(d),
+            std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        );
+        session.shutdown();
+        Ok((stdout, run?.output.stderr))
+    }
+}

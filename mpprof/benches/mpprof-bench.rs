@@ -634,21 +634,12 @@ fn time_fidelity_qemu(root: &Path, tmp: &Path) -> Result<Vec<Fidelity>> {
         },
         &mut |_| {},
     )?;
-    let mut session = board_agent::qemu::QemuBoard {
+    let (stdout, _) = board_agent::qemu::QemuBoard {
         firmware: plain.firmware,
         qemu: "qemu-system-arm".into(),
         icount_shift: 4,
     }
-    .boot(board_agent::qemu::QemuTransport::Uart)?;
-    let mut stdout = Vec::new();
-    let run = session.board().run_script(
-        &std::fs::read(&script)?,
-        &mut std::io::sink(),
-        &mut |d| stdout.extend_from_slice(d),
-        std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
-    );
-    session.shutdown();
-    run?;
+    .run_once(&std::fs::read(&script)?)?;
     let truth = case_lines(&stdout);
     let out = tmp.join("fidelity-qemu.json");
     let st = Command::new(env!("CARGO_BIN_EXE_mpprof"))

@@ -7,10 +7,8 @@
 //! be within 2% (docs/time.md says what remains and why).
 
 use std::collections::BTreeMap;
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
 
-use board_agent::qemu::{QemuBoard, QemuTransport};
+use board_agent::qemu::QemuBoard;
 use mpprof_profile::Profile;
 
 mod common;
@@ -24,28 +22,15 @@ fn truth() -> BTreeMap<String, i64> {
         flavour: vm_instrumented::Flavour::Plain,
         ..vm_instrumented::BuildOptions::default()
     });
-    let mut session = QemuBoard {
+    let source = std::fs::read(root().join(SCRIPT)).unwrap();
+    let (output, stderr) = QemuBoard {
         firmware,
         qemu: "qemu-system-arm".into(),
         icount_shift: 4,
     }
-    .boot(QemuTransport::Uart)
-    .expect("booting the plain firmware");
-    let source = std::fs::read(root().join(SCRIPT)).unwrap();
-    let mut output = Vec::new();
-    let run = session.board().run_script(
-        &source,
-        &mut std::io::sink(),
-        &mut |d| output.extend_from_slice(d),
-        Arc::new(AtomicBool::new(false)),
-    );
-    session.shutdown();
-    let run = run.expect("the script runs on the plain firmware");
-    assert!(
-        run.output.stderr.is_empty(),
-        "{}",
-        String::from_utf8_lossy(&run.output.stderr)
-    );
+    .run_once(&source)
+    .expect("the script runs on the plain firmware");
+    assert!(stderr.is_empty(), "{}", String::from_utf8_lossy(&stderr));
     String::from_utf8_lossy(&output)
         .lines()
         .filter_map(|l| {
