@@ -16,21 +16,21 @@ use crate::{AgentError, ExitInfo, Session};
 
 /// A board ready to run a script: the emulated one (stopped when the run
 /// ends) or a real one.
-pub enum OpenBoard {
+pub enum ReadyBoard {
     Qemu(QemuSession),
     Device(Board),
 }
 
-impl OpenBoard {
+impl ReadyBoard {
     pub fn board(&mut self) -> &mut Board {
         match self {
-            OpenBoard::Qemu(q) => q.board(),
-            OpenBoard::Device(b) => b,
+            ReadyBoard::Qemu(q) => q.board(),
+            ReadyBoard::Device(b) => b,
         }
     }
 
     pub fn close(self) {
-        if let OpenBoard::Qemu(q) = self {
+        if let ReadyBoard::Qemu(q) = self {
             q.shutdown();
         }
     }
@@ -97,7 +97,7 @@ impl BoardSession {
     /// (and the traceback the REPL sends apart) is read through
     /// [`Session::take_output`]; without, it goes to our stdout and stderr.
     /// The board is closed (an emulator stopped) when the run ends.
-    pub fn start(mut board: OpenBoard, source: Vec<u8>, capture_output: bool) -> BoardSession {
+    pub fn start(mut board: ReadyBoard, source: Vec<u8>, capture_output: bool) -> BoardSession {
         let (stream_tx, stream_rx) = mpsc::channel::<Vec<u8>>();
         let (out_tx, out_rx) = mpsc::channel::<Vec<u8>>();
         let stop = Arc::new(AtomicBool::new(false));

@@ -21,7 +21,7 @@ use std::io::Read;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use board_session::{BoardSession, ChannelReader, ChannelWriter, OpenBoard};
+pub use board_session::{BoardSession, ChannelReader, ChannelWriter, ReadyBoard};
 pub use host::HostProcess;
 
 /// What to run.

@@ -5,13 +5,14 @@
 use mpprof::analysis::classify::AllocFacts;
 use mpprof::record::aggregate::{Aggregator, RunInfo};
 use mpprof::wire::{
-    AllocKind, AllocSite, CodeInfo, DecodeStats, EndReason, EndRecord, Event, GcRecord, Hello,
-    TypeInfo,
+    AllocKind, AllocSite, CodeInfo, DecodeStats, EndReason, EndRecord, Event, GcRecord, TypeInfo,
 };
 use mpprof_profile::{
     AllocKind as SiteKind, CallNode, Cause, Collection, ExitReason, HeapSample, Marker, Profile,
     Region,
 };
+
+mod common;
 
 /// The script the events describe. Line numbers in the events below refer
 /// to it.
@@ -115,18 +116,7 @@ fn stats(node_id: u32, calls: u64, ticks: u64, opcodes: u64) -> Event {
 }
 
 fn hello() -> Event {
-    Event::Hello(Hello {
-        wire_version: 1,
-        word_bytes: 4,
-        gc_block_bytes: 16,
-        small_int_bits: 31,
-        heap_bytes: 65536,
-        clock_hz: 1_000_000_000,
-        clock: "ns".into(),
-        mp_version: "1.25.0".into(),
-        platform: "linux".into(),
-        target: "host".into(),
-    })
+    Event::Hello(common::host_hello())
 }
 
 fn end() -> Event {

@@ -4,21 +4,12 @@ use mpprof::wire::encode::{frame, FrameWriter};
 use mpprof::wire::*;
 use proptest::prelude::*;
 
+mod common;
+
 fn sample_stream() -> (Vec<u8>, usize) {
     let mut w = FrameWriter::new();
     w.max_payload = 64;
-    w.hello(&Hello {
-        wire_version: 1,
-        word_bytes: 4,
-        gc_block_bytes: 16,
-        small_int_bits: 31,
-        heap_bytes: 65536,
-        clock_hz: 1_000_000_000,
-        clock: "ns".into(),
-        mp_version: "1.25.0".into(),
-        platform: "linux".into(),
-        target: "host".into(),
-    });
+    w.hello(&common::host_hello());
     w.code(&CodeInfo {
         code_id: 1,
         name: "<module>".into(),

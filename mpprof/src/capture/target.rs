@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use board_agent::qemu::QemuTransport;
-use board_agent::{BoardSession, HostProcess, OpenBoard, RunRequest, Session};
+use board_agent::{BoardSession, HostProcess, ReadyBoard, RunRequest, Session};
 use vm_instrumented::WordSize;
 
 use super::{Observer, Recording};
@@ -162,7 +162,7 @@ fn open_qemu(
     firmware: Option<&PathBuf>,
     build: vm_instrumented::BuildOptions,
     progress: &mut dyn FnMut(&str),
-) -> Result<OpenBoard> {
+) -> Result<ReadyBoard> {
     let firmware = match firmware {
         Some(elf) => elf.clone(),
         None => {
@@ -189,7 +189,7 @@ fn open_qemu(
         qemu: "qemu-system-arm".into(),
         icount_shift: 4,
     };
-    Ok(OpenBoard::Qemu(
+    Ok(ReadyBoard::Qemu(
         board
             .boot(transport)
             .context("cannot boot the emulated board")?,
@@ -198,9 +198,9 @@ fn open_qemu(
 
 /// A real board: its REPL on `port`, the stream through a probe's RTT or
 /// framed on the same serial link.
-fn open_device(port: &str, baud: u32, probe: Option<&ProbeTarget>) -> Result<OpenBoard> {
+fn open_device(port: &str, baud: u32, probe: Option<&ProbeTarget>) -> Result<ReadyBoard> {
     let rtt = probe.map(attach_probe).transpose()?;
-    Ok(OpenBoard::Device(board_agent::board::Board::open_device(
+    Ok(ReadyBoard::Device(board_agent::board::Board::open_device(
         port,
         baud,
         rtt,

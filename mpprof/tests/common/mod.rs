@@ -132,6 +132,22 @@ pub fn process_running_with(needle: &str) -> bool {
     })
 }
 
+/// The HELLO a 32-bit host target sends, for streams built by tests.
+pub fn host_hello() -> mpprof::wire::Hello {
+    mpprof::wire::Hello {
+        wire_version: 1,
+        word_bytes: 4,
+        gc_block_bytes: 16,
+        small_int_bits: 31,
+        heap_bytes: 65536,
+        clock_hz: 1_000_000_000,
+        clock: "ns".into(),
+        mp_version: "1.25.0".into(),
+        platform: "linux".into(),
+        target: "host".into(),
+    }
+}
+
 /// (line, cause) -> (count, bytes) inside the fixture's functions. Module
 /// level differs by design: a file run on the host has `__file__` in its
 /// globals, code sent through the raw REPL does not, so the globals dict
