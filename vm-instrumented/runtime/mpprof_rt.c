@@ -951,8 +951,6 @@ typedef struct {
 
 static calib_run_t calib_run(mp_obj_t fun, mp_int_t n, bool hooked) {
     calib_run_t r;
-    // Every run meets the same empty heap: no collection inside.
-    gc_collect();
     mpprof_vm_hooked = hooked;
     rt.calibrating = hooked;
     rt.calibrating_allocs = hooked;
@@ -986,10 +984,15 @@ static uint64_t calib_unexplained(calib_run_t hooked, calib_run_t plain) {
     return hooked.ticks > explained ? hooked.ticks - explained : 0;
 }
 
-// The least of a few runs: a host's clock sees other processes too.
+// The least of a few runs: a host's clock sees other processes too (a
+// deterministic target needs one, MPPROF_CALIB_RUNS = 1).
+#ifndef MPPROF_CALIB_RUNS
+#define MPPROF_CALIB_RUNS (3)
+#endif
+
 static calib_run_t calib_best(mp_obj_t fun, mp_int_t n, bool hooked) {
     calib_run_t best = calib_run(fun, n, hooked);
-    for (int i = 0; i < 4; i++) {
+    for (int i = 1; i < MPPROF_CALIB_RUNS; i++) {
         calib_run_t r = calib_run(fun, n, hooked);
         if (r.ticks < best.ticks) {
             best = r;
@@ -1084,11 +1087,13 @@ static void calibrate(void) {
     // loop with no calls), then per call (the loop calling an empty
     // function), then per allocation (the loop building a tuple), each less
     // what the costs before it explain.
-    const mp_int_t small = 500, large = 4000;
+    // Small runs: calibration is part of every start-up, and what it
+    // measures grows linearly.
+    const mp_int_t small = 100, large = 700;
     mp_obj_t funs[3] = {off, add, set};
     for (int k = 0; k < 3; k++) {
         // Allocation runs stay small: what they record must fit one frame.
-        mp_int_t s_n = k == 2 ? 100 : small, l_n = k == 2 ? 800 : large;
+        mp_int_t s_n = k == 2 ? 50 : small, l_n = k == 2 ? 350 : large;
         calib_run_t ps = calib_best(funs[k], s_n, false), pl = calib_best(funs[k], l_n, false);
         calib_run_t hs = calib_best(funs[k], s_n, true), hl = calib_best(funs[k], l_n, true);
         uint64_t extra_s = calib_unexplained(hs, ps), extra_l = calib_unexplained(hl, pl);
@@ -1105,7 +1110,8 @@ static void calibrate(void) {
     mp_globals_set(globals_prev);
     mp_locals_set(locals_prev);
     // Free what calibration made, so the heap is as the script would find
-    // it without the profiler.
+    // it without the profiler (left as garbage, it moves where the script's
+    // objects land and what its collections cost).
     gc_collect();
 }
 #else

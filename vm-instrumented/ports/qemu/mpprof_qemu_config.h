@@ -10,6 +10,8 @@
 #define MPPROF_MAX_TYPES (64)
 #define MPPROF_COUNTER_WORDS (1u << 16)
 #define MPPROF_FRAME_PAYLOAD (1024)
+// Guest time is deterministic: one calibration run of each size is exact.
+#define MPPROF_CALIB_RUNS (1)
 #define MPPROF_RTT_UP_SIZE (64 * 1024)
 // The RTT block in the MPS2's 16 MiB RAM at 0x21000000, which MicroPython
 // does not use (its image and heap are in SSRAM at 0x0): qemu can back that
