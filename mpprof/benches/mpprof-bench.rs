@@ -89,6 +89,27 @@ fn wall(mp: &Path, script: &Path, profile: bool, tmp: &Path, runs: usize) -> Res
     Ok(best)
 }
 
+/// Instructions of an empty script: the fixed start-up cost (with profiling
+/// on, the runtime's calibration), apart from the benchmarks' ratios.
+fn startup_ir(tmp: &Path) -> Result<(u64, u64, u64)> {
+    let mut progress = |m: &str| eprintln!("bench: {m}");
+    let plain = build_host(
+        &BuildOptions {
+            flavour: Flavour::Plain,
+            ..BuildOptions::default()
+        },
+        &mut progress,
+    )?;
+    let instr = build_host(&BuildOptions::default(), &mut progress)?;
+    let script = tmp.join("empty.py");
+    std::fs::write(&script, "pass\n")?;
+    Ok((
+        callgrind(&plain.micropython, &script, false, tmp)?,
+        callgrind(&instr.micropython, &script, false, tmp)?,
+        callgrind(&instr.micropython, &script, true, tmp)?,
+    ))
+}
+
 fn vm_overhead(quick: bool, tmp: &Path) -> Result<Vec<VmBench>> {
     let mut progress = |m: &str| eprintln!("bench: {m}");
     let plain = build_host(
@@ -682,6 +703,7 @@ fn fidelity_table(md: &mut String, rows: &[Fidelity], unit: &str) {
 struct Measured {
     quick: bool,
     vm: Vec<VmBench>,
+    startup: (u64, u64, u64),
     wire: Vec<WireStats>,
     ingest_bytes: u64,
     ingest_events: u64,
@@ -738,9 +760,11 @@ fn measure(root: &Path, tmp: &Path, quick: bool, soak_secs: Option<u64>) -> Resu
     let fidelity_host = time_fidelity_host(root, tmp, fidelity_runs)?;
     let fidelity_qemu = time_fidelity_qemu(root, tmp)?;
     let vm = vm_overhead(quick, tmp)?;
+    let startup = startup_ir(tmp)?;
     Ok(Measured {
         quick,
         vm,
+        startup,
         wire,
         ingest_bytes,
         ingest_events,
@@ -810,6 +834,23 @@ fn vm_section(md: &mut String, m: &Measured) {
         geomean(m.vm.iter().map(|b| b.on_ir as f64 / b.plain_ir as f64)),
         geomean(m.vm.iter().map(|b| b.off_s / b.plain_s)),
         geomean(m.vm.iter().map(|b| b.on_s / b.plain_s)),
+    );
+    let (plain, off, on) = m.startup;
+    let _ = writeln!(
+        md,
+        "Start-up, an empty script: plain {plain} Ir, hooks off {off} Ir, profiling on {on} Ir. With profiling on, the runtime measures its own per-opcode, per-call and per-allocation cost at every start (docs/time.md): {} instructions once per run, part of every *on* figure above (bm_run(100, 100) runs are short).\n",
+        on.saturating_sub(off)
+    );
+    let ratios =
+        |b: &VmBench| (b.on_ir.saturating_sub(on.saturating_sub(off))) as f64 / b.plain_ir as f64;
+    let _ = writeln!(
+        md,
+        "*on* without that fixed start-up cost: geometric mean **{:.3}**, highest {:.3} ({}).\n",
+        geomean(m.vm.iter().map(ratios)),
+        m.vm.iter().map(ratios).fold(0.0, f64::max),
+        m.vm.iter()
+            .max_by(|a, b| ratios(a).total_cmp(&ratios(b)))
+            .map_or("", |b| b.name.as_str())
     );
 }
 
