@@ -42,10 +42,33 @@ pub fn exit_code(result: Result<Outcome>) -> ExitCode {
     }
 }
 
+/// `mpprof --version`: mpprof's version and the MicroPython versions it
+/// builds, read from vm-instrumented's patch-set table.
+static VERSION: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let default = vm_instrumented::DebianRelease::default();
+    let debian: Vec<String> = vm_instrumented::DebianRelease::ALL
+        .iter()
+        .map(|&r| {
+            let v = r.upstream_version();
+            if r == default {
+                format!("{v} (default)")
+            } else {
+                v.to_string()
+            }
+        })
+        .collect();
+    format!(
+        "{}\nMicroPython versions: {} (a checkout in MICROPY_DIR)\nfetched and built by itself: Debian's {} (--micropython)",
+        env!("CARGO_PKG_VERSION"),
+        vm_instrumented::supported_versions(),
+        debian.join(" or "),
+    )
+});
+
 #[derive(Debug, Parser)]
 #[command(
     name = "mpprof",
-    version,
+    version = VERSION.as_str(),
     about = "Profiler and allocation analyser for MicroPython"
 )]
 pub struct Cli {

@@ -1,5 +1,5 @@
-//! `mpprof devices` on this machine, and `--device` names resolved before
-//! anything opens a port.
+//! The command line's own answers: `mpprof --version`, `mpprof devices` on
+//! this machine, and `--device` names resolved before anything opens a port.
 
 mod common;
 use common::{mpprof, root};
@@ -57,5 +57,32 @@ fn device_shortcuts_that_name_no_port_are_refused_with_what_exists() {
             err.contains("--device auto looks for") && err.contains("2e8a"),
             "{err}"
         );
+    }
+}
+
+#[test]
+fn version_names_mpprof_and_every_supported_micropython() {
+    for flag in ["--version", "-V"] {
+        let o = mpprof(&[flag]);
+        assert!(o.status.success());
+        let out = String::from_utf8_lossy(&o.stdout);
+        let first = out.lines().next().unwrap();
+        assert_eq!(first, format!("mpprof {}", env!("CARGO_PKG_VERSION")));
+        for set in vm_instrumented::PATCH_SETS {
+            for (a, b) in set.releases {
+                assert!(out.contains(&format!("{a}.{b}.x")), "{a}.{b} in {out}");
+            }
+            if let Some((a, b)) = set.preview {
+                assert!(
+                    out.contains(&format!("master ({a}.{b}.0-preview)")),
+                    "{out}"
+                );
+            }
+        }
+        for r in vm_instrumented::DebianRelease::ALL {
+            assert!(out.contains(r.upstream_version()), "{out}");
+        }
+        let default = vm_instrumented::DebianRelease::default().upstream_version();
+        assert!(out.contains(&format!("{default} (default)")), "{out}");
     }
 }
