@@ -9,6 +9,7 @@ pub mod board;
 pub mod board_session;
 pub mod gdbstub;
 pub mod host;
+pub mod ports;
 #[cfg(feature = "probe")]
 pub mod probe;
 pub mod qemu;
@@ -23,6 +24,7 @@ use std::time::Duration;
 
 pub use board_session::{BoardSession, ChannelReader, ChannelWriter, ReadyBoard};
 pub use host::HostProcess;
+pub use ports::{resolve_port, PortError, SerialDevice, UsbInfo};
 
 /// What to run.
 #[derive(Debug, Clone, Default)]
@@ -103,14 +105,6 @@ pub enum AgentError {
     },
 }
 
-/// A serial port a board may be on.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SerialDevice {
-    pub path: String,
-    /// USB vendor:product and description, when the port is a USB device.
-    pub usb: Option<String>,
-}
-
 /// The serial ports of this machine (USB-CDC boards, UART adapters).
 pub fn serial_devices() -> Result<Vec<SerialDevice>, AgentError> {
     let ports = serialport::available_ports().map_err(|e| AgentError::Io {
@@ -122,12 +116,13 @@ pub fn serial_devices() -> Result<Vec<SerialDevice>, AgentError> {
         .map(|p| SerialDevice {
             path: p.port_name,
             usb: match p.port_type {
-                serialport::SerialPortType::UsbPort(u) => Some(format!(
-                    "{:04x}:{:04x} {}",
-                    u.vid,
-                    u.pid,
-                    u.product.unwrap_or_default()
-                )),
+                serialport::SerialPortType::UsbPort(u) => Some(UsbInfo {
+                    vid: u.vid,
+                    pid: u.pid,
+                    serial_number: u.serial_number,
+                    manufacturer: u.manufacturer,
+                    product: u.product,
+                }),
                 _ => None,
             },
         })

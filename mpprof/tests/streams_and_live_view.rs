@@ -373,3 +373,183 @@ fn the_live_view_attaches_to_a_running_target() {
     assert!(p.meta.partial, "the target was still running");
     assert!(p.functions[p.find_functions("spin")[0]].opcodes > 10_000);
 }
+
+/// A recorded profile with every count made large, as a long run gives:
+/// 100 allocations on the hot line become 1,600,000.
+fn large_profile() -> Profile {
+    let mut p = profile("bound_method.host.bin");
+    const K: u64 = 16_000;
+    for f in &mut p.functions {
+        f.calls *= K;
+        f.opcodes *= K;
+        f.alloc_count *= K;
+    }
+    for o in &mut p.opcode_mix {
+        o.count *= K;
+    }
+    for s in &mut p.alloc_sites {
+        s.count *= K;
+        s.bytes *= K;
+    }
+    for l in &mut p.lines {
+        l.opcodes *= K;
+        l.alloc_count *= K;
+        l.alloc_bytes *= K;
+        l.executions = l.executions.map(|n| n * K);
+        for c in &mut l.causes {
+            c.count *= K;
+        }
+    }
+    p.gc.alloc_count *= K;
+    p.gc.alloc_bytes *= K;
+    p
+}
+
+/// The numbers on a screen written as counts: with thousands separators or
+/// abbreviated with a unit (`1.6M`).
+fn count_tokens(screen: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let chars: Vec<char> = screen.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        let starts = chars[i].is_ascii_digit() && (i == 0 || !chars[i - 1].is_alphanumeric());
+        if !starts {
+            i += 1;
+            continue;
+        }
+        let mut j = i;
+        while j < chars.len() && (chars[j].is_ascii_digit() || chars[j] == ',' || chars[j] == '.') {
+            j += 1;
+        }
+        if j < chars.len() && "kMGT".contains(chars[j]) {
+            j += 1;
+        }
+        let tok: String = chars[i..j].iter().collect();
+        let tok = tok.trim_end_matches([',', '.']).to_string();
+        if tok.contains(',') || tok.ends_with(['k', 'M', 'G', 'T']) {
+            out.push(tok);
+        }
+        i = j.max(i + 1);
+    }
+    out
+}
+
+fn well_grouped(tok: &str) -> bool {
+    let groups: Vec<&str> = tok.split(',').collect();
+    (1..=3).contains(&groups[0].len())
+        && groups[1..].iter().all(|g| g.len() == 3)
+        && groups.iter().all(|g| g.chars().all(|c| c.is_ascii_digit()))
+}
+
+/// `n` whole or abbreviated, as one token of `line`.
+fn shows(line: &str, n: u64) -> bool {
+    let tokens = count_tokens(line);
+    let plain: Vec<&str> = line
+        .split(|c: char| !(c.is_ascii_digit() || c == ','))
+        .collect();
+    tokens.contains(&reports::format::count(n))
+        || tokens.contains(&reports::format::count_short(n))
+        || (n < 1000 && plain.contains(&n.to_string().as_str()))
+}
+
+#[test]
+fn no_number_is_cut_off_at_any_width() {
+    let p = large_profile();
+    let mut st = LiveState::new("host", "fixtures/causes/bound_method.py", "bm.mpprof.json");
+    st.note_allocs(p.gc.alloc_count);
+    // Every count the view can show, whole and abbreviated.
+    let mut known: Vec<u64> = Vec::new();
+    known.extend(
+        p.functions
+            .iter()
+            .flat_map(|f| [f.calls, f.opcodes, f.alloc_count]),
+    );
+    known.extend(p.opcode_mix.iter().map(|o| o.count));
+    known.extend(p.alloc_sites.iter().map(|s| s.count));
+    known.extend(
+        reports::summary::alloc_line_rows(&p, 100)
+            .iter()
+            .flat_map(|r| [Some(r.count), r.executions])
+            .flatten(),
+    );
+    known.push(p.gc.alloc_count);
+    let forms: Vec<String> = known
+        .iter()
+        .flat_map(|&n| [reports::format::count(n), reports::format::count_short(n)])
+        .collect();
+    let hot = p
+        .alloc_sites
+        .iter()
+        .filter(|s| s.cause.as_str() == "bound_method")
+        .map(|s| s.count)
+        .sum::<u64>();
+    assert_eq!(hot, 1_600_000);
+    let top = &p.functions[view::sorted_functions(&p, SortKey::Exclusive)[0]];
+    for (w, h) in [(150, 45), (100, 30), (60, 20)] {
+        let screen = render(&st, &p, w, h);
+        for tok in count_tokens(&screen) {
+            assert!(
+                well_grouped(&tok) || !tok.contains(','),
+                "{w}x{h}: `{tok}` cut:\n{screen}"
+            );
+            assert!(
+                forms.contains(&tok),
+                "{w}x{h}: `{tok}` is no count of the profile:\n{screen}"
+            );
+        }
+        // The hot line's count, whole or abbreviated, on its row.
+        let line = screen
+            .lines()
+            .find(|l| l.contains(":15") && l.contains("bound_method"))
+            .unwrap_or_else(|| panic!("{w}x{h}: the hot line\n{screen}"));
+        assert!(shows(line, hot), "{w}x{h}: {line}");
+        // The hottest function's row: its counts in the columns shown.
+        let header = screen.lines().find(|l| l.contains("function")).unwrap();
+        let row = screen
+            .lines()
+            .skip_while(|l| !l.contains("function"))
+            .nth(1)
+            .unwrap();
+        assert!(row.contains(&top.qualname), "{w}x{h}: {row}");
+        for (col, n) in [
+            ("calls", top.calls),
+            ("opcodes", top.opcodes),
+            ("allocs", top.alloc_count),
+        ] {
+            if header.contains(col) {
+                assert!(shows(row, n), "{w}x{h}: {col} {n} in {row}");
+            }
+        }
+        // Every opcode shown in the mix has its count on its row.
+        for o in &p.opcode_mix {
+            if let Some(l) = screen
+                .lines()
+                .find(|l| l.contains(&format!(" {} ", o.opcode)))
+            {
+                assert!(
+                    shows(l, o.count),
+                    "{w}x{h}: {} {} in {l}",
+                    o.opcode,
+                    o.count
+                );
+            }
+        }
+        // The heap's text, whole.
+        assert!(screen.contains("allocated"), "{w}x{h}:\n{screen}");
+        if let Some(b) = p.gc.largest_free_after_last() {
+            assert!(
+                screen.contains(&format!("largest free {}", reports::format::bytes(b))),
+                "{w}x{h}:\n{screen}"
+            );
+        }
+    }
+    // At 150 columns every count is whole.
+    let wide = render(&st, &p, 150, 45);
+    assert!(
+        count_tokens(&wide)
+            .iter()
+            .all(|t| !t.ends_with(['k', 'M', 'G', 'T'])),
+        "{wide}"
+    );
+    assert!(wide.contains("1,600,000"), "{wide}");
+}

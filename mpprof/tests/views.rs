@@ -144,6 +144,83 @@ fn frame_widths_are_exactly_their_share_of_the_weight() {
 }
 
 #[test]
+fn allocation_graphs_name_the_allocating_line_above_the_cause() {
+    let (path, p) = profile("fixtures/causes/bound_method.py", "fg-lines");
+    for weight in ["alloc-count", "alloc-bytes"] {
+        let f = tmp(&format!("fg-lines-{weight}.folded"));
+        let o = mpprof(&[
+            "export",
+            path.to_str().unwrap(),
+            "--format",
+            "collapsed",
+            "--weight",
+            weight,
+            "-o",
+            f.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let folded = std::fs::read_to_string(&f).unwrap();
+        // Each site with a source line: its function, then `function:line`,
+        // then the cause, and the weight summed over the sites there.
+        for s in p.alloc_sites.iter().filter(|s| s.line > 0) {
+            let fun = &p.functions[s.function];
+            let tail = format!(";{}:{};[{}] ", fun.name, s.line, s.cause.label());
+            let lines: Vec<&str> = folded.lines().filter(|l| l.contains(&tail)).collect();
+            assert!(!lines.is_empty(), "{weight}: no `{tail}` in\n{folded}");
+            for l in &lines {
+                let frames: Vec<&str> = l.rsplit_once(' ').unwrap().0.split(';').collect();
+                let n = frames.len();
+                assert!(n >= 3, "{l}");
+                assert!(
+                    frames[n - 3].starts_with(&fun.qualname),
+                    "the function frame is right above the line: {l}"
+                );
+            }
+            let sum: u64 = lines
+                .iter()
+                .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+                .sum();
+            let want: u64 = p
+                .alloc_sites
+                .iter()
+                .filter(|t| t.function == s.function && t.line == s.line && t.cause == s.cause)
+                .map(|t| {
+                    if weight == "alloc-count" {
+                        t.count
+                    } else {
+                        t.bytes
+                    }
+                })
+                .sum();
+            assert_eq!(sum, want, "{weight}: {tail}");
+        }
+        // The hot line of the fixture, as a frame in the SVG too.
+        let hot = p
+            .alloc_sites
+            .iter()
+            .find(|s| s.cause.as_str() == "bound_method")
+            .unwrap();
+        let svg_path = tmp(&format!("fg-lines-{weight}.svg"));
+        let o = mpprof(&[
+            "flamegraph",
+            path.to_str().unwrap(),
+            "-o",
+            svg_path.to_str().unwrap(),
+            "--weight",
+            weight,
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let name = format!("{}:{}", p.functions[hot.function].name, hot.line);
+        assert!(
+            frames(&std::fs::read_to_string(&svg_path).unwrap())
+                .iter()
+                .any(|f| f.0 == name),
+            "{weight}: a `{name}` frame"
+        );
+    }
+}
+
+#[test]
 fn bad_flamegraph_requests_are_clear_and_leave_no_file() {
     let (path, _) = profile("fixtures/causes/quiet_loop.py", "quiet");
     let out = tmp("never.svg");

@@ -181,9 +181,40 @@ impl Pb {
     }
 }
 
+/// The labels a pprof export carries: the profile's own facts (`target`,
+/// `micropython_version`, `script`), then `extra` (`board`, `commit`, …;
+/// an extra label with a fact's key replaces the fact).
+pub fn pprof_labels(p: &Profile, extra: &[(String, String)]) -> Vec<(String, String)> {
+    let mut labels: Vec<(String, String)> = [
+        ("target", p.meta.target.as_str()),
+        ("micropython_version", p.meta.micropython_version.as_str()),
+        ("script", crate::format::short_path(&p.meta.script)),
+    ]
+    .into_iter()
+    .filter(|(_, v)| !v.is_empty())
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    for (k, v) in extra {
+        labels.retain(|(have, _)| have != k);
+        labels.push((k.clone(), v.clone()));
+    }
+    labels
+}
+
 /// pprof (gzipped protobuf) with sample types cycles, opcodes, alloc_count
 /// and alloc_bytes; one sample per call-tree node.
 pub fn pprof(p: &Profile, out: impl Write) -> Result<(), FlameError> {
+    pprof_with_labels(p, &[], out)
+}
+
+/// [`pprof`] with labels (see [`pprof_labels`]) on every sample, where
+/// `pprof -tags` shows them and continuous profilers index them, and as
+/// `key=value` comments in the file.
+pub fn pprof_with_labels(
+    p: &Profile,
+    extra: &[(String, String)],
+    out: impl Write,
+) -> Result<(), FlameError> {
     let mut strings: Vec<String> = vec![String::new()];
     let mut index: std::collections::HashMap<String, i64> = std::collections::HashMap::new();
     let mut intern = |s: &str, strings: &mut Vec<String>| -> i64 {
@@ -212,6 +243,14 @@ pub fn pprof(p: &Profile, out: impl Write) -> Result<(), FlameError> {
         vt.int(2, intern(u, &mut strings));
         m.bytes(1, &vt.0);
     }
+    let labels: Vec<(i64, i64)> = pprof_labels(p, extra)
+        .iter()
+        .map(|(k, v)| (intern(k, &mut strings), intern(v, &mut strings)))
+        .collect();
+    let comments: Vec<i64> = pprof_labels(p, extra)
+        .iter()
+        .map(|(k, v)| intern(&format!("{k}={v}"), &mut strings))
+        .collect();
     let stacks = p.stacks();
     for (i, n) in p.call_tree.iter().enumerate() {
         let vals = [n.excl_ticks, n.opcodes, n.alloc_count, n.alloc_bytes];
@@ -223,6 +262,12 @@ pub fn pprof(p: &Profile, out: impl Write) -> Result<(), FlameError> {
         let mut s = Pb::default();
         s.packed(1, &locs);
         s.packed(2, &vals);
+        for &(k, v) in &labels {
+            let mut l = Pb::default();
+            l.int(1, k);
+            l.int(2, v);
+            s.bytes(3, &l.0);
+        }
         m.bytes(2, &s.0);
     }
     for (fid, f) in p.functions.iter().enumerate() {
@@ -250,6 +295,11 @@ pub fn pprof(p: &Profile, out: impl Write) -> Result<(), FlameError> {
     }
     for s in &strings {
         m.bytes(6, s.as_bytes());
+    }
+    // Profile.comment (field 13): packed string indices.
+    if !comments.is_empty() {
+        let c: Vec<u64> = comments.iter().map(|&i| i as u64).collect();
+        m.packed(13, &c);
     }
     let mut gz = flate2::write::GzEncoder::new(out, flate2::Compression::default());
     gz.write_all(&m.0)?;

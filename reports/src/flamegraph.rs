@@ -71,6 +71,16 @@ fn cause_frame(c: &Cause) -> String {
     format!("[{}]", c.label())
 }
 
+/// The frame naming an allocating line, `main:24`: the function's name and
+/// the line; none when the place has no source line (the runtime).
+fn line_frame(p: &Profile, s: &mpprof_profile::AllocSite) -> Option<String> {
+    if s.line == 0 {
+        return None;
+    }
+    let name = p.functions.get(s.function).map_or("?", |f| f.name.as_str());
+    Some(frame_name(&format!("{name}:{}", s.line)))
+}
+
 /// The colour of an allocation cause's frames.
 pub fn cause_color(c: &Cause) -> &'static str {
     match c {
@@ -123,7 +133,12 @@ pub fn folded(p: &Profile, weight: Weight) -> Vec<String> {
                 Some(n) if n < stacks.len() => path_of(n),
                 _ => labels.get(s.function).cloned().unwrap_or_default(),
             };
-            let key = format!("{base};{}", frame_name(&cause_frame(&s.cause)));
+            // As memray does: the allocating line, `function:line`, between
+            // the function frames and the cause.
+            let key = match line_frame(p, s) {
+                Some(line) => format!("{base};{line};{}", frame_name(&cause_frame(&s.cause))),
+                None => format!("{base};{}", frame_name(&cause_frame(&s.cause))),
+            };
             *acc.entry(key).or_default() += v;
         }
     } else {

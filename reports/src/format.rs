@@ -36,6 +36,46 @@ pub fn count(n: u64) -> String {
     out
 }
 
+/// A count abbreviated to at most four significant characters and a unit
+/// (`1.6M`, `594.6M`, `12.3k`, `950`), for where a whole count does not fit.
+pub fn count_short(n: u64) -> String {
+    const UNITS: [&str; 5] = ["", "k", "M", "G", "T"];
+    if n < 1000 {
+        return n.to_string();
+    }
+    let mut v = n as f64;
+    let mut unit = 0;
+    // Rounded to one decimal, 999.96k would print as 1000.0k: step up first.
+    while v >= 999.95 && unit < UNITS.len() - 1 {
+        v /= 1000.0;
+        unit += 1;
+    }
+    format!("{v:.1}{}", UNITS[unit])
+}
+
+/// Cut text to `max` characters at a word boundary, marking the cut, so a
+/// number or a name is either shown whole or not at all.
+pub fn clip_words(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_string();
+    }
+    if max == 0 {
+        return String::new();
+    }
+    let room: String = s.chars().take(max - 1).collect();
+    // The next character tells whether the cut fell between words.
+    let next = s.chars().nth(max - 1);
+    let kept = if next == Some(' ') {
+        room.trim_end()
+    } else {
+        match room.rfind(' ') {
+            Some(i) => room[..i].trim_end(),
+            None => "",
+        }
+    };
+    format!("{kept}…")
+}
+
 /// Bytes as B, KiB or MiB.
 pub fn bytes(n: u64) -> String {
     if n < 1024 {
@@ -92,5 +132,27 @@ mod tests {
         assert_eq!(bytes(2048), "2.0 KiB");
         assert_eq!(clip("abcdef", 4), "abc…");
         assert_eq!(short_path("/a/b/c.py"), "c.py");
+    }
+}
+
+#[cfg(test)]
+mod abbreviation_tests {
+    use super::*;
+
+    #[test]
+    fn short_counts_round_to_one_decimal_and_step_units() {
+        assert_eq!(count_short(950), "950");
+        assert_eq!(count_short(1_600_000), "1.6M");
+        assert_eq!(count_short(594_649_490), "594.6M");
+        assert_eq!(count_short(999_960), "1.0M");
+        assert_eq!(count_short(12_345), "12.3k");
+    }
+
+    #[test]
+    fn clipping_keeps_whole_words() {
+        assert_eq!(clip_words("ran 1,600,000x now", 12), "ran…");
+        assert_eq!(clip_words("ran 1,600,000x now", 15), "ran 1,600,000x…");
+        assert_eq!(clip_words("short", 10), "short");
+        assert_eq!(clip_words("averyverylongword", 5), "…");
     }
 }

@@ -42,10 +42,33 @@ pub fn exit_code(result: Result<Outcome>) -> ExitCode {
     }
 }
 
+/// `mpprof --version`: mpprof's version and the MicroPython versions it
+/// builds, read from vm-instrumented's patch-set table.
+static VERSION: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let default = vm_instrumented::DebianRelease::default();
+    let debian: Vec<String> = vm_instrumented::DebianRelease::ALL
+        .iter()
+        .map(|&r| {
+            let v = r.upstream_version();
+            if r == default {
+                format!("{v} (default)")
+            } else {
+                v.to_string()
+            }
+        })
+        .collect();
+    format!(
+        "{}\nMicroPython versions: {} (a checkout in MICROPY_DIR)\nfetched and built by itself: Debian's {} (--micropython)",
+        env!("CARGO_PKG_VERSION"),
+        vm_instrumented::supported_versions(),
+        debian.join(" or "),
+    )
+});
+
 #[derive(Debug, Parser)]
 #[command(
     name = "mpprof",
-    version,
+    version = VERSION.as_str(),
     about = "Profiler and allocation analyser for MicroPython"
 )]
 pub struct Cli {
@@ -186,13 +209,45 @@ fn live(args: LiveArgs) -> Result<()> {
 /// Serial ports (for `--device`) and debug probes (for `--probe`), like
 /// `mpremote devs` and `probe-rs list`.
 fn devices() -> Result<()> {
-    let devs = board_agent::serial_devices()?;
-    println!("serial ports (--device PORT):");
+    let mut devs = board_agent::serial_devices()?;
+    devs.sort_by(|a, b| a.path.cmp(&b.path));
+    println!("serial ports (--device PORT, or a0.. u0.. c0.. auto):");
     if devs.is_empty() {
         println!("  none found");
+    } else if devs.iter().all(|d| d.usb.is_none()) {
+        println!("  no USB serial port found (no board attached); other ports:");
     }
-    for d in devs {
-        println!("  {}\t{}", d.path, d.usb.unwrap_or_else(|| "serial".into()));
+    // As `mpremote devs`: port, serial number, VID:PID, manufacturer, product.
+    let rows: Vec<[String; 6]> = devs
+        .iter()
+        .map(|d| {
+            let u = d.usb.clone().unwrap_or_default();
+            let or_dash = |s: Option<String>| s.filter(|s| !s.is_empty()).unwrap_or("-".into());
+            let board = d
+                .usb
+                .as_ref()
+                .and_then(|u| board_agent::ports::known_board(u.vid, u.pid))
+                .map(|w| format!("(auto: {w})"))
+                .unwrap_or_default();
+            [
+                d.path.clone(),
+                or_dash(u.serial_number),
+                d.vid_pid(),
+                or_dash(u.manufacturer),
+                or_dash(u.product),
+                board,
+            ]
+        })
+        .collect();
+    let width = |i: usize| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..6).map(width).collect();
+    for r in &rows {
+        let line: Vec<String> = r
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        println!("  {}", line.join(" ").trim_end());
     }
     print_probes();
     Ok(())

@@ -60,8 +60,10 @@ pub struct TargetArgs {
     /// without a probe sends it).
     #[arg(long, value_enum, default_value_t = TransportArg::SharedRam)]
     pub transport: TransportArg,
-    /// A real board's serial port, its REPL (e.g. /dev/ttyACM0). Without
-    /// --probe the stream comes framed on the same link.
+    /// A real board's serial port, its REPL: a path (e.g. /dev/ttyACM0) or
+    /// mpremote's names: a0..a99 (/dev/ttyACM*), u0..u99 (/dev/ttyUSB*),
+    /// c0..c99 (COM*), auto (the first USB port with a MicroPython board's
+    /// IDs). Without --probe the stream comes framed on the same link.
     #[arg(long, value_name = "PORT", conflicts_with = "target")]
     pub device: Option<String>,
     /// Read the stream over RTT through a debug probe (probe-rs); give
@@ -96,15 +98,35 @@ fn parse_release(s: &str) -> Result<vm_instrumented::DebianRelease, String> {
 /// A mistake in the target options, found before anything runs.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum TargetArgsError {
+    #[error(transparent)]
+    Port(#[from] board_agent::PortError),
+    #[error("cannot list the serial ports to resolve --device {name}: {reason}")]
+    PortList { name: String, reason: String },
     #[error("--probe reads the stream, but the script goes in through the board's REPL: give its serial port with --device PORT (see `mpprof devices`)")]
     ProbeWithoutDevice,
     #[error("--probe needs the chip's name: add --chip NAME (probe-rs's names, e.g. RP2040, STM32F405RGTx)")]
     ProbeWithoutChip,
 }
 
+/// `--device` as typed into a port, the one place names are resolved:
+/// mpremote's shortcuts and `auto` against the ports that exist, a path as given.
+pub fn resolve_device(name: &str) -> Result<String, TargetArgsError> {
+    if !board_agent::ports::needs_port_list(name) {
+        return Ok(name.to_string());
+    }
+    let ports = board_agent::serial_devices().map_err(|e| TargetArgsError::PortList {
+        name: name.into(),
+        reason: e.to_string(),
+    })?;
+    Ok(board_agent::resolve_port(name, &ports)?)
+}
+
 impl TargetArgs {
     /// The library's [`Target`]; a warning for options the target ignores.
-    pub fn into_target(self) -> Result<(Target, Option<&'static str>), TargetArgsError> {
+    pub fn into_target(mut self) -> Result<(Target, Option<&'static str>), TargetArgsError> {
+        if let Some(name) = self.device.take() {
+            self.device = Some(resolve_device(&name)?);
+        }
         let heap_ignored = self
             .heap
             .map(|_| "warning: --heap is fixed by the board's firmware; ignored");

@@ -80,6 +80,33 @@ pub struct ExportArgs {
     /// For collapsed stacks.
     #[command(flatten)]
     pub weight: WeightArg,
+    /// pprof: a label on every sample, KEY=VALUE (repeatable), beside the
+    /// profile's own target, micropython_version and script; e.g.
+    /// --label board=pico --label commit=abc123.
+    #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
+    pub labels: Vec<(String, String)>,
+}
+
+/// `KEY=VALUE`, the key as continuous profilers accept label names
+/// (letters, digits and `_`, not starting with a digit).
+fn parse_label(s: &str) -> std::result::Result<(String, String), String> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("`{s}` is not KEY=VALUE"))?;
+    let key_ok = k
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !key_ok {
+        return Err(format!(
+            "label key `{k}`: letters, digits and _ only, not starting with a digit"
+        ));
+    }
+    if v.is_empty() {
+        return Err(format!("label `{k}` has no value"));
+    }
+    Ok((k.to_string(), v.to_string()))
 }
 
 pub fn report(args: ReportArgs) -> Result<()> {
@@ -154,6 +181,9 @@ pub fn diff(args: DiffArgs) -> Result<()> {
 
 pub fn export(args: ExportArgs) -> Result<()> {
     let p = load_profile(&args.profile)?;
+    if !args.labels.is_empty() && !matches!(args.format, ExportFormat::Pprof) {
+        anyhow::bail!("--label is for --format pprof");
+    }
     write_atomically(&args.output, |w| {
         match args.format {
             ExportFormat::Collapsed => reports::export::collapsed(&p, args.weight.weight, w)?,
@@ -161,7 +191,7 @@ pub fn export(args: ExportArgs) -> Result<()> {
             ExportFormat::ChromeTrace => {
                 serde_json::to_writer(w, &reports::export::chrome_trace(&p))?
             }
-            ExportFormat::Pprof => reports::export::pprof(&p, w)?,
+            ExportFormat::Pprof => reports::export::pprof_with_labels(&p, &args.labels, w)?,
         }
         Ok(())
     })?;

@@ -14,7 +14,7 @@ use ratatui::widgets::{
 };
 use ratatui::Frame;
 
-use reports::format::{bytes, count, ticks};
+use reports::format::{bytes, clip_words, count, count_short, ticks};
 
 /// The smallest terminal the view draws in.
 pub const MIN_WIDTH: u16 = 60;
@@ -168,6 +168,173 @@ fn block(title: &str, focused: bool) -> Block<'static> {
         ))
 }
 
+/// One column of a table, its cells in two forms: numbers whole and
+/// abbreviated (`1.6M`) for when the whole ones do not fit.
+struct Column {
+    header: &'static str,
+    full: Vec<String>,
+    short: Vec<String>,
+    /// Columns are dropped highest rank first when even abbreviated numbers
+    /// do not fit; 0: always kept.
+    drop: u8,
+    /// Text that takes the width left, cut at a word boundary when long.
+    flex: bool,
+    /// Text that may be cut at a word boundary when nothing else fits.
+    clippable: bool,
+    style: Style,
+}
+
+impl Column {
+    fn text(header: &'static str, cells: Vec<String>) -> Self {
+        Self {
+            header,
+            short: cells.clone(),
+            full: cells,
+            drop: 0,
+            flex: false,
+            clippable: false,
+            style: Style::default(),
+        }
+    }
+
+    /// A column of counts, each whole or abbreviated.
+    fn counts(header: &'static str, values: impl Iterator<Item = u64>, drop: u8) -> Self {
+        let values: Vec<u64> = values.collect();
+        Self {
+            header,
+            full: values.iter().map(|&n| count(n)).collect(),
+            short: values.iter().map(|&n| count_short(n)).collect(),
+            drop,
+            flex: false,
+            clippable: false,
+            style: Style::default(),
+        }
+    }
+
+    fn clippable(mut self) -> Self {
+        self.clippable = true;
+        self
+    }
+
+    fn flex(mut self) -> Self {
+        self.flex = true;
+        self
+    }
+
+    fn droppable(mut self, rank: u8) -> Self {
+        self.drop = rank;
+        self
+    }
+
+    fn styled(mut self, style: Style) -> Self {
+        self.style = style;
+        self
+    }
+
+    fn width(&self, short: bool) -> u16 {
+        let cells = if short { &self.short } else { &self.full };
+        cells
+            .iter()
+            .map(|c| c.chars().count())
+            .chain([self.header.chars().count()])
+            .max()
+            .unwrap_or(0) as u16
+    }
+}
+
+/// The least width a flexible text column is given before numbers are
+/// abbreviated or columns dropped.
+const MIN_FLEX: u16 = 12;
+
+/// A table whose columns are sized to their content: numbers whole when they
+/// fit, else abbreviated, else the least important columns left out; only
+/// the flexible text column is ever cut, at a word boundary.
+fn fitted_table<'a>(mut cols: Vec<Column>, avail: u16, row_styles: &[Style]) -> Table<'a> {
+    let need = |cols: &[Column], short: bool| -> u16 {
+        let gaps = cols.len().saturating_sub(1) as u16;
+        cols.iter()
+            .map(|c| if c.flex { MIN_FLEX } else { c.width(short) })
+            .sum::<u16>()
+            + gaps
+    };
+    let mut short = need(&cols, false) > avail;
+    while short && need(&cols, true) > avail {
+        let Some((i, _)) = cols
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.drop > 0)
+            .max_by_key(|(_, c)| c.drop)
+        else {
+            break;
+        };
+        cols.remove(i);
+        // With a column fewer, whole numbers may fit again.
+        short = need(&cols, false) > avail;
+    }
+    // Still too wide: the flexible text goes and a shorter text column
+    // (a cause) takes its place, cut at a word if need be.
+    if need(&cols, short) > avail {
+        if let (Some(f), Some(c)) = (
+            cols.iter().position(|c| c.flex),
+            cols.iter().position(|c| c.clippable && !c.flex),
+        ) {
+            cols[c].flex = true;
+            cols.remove(f);
+        }
+    }
+    let fixed: u16 = cols
+        .iter()
+        .filter(|c| !c.flex)
+        .map(|c| c.width(short))
+        .sum::<u16>()
+        + cols.len().saturating_sub(1) as u16;
+    let flex_width = avail.saturating_sub(fixed) as usize;
+    let widths: Vec<Constraint> = cols
+        .iter()
+        .map(|c| {
+            if c.flex {
+                Constraint::Length(flex_width as u16)
+            } else {
+                Constraint::Length(c.width(short))
+            }
+        })
+        .collect();
+    let n_rows = cols.first().map_or(0, |c| c.full.len());
+    let rows: Vec<Row> = (0..n_rows)
+        .map(|r| {
+            Row::new(cols.iter().map(|c| {
+                let cell = if short { &c.short[r] } else { &c.full[r] };
+                let cell = if c.flex {
+                    clip_words(cell, flex_width)
+                } else {
+                    cell.clone()
+                };
+                Cell::from(Span::styled(cell, c.style))
+            }))
+            .style(row_styles.get(r).copied().unwrap_or_default())
+        })
+        .collect();
+    let header = Row::new(cols.iter().map(|c| c.header))
+        .style(Style::default().add_modifier(Modifier::BOLD));
+    Table::new(rows, widths).header(header)
+}
+
+/// Text pieces laid out on as few lines as fit `width`, never splitting a
+/// piece (a piece wider than the line gets a line of its own, cut at a word).
+fn flow(pieces: &[String], width: usize) -> Vec<String> {
+    let mut lines: Vec<String> = Vec::new();
+    for piece in pieces.iter().filter(|p| !p.is_empty()) {
+        match lines.last_mut() {
+            Some(last) if last.chars().count() + 2 + piece.chars().count() <= width => {
+                last.push_str("  ");
+                last.push_str(piece);
+            }
+            _ => lines.push(clip_words(piece, width)),
+        }
+    }
+    lines
+}
+
 /// Draw one frame of the view.
 pub fn draw(f: &mut Frame, st: &LiveState, p: &Profile) {
     let area = f.area();
@@ -188,8 +355,10 @@ pub fn draw(f: &mut Frame, st: &LiveState, p: &Profile) {
     .split(area);
     let top =
         Layout::horizontal([Constraint::Percentage(65), Constraint::Percentage(35)]).split(rows[0]);
-    let mid =
-        Layout::horizontal([Constraint::Percentage(65), Constraint::Percentage(35)]).split(rows[1]);
+    // The opcode mix takes the width its columns need (up to a third), the
+    // allocating lines, with their long source and fix, the rest.
+    let mix = opcode_pane_width(p, rows[1].height).min(area.width * 35 / 100);
+    let mid = Layout::horizontal([Constraint::Min(0), Constraint::Length(mix)]).split(rows[1]);
     draw_functions(f, top[0], st, p);
     draw_heap(f, top[1], st, p);
     draw_lines(f, mid[0], st, p);
@@ -210,93 +379,119 @@ fn draw_functions(f: &mut Frame, area: Rect, st: &LiveState, p: &Profile) {
     // Only the rows that fit are built: a profile may have thousands.
     let visible = area.height.saturating_sub(3) as usize;
     let first = st.selected.saturating_sub(visible.saturating_sub(1));
-    let rows: Vec<Row> = ids
+    let shown: Vec<(usize, FunctionId)> = ids
         .iter()
+        .copied()
         .enumerate()
         .skip(first)
         .take(visible)
-        .map(|(i, &id)| {
-            let fun = &p.functions[id];
-            let style = if st.focus == Pane::Functions && i == st.selected {
+        .collect();
+    let funs = || shown.iter().map(|&(_, id)| &p.functions[id]);
+    let row_styles: Vec<Style> = shown
+        .iter()
+        .map(|&(i, _)| {
+            if st.focus == Pane::Functions && i == st.selected {
                 Style::default().add_modifier(Modifier::REVERSED)
             } else {
                 Style::default()
-            };
-            Row::new(vec![
-                Cell::from(p.function_label(id)),
-                Cell::from(count(fun.calls)),
-                Cell::from(ticks(p, fun.incl_ticks)),
-                Cell::from(format!(
-                    "{} {:>4.1}%",
-                    ticks(p, fun.excl_ticks),
-                    fun.excl_ticks as f64 * 100.0 / total as f64
-                )),
-                Cell::from(count(fun.opcodes)),
-                Cell::from(count(fun.alloc_count)),
-            ])
-            .style(style)
+            }
         })
         .collect();
-    let header = Row::new(["function", "calls", "incl", "excl", "opcodes", "allocs"])
-        .style(Style::default().add_modifier(Modifier::BOLD));
-    let table = Table::new(
-        rows,
-        [
-            Constraint::Min(20),
-            Constraint::Length(8),
-            Constraint::Length(12),
-            Constraint::Length(18),
-            Constraint::Length(10),
-            Constraint::Length(7),
-        ],
-    )
-    .header(header)
-    .block(block(
-        &format!("Functions (sorted by {}, s: sort)", st.sort.name()),
-        st.focus == Pane::Functions,
-    ));
+    let excl: Vec<String> = funs()
+        .map(|fun| {
+            format!(
+                "{} {:>4.1}%",
+                ticks(p, fun.excl_ticks),
+                fun.excl_ticks as f64 * 100.0 / total as f64
+            )
+        })
+        .collect();
+    let excl_short: Vec<String> = funs()
+        .map(|fun| {
+            format!(
+                "{} {:>4.1}%",
+                short_ticks(p, fun.excl_ticks),
+                fun.excl_ticks as f64 * 100.0 / total as f64
+            )
+        })
+        .collect();
+    let cols = vec![
+        Column::text(
+            "function",
+            shown.iter().map(|&(_, id)| p.function_label(id)).collect(),
+        )
+        .flex(),
+        Column::counts("calls", funs().map(|f| f.calls), 2),
+        Column {
+            header: "incl",
+            full: funs().map(|f| ticks(p, f.incl_ticks)).collect(),
+            short: funs().map(|f| short_ticks(p, f.incl_ticks)).collect(),
+            drop: 3,
+            flex: false,
+            clippable: false,
+            style: Style::default(),
+        },
+        Column {
+            header: "excl",
+            full: excl,
+            short: excl_short,
+            drop: 0,
+            flex: false,
+            clippable: false,
+            style: Style::default(),
+        },
+        Column::counts("opcodes", funs().map(|f| f.opcodes), 4),
+        Column::counts("allocs", funs().map(|f| f.alloc_count), 1),
+    ];
+    let title = format!("Functions (sorted by {}, s: sort)", st.sort.name());
+    let title = if title.chars().count() + 4 <= area.width as usize {
+        title
+    } else {
+        format!("Functions by {}", st.sort.name())
+    };
+    let table = fitted_table(cols, area.width.saturating_sub(2), &row_styles)
+        .block(block(&title, st.focus == Pane::Functions));
     f.render_widget(table, area);
 }
 
+/// Ticks like [`ticks`], a board's tick count abbreviated.
+fn short_ticks(p: &Profile, t: u64) -> String {
+    let full = ticks(p, t);
+    match full.strip_suffix(" ticks") {
+        Some(_) => format!("{} ticks", count_short(t)),
+        None => full,
+    }
+}
+
 fn draw_lines(f: &mut Frame, area: Rect, st: &LiveState, p: &Profile) {
-    let rows: Vec<Row> =
-        reports::summary::alloc_line_rows(p, area.height.saturating_sub(3) as usize)
-            .into_iter()
-            .enumerate()
-            .map(|(i, r)| {
-                let style = if st.focus == Pane::Lines && i == st.selected {
-                    Style::default().add_modifier(Modifier::REVERSED)
-                } else {
-                    Style::default()
-                };
-                let runs = r.runs();
-                Row::new(vec![
-                    Cell::from(r.place),
-                    Cell::from(count(r.count)),
-                    Cell::from(bytes(r.bytes)),
-                    Cell::from(Span::styled(r.cause, Style::default().fg(Color::Red))),
-                    Cell::from(match runs {
-                        runs if runs.is_empty() => format!("{}  — {}", r.source, r.fix),
-                        runs => format!("{}  ({runs})  — {}", r.source, r.fix),
-                    }),
-                ])
-                .style(style)
-            })
-            .collect();
-    let header = Row::new(["line", "allocs", "bytes", "cause", "source — fix"])
-        .style(Style::default().add_modifier(Modifier::BOLD));
-    let table = Table::new(
-        rows,
-        [
-            Constraint::Length(22),
-            Constraint::Length(8),
-            Constraint::Length(10),
-            Constraint::Length(14),
-            Constraint::Min(20),
-        ],
-    )
-    .header(header)
-    .block(block("Allocating lines", st.focus == Pane::Lines));
+    let rows = reports::summary::alloc_line_rows(p, area.height.saturating_sub(3) as usize);
+    let row_styles: Vec<Style> = (0..rows.len())
+        .map(|i| {
+            if st.focus == Pane::Lines && i == st.selected {
+                Style::default().add_modifier(Modifier::REVERSED)
+            } else {
+                Style::default()
+            }
+        })
+        .collect();
+    let cols = vec![
+        Column::text("line", rows.iter().map(|r| r.place.clone()).collect()),
+        Column::counts("allocs", rows.iter().map(|r| r.count), 0),
+        Column::text("bytes", rows.iter().map(|r| bytes(r.bytes)).collect()).droppable(2),
+        Column::text("cause", rows.iter().map(|r| r.cause.clone()).collect())
+            .styled(Style::default().fg(Color::Red))
+            .clippable(),
+        Column::text("runs", rows.iter().map(|r| r.runs()).collect()).droppable(1),
+        Column::text(
+            "source — fix",
+            rows.iter()
+                .map(|r| format!("{}  — {}", r.source, r.fix))
+                .collect(),
+        )
+        .flex(),
+    ];
+    let table = fitted_table(cols, area.width.saturating_sub(2), &row_styles)
+        .block(block("Allocating lines", st.focus == Pane::Lines));
     f.render_widget(table, area);
 }
 
@@ -304,76 +499,128 @@ fn draw_heap(f: &mut Frame, area: Rect, st: &LiveState, p: &Profile) {
     let outer = block("Heap", false);
     let inner = outer.inner(area);
     f.render_widget(outer, area);
-    let parts = Layout::vertical([
-        Constraint::Length(1),
-        Constraint::Length(1),
-        Constraint::Length(1),
-        Constraint::Min(1),
-    ])
-    .split(inner);
     let used = p.gc.heap_samples.last().map_or(0, |h| h.used);
     let size = p.meta.heap_bytes.max(1);
     let ratio = (used as f64 / size as f64).clamp(0.0, 1.0);
+    let width = inner.width as usize;
+    let gcs = p.gc.count() as usize;
+    let pieces = |num: fn(u64) -> String, split: bool| -> Vec<String> {
+        let allocated = if split {
+            vec![
+                format!("allocated {}", bytes(p.gc.alloc_bytes)),
+                format!("in {}", num(p.gc.alloc_count)),
+            ]
+        } else {
+            vec![format!(
+                "allocated {} in {}",
+                bytes(p.gc.alloc_bytes),
+                num(p.gc.alloc_count)
+            )]
+        };
+        let mut v = vec![format!("peak {}", bytes(p.gc.peak_used_bytes))];
+        v.extend(allocated);
+        v.push(format!("{} collection(s)", num(gcs as u64)));
+        v.push(
+            p.gc.largest_free_after_last()
+                .map(|b| format!("largest free {}", bytes(b)))
+                .unwrap_or_default(),
+        );
+        v
+    };
+    let fits = |lines: &[String]| lines.iter().all(|l| !l.ends_with('…'));
+    // Whole counts when they fit, else abbreviated, else on more lines.
+    let candidates = [
+        (count as fn(u64) -> String, false),
+        (count_short, false),
+        (count_short, true),
+    ];
+    let mut text = Vec::new();
+    for (num, split) in candidates {
+        text = flow(&pieces(num, split), width);
+        if fits(&text) {
+            break;
+        }
+    }
+    // The collections drawn as bars, where the line has room for them.
+    let bars = "|".repeat(gcs.min(20));
+    if let Some(line) = text.iter_mut().find(|l| l.contains("collection(s)")) {
+        if line.chars().count() + 1 + bars.len() <= width {
+            *line = line.replacen("collection(s)", &format!("collection(s) {bars}"), 1);
+        }
+    }
+    let text_rows = (text.len() as u16).min(inner.height.saturating_sub(2));
+    let parts = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Length(text_rows),
+        Constraint::Min(1),
+    ])
+    .split(inner);
     f.render_widget(
         Gauge::default()
             .gauge_style(Style::default().fg(Color::Green))
             .ratio(ratio)
-            .label(format!("{} used of {}", bytes(used), bytes(size))),
+            .label(
+                [
+                    format!("{} used of {}", bytes(used), bytes(size)),
+                    format!("{} / {}", bytes(used), bytes(size)),
+                    bytes(used),
+                ]
+                .into_iter()
+                .find(|l| l.chars().count() <= width)
+                .unwrap_or_default(),
+            ),
         parts[0],
     );
     f.render_widget(
-        Paragraph::new(format!(
-            "peak {}  allocated {} in {}",
-            bytes(p.gc.peak_used_bytes),
-            bytes(p.gc.alloc_bytes),
-            count(p.gc.alloc_count)
-        )),
+        Paragraph::new(text.into_iter().map(Line::from).collect::<Vec<_>>()),
         parts[1],
-    );
-    let gcs = p.gc.count() as usize;
-    f.render_widget(
-        Paragraph::new(format!(
-            "{gcs} collection(s) {}{}",
-            "|".repeat(gcs.min(20)),
-            p.gc.largest_free_after_last()
-                .map(|b| format!("  largest free {}", bytes(b)))
-                .unwrap_or_default()
-        )),
-        parts[2],
     );
     let data: Vec<u64> = st.alloc_rate.iter().copied().collect();
     f.render_widget(
         Sparkline::default()
-            .block(Block::default().title("allocations / 100 ms"))
+            .block(Block::default().title(if width >= 20 {
+                "allocations / 100 ms"
+            } else {
+                "allocs / 100 ms"
+            }))
             .data(&data)
             .style(Style::default().fg(Color::Magenta)),
-        parts[3],
+        parts[2],
     );
+}
+
+/// The width the opcode mix needs with whole counts: name, count, share,
+/// the gaps and the borders.
+fn opcode_pane_width(p: &Profile, height: u16) -> u16 {
+    let shown = p.opcode_mix.iter().take(height.saturating_sub(3) as usize);
+    let (name, num) = shown.fold(("opcode".len(), "count".len()), |(n, c), o| {
+        (
+            n.max(o.opcode.chars().count()),
+            c.max(count(o.count).chars().count()),
+        )
+    });
+    (name + num + "100.0%".len() + 2 + 2) as u16
 }
 
 fn draw_opcodes(f: &mut Frame, area: Rect, p: &Profile) {
     let total: u64 = p.opcode_mix.iter().map(|o| o.count).sum::<u64>().max(1);
-    let rows: Vec<Row> = p
+    let mix: Vec<_> = p
         .opcode_mix
         .iter()
         .take(area.height.saturating_sub(3) as usize)
-        .map(|o| {
-            Row::new(vec![
-                Cell::from(o.opcode.clone()),
-                Cell::from(count(o.count)),
-                Cell::from(format!("{:.1}%", o.count as f64 * 100.0 / total as f64)),
-            ])
-        })
         .collect();
-    let t = Table::new(
-        rows,
-        [
-            Constraint::Min(12),
-            Constraint::Length(10),
-            Constraint::Length(6),
-        ],
-    )
-    .block(block("Opcode mix", false));
+    let cols = vec![
+        Column::text("opcode", mix.iter().map(|o| o.opcode.clone()).collect()).flex(),
+        Column::counts("count", mix.iter().map(|o| o.count), 0),
+        Column::text(
+            "share",
+            mix.iter()
+                .map(|o| format!("{:.1}%", o.count as f64 * 100.0 / total as f64))
+                .collect(),
+        )
+        .droppable(1),
+    ];
+    let t = fitted_table(cols, area.width.saturating_sub(2), &[]).block(block("Opcode mix", false));
     f.render_widget(t, area);
 }
 
@@ -398,16 +645,41 @@ fn draw_status(f: &mut Frame, area: Rect, st: &LiveState, p: &Profile) {
         (None, false) if st.paused => "paused (p to resume)".into(),
         (None, false) => "running".into(),
     };
-    let text = format!(
-        " {} on {} | {:.1} s | {:.0} events/s | dropped {} | {} | profile: {} | ? help",
-        st.script.rsplit('/').next().unwrap_or(""),
-        st.target,
-        st.started.elapsed().as_secs_f64(),
-        st.events_per_sec,
-        st.dropped + p.meta.dropped.total(),
-        st.message.clone().unwrap_or(state),
-        st.profile_path
-    );
+    // Parts in order; when the bar is too narrow the optional ones go,
+    // least useful first, rather than cutting what is left.
+    let parts: [(String, u8); 7] = [
+        (
+            format!(
+                "{} on {}",
+                st.script.rsplit('/').next().unwrap_or(""),
+                st.target
+            ),
+            0,
+        ),
+        (format!("{:.1} s", st.started.elapsed().as_secs_f64()), 0),
+        (format!("{:.0} events/s", st.events_per_sec), 2),
+        (
+            format!("dropped {}", count(st.dropped + p.meta.dropped.total())),
+            0,
+        ),
+        (st.message.clone().unwrap_or(state), 0),
+        (format!("profile: {}", st.profile_path), 3),
+        ("? help".to_string(), 1),
+    ];
+    let join = |max_rank: u8| {
+        let kept: Vec<&str> = parts
+            .iter()
+            .filter(|(_, rank)| *rank <= max_rank)
+            .map(|(t, _)| t.as_str())
+            .collect();
+        format!(" {}", kept.join(" | "))
+    };
+    let width = area.width as usize;
+    let text = (0..=3u8)
+        .rev()
+        .map(join)
+        .find(|t| t.chars().count() <= width)
+        .unwrap_or_else(|| clip_words(&join(0), width));
     f.render_widget(
         Paragraph::new(text).style(Style::default().bg(Color::Blue).fg(Color::White)),
         area,
@@ -469,7 +741,9 @@ fn draw_source(f: &mut Frame, area: Rect, p: &Profile, fid: FunctionId) {
         }
     }
     f.render_widget(
-        Paragraph::new(lines).block(block(&format!("{name} (Esc: close)"), true)),
+        Paragraph::new(lines)
+            .wrap(Wrap { trim: false })
+            .block(block(&format!("{name} (Esc: close)"), true)),
         r,
     );
 }

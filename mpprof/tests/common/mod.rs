@@ -166,3 +166,46 @@ pub fn allocations(p: &Profile, script: &str) -> BTreeMap<(u32, String), (u64, u
     }
     m
 }
+
+/// Google's `pprof` tool, built from Debian's sources (`golang-go` and
+/// `golang-github-google-pprof-dev`, installed when missing) in GOPATH mode,
+/// offline, and kept under the cargo target dir for later runs.
+pub fn pprof_tool() -> PathBuf {
+    static TOOL: OnceLock<PathBuf> = OnceLock::new();
+    TOOL.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("go-pprof");
+        let bin = dir.join("pprof");
+        if bin.exists() {
+            return bin;
+        }
+        let src = Path::new("/usr/share/gocode/src/github.com/google/pprof");
+        if !on_path("go", "version") || !src.exists() {
+            apt(&["golang-go", "golang-github-google-pprof-dev"]);
+        }
+        std::fs::create_dir_all(&dir).unwrap();
+        // Built under a name of its own, then renamed: parallel test
+        // binaries never run a half-written tool.
+        let part = dir.join(format!("pprof.{}", std::process::id()));
+        let o = Command::new("go")
+            .args(["build", "-o"])
+            .arg(&part)
+            .arg("github.com/google/pprof")
+            .env("GO111MODULE", "off")
+            .env(
+                "GOPATH",
+                format!("{}:/usr/share/gocode", dir.join("gopath").display()),
+            )
+            .env("GOCACHE", dir.join("cache"))
+            .env("GOPROXY", "off")
+            .output()
+            .expect("running go build");
+        assert!(
+            o.status.success(),
+            "building pprof: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        std::fs::rename(&part, &bin).unwrap();
+        bin
+    })
+    .clone()
+}
