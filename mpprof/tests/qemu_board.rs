@@ -52,21 +52,73 @@ fn host_and_board_agree_on_lines_causes_and_sizes() {
         assert!(!a.is_empty());
         assert_eq!(a, b, "{script}: host and board allocations differ");
         // And the same opcodes per line of every function.
-        let ops = |p: &Profile| {
-            let mut v: Vec<(u32, u64)> = p
-                .lines
-                .iter()
-                .filter(|l| {
-                    p.files[l.file].path.ends_with(name)
-                        && p.functions[l.function].name != "<module>"
-                })
-                .map(|l| (l.line, l.opcodes))
-                .collect();
-            v.sort();
-            v
-        };
-        assert_eq!(ops(&host), ops(&board), "{script}: opcodes differ");
+        assert_eq!(
+            line_opcodes(&host, name),
+            line_opcodes(&board, name),
+            "{script}: opcodes differ"
+        );
     }
+}
+
+/// (line, opcodes) of every line of the script's functions.
+fn line_opcodes(p: &Profile, script: &str) -> Vec<(u32, u64)> {
+    let mut v: Vec<(u32, u64)> = p
+        .lines
+        .iter()
+        .filter(|l| {
+            p.files[l.file].path.ends_with(script) && p.functions[l.function].name != "<module>"
+        })
+        .map(|l| (l.line, l.opcodes))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn a_function_of_several_kib_of_bytecode_is_described_whole_on_the_board() {
+    // 900 statements, each making a list: about 6 KiB of bytecode and a
+    // 900-entry line table, far over the board's 1 KiB frames.
+    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join("qemu");
+    std::fs::create_dir_all(&d).unwrap();
+    let name = "long_function.py";
+    let script = d.join(name);
+    let mut src = String::from("def big(n):\n    a = None\n");
+    for i in 0..900 {
+        src.push_str(&format!("    a = [n, {i}]\n"));
+    }
+    src.push_str("    return a\n\nfor k in range(3):\n    big(k)\n");
+    std::fs::write(&script, &src).unwrap();
+    let script = script.to_str().unwrap();
+    let host = run(script, "host", "long");
+    let board = run(script, "qemu", "long");
+    for p in [&host, &board] {
+        let target = &p.meta.target;
+        let big = p.find_functions("big")[0];
+        let sites: Vec<_> = p.alloc_sites.iter().filter(|s| s.function == big).collect();
+        assert!(sites.len() >= 900, "{target}: {} sites", sites.len());
+        let unnamed = sites.iter().filter(|s| s.opcode_name.is_none()).count();
+        assert_eq!(unnamed, 0, "{target}: allocation sites without an opcode");
+        let sum = |it: &mut dyn Iterator<Item = u64>| it.sum::<u64>();
+        let mix = sum(&mut p.opcode_mix.iter().map(|o| o.count));
+        let functions = sum(&mut p.functions.iter().map(|f| f.opcodes));
+        let lines = sum(&mut p.lines.iter().map(|l| l.opcodes));
+        assert_eq!((mix, lines), (functions, functions), "{target}");
+        assert!(
+            p.opcode_mix
+                .iter()
+                .all(|o| o.opcode != mpprof_profile::UNKNOWN_OPCODE),
+            "{target}: opcodes without a name in the mix"
+        );
+        // Every statement's line has its opcodes.
+        let big_lines = line_opcodes(p, name);
+        assert!(
+            big_lines.len() >= 900,
+            "{target}: {} lines",
+            big_lines.len()
+        );
+    }
+    assert_eq!(line_opcodes(&host, name), line_opcodes(&board, name));
+    assert_eq!(allocations(&host, name), allocations(&board, name));
 }
 
 #[test]

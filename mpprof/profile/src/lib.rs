@@ -431,6 +431,14 @@ pub struct Region {
     pub opcodes: u64,
 }
 
+/// The function that opcodes and allocations of code the stream never
+/// described are charged to; its opcodes have no line.
+pub const UNKNOWN_FUNCTION: &str = "<unknown>";
+
+/// The opcode-mix entry of opcodes whose byte the stream did not carry (a
+/// damaged or truncated code description), so the mix still adds up.
+pub const UNKNOWN_OPCODE: &str = "(unknown)";
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OpcodeCount {
     pub opcode: String,

@@ -14,7 +14,7 @@ use std::collections::{HashMap, HashSet};
 use mpprof_profile::{
     AllocKind as ProfileAllocKind, AllocSite as ProfileSite, CallNode, Cause, Clock, Collection,
     Dropped, Exit, ExitReason, FileId, FunctionId, HeapSample, Marker, NodeId, Profile,
-    ProfileBuilder, Region,
+    ProfileBuilder, Region, UNKNOWN_FUNCTION, UNKNOWN_OPCODE,
 };
 
 use crate::analysis::advice::{advise, SiteContext};
@@ -23,7 +23,8 @@ use crate::analysis::opcodes;
 use crate::record::lineinfo::LineTable;
 use crate::record::symbolize::Sources;
 use crate::wire::{
-    AllocKind, CodeInfo, DecodeStats, EndReason, EndRecord, Event, GcRecord, Hello, TypeInfo,
+    AllocKind, CodeInfo, CodePart, DecodeStats, EndReason, EndRecord, Event, GcRecord, Hello,
+    TypeInfo,
 };
 
 /// A fast hasher for the small integer keys of the hot path (allocation
@@ -374,7 +375,32 @@ impl Aggregator {
             Event::Heap { at, used_bytes } => self.heap_sample(at, used_bytes),
             Event::Start { at } | Event::Stop { at } => self.last_at = self.last_at.max(at),
             Event::Cost(c) => self.cost = Some(c),
+            Event::CodeMore {
+                code_id,
+                part,
+                offset,
+                total,
+                data,
+            } => self.code_more(code_id, part, offset, total, &data),
             Event::Extension { .. } => {}
+        }
+    }
+
+    /// The rest of a CODE record's line table or bytecode. A piece that
+    /// does not continue what is known (its CODE record or an earlier piece
+    /// was lost) is ignored: the code stays truncated, as the target will
+    /// describe it again after a loss.
+    fn code_more(&mut self, code_id: u32, part: CodePart, offset: u32, total: u32, data: &[u8]) {
+        let Some(c) = self.codes.get_mut(&code_id) else {
+            self.unknown_refs += 1;
+            return;
+        };
+        let field = match part {
+            CodePart::LineInfo => &mut c.line_info,
+            CodePart::Bytecode => &mut c.bytecode,
+        };
+        if field.len() == offset as usize && field.len() + data.len() <= total as usize {
+            field.extend_from_slice(data);
         }
     }
 
@@ -613,7 +639,7 @@ impl Aggregator {
         let mut unknown = |b: &mut ProfileBuilder| {
             *unknown_fn.get_or_insert_with(|| {
                 let file = b.add_file("", None);
-                b.add_function(file, 0, "<unknown>", "<unknown>")
+                b.add_function(file, 0, UNKNOWN_FUNCTION, UNKNOWN_FUNCTION)
             })
         };
         self.add_line_opcodes(&mut b, &codes, &mut unknown);
@@ -648,13 +674,15 @@ impl Aggregator {
             match codes.place(self, code_id, offset) {
                 Some((function, file, line, op)) => {
                     b.add_opcodes(function, Some((file, line)), n);
-                    if let Some(op) = op {
-                        b.add_opcode_mix(&opcodes::name(op), n);
+                    match op {
+                        Some(op) => b.add_opcode_mix(&opcodes::name(op), n),
+                        None => b.add_opcode_mix(UNKNOWN_OPCODE, n),
                     }
                 }
                 None => {
                     let f = unknown(b);
                     b.add_opcodes(f, None, n);
+                    b.add_opcode_mix(UNKNOWN_OPCODE, n);
                 }
             }
         }
