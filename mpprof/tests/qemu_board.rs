@@ -10,7 +10,7 @@ use std::process::Command;
 use mpprof_profile::Profile;
 
 mod common;
-use common::{allocations, root};
+use common::{allocations, default_qemu_firmware, host_vm, plain_host_vm, root};
 
 fn run(script: &str, target: &str, name: &str) -> Profile {
     let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join("qemu");
@@ -239,4 +239,60 @@ fn the_real_boards_cortex_m_port_layer_runs_on_the_emulated_board() {
         s.incl_ticks,
         t.incl_ticks
     );
+}
+
+#[test]
+fn the_scripts_output_is_the_same_byte_for_byte_on_every_target() {
+    host_vm();
+    default_qemu_firmware();
+    let plain = plain_host_vm();
+    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join("qemu");
+    std::fs::create_dir_all(&d).unwrap();
+    let script = d.join("output.py");
+    std::fs::write(
+        &script,
+        "import sys\n\
+         print('plain text')\n\
+         print('non-ASCII: h\u{e9}llo w\u{f6}rld \u{2713} \u{1f600}')\n\
+         print('tab\\there', 1, 2.5, end='')\n\
+         print()\n\
+         sys.stdout.write('its own CR\\r\\n')\n\
+         print('no newline at the end', end='')\n\
+         def fail():\n    raise ValueError('boom \u{e9}')\n\
+         fail()\n",
+    )
+    .unwrap();
+    let upstream = Command::new(&plain).arg(&script).output().unwrap();
+    assert_eq!(upstream.status.code(), Some(1));
+    let expected = "plain text\nnon-ASCII: h\u{e9}llo w\u{f6}rld \u{2713} \u{1f600}\ntab\there 1 2.5\nits own CR\r\nno newline at the end";
+    // v1.25's unix port prints tracebacks to stderr (from v1.27 to stdout:
+    // then only the text before the traceback compares).
+    assert_eq!(String::from_utf8_lossy(&upstream.stdout), expected);
+    let upstream_err = String::from_utf8_lossy(&upstream.stderr).into_owned();
+    assert!(
+        upstream_err.ends_with("ValueError: boom \u{e9}\n"),
+        "{upstream_err}"
+    );
+    for target in ["host", "qemu"] {
+        let o = Command::new(env!("CARGO_BIN_EXE_mpprof"))
+            .args(["run", "-q", "--target", target, "-o"])
+            .arg(d.join(format!("output-{target}.json")))
+            .arg(&script)
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(1), "{target}");
+        assert_eq!(o.stdout, upstream.stdout, "{target}: stdout differs");
+        // The traceback is on stderr, as the REPL added it: its last line
+        // (the file is `<stdin>` on a board, whose script came through the
+        // REPL) is upstream's, with LF line ends.
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!err.contains('\r'), "{target}: {err:?}");
+        let tb = &err[err.find("Traceback").expect("a traceback")..];
+        assert!(tb.contains("ValueError: boom \u{e9}\n"), "{target}: {tb}");
+        assert_eq!(
+            tb.lines().count(),
+            upstream_err.lines().count(),
+            "{target}: {tb}"
+        );
+    }
 }
