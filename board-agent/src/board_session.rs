@@ -90,6 +90,7 @@ pub struct BoardSession {
     output: Option<Box<dyn Read + Send>>,
     exit: Option<ExitInfo>,
     error: Option<String>,
+    error_text: Option<String>,
 }
 
 impl BoardSession {
@@ -128,6 +129,7 @@ impl BoardSession {
             output: capture_output.then(|| Box::new(ChannelReader::new(out_rx)) as Box<_>),
             exit: None,
             error: None,
+            error_text: None,
         }
     }
 
@@ -138,7 +140,13 @@ impl BoardSession {
                 signal: None,
             };
             let (exit, error) = match h.join() {
-                Ok(Ok(run)) => (run.exit, None),
+                Ok(Ok(run)) => {
+                    if !run.output.stderr.is_empty() {
+                        let text = Uncooked::default().convert(&run.output.stderr);
+                        self.error_text = Some(String::from_utf8_lossy(&text).into_owned());
+                    }
+                    (run.exit, None)
+                }
                 Ok(Err(e)) => (none, Some(e.to_string())),
                 Err(_) => (none, Some("the board runner panicked".into())),
             };
@@ -286,6 +294,9 @@ impl Session for BoardSession {
     }
     fn failure(&self) -> Option<String> {
         self.error.clone()
+    }
+    fn error_text(&self) -> Option<String> {
+        self.error_text.clone()
     }
 }
 

@@ -296,3 +296,26 @@ fn the_scripts_output_is_the_same_byte_for_byte_on_every_target() {
         );
     }
 }
+
+#[test]
+fn a_script_that_does_not_compile_on_the_board_is_named_so() {
+    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join("qemu");
+    std::fs::create_dir_all(&d).unwrap();
+    let script = d.join("syntax_error.py");
+    std::fs::write(&script, "print('never')\ndef f(:\n    pass\n").unwrap();
+    let out = d.join("syntax_error.json");
+    let o = Command::new(env!("CARGO_BIN_EXE_mpprof"))
+        .args(["run", "--target", "qemu", "-o"])
+        .arg(&out)
+        .arg(&script)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let p = Profile::from_json_file(&out).unwrap();
+    assert_eq!(p.meta.exit.reason, mpprof_profile::ExitReason::SyntaxError);
+    // The summary's header (mpprof's own text goes to stderr).
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(stderr.contains("did not compile (SyntaxError)"), "{stderr}");
+    assert!(o.stdout.is_empty(), "nothing of the script ran");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("SyntaxError: invalid syntax\n"));
+}

@@ -406,3 +406,65 @@ fn report_annotates_the_source_with_causes() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("hot"));
     let _ = Cause::Float;
 }
+
+/// `mpprof run` (summary on) of `source`: the output and the profile.
+fn run_source(name: &str, source: &str, args: &[&str]) -> (Output, Profile) {
+    let dir = out_dir(name);
+    let script = dir.join(format!("{name}.py"));
+    std::fs::write(&script, source).unwrap();
+    let profile = dir.join("profile.json");
+    let _ = std::fs::remove_file(&profile);
+    let out = Command::new(env!("CARGO_BIN_EXE_mpprof"))
+        .arg("run")
+        .arg("-o")
+        .arg(&profile)
+        .args(args)
+        .arg(&script)
+        .output()
+        .expect("mpprof runs");
+    (out, Profile::from_json_file(&profile).unwrap())
+}
+
+#[test]
+fn a_script_that_does_not_compile_is_named_so() {
+    common::host_vm();
+    let (out, p) = run_source("syntax_error", "print('never')\ndef f(:\n    pass\n", &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(p.meta.exit.reason, ExitReason::SyntaxError);
+    assert_eq!(p.meta.exit.status, Some(1));
+    let msg = p.meta.exit.message.as_deref().unwrap_or("");
+    assert!(msg.contains("SyntaxError: invalid syntax"), "{msg}");
+    // The summary's header (mpprof's own text goes to stderr).
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("did not compile (SyntaxError)"), "{stderr}");
+    assert!(out.stdout.is_empty(), "nothing of the script ran");
+    // The traceback still reaches the user, on stderr.
+    assert!(stderr.contains("SyntaxError: invalid syntax\n"), "{stderr}");
+    let json = std::fs::read_to_string(out_dir("syntax_error").join("profile.json")).unwrap();
+    assert!(json.contains("\"reason\": \"syntax_error\""));
+
+    // An IndentationError is one too; a SyntaxError raised while the
+    // script runs (compiling a string) is an exception like any other.
+    let (_, p) = run_source("indentation", "if 1:\npass\n", &[]);
+    assert_eq!(p.meta.exit.reason, ExitReason::SyntaxError);
+    let (_, p) = run_source("runtime_syntax", "exec('def f(:')\n", &[]);
+    assert_eq!(p.meta.exit.reason, ExitReason::Exception);
+}
+
+#[test]
+fn a_memory_error_while_compiling_is_named_so() {
+    common::host_vm();
+    let source: String = (0..3000)
+        .map(|i| format!("x{i} = [{i}, {}, 'some text of the line {i}']\n", i + 1))
+        .collect();
+    let (out, p) = run_source("compile_memory", &source, &["--heap", "16k"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(p.meta.exit.reason, ExitReason::MemoryError);
+    let msg = p.meta.exit.message.as_deref().unwrap_or("");
+    assert!(
+        msg.starts_with("while compiling the script: MemoryError"),
+        "{msg}"
+    );
+    // No line of the script ran.
+    assert!(p.functions.iter().all(|f| f.calls == 0));
+}

@@ -111,6 +111,10 @@ pub enum ExitReason {
     SystemExit,
     Stopped,
     MemoryError,
+    /// The main script did not compile: a SyntaxError (or
+    /// IndentationError) before any of it ran. (A MemoryError while
+    /// compiling is `MemoryError`, its message says so.)
+    SyntaxError,
     Timeout,
     Killed,
     /// The VM died of a signal of its own (SIGSEGV, SIGBUS, SIGILL, SIGFPE,

@@ -102,6 +102,9 @@ pub struct RunInfo {
     /// crash signal makes the run `Crashed`.
     pub signal: Option<i32>,
     pub message: Option<String>,
+    /// The end of the script's stderr (its traceback), when the target
+    /// gave it: a main script that did not compile is named from it.
+    pub error_text: Option<String>,
     /// Put each profiled file's source into the profile.
     pub embed_sources: bool,
 }
@@ -115,6 +118,31 @@ impl RunInfo {
             ..Self::default()
         }
     }
+}
+
+/// A failure to compile the main script, from the end of its stderr: the
+/// exception line (the last line) is a SyntaxError, IndentationError or
+/// MemoryError, and the traceback above it names no running function (a
+/// compile error's only frame is `File "x.py", line N`, with no `, in f`;
+/// a MemoryError while parsing has none). The reason and a message.
+pub fn compile_failure(stderr: &str) -> Option<(ExitReason, String)> {
+    let start = stderr.rfind("Traceback (most recent call last):");
+    let tb = &stderr[start.unwrap_or(0)..];
+    let last = tb.lines().rev().find(|l| !l.trim().is_empty())?.trim_end();
+    let frames: Vec<&str> = tb
+        .lines()
+        .filter(|l| l.trim_start().starts_with("File \""))
+        .collect();
+    if frames.iter().any(|f| f.contains(", in ")) || frames.len() > 1 {
+        return None;
+    }
+    let name = last.split(':').next().unwrap_or("");
+    let reason = match name {
+        "SyntaxError" | "IndentationError" if frames.len() == 1 => ExitReason::SyntaxError,
+        "MemoryError" => ExitReason::MemoryError,
+        _ => return None,
+    };
+    Some((reason, format!("while compiling the script: {last}")))
 }
 
 /// The `<unknown>` function, added to the profile the first time a record
@@ -1047,6 +1075,17 @@ impl Aggregator {
             },
             (None, None) => ExitReason::Unknown,
         };
+        // The main script failed before any of it ran: the VM's top level
+        // never started, so END says nothing; the traceback names why.
+        let compile_failure = match reason {
+            ExitReason::Finished | ExitReason::Exception | ExitReason::Unknown
+                if run.status.is_some_and(|s| s != 0) =>
+            {
+                run.error_text.as_deref().and_then(compile_failure)
+            }
+            _ => None,
+        };
+        let reason = compile_failure.as_ref().map_or(reason, |f| f.0);
         let unit = match hello.clock.as_str() {
             "ns" => "ns",
             // SysTick counts the processor clock on the boards that use it.
@@ -1079,7 +1118,7 @@ impl Aggregator {
         meta.exit = Exit {
             reason,
             status: run.status,
-            message: run.message.clone(),
+            message: run.message.clone().or_else(|| compile_failure.map(|f| f.1)),
             signal,
             events: crashed.then_some(stats.records),
         };
