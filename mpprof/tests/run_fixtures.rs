@@ -468,3 +468,48 @@ fn a_memory_error_while_compiling_is_named_so() {
     // No line of the script ran.
     assert!(p.functions.iter().all(|f| f.calls == 0));
 }
+
+/// (name, calls, opcodes) of the fixture's own coroutines.
+fn coroutines(p: &Profile) -> Vec<(String, u64, u64)> {
+    let mut v: Vec<(String, u64, u64)> = ["producer", "consumer", "timer", "main"]
+        .iter()
+        .map(|name| {
+            let f = &p.functions[p.find_functions(name)[0]];
+            (name.to_string(), f.calls, f.opcodes)
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn asyncio_is_frozen_in_and_the_scripts_coroutines_are_profiled() {
+    let plain = common::plain_host_vm();
+    common::host_vm();
+    let script = root().join("fixtures/misc/asyncio_tasks.py");
+    let upstream = Command::new(&plain).arg(&script).output().unwrap();
+    assert!(upstream.status.success(), "{upstream:?}");
+    let (out, path) = mpprof_run(&script, &[], "asyncio");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&upstream.stdout)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("sum 140\n"));
+    let p = Profile::from_json_file(&path).unwrap();
+    // asyncio itself is frozen bytecode: it runs unprofiled, so none of its
+    // functions appear; the script's coroutines do, each resume an entry
+    // (the consumer waits for the event 8 times, then returns: 9 entries).
+    assert!(p.files.iter().all(|f| !f.path.contains("asyncio/")));
+    let c = coroutines(&p);
+    let consumer = c.iter().find(|c| c.0 == "consumer").unwrap();
+    assert_eq!(consumer.1, 9, "{c:?}");
+    assert!(c.iter().all(|c| c.1 > 1 && c.2 > 0), "{c:?}");
+    // And the same again: resumes are exact.
+    let (_, path) = mpprof_run(&script, &[], "asyncio-again");
+    assert_eq!(coroutines(&Profile::from_json_file(&path).unwrap()), c);
+}
