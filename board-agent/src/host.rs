@@ -2,7 +2,8 @@
 //!
 //! The profile stream travels through a pipe whose write end the process gets
 //! as file descriptor 3 (named by `MPPROF_FD`), so the script's stdin, stdout,
-//! stderr and exit status stay its own.
+//! stderr and exit status stay its own. Its stderr passes through us on its
+//! way to ours, byte for byte, so the end of it (a traceback) is known.
 
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -32,6 +33,12 @@ impl HostProcess {
         let writer: OwnedFd = writer.into();
         let writer_fd = writer.as_raw_fd();
 
+        // The captured output's pipe, made before the process starts.
+        let merged = if req.capture_output {
+            Some(std::io::pipe().map_err(AgentError::Pipe)?)
+        } else {
+            None
+        };
         let mut cmd = Command::new(&self.micropython);
         if let Some(heap) = req.heap_bytes {
             cmd.arg("-X").arg(format!("heapsize={heap}"));
@@ -70,11 +77,8 @@ impl HostProcess {
         drop(writer);
         let tail = ErrorTail::default();
         let err = child.stderr.take();
-        let (output, err_sink): (_, Box<dyn Write + Send>) = if req.capture_output {
-            let (reader, writer) = match std::io::pipe() {
-                Ok(pair) => pair,
-                Err(e) => return Err(AgentError::Pipe(e)),
-            };
+        let (output, err_sink): (_, Box<dyn Write + Send>) = if let Some((reader, writer)) = merged
+        {
             let out = child.stdout.take();
             (
                 Some(merge_output(reader, writer.try_clone().ok(), out)),
