@@ -90,6 +90,7 @@ pub struct BoardSession {
     output: Option<Box<dyn Read + Send>>,
     exit: Option<ExitInfo>,
     error: Option<String>,
+    error_text: Option<String>,
 }
 
 impl BoardSession {
@@ -113,9 +114,11 @@ impl BoardSession {
                         .board()
                         .run_script(&source, &mut stream, &mut |d| out.stdout(d), stop);
                 board.close();
+                out.end_stdout();
                 if let Ok(r) = &run {
                     out.stderr(&r.output.stderr);
                 }
+                out.end_stderr();
                 run
             })
         };
@@ -126,6 +129,7 @@ impl BoardSession {
             output: capture_output.then(|| Box::new(ChannelReader::new(out_rx)) as Box<_>),
             exit: None,
             error: None,
+            error_text: None,
         }
     }
 
@@ -136,7 +140,13 @@ impl BoardSession {
                 signal: None,
             };
             let (exit, error) = match h.join() {
-                Ok(Ok(run)) => (run.exit, None),
+                Ok(Ok(run)) => {
+                    if !run.output.stderr.is_empty() {
+                        let text = Uncooked::default().convert(&run.output.stderr);
+                        self.error_text = Some(String::from_utf8_lossy(&text).into_owned());
+                    }
+                    (run.exit, None)
+                }
                 Ok(Err(e)) => (none, Some(e.to_string())),
                 Err(_) => (none, Some("the board runner panicked".into())),
             };
@@ -150,20 +160,75 @@ impl BoardSession {
     }
 }
 
+/// A board's text as the script wrote it: MicroPython's REPL streams send
+/// each "\n" as "\r\n" (`mp_hal_stdout_tx_strn_cooked`), so every "\r\n"
+/// becomes "\n" again ("\r\r\n" from a script's own "\r\n" gives it
+/// back). A "\r" at the end of a piece waits for the next one.
+#[derive(Debug, Default)]
+pub struct Uncooked {
+    held_cr: bool,
+}
+
+impl Uncooked {
+    pub fn convert(&mut self, d: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(d.len() + 1);
+        for &b in d {
+            if self.held_cr {
+                self.held_cr = false;
+                if b != b'\n' {
+                    out.push(b'\r');
+                }
+            }
+            if b == b'\r' {
+                self.held_cr = true;
+            } else {
+                out.push(b);
+            }
+        }
+        out
+    }
+
+    /// What is held back when the text ends.
+    pub fn finish(&mut self) -> Vec<u8> {
+        if std::mem::take(&mut self.held_cr) {
+            vec![b'\r']
+        } else {
+            Vec::new()
+        }
+    }
+}
+
 /// Where a board's output goes: our own stdout/stderr, or the channel the
-/// caller reads.
+/// caller reads; either way as the script wrote it ([`Uncooked`]).
 struct OutputSink {
     captured: Option<Sender<Vec<u8>>>,
+    out: Uncooked,
+    err: Uncooked,
 }
 
 impl OutputSink {
     fn new(capture: bool, tx: Sender<Vec<u8>>) -> Self {
         Self {
             captured: capture.then_some(tx),
+            out: Uncooked::default(),
+            err: Uncooked::default(),
         }
     }
 
     fn stdout(&mut self, d: &[u8]) {
+        let d = self.out.convert(d);
+        self.send_stdout(&d);
+    }
+
+    fn end_stdout(&mut self) {
+        let d = self.out.finish();
+        self.send_stdout(&d);
+    }
+
+    fn send_stdout(&mut self, d: &[u8]) {
+        if d.is_empty() {
+            return;
+        }
         match &self.captured {
             Some(tx) => {
                 let _ = tx.send(d.to_vec());
@@ -177,6 +242,16 @@ impl OutputSink {
     }
 
     fn stderr(&mut self, d: &[u8]) {
+        let d = self.err.convert(d);
+        self.send_stderr(&d);
+    }
+
+    fn end_stderr(&mut self) {
+        let d = self.err.finish();
+        self.send_stderr(&d);
+    }
+
+    fn send_stderr(&mut self, d: &[u8]) {
         if d.is_empty() {
             return;
         }
@@ -219,5 +294,25 @@ impl Session for BoardSession {
     }
     fn failure(&self) -> Option<String> {
         self.error.clone()
+    }
+    fn error_text(&self) -> Option<String> {
+        self.error_text.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Uncooked;
+
+    #[test]
+    fn the_repls_crlf_becomes_lf_and_the_scripts_own_cr_stays() {
+        let mut u = Uncooked::default();
+        let mut out = Vec::new();
+        // Split anywhere, even between a CR and its LF.
+        for piece in [&b"a\r"[..], b"\nb\r\r", b"\nc\rd\r\n\xc3\xa9\r"] {
+            out.extend(u.convert(piece));
+        }
+        out.extend(u.finish());
+        assert_eq!(out, b"a\nb\r\nc\rd\n\xc3\xa9\r");
     }
 }

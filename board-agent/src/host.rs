@@ -2,15 +2,16 @@
 //!
 //! The profile stream travels through a pipe whose write end the process gets
 //! as file descriptor 3 (named by `MPPROF_FD`), so the script's stdin, stdout,
-//! stderr and exit status stay its own.
+//! stderr and exit status stay its own. Its stderr passes through us on its
+//! way to ours, byte for byte, so the end of it (a traceback) is known.
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
-use crate::{AgentError, ExitInfo, RunRequest, Session};
+use crate::{AgentError, ErrorTail, ExitInfo, RunRequest, Session};
 
 /// The descriptor number the VM writes its stream to.
 const STREAM_FD: i32 = 3;
@@ -32,6 +33,12 @@ impl HostProcess {
         let writer: OwnedFd = writer.into();
         let writer_fd = writer.as_raw_fd();
 
+        // The captured output's pipe, made before the process starts.
+        let merged = if req.capture_output {
+            Some(std::io::pipe().map_err(AgentError::Pipe)?)
+        } else {
+            None
+        };
         let mut cmd = Command::new(&self.micropython);
         if let Some(heap) = req.heap_bytes {
             cmd.arg("-X").arg(format!("heapsize={heap}"));
@@ -39,8 +46,11 @@ impl HostProcess {
         cmd.arg(&req.script).args(&req.args);
         cmd.env("MPPROF_FD", STREAM_FD.to_string());
         cmd.stdin(Stdio::inherit());
+        // stderr always comes through us, to keep its end (the traceback)
+        // while it goes on to ours.
+        cmd.stderr(Stdio::piped());
         if req.capture_output {
-            cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+            cmd.stdout(Stdio::piped());
         }
         // SAFETY: only async-signal-safe calls (dup2, fcntl) between fork and exec.
         unsafe {
@@ -65,40 +75,58 @@ impl HostProcess {
         })?;
         // Our copy of the write end must close, or the stream never ends.
         drop(writer);
-        let output = if req.capture_output {
+        let tail = ErrorTail::default();
+        let err = child.stderr.take();
+        let (output, err_sink): (_, Box<dyn Write + Send>) = if let Some((reader, writer)) = merged
+        {
             let out = child.stdout.take();
-            let err = child.stderr.take();
-            Some(merge_output(out, err))
+            (
+                Some(merge_output(reader, writer.try_clone().ok(), out)),
+                Box::new(writer),
+            )
         } else {
-            None
+            (None, Box::new(std::io::stderr()))
         };
+        let err_copier = err.map(|e| {
+            let tail = tail.clone();
+            std::thread::spawn(move || copy_keeping_tail(e, err_sink, &tail))
+        });
         Ok(HostSession {
             child,
             stream: Some(Box::new(reader)),
             output,
             exit: None,
+            tail,
+            err_copier,
         })
     }
 }
 
-/// Merge stdout and stderr into one reader (order within each is kept).
-fn merge_output(
-    out: Option<std::process::ChildStdout>,
-    err: Option<std::process::ChildStderr>,
-) -> Box<dyn Read + Send> {
-    let (reader, mut writer) = match std::io::pipe() {
-        Ok(pair) => pair,
-        Err(_) => return Box::new(std::io::empty()),
-    };
-    let mut writer2 = writer.try_clone().ok();
-    if let Some(mut out) = out {
-        std::thread::spawn(move || {
-            let _ = std::io::copy(&mut out, &mut writer);
-        });
+/// Copy the script's stderr on, keeping its end.
+fn copy_keeping_tail(mut from: impl Read, mut to: Box<dyn Write + Send>, tail: &ErrorTail) {
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = from.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        tail.push(&buf[..n]);
+        if to.write_all(&buf[..n]).is_err() {
+            break;
+        }
+        let _ = to.flush();
     }
-    if let (Some(mut err), Some(mut w)) = (err, writer2.take()) {
+}
+
+/// One reader of the captured output: `reader` gets what `writer` (the
+/// stderr copier's end) and `out`'s copier write (order within each kept).
+fn merge_output(
+    reader: std::io::PipeReader,
+    writer: Option<std::io::PipeWriter>,
+    out: Option<std::process::ChildStdout>,
+) -> Box<dyn Read + Send> {
+    if let (Some(mut out), Some(mut w)) = (out, writer) {
         std::thread::spawn(move || {
-            let _ = std::io::copy(&mut err, &mut w);
+            let _ = std::io::copy(&mut out, &mut w);
         });
     }
     Box::new(reader)
@@ -110,11 +138,29 @@ pub struct HostSession {
     stream: Option<Box<dyn Read + Send>>,
     output: Option<Box<dyn Read + Send>>,
     exit: Option<ExitInfo>,
+    tail: ErrorTail,
+    err_copier: Option<std::thread::JoinHandle<()>>,
 }
 
 impl HostSession {
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// After the exit: let the stderr copier finish (bounded, since a
+    /// process the script started may hold stderr open).
+    fn settle_stderr(&mut self) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+        while self.err_copier.as_ref().is_some_and(|h| !h.is_finished())
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        if self.err_copier.as_ref().is_some_and(|h| h.is_finished()) {
+            if let Some(h) = self.err_copier.take() {
+                let _ = h.join();
+            }
+        }
     }
 
     fn signal(&mut self, sig: i32) -> Result<(), AgentError> {
@@ -154,6 +200,10 @@ impl Session for HostSession {
         self.output.take()
     }
 
+    fn error_text(&self) -> Option<String> {
+        self.tail.text()
+    }
+
     fn interrupt(&mut self) -> Result<(), AgentError> {
         self.signal(libc::SIGINT)
     }
@@ -171,6 +221,9 @@ impl Session for HostSession {
             source,
         })?;
         self.exit = status.map(exit_info);
+        if self.exit.is_some() {
+            self.settle_stderr();
+        }
         Ok(self.exit)
     }
 
@@ -184,6 +237,7 @@ impl Session for HostSession {
         })?;
         let e = exit_info(status);
         self.exit = Some(e);
+        self.settle_stderr();
         Ok(e)
     }
 }

@@ -74,6 +74,11 @@ pub trait Session: Send {
     fn failure(&self) -> Option<String> {
         None
     }
+    /// The end of what the script wrote on stderr (its traceback), once it
+    /// has ended: how a failure to compile the script is told apart.
+    fn error_text(&self) -> Option<String> {
+        None
+    }
     /// Interrupt, then kill if it has not ended within `grace`.
     fn stop_within(&mut self, grace: Duration) -> Result<ExitInfo, AgentError> {
         self.interrupt()?;
@@ -127,4 +132,25 @@ pub fn serial_devices() -> Result<Vec<SerialDevice>, AgentError> {
             },
         })
         .collect())
+}
+
+/// The last bytes written to a stream, kept while they pass through.
+#[derive(Debug, Clone, Default)]
+pub struct ErrorTail(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl ErrorTail {
+    /// How much is kept: more than any traceback's last lines.
+    const KEEP: usize = 4096;
+
+    pub fn push(&self, d: &[u8]) {
+        let mut t = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        t.extend_from_slice(d);
+        let over = t.len().saturating_sub(Self::KEEP);
+        t.drain(..over);
+    }
+
+    pub fn text(&self) -> Option<String> {
+        let t = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        (!t.is_empty()).then(|| String::from_utf8_lossy(&t).into_owned())
+    }
 }

@@ -723,3 +723,30 @@ fn json_round_trip_of_an_aggregated_profile() {
     let back = Profile::from_json_reader(bytes.as_slice()).expect("read back");
     assert_eq!(back, p);
 }
+
+#[test]
+fn compile_failures_are_told_from_the_traceback() {
+    use mpprof::record::aggregate::compile_failure;
+    let syntax = "out\nTraceback (most recent call last):\n  File \"a.py\", line 2\nSyntaxError: invalid syntax\n";
+    assert_eq!(
+        compile_failure(syntax).map(|f| f.0),
+        Some(ExitReason::SyntaxError)
+    );
+    let memory = "MemoryError: memory allocation failed, allocating 136 bytes\n";
+    assert_eq!(
+        compile_failure(memory).map(|f| f.0),
+        Some(ExitReason::MemoryError)
+    );
+    // Raised while running (a function's frame, or an imported module that
+    // does not compile under the main script's frame): not the main script's
+    // compile failure.
+    for running in [
+        "Traceback (most recent call last):\n  File \"a.py\", line 3, in <module>\nSyntaxError: invalid syntax\n",
+        "Traceback (most recent call last):\n  File \"a.py\", line 1, in <module>\n  File \"b.py\", line 2\nSyntaxError: invalid syntax\n",
+        "Traceback (most recent call last):\n  File \"a.py\", line 9, in f\nMemoryError: memory allocation failed\n",
+        "Traceback (most recent call last):\n  File \"a.py\", line 9, in f\nValueError: x\n",
+        "",
+    ] {
+        assert_eq!(compile_failure(running), None, "{running}");
+    }
+}

@@ -134,8 +134,9 @@ fn the_script_output_passes_through_the_framed_link() {
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let stdout = String::from_utf8(o.stdout).unwrap();
+    // As on the host: the REPL's CRLF back to LF.
     let want: String = (0..40)
-        .map(|i| format!("line {i} ünï §\\ [{i}, {i}, {i}]\r\n"))
+        .map(|i| format!("line {i} ünï §\\ [{i}, {i}, {i}]\n"))
         .collect();
     assert_eq!(stdout, want);
     let p = Profile::from_json_file(&out).unwrap();

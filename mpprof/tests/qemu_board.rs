@@ -10,7 +10,7 @@ use std::process::Command;
 use mpprof_profile::Profile;
 
 mod common;
-use common::{allocations, root};
+use common::{allocations, default_qemu_firmware, host_vm, plain_host_vm, root};
 
 fn run(script: &str, target: &str, name: &str) -> Profile {
     let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join("qemu");
@@ -52,21 +52,73 @@ fn host_and_board_agree_on_lines_causes_and_sizes() {
         assert!(!a.is_empty());
         assert_eq!(a, b, "{script}: host and board allocations differ");
         // And the same opcodes per line of every function.
-        let ops = |p: &Profile| {
-            let mut v: Vec<(u32, u64)> = p
-                .lines
-                .iter()
-                .filter(|l| {
-                    p.files[l.file].path.ends_with(name)
-                        && p.functions[l.function].name != "<module>"
-                })
-                .map(|l| (l.line, l.opcodes))
-                .collect();
-            v.sort();
-            v
-        };
-        assert_eq!(ops(&host), ops(&board), "{script}: opcodes differ");
+        assert_eq!(
+            line_opcodes(&host, name),
+            line_opcodes(&board, name),
+            "{script}: opcodes differ"
+        );
     }
+}
+
+/// (line, opcodes) of every line of the script's functions.
+fn line_opcodes(p: &Profile, script: &str) -> Vec<(u32, u64)> {
+    let mut v: Vec<(u32, u64)> = p
+        .lines
+        .iter()
+        .filter(|l| {
+            p.files[l.file].path.ends_with(script) && p.functions[l.function].name != "<module>"
+        })
+        .map(|l| (l.line, l.opcodes))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn a_function_of_several_kib_of_bytecode_is_described_whole_on_the_board() {
+    // 900 statements, each making a list: about 6 KiB of bytecode and a
+    // 900-entry line table, far over the board's 1 KiB frames.
+    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join("qemu");
+    std::fs::create_dir_all(&d).unwrap();
+    let name = "long_function.py";
+    let script = d.join(name);
+    let mut src = String::from("def big(n):\n    a = None\n");
+    for i in 0..900 {
+        src.push_str(&format!("    a = [n, {i}]\n"));
+    }
+    src.push_str("    return a\n\nfor k in range(3):\n    big(k)\n");
+    std::fs::write(&script, &src).unwrap();
+    let script = script.to_str().unwrap();
+    let host = run(script, "host", "long");
+    let board = run(script, "qemu", "long");
+    for p in [&host, &board] {
+        let target = &p.meta.target;
+        let big = p.find_functions("big")[0];
+        let sites: Vec<_> = p.alloc_sites.iter().filter(|s| s.function == big).collect();
+        assert!(sites.len() >= 900, "{target}: {} sites", sites.len());
+        let unnamed = sites.iter().filter(|s| s.opcode_name.is_none()).count();
+        assert_eq!(unnamed, 0, "{target}: allocation sites without an opcode");
+        let sum = |it: &mut dyn Iterator<Item = u64>| it.sum::<u64>();
+        let mix = sum(&mut p.opcode_mix.iter().map(|o| o.count));
+        let functions = sum(&mut p.functions.iter().map(|f| f.opcodes));
+        let lines = sum(&mut p.lines.iter().map(|l| l.opcodes));
+        assert_eq!((mix, lines), (functions, functions), "{target}");
+        assert!(
+            p.opcode_mix
+                .iter()
+                .all(|o| o.opcode != mpprof_profile::UNKNOWN_OPCODE),
+            "{target}: opcodes without a name in the mix"
+        );
+        // Every statement's line has its opcodes.
+        let big_lines = line_opcodes(p, name);
+        assert!(
+            big_lines.len() >= 900,
+            "{target}: {} lines",
+            big_lines.len()
+        );
+    }
+    assert_eq!(line_opcodes(&host, name), line_opcodes(&board, name));
+    assert_eq!(allocations(&host, name), allocations(&board, name));
 }
 
 #[test]
@@ -187,4 +239,83 @@ fn the_real_boards_cortex_m_port_layer_runs_on_the_emulated_board() {
         s.incl_ticks,
         t.incl_ticks
     );
+}
+
+#[test]
+fn the_scripts_output_is_the_same_byte_for_byte_on_every_target() {
+    host_vm();
+    default_qemu_firmware();
+    let plain = plain_host_vm();
+    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join("qemu");
+    std::fs::create_dir_all(&d).unwrap();
+    let script = d.join("output.py");
+    std::fs::write(
+        &script,
+        "import sys\n\
+         print('plain text')\n\
+         print('non-ASCII: h\u{e9}llo w\u{f6}rld \u{2713} \u{1f600}')\n\
+         print('tab\\there', 1, 2.5, end='')\n\
+         print()\n\
+         sys.stdout.write('its own CR\\r\\n')\n\
+         print('no newline at the end', end='')\n\
+         def fail():\n    raise ValueError('boom \u{e9}')\n\
+         fail()\n",
+    )
+    .unwrap();
+    let upstream = Command::new(&plain).arg(&script).output().unwrap();
+    assert_eq!(upstream.status.code(), Some(1));
+    let expected = "plain text\nnon-ASCII: h\u{e9}llo w\u{f6}rld \u{2713} \u{1f600}\ntab\there 1 2.5\nits own CR\r\nno newline at the end";
+    // v1.25's unix port prints tracebacks to stderr (from v1.27 to stdout:
+    // then only the text before the traceback compares).
+    assert_eq!(String::from_utf8_lossy(&upstream.stdout), expected);
+    let upstream_err = String::from_utf8_lossy(&upstream.stderr).into_owned();
+    assert!(
+        upstream_err.ends_with("ValueError: boom \u{e9}\n"),
+        "{upstream_err}"
+    );
+    for target in ["host", "qemu"] {
+        let o = Command::new(env!("CARGO_BIN_EXE_mpprof"))
+            .args(["run", "-q", "--target", target, "-o"])
+            .arg(d.join(format!("output-{target}.json")))
+            .arg(&script)
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(1), "{target}");
+        assert_eq!(o.stdout, upstream.stdout, "{target}: stdout differs");
+        // The traceback is on stderr, as the REPL added it: its last line
+        // (the file is `<stdin>` on a board, whose script came through the
+        // REPL) is upstream's, with LF line ends.
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!err.contains('\r'), "{target}: {err:?}");
+        let tb = &err[err.find("Traceback").expect("a traceback")..];
+        assert!(tb.contains("ValueError: boom \u{e9}\n"), "{target}: {tb}");
+        assert_eq!(
+            tb.lines().count(),
+            upstream_err.lines().count(),
+            "{target}: {tb}"
+        );
+    }
+}
+
+#[test]
+fn a_script_that_does_not_compile_on_the_board_is_named_so() {
+    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join("qemu");
+    std::fs::create_dir_all(&d).unwrap();
+    let script = d.join("syntax_error.py");
+    std::fs::write(&script, "print('never')\ndef f(:\n    pass\n").unwrap();
+    let out = d.join("syntax_error.json");
+    let o = Command::new(env!("CARGO_BIN_EXE_mpprof"))
+        .args(["run", "--target", "qemu", "-o"])
+        .arg(&out)
+        .arg(&script)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let p = Profile::from_json_file(&out).unwrap();
+    assert_eq!(p.meta.exit.reason, mpprof_profile::ExitReason::SyntaxError);
+    // The summary's header (mpprof's own text goes to stderr).
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(stderr.contains("did not compile (SyntaxError)"), "{stderr}");
+    assert!(o.stdout.is_empty(), "nothing of the script ran");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("SyntaxError: invalid syntax\n"));
 }

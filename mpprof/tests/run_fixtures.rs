@@ -406,3 +406,110 @@ fn report_annotates_the_source_with_causes() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("hot"));
     let _ = Cause::Float;
 }
+
+/// `mpprof run` (summary on) of `source`: the output and the profile.
+fn run_source(name: &str, source: &str, args: &[&str]) -> (Output, Profile) {
+    let dir = out_dir(name);
+    let script = dir.join(format!("{name}.py"));
+    std::fs::write(&script, source).unwrap();
+    let profile = dir.join("profile.json");
+    let _ = std::fs::remove_file(&profile);
+    let out = Command::new(env!("CARGO_BIN_EXE_mpprof"))
+        .arg("run")
+        .arg("-o")
+        .arg(&profile)
+        .args(args)
+        .arg(&script)
+        .output()
+        .expect("mpprof runs");
+    (out, Profile::from_json_file(&profile).unwrap())
+}
+
+#[test]
+fn a_script_that_does_not_compile_is_named_so() {
+    common::host_vm();
+    let (out, p) = run_source("syntax_error", "print('never')\ndef f(:\n    pass\n", &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(p.meta.exit.reason, ExitReason::SyntaxError);
+    assert_eq!(p.meta.exit.status, Some(1));
+    let msg = p.meta.exit.message.as_deref().unwrap_or("");
+    assert!(msg.contains("SyntaxError: invalid syntax"), "{msg}");
+    // The summary's header (mpprof's own text goes to stderr).
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("did not compile (SyntaxError)"), "{stderr}");
+    assert!(out.stdout.is_empty(), "nothing of the script ran");
+    // The traceback still reaches the user, on stderr.
+    assert!(stderr.contains("SyntaxError: invalid syntax\n"), "{stderr}");
+    let json = std::fs::read_to_string(out_dir("syntax_error").join("profile.json")).unwrap();
+    assert!(json.contains("\"reason\": \"syntax_error\""));
+
+    // An IndentationError is one too; a SyntaxError raised while the
+    // script runs (compiling a string) is an exception like any other.
+    let (_, p) = run_source("indentation", "if 1:\npass\n", &[]);
+    assert_eq!(p.meta.exit.reason, ExitReason::SyntaxError);
+    let (_, p) = run_source("runtime_syntax", "exec('def f(:')\n", &[]);
+    assert_eq!(p.meta.exit.reason, ExitReason::Exception);
+}
+
+#[test]
+fn a_memory_error_while_compiling_is_named_so() {
+    common::host_vm();
+    let source: String = (0..3000)
+        .map(|i| format!("x{i} = [{i}, {}, 'some text of the line {i}']\n", i + 1))
+        .collect();
+    let (out, p) = run_source("compile_memory", &source, &["--heap", "16k"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(p.meta.exit.reason, ExitReason::MemoryError);
+    let msg = p.meta.exit.message.as_deref().unwrap_or("");
+    assert!(
+        msg.starts_with("while compiling the script: MemoryError"),
+        "{msg}"
+    );
+    // No line of the script ran.
+    assert!(p.functions.iter().all(|f| f.calls == 0));
+}
+
+/// (name, calls, opcodes) of the fixture's own coroutines.
+fn coroutines(p: &Profile) -> Vec<(String, u64, u64)> {
+    let mut v: Vec<(String, u64, u64)> = ["producer", "consumer", "timer", "main"]
+        .iter()
+        .map(|name| {
+            let f = &p.functions[p.find_functions(name)[0]];
+            (name.to_string(), f.calls, f.opcodes)
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn asyncio_is_frozen_in_and_the_scripts_coroutines_are_profiled() {
+    let plain = common::plain_host_vm();
+    common::host_vm();
+    let script = root().join("fixtures/misc/asyncio_tasks.py");
+    let upstream = Command::new(&plain).arg(&script).output().unwrap();
+    assert!(upstream.status.success(), "{upstream:?}");
+    let (out, path) = mpprof_run(&script, &[], "asyncio");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&upstream.stdout)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("sum 140\n"));
+    let p = Profile::from_json_file(&path).unwrap();
+    // asyncio itself is frozen bytecode: it runs unprofiled, so none of its
+    // functions appear; the script's coroutines do, each resume an entry
+    // (the consumer waits for the event 8 times, then returns: 9 entries).
+    assert!(p.files.iter().all(|f| !f.path.contains("asyncio/")));
+    let c = coroutines(&p);
+    let consumer = c.iter().find(|c| c.0 == "consumer").unwrap();
+    assert_eq!(consumer.1, 9, "{c:?}");
+    assert!(c.iter().all(|c| c.1 > 1 && c.2 > 0), "{c:?}");
+    // And the same again: resumes are exact.
+    let (_, path) = mpprof_run(&script, &[], "asyncio-again");
+    assert_eq!(coroutines(&Profile::from_json_file(&path).unwrap()), c);
+}

@@ -223,3 +223,80 @@ proptest! {
         prop_assert!(p.validate().is_ok());
     }
 }
+
+/// A stream describing one function whose line table and bytecode are
+/// `split` bytes long in the CODE record, the rest in CODE_MORE pieces of
+/// `piece` bytes, with counts on every opcode.
+fn long_code_stream(split: usize, piece: usize) -> Vec<u8> {
+    let line_info: Vec<u8> = std::iter::once(0x21).chain([0x22; 599]).collect();
+    let bytecode: Vec<u8> = (0..1200u32).map(|i| [0x51, 0x63][i as usize % 2]).collect();
+    let mut w = FrameWriter::new();
+    w.max_payload = 256;
+    w.code(&CodeInfo {
+        code_id: 1,
+        name: "big".into(),
+        file: "t.py".into(),
+        bc_start: 4,
+        line_info: line_info[..split.min(line_info.len())].to_vec(),
+        bytecode: bytecode[..split.min(bytecode.len())].to_vec(),
+    });
+    for (part, data) in [
+        (CodePart::LineInfo, &line_info),
+        (CodePart::Bytecode, &bytecode),
+    ] {
+        let mut at = split.min(data.len());
+        while piece > 0 && at < data.len() {
+            let end = (at + piece).min(data.len());
+            w.code_more(1, part, at as u32, data.len() as u32, &data[at..end]);
+            at = end;
+        }
+    }
+    let counts: Vec<(u32, u64)> = (0..1200u32).map(|i| (4 + i, 2)).collect();
+    for chunk in counts.chunks(40) {
+        w.counts(1, chunk);
+    }
+    w.finish()
+}
+
+#[test]
+fn code_more_records_complete_a_long_description() {
+    let (events, stats) = decode_all(&long_code_stream(100, 200));
+    assert_eq!(stats.bad_frames, 0);
+    let pieces: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::CodeMore {
+                part,
+                offset,
+                total,
+                data,
+                ..
+            } => Some((*part, *offset, *total, data.len())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(pieces[0], (CodePart::LineInfo, 100, 600, 200));
+    assert_eq!(pieces.len(), 3 + 6);
+    // The profile of the split stream is that of the whole description,
+    // and every opcode is named.
+    let run = mpprof::record::aggregate::RunInfo::for_stream("t.py");
+    let whole = mpprof::record::ingest::profile_from_stream(&long_code_stream(5000, 1), &run);
+    let split = mpprof::record::ingest::profile_from_stream(&long_code_stream(100, 200), &run);
+    assert_eq!(split.lines, whole.lines);
+    assert_eq!(split.opcode_mix, whole.opcode_mix);
+    assert!(split
+        .opcode_mix
+        .iter()
+        .all(|o| o.opcode != mpprof_profile::UNKNOWN_OPCODE));
+    split.validate().unwrap();
+    // Without its pieces (a decoder that skipped them, or lost frames) the
+    // description is truncated: the opcodes past it are counted, unnamed.
+    let cut = mpprof::record::ingest::profile_from_stream(&long_code_stream(100, 0), &run);
+    cut.validate().unwrap();
+    let unknown = cut
+        .opcode_mix
+        .iter()
+        .find(|o| o.opcode == mpprof_profile::UNKNOWN_OPCODE)
+        .map(|o| o.count);
+    assert_eq!(unknown, Some(2 * 1100));
+}

@@ -54,6 +54,7 @@ fn reason_text(r: ExitReason) -> &'static str {
         ExitReason::SystemExit => "exited (SystemExit)",
         ExitReason::Stopped => "stopped profiling (mpprof.stop())",
         ExitReason::MemoryError => "ran out of heap (MemoryError)",
+        ExitReason::SyntaxError => "did not compile (SyntaxError)",
         ExitReason::Timeout => "stopped at the timeout",
         ExitReason::Killed => "was killed",
         ExitReason::Crashed => "the VM crashed",

@@ -202,6 +202,36 @@ static void ensure_node(uint32_t idx) {
     }
 }
 
+static size_t uint_size(uint64_t v) {
+    size_t n = 1;
+    while (v >= 0x80) {
+        v >>= 7;
+        n++;
+    }
+    return n;
+}
+
+// CODE_MORE records: bytes [from, total) of a CODE record's line table
+// (part 0) or bytecode (part 1), in pieces that each fit a frame.
+static void send_code_more(uint32_t code_id, unsigned part, const byte *data, size_t from, size_t total) {
+    const size_t head = 1 + 10 + 10 + 1 + 10 + 10 + 10;
+    const size_t chunk_max = MPPROF_FRAME_PAYLOAD > head + 16 ? MPPROF_FRAME_PAYLOAD - head : 16;
+    while (from < total) {
+        size_t n = total - from < chunk_max ? total - from : chunk_max;
+        size_t body = uint_size(code_id) + 1 + uint_size(from) + uint_size(total) + uint_size(n) + n;
+        mpprof_wire_begin(1 + uint_size(body) + body);
+        mpprof_wire_u8(MPPROF_TAG_CODE_MORE);
+        mpprof_wire_uint(body);
+        mpprof_wire_uint(code_id);
+        mpprof_wire_u8(part);
+        mpprof_wire_uint(from);
+        mpprof_wire_uint(total);
+        mpprof_wire_bytes(data + from, n);
+        mpprof_wire_end_record();
+        from += n;
+    }
+}
+
 static void send_code(mpprof_code_t *code) {
     const byte *ip = code->bytecode;
     MP_BC_PRELUDE_SIG_DECODE(ip);
@@ -226,30 +256,34 @@ static void send_code(mpprof_code_t *code) {
     size_t bc_start = bytecode_start - code->bytecode;
     size_t line_info_len = line_info_top > ip ? (size_t)(line_info_top - ip) : 0;
     size_t code_len = code->n_counts > bc_start ? code->n_counts - bc_start : 0;
-    // Keep the record inside one frame: names and the line table first, then
-    // as much of the bytecode as fits (it only names opcodes for reports).
+    // A record never spans two frames: the CODE record carries the names and
+    // as much of the line table, then of the bytecode, as fits; CODE_MORE
+    // records carry the rest, right after it (WIRE.md), so a description of
+    // any length reaches the host whole.
     const size_t name_max = 128, file_max = 256;
-    if (line_info_len > MPPROF_FRAME_PAYLOAD / 2) {
-        line_info_len = MPPROF_FRAME_PAYLOAD / 2;
-    }
-    size_t fixed = 1 + 10 + (10 + name_max) + (10 + file_max) + 10 + (10 + line_info_len) + 10;
+    size_t fixed = 1 + 10 + (10 + name_max) + (10 + file_max) + 10 + 10 + 10;
     size_t room = MPPROF_FRAME_PAYLOAD > fixed ? MPPROF_FRAME_PAYLOAD - fixed : 0;
-    if (code_len > room) {
-        code_len = room;
-    }
+    size_t line_first = line_info_len < room ? line_info_len : room;
+    room -= line_first;
+    size_t code_first = code_len < room ? code_len : room;
     size_t name_len, file_len;
     const char *name = (const char *)qstr_data(block_name, &name_len);
     const char *file = (const char *)qstr_data(source_file, &file_len);
-    mpprof_wire_begin(fixed + code_len);
+    // A frame dropped while the description is sent leaves the epoch
+    // changed: the code then counts as not sent, and is described again.
+    uint16_t epoch = mpprof_wire_epoch;
+    mpprof_wire_begin(fixed + line_first + code_first);
     mpprof_wire_u8(MPPROF_TAG_CODE);
     mpprof_wire_uint(code->id);
     mpprof_wire_str(name, name_len, name_max);
     mpprof_wire_str(file, file_len, file_max);
     mpprof_wire_uint(bc_start);
-    mpprof_wire_bytes(ip, line_info_len);
-    mpprof_wire_bytes(bytecode_start, code_len);
+    mpprof_wire_bytes(ip, line_first);
+    mpprof_wire_bytes(bytecode_start, code_first);
     mpprof_wire_end_record();
-    code->sent_epoch = mpprof_wire_epoch;
+    send_code_more(code->id, 0, ip, line_first, line_info_len);
+    send_code_more(code->id, 1, bytecode_start, code_first, code_len);
+    code->sent_epoch = epoch;
 }
 
 static void send_node(uint32_t idx) {

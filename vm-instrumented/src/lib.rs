@@ -894,6 +894,8 @@ pub fn prepared_source(
             write_file(&staging.join("mpprof-usermod/mpprof").join(p), data)?;
         } else if let Some(p) = name.strip_prefix("ports/unix/variant-mpprof/") {
             write_file(&staging.join("ports/unix/variants/mpprof").join(p), data)?;
+        } else if let Some(p) = name.strip_prefix("ports/frozen/") {
+            write_file(&staging.join("mpprof-frozen").join(p), data)?;
         } else if let Some(p) = name.strip_prefix("ports/qemu/") {
             write_file(&staging.join("ports/qemu").join(p), data)?;
         } else if let Some(p) = name.strip_prefix("ports/boards/") {
@@ -967,8 +969,7 @@ fn run_patch(dir: &Path, patch: &[u8]) -> Result<Option<String>, BuildError> {
     }
 }
 
-const MAKE_DISABLE: [&str; 6] = [
-    "FROZEN_MANIFEST=",
+const MAKE_DISABLE: [&str; 5] = [
     "MICROPY_PY_BTREE=0",
     "MICROPY_PY_FFI=0",
     "MICROPY_PY_SSL=0",
@@ -976,19 +977,44 @@ const MAKE_DISABLE: [&str; 6] = [
     "MICROPY_SSL_MBEDTLS=0",
 ];
 
-/// The unix port's make variables for a host build of `word_size`, beyond
-/// the variant and build directory: what is left out (no network, no
-/// frozen modules) and the word size. The 32-bit build passes `-m32`
+/// The unix port's make variables for a host build of `word_size` from the
+/// prepared `tree`, beyond the variant and build directory: what is left
+/// out (no network), what is frozen (`ports/frozen/manifest.py`: upstream's
+/// asyncio, as the port's own variants freeze it) and the word size. The 32-bit build passes `-m32`
 /// itself: `MICROPY_FORCE_32BIT` is gone from upstream after v1.28 (only a
 /// warning there), while `CFLAGS_EXTRA`/`LDFLAGS_EXTRA` work on every
 /// supported version.
-pub fn host_make_args(word_size: WordSize) -> Vec<String> {
+pub fn host_make_args(word_size: WordSize, tree: &Path) -> Vec<String> {
     let mut args: Vec<String> = MAKE_DISABLE.iter().map(|s| s.to_string()).collect();
+    let frozen = tree.join("mpprof-frozen");
+    args.push(format!(
+        "FROZEN_MANIFEST={}",
+        frozen.join("manifest.py").display()
+    ));
+    // Only checked for a README.md: the manifest takes nothing from it.
+    args.push(format!("MPY_LIB_DIR={}", frozen.display()));
     if word_size == WordSize::Bits32 {
         args.push("CFLAGS_EXTRA=-m32".into());
         args.push("LDFLAGS_EXTRA=-m32".into());
     }
     args
+}
+
+/// mpy-cross, which freezing needs, built by its own make first: the
+/// port's make would build it with the port's command-line variables
+/// (`BUILD`, `PROG`), which reach a sub-make too.
+fn ensure_mpy_cross(tree: &Path, jobs: usize) -> Result<(), BuildError> {
+    let dir = tree.join("mpy-cross");
+    if dir.join("build/mpy-cross").exists() {
+        return Ok(());
+    }
+    let mut cmd = Command::new("make");
+    cmd.arg("-C")
+        .arg(&dir)
+        .arg(format!("-j{}", jobs.max(1)))
+        .env_remove("MAKEFLAGS")
+        .env_remove("MFLAGS");
+    run_quiet(&mut cmd, &dir.join("make.log"), "building mpy-cross")
 }
 
 /// Build the unix-port interpreter (the host target).
@@ -1039,6 +1065,7 @@ pub fn build_host(
     progress(&format!(
         "building {flavour_name} micropython ({bits}-bit), about 30 s"
     ));
+    ensure_mpy_cross(&tree, opts.jobs)?;
     let mut cmd = Command::new("make");
     cmd.arg("-C")
         .arg(tree.join("ports/unix"))
@@ -1046,7 +1073,7 @@ pub fn build_host(
         .arg(format!("VARIANT={variant}"))
         .arg(format!("BUILD={}", build_dir.display()))
         .arg("PROG=micropython")
-        .args(host_make_args(word_size));
+        .args(host_make_args(word_size, &tree));
     if opts.flavour == Flavour::Instrumented {
         cmd.arg(format!(
             "USER_C_MODULES={}",

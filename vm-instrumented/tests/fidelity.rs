@@ -216,7 +216,7 @@ fn unconfigured_hooks_compile_to_upstreams_code() {
         .arg("-j2")
         .arg("VARIANT=standard")
         .arg(format!("BUILD={}", build.display()))
-        .args(host_make_args(plain.word_size))
+        .args(host_make_args(plain.word_size, &plain.source_dir))
         .arg(build.join("py/vm.o"))
         .arg(build.join("py/gc.o"))
         .arg(build.join("py/obj.o"))

@@ -111,6 +111,10 @@ pub enum ExitReason {
     SystemExit,
     Stopped,
     MemoryError,
+    /// The main script did not compile: a SyntaxError (or
+    /// IndentationError) before any of it ran. (A MemoryError while
+    /// compiling is `MemoryError`, its message says so.)
+    SyntaxError,
     Timeout,
     Killed,
     /// The VM died of a signal of its own (SIGSEGV, SIGBUS, SIGILL, SIGFPE,
@@ -430,6 +434,14 @@ pub struct Region {
     pub alloc_bytes: u64,
     pub opcodes: u64,
 }
+
+/// The function that opcodes and allocations of code the stream never
+/// described are charged to; its opcodes have no line.
+pub const UNKNOWN_FUNCTION: &str = "<unknown>";
+
+/// The opcode-mix entry of opcodes whose byte the stream did not carry (a
+/// damaged or truncated code description), so the mix still adds up.
+pub const UNKNOWN_OPCODE: &str = "(unknown)";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OpcodeCount {

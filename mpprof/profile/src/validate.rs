@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 
 use crate::builder::recursive_nodes;
-use crate::{Cause, FileId, Profile, FORMAT, VERSION};
+use crate::{Cause, FileId, Profile, FORMAT, UNKNOWN_FUNCTION, VERSION};
 
 /// The first inconsistency found in a profile.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -41,6 +41,7 @@ impl Profile {
         self.validate_ids()?;
         self.validate_tree()?;
         self.validate_allocations()?;
+        self.validate_opcodes()?;
         self.validate_line_advice()
     }
 
@@ -158,6 +159,31 @@ impl Profile {
                     l.line, l.file, l.executions, l.scope, l.what, l.fix
                 ));
             }
+        }
+        Ok(())
+    }
+
+    /// The opcode mix, the lines and the functions count the same opcodes
+    /// (the lines all but those of the unknown function, which have none).
+    fn validate_opcodes(&self) -> Result<(), InvalidProfile> {
+        let sum = |it: &mut dyn Iterator<Item = u64>| it.fold(0u64, u64::saturating_add);
+        let functions = sum(&mut self.functions.iter().map(|f| f.opcodes));
+        let unplaced = sum(&mut self
+            .functions
+            .iter()
+            .filter(|f| f.name == UNKNOWN_FUNCTION)
+            .map(|f| f.opcodes));
+        let lines = sum(&mut self.lines.iter().map(|l| l.opcodes));
+        let mix = sum(&mut self.opcode_mix.iter().map(|o| o.count));
+        if mix != functions {
+            return fail(format!(
+                "its opcode mix adds up to {mix} opcodes, its functions to {functions}"
+            ));
+        }
+        if lines != functions.saturating_sub(unplaced) {
+            return fail(format!(
+                "its lines add up to {lines} opcodes, its functions to {functions} ({unplaced} of them in unknown code)"
+            ));
         }
         Ok(())
     }

@@ -89,8 +89,9 @@ fn sample() -> Profile {
     b.add_opcodes(lambda, Some((file, 3)), 7);
     b.add_opcodes(main, Some((file, 2)), 10);
     b.add_opcodes(work, Some((file, 11)), 50);
-    b.add_opcodes(helper, None, 10);
+    b.add_opcodes(helper, Some((file, 21)), 10);
     b.add_opcode_mix("BUILD_LIST", 4);
+    b.add_opcode_mix("RETURN_VALUE", 98);
     b.add_opcode_mix("LOAD_FAST 0", 9);
     b.add_opcode_mix("BUILD_LIST", 6);
     b.add_alloc(site(work, file, 11, Some(n_work), Cause::List, 2, 32));
@@ -193,7 +194,8 @@ fn the_builder_derives_every_total() {
         [
             (1, 2, 1, 10, 0, 0),
             (1, 3, 1, 47, 4, 64),
-            (1, 11, 2, 50, 7, 112)
+            (1, 11, 2, 50, 7, 112),
+            (1, 21, 3, 10, 0, 0)
         ]
     );
     let line3: Vec<(Cause, u64, u64)> = p.lines[1]
@@ -238,7 +240,10 @@ fn the_builder_derives_every_total() {
         .iter()
         .map(|o| (o.opcode.as_str(), o.count))
         .collect();
-    assert_eq!(mix, [("BUILD_LIST", 10), ("LOAD_FAST 0", 9)]);
+    assert_eq!(
+        mix,
+        [("RETURN_VALUE", 98), ("BUILD_LIST", 10), ("LOAD_FAST 0", 9)]
+    );
 }
 
 #[test]
@@ -420,6 +425,33 @@ fn validation_finds_each_inconsistency() {
         );
         assert!(msg.starts_with("the profile is inconsistent: "), "{msg}");
     }
+}
+
+#[test]
+fn the_opcode_mix_lines_and_functions_count_the_same_opcodes() {
+    let msg = invalid(|p| p.opcode_mix[0].count -= 1);
+    assert!(
+        msg.contains("opcode mix adds up to 116 opcodes, its functions to 117"),
+        "{msg}"
+    );
+    let msg = invalid(|p| p.lines[0].opcodes += 5);
+    assert!(
+        msg.contains("lines add up to 122 opcodes, its functions to 117"),
+        "{msg}"
+    );
+    // Opcodes of code never described have no line: only the unknown
+    // function may have them.
+    let msg = invalid(|p| {
+        p.functions[3].opcodes += 4;
+        p.opcode_mix[0].count += 4;
+    });
+    assert!(msg.contains("lines add up to 117 opcodes"), "{msg}");
+    let mut p = sample();
+    p.functions[0].name = mpprof_profile::UNKNOWN_FUNCTION.into();
+    p.functions[0].qualname = mpprof_profile::UNKNOWN_FUNCTION.into();
+    p.functions[0].opcodes += 4;
+    p.opcode_mix[0].count += 4;
+    p.validate().unwrap();
 }
 
 #[test]

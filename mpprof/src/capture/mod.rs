@@ -186,6 +186,7 @@ pub fn record(rec: &Recording, obs: &mut dyn Observer) -> Result<Profile> {
     info.status = exit.code;
     info.signal = exit.signal;
     info.host_reason = reason;
+    info.error_text = session.error_text();
     info.message = session
         .failure()
         .or_else(|| exit.signal.map(|s| format!("ended by signal {s}")));

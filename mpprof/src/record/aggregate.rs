@@ -14,7 +14,7 @@ use std::collections::{HashMap, HashSet};
 use mpprof_profile::{
     AllocKind as ProfileAllocKind, AllocSite as ProfileSite, CallNode, Cause, Clock, Collection,
     Dropped, Exit, ExitReason, FileId, FunctionId, HeapSample, Marker, NodeId, Profile,
-    ProfileBuilder, Region,
+    ProfileBuilder, Region, UNKNOWN_FUNCTION, UNKNOWN_OPCODE,
 };
 
 use crate::analysis::advice::{advise, SiteContext};
@@ -23,7 +23,8 @@ use crate::analysis::opcodes;
 use crate::record::lineinfo::LineTable;
 use crate::record::symbolize::Sources;
 use crate::wire::{
-    AllocKind, CodeInfo, DecodeStats, EndReason, EndRecord, Event, GcRecord, Hello, TypeInfo,
+    AllocKind, CodeInfo, CodePart, DecodeStats, EndReason, EndRecord, Event, GcRecord, Hello,
+    TypeInfo,
 };
 
 /// A fast hasher for the small integer keys of the hot path (allocation
@@ -101,6 +102,9 @@ pub struct RunInfo {
     /// crash signal makes the run `Crashed`.
     pub signal: Option<i32>,
     pub message: Option<String>,
+    /// The end of the script's stderr (its traceback), when the target
+    /// gave it: a main script that did not compile is named from it.
+    pub error_text: Option<String>,
     /// Put each profiled file's source into the profile.
     pub embed_sources: bool,
 }
@@ -114,6 +118,31 @@ impl RunInfo {
             ..Self::default()
         }
     }
+}
+
+/// A failure to compile the main script, from the end of its stderr: the
+/// exception line (the last line) is a SyntaxError, IndentationError or
+/// MemoryError, and the traceback above it names no running function (a
+/// compile error's only frame is `File "x.py", line N`, with no `, in f`;
+/// a MemoryError while parsing has none). The reason and a message.
+pub fn compile_failure(stderr: &str) -> Option<(ExitReason, String)> {
+    let start = stderr.rfind("Traceback (most recent call last):");
+    let tb = &stderr[start.unwrap_or(0)..];
+    let last = tb.lines().rev().find(|l| !l.trim().is_empty())?.trim_end();
+    let frames: Vec<&str> = tb
+        .lines()
+        .filter(|l| l.trim_start().starts_with("File \""))
+        .collect();
+    if frames.iter().any(|f| f.contains(", in ")) || frames.len() > 1 {
+        return None;
+    }
+    let name = last.split(':').next().unwrap_or("");
+    let reason = match name {
+        "SyntaxError" | "IndentationError" if frames.len() == 1 => ExitReason::SyntaxError,
+        "MemoryError" => ExitReason::MemoryError,
+        _ => return None,
+    };
+    Some((reason, format!("while compiling the script: {last}")))
 }
 
 /// The `<unknown>` function, added to the profile the first time a record
@@ -374,7 +403,32 @@ impl Aggregator {
             Event::Heap { at, used_bytes } => self.heap_sample(at, used_bytes),
             Event::Start { at } | Event::Stop { at } => self.last_at = self.last_at.max(at),
             Event::Cost(c) => self.cost = Some(c),
+            Event::CodeMore {
+                code_id,
+                part,
+                offset,
+                total,
+                data,
+            } => self.code_more(code_id, part, offset, total, &data),
             Event::Extension { .. } => {}
+        }
+    }
+
+    /// The rest of a CODE record's line table or bytecode. A piece that
+    /// does not continue what is known (its CODE record or an earlier piece
+    /// was lost) is ignored: the code stays truncated, as the target will
+    /// describe it again after a loss.
+    fn code_more(&mut self, code_id: u32, part: CodePart, offset: u32, total: u32, data: &[u8]) {
+        let Some(c) = self.codes.get_mut(&code_id) else {
+            self.unknown_refs += 1;
+            return;
+        };
+        let field = match part {
+            CodePart::LineInfo => &mut c.line_info,
+            CodePart::Bytecode => &mut c.bytecode,
+        };
+        if field.len() == offset as usize && field.len() + data.len() <= total as usize {
+            field.extend_from_slice(data);
         }
     }
 
@@ -613,7 +667,7 @@ impl Aggregator {
         let mut unknown = |b: &mut ProfileBuilder| {
             *unknown_fn.get_or_insert_with(|| {
                 let file = b.add_file("", None);
-                b.add_function(file, 0, "<unknown>", "<unknown>")
+                b.add_function(file, 0, UNKNOWN_FUNCTION, UNKNOWN_FUNCTION)
             })
         };
         self.add_line_opcodes(&mut b, &codes, &mut unknown);
@@ -648,13 +702,15 @@ impl Aggregator {
             match codes.place(self, code_id, offset) {
                 Some((function, file, line, op)) => {
                     b.add_opcodes(function, Some((file, line)), n);
-                    if let Some(op) = op {
-                        b.add_opcode_mix(&opcodes::name(op), n);
+                    match op {
+                        Some(op) => b.add_opcode_mix(&opcodes::name(op), n),
+                        None => b.add_opcode_mix(UNKNOWN_OPCODE, n),
                     }
                 }
                 None => {
                     let f = unknown(b);
                     b.add_opcodes(f, None, n);
+                    b.add_opcode_mix(UNKNOWN_OPCODE, n);
                 }
             }
         }
@@ -1019,6 +1075,17 @@ impl Aggregator {
             },
             (None, None) => ExitReason::Unknown,
         };
+        // The main script failed before any of it ran: the VM's top level
+        // never started, so END says nothing; the traceback names why.
+        let compile_failure = match reason {
+            ExitReason::Finished | ExitReason::Exception | ExitReason::Unknown
+                if run.status.is_some_and(|s| s != 0) =>
+            {
+                run.error_text.as_deref().and_then(compile_failure)
+            }
+            _ => None,
+        };
+        let reason = compile_failure.as_ref().map_or(reason, |f| f.0);
         let unit = match hello.clock.as_str() {
             "ns" => "ns",
             // SysTick counts the processor clock on the boards that use it.
@@ -1051,7 +1118,7 @@ impl Aggregator {
         meta.exit = Exit {
             reason,
             status: run.status,
-            message: run.message.clone(),
+            message: run.message.clone().or_else(|| compile_failure.map(|f| f.1)),
             signal,
             events: crashed.then_some(stats.records),
         };

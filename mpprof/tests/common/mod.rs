@@ -56,6 +56,21 @@ pub fn host_vm() -> PathBuf {
     .clone()
 }
 
+/// Upstream's plain unix port from the same tree (no hooks, no runtime).
+pub fn plain_host_vm() -> PathBuf {
+    static VM: OnceLock<PathBuf> = OnceLock::new();
+    VM.get_or_init(|| {
+        let opts = vm_instrumented::BuildOptions {
+            flavour: vm_instrumented::Flavour::Plain,
+            ..vm_instrumented::BuildOptions::default()
+        };
+        vm_instrumented::build_host(&opts, &mut |_| {})
+            .expect("building the plain host MicroPython")
+            .micropython
+    })
+    .clone()
+}
+
 /// The 64-bit instrumented host interpreter (`--bits64`).
 pub fn host_vm_64() -> PathBuf {
     static VM: OnceLock<PathBuf> = OnceLock::new();

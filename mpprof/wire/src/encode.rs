@@ -2,7 +2,8 @@
 //! The target's real encoder is C (`vm-instrumented/runtime/mpprof_wire.c`).
 
 use super::{
-    crc32, tag, AllocKind, AllocSite, CodeInfo, EndRecord, GcRecord, Hello, TypeInfo, SYNC, VERSION,
+    crc32, tag, AllocKind, AllocSite, CodeInfo, CodePart, EndRecord, GcRecord, Hello, TypeInfo,
+    SYNC, VERSION,
 };
 
 /// Builds records into frames with sequence numbers and CRCs.
@@ -103,6 +104,27 @@ impl FrameWriter {
         put_uint(&mut r, c.bc_start as u64);
         put_bytes(&mut r, &c.line_info);
         put_bytes(&mut r, &c.bytecode);
+        self.record(&r);
+    }
+
+    /// A CODE_MORE record: bytes `offset..` of the line table or bytecode
+    /// of `code_id`, whose whole length is `total`.
+    pub fn code_more(
+        &mut self,
+        code_id: u32,
+        part: CodePart,
+        offset: u32,
+        total: u32,
+        data: &[u8],
+    ) {
+        let mut body = Vec::new();
+        put_uint(&mut body, code_id as u64);
+        body.push(matches!(part, CodePart::Bytecode) as u8);
+        put_uint(&mut body, offset as u64);
+        put_uint(&mut body, total as u64);
+        put_bytes(&mut body, data);
+        let mut r = vec![tag::CODE_MORE];
+        put_bytes(&mut r, &body);
         self.record(&r);
     }
 

@@ -59,6 +59,8 @@ pub mod tag {
     pub const STOP: u8 = 0x11;
     /// Extension: what the profiler costs per opcode, call and allocation.
     pub const COST: u8 = 0x40;
+    /// Extension: the rest of a CODE record's line table or bytecode.
+    pub const CODE_MORE: u8 = 0x41;
     pub const ALLOC_REPEAT: u8 = 0x80;
 }
 
@@ -100,6 +102,13 @@ pub struct CodeInfo {
     pub bc_start: u32,
     pub line_info: Vec<u8>,
     pub bytecode: Vec<u8>,
+}
+
+/// Which field of a CODE record a CODE_MORE record continues.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CodePart {
+    LineInfo,
+    Bytecode,
 }
 
 /// Ticks the profiler costs where no clock read brackets it, as measured
@@ -244,6 +253,15 @@ pub enum Event {
     },
     /// The profiler's own cost per unit, taken out of every time already.
     Cost(ProfilerCost),
+    /// Bytes `offset..offset + data.len()` of a CODE record's line table or
+    /// bytecode, whose whole length is `total` (CODE_MORE).
+    CodeMore {
+        code_id: u32,
+        part: CodePart,
+        offset: u32,
+        total: u32,
+        data: Vec<u8>,
+    },
     Extension {
         tag: u8,
         data: Vec<u8>,
@@ -696,7 +714,30 @@ fn plain_record(t: u8, c: &mut Cursor) -> Result<Event, Malformed> {
                 alloc_q16: d.uint()?,
             })
         }
-        0x41..=0x7f => Event::Extension {
+        tag::CODE_MORE => {
+            let data = c.bytes()?;
+            let mut d = Cursor { data, pos: 0 };
+            let code_id = d.u32()?;
+            let part = match d.u8()? {
+                0 => CodePart::LineInfo,
+                1 => CodePart::Bytecode,
+                _ => return Err(Malformed),
+            };
+            let offset = d.u32()?;
+            let total = d.u32()?;
+            let bytes = d.bytes()?;
+            if offset as u64 + bytes.len() as u64 > total as u64 {
+                return Err(Malformed);
+            }
+            Event::CodeMore {
+                code_id,
+                part,
+                offset,
+                total,
+                data: bytes.to_vec(),
+            }
+        }
+        0x42..=0x7f => Event::Extension {
             tag: t,
             data: c.bytes()?.to_vec(),
         },
