@@ -165,6 +165,16 @@ pub fn alloc_line_rows(p: &Profile, top: usize) -> Vec<AllocLineRow> {
 pub fn render(p: &Profile, opts: &SummaryOptions) -> String {
     let st = Style { on: opts.color };
     let mut o = String::new();
+    header_section(&mut o, p, &st);
+    functions_section(&mut o, p, opts, &st);
+    allocations_section(&mut o, p, opts, &st);
+    heap_section(&mut o, p, &st);
+    let _ = writeln!(o, "\n{}", lost_line(&p.meta.dropped, &st));
+    o
+}
+
+/// What ran, where, and how it ended.
+fn header_section(o: &mut String, p: &Profile, st: &Style) {
     let m = &p.meta;
     let _ = writeln!(
         o,
@@ -183,7 +193,9 @@ pub fn render(p: &Profile, opts: &SummaryOptions) -> String {
     if let Some(line) = crash_line(p) {
         let _ = writeln!(o, "{}", st.warn(&line));
     }
+}
 
+fn functions_section(o: &mut String, p: &Profile, opts: &SummaryOptions, st: &Style) {
     // Functions.
     let total = p.total_ticks().max(1);
     let _ = writeln!(o, "\n{}", st.bold("Top functions (by exclusive time)"));
@@ -212,7 +224,11 @@ pub fn render(p: &Profile, opts: &SummaryOptions) -> String {
             count(f.alloc_count),
         );
     }
+}
 
+/// The lines to change first, then one-offs and imports apart.
+fn allocations_section(o: &mut String, p: &Profile, opts: &SummaryOptions, st: &Style) {
+    let m = &p.meta;
     // Allocating lines: the ones to change first, one-offs and imports apart.
     let rows = alloc_line_rows_in(p, Scope::PerPass, opts.top);
     let _ = writeln!(
@@ -230,7 +246,7 @@ pub fn render(p: &Profile, opts: &SummaryOptions) -> String {
         }
     }
     for r in rows {
-        write_row(&mut o, &r);
+        write_row(o, &r);
     }
     let once = alloc_line_rows_in(p, Scope::OneOff, opts.top);
     if !once.is_empty() {
@@ -240,7 +256,7 @@ pub fn render(p: &Profile, opts: &SummaryOptions) -> String {
             st.bold("One-off allocations (lines that ran once: module level, class bodies, single calls)")
         );
         for r in once {
-            write_row(&mut o, &r);
+            write_row(o, &r);
         }
     }
     let imports = alloc_line_rows_in(p, Scope::Import, opts.top);
@@ -276,7 +292,10 @@ pub fn render(p: &Profile, opts: &SummaryOptions) -> String {
             bytes(outside.1)
         );
     }
+}
 
+fn heap_section(o: &mut String, p: &Profile, st: &Style) {
+    let m = &p.meta;
     // Heap.
     let g = &p.gc;
     let _ = writeln!(o, "\n{}", st.bold("Heap"));
@@ -310,8 +329,6 @@ pub fn render(p: &Profile, opts: &SummaryOptions) -> String {
             ))
         );
     }
-    let _ = writeln!(o, "\n{}", lost_line(&m.dropped, &st));
-    o
 }
 
 fn write_row(o: &mut String, r: &AllocLineRow) {
