@@ -49,6 +49,18 @@ nav a{{margin-right:1em}}</style></head>\n<body>\n",
         ))
     );
 
+    alloc_table(&mut o, p);
+    annotated_source(&mut o, p);
+    flame_graphs(&mut o, p);
+    let _ = writeln!(
+        o,
+        "<script>window.addEventListener('error',function(e){{document.body.setAttribute('data-error',String(e.message))}});\
+document.body.setAttribute('data-ready','ok');</script>\n</body></html>"
+    );
+    o
+}
+
+fn alloc_table(o: &mut String, p: &Profile) {
     let _ = writeln!(o, "<h2 id=\"alloc\">Allocating lines</h2><table><tr><th>line</th><th>count</th><th>bytes</th><th>runs</th><th>when</th><th class=\"cause\">cause</th><th class=\"cause\">source</th><th class=\"fix\">fix</th></tr>");
     for r in alloc_line_rows(p, 30) {
         let _ = writeln!(
@@ -65,7 +77,9 @@ nav a{{margin-right:1em}}</style></head>\n<body>\n",
         );
     }
     let _ = writeln!(o, "</table>");
+}
 
+fn annotated_source(o: &mut String, p: &Profile) {
     let _ = writeln!(o, "<h2 id=\"source\">Annotated source</h2>");
     for f in annotate(p, &AnnotateOptions::default()) {
         let _ = writeln!(o, "<h3>{}</h3><table><tr><th>line</th><th>ops%</th><th>opcodes</th><th>allocs</th><th>bytes</th><th class=\"cause\">source</th><th class=\"cause\">cause</th></tr>", esc(&f.path));
@@ -94,7 +108,11 @@ nav a{{margin-right:1em}}</style></head>\n<body>\n",
         }
         let _ = writeln!(o, "</table>");
     }
+}
 
+/// One flame graph per weight, each in an iframe whose srcdoc keeps the
+/// graph's own script working.
+fn flame_graphs(o: &mut String, p: &Profile) {
     let _ = writeln!(
         o,
         "<h2 id=\"flame\">Flame graphs</h2><p>Click a frame to zoom; Ctrl-F searches.</p>"
@@ -131,10 +149,4 @@ nav a{{margin-right:1em}}</style></head>\n<body>\n",
             }
         }
     }
-    let _ = writeln!(
-        o,
-        "<script>window.addEventListener('error',function(e){{document.body.setAttribute('data-error',String(e.message))}});\
-document.body.setAttribute('data-ready','ok');</script>\n</body></html>"
-    );
-    o
 }
