@@ -226,6 +226,11 @@ impl OutputSink {
     }
 
     fn send_stdout(&mut self, d: &[u8]) {
+        self.send(d, &mut std::io::stdout());
+    }
+
+    /// To the caller when captured, else to our own `terminal` stream.
+    fn send(&self, d: &[u8], terminal: &mut dyn Write) {
         if d.is_empty() {
             return;
         }
@@ -234,9 +239,8 @@ impl OutputSink {
                 let _ = tx.send(d.to_vec());
             }
             None => {
-                let mut o = std::io::stdout();
-                let _ = o.write_all(d);
-                let _ = o.flush();
+                let _ = terminal.write_all(d);
+                let _ = terminal.flush();
             }
         }
     }
@@ -252,17 +256,7 @@ impl OutputSink {
     }
 
     fn send_stderr(&mut self, d: &[u8]) {
-        if d.is_empty() {
-            return;
-        }
-        match &self.captured {
-            Some(tx) => {
-                let _ = tx.send(d.to_vec());
-            }
-            None => {
-                let _ = std::io::stderr().write_all(d);
-            }
-        }
+        self.send(d, &mut std::io::stderr());
     }
 }
 
