@@ -8,7 +8,7 @@ use mpprof_profile::Profile;
 
 use crate::annotate::{annotate, AnnotateOptions};
 use crate::flamegraph::{write_svg, FlameOptions, Weight};
-use crate::format::{bytes, count};
+use crate::format::{bytes, count, ticks};
 use crate::summary::{alloc_line_rows, render, SummaryOptions};
 
 use crate::format::escape_xml as esc;
@@ -34,9 +34,10 @@ nav a{{margin-right:1em}}</style></head>\n<body>\n",
     );
     let _ = writeln!(
         o,
-        "<h1>{}</h1><nav><a href=\"#summary\">Summary</a><a href=\"#alloc\">Allocating lines</a><a href=\"#source\">Source</a><a href=\"#flame\">Flame graphs</a></nav>",
+        "<h1>{}</h1><nav><a href=\"#heap\">Heap over time</a><a href=\"#summary\">Summary</a><a href=\"#alloc\">Allocating lines</a><a href=\"#source\">Source</a><a href=\"#flame\">Flame graphs</a></nav>",
         esc(&title)
     );
+    heap_chart(&mut o, p);
     let _ = writeln!(
         o,
         "<h2 id=\"summary\">Summary</h2><pre id=\"summary-text\">{}</pre>",
@@ -149,4 +150,97 @@ fn flame_graphs(o: &mut String, p: &Profile) {
             }
         }
     }
+}
+
+/// Heap used over the run's time, as memray's report opens with: the used
+/// bytes after each flush and each collection, every collection a band as
+/// wide as its pause (its duration and what it freed in a tooltip), every
+/// mark a dashed line, every region a shaded span, all on one time axis.
+fn heap_chart(o: &mut String, p: &Profile) {
+    const W: f64 = 900.0;
+    const H: f64 = 180.0;
+    let g = &p.gc;
+    let mut points: Vec<(u64, u64)> = g.heap_samples.iter().map(|h| (h.at, h.used)).collect();
+    // Each collection: the heap just before it (what it freed on top of what
+    // was left) and just after, so the line saws down at every pause.
+    let block = u64::from(p.meta.gc_block_bytes.max(1));
+    points.extend(g.collections.iter().flat_map(|c| {
+        [
+            (c.at, c.used_after + c.blocks_freed * block),
+            (c.at + c.duration, c.used_after),
+        ]
+    }));
+    points.sort_unstable();
+    let end = points
+        .iter()
+        .map(|p| p.0)
+        .chain(p.markers.iter().map(|m| m.at))
+        .chain(p.regions.iter().map(|r| r.end.unwrap_or(r.start)))
+        .chain(std::iter::once(p.meta.duration_ticks))
+        .max()
+        .unwrap_or(0)
+        .max(1) as f64;
+    let top = points
+        .iter()
+        .map(|p| p.1)
+        .chain(std::iter::once(g.peak_used_bytes))
+        .max()
+        .unwrap_or(0)
+        .max(1) as f64;
+    let x = |t: u64| t as f64 / end * W;
+    let y = |b: u64| H - b as f64 / top * (H - 10.0);
+    let _ = writeln!(
+        o,
+        "<h2 id=\"heap\">Heap over time</h2><p>Used heap (peak {}), {} collection(s) as red bands as wide as their pause, marks dashed, regions shaded; {} in all.</p>",
+        bytes(g.peak_used_bytes),
+        count(g.count()),
+        ticks(p, p.meta.duration_ticks)
+    );
+    let _ = writeln!(
+        o,
+        "<svg id=\"heap-chart\" xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"{}\" viewBox=\"0 0 {W} {}\" role=\"img\" aria-label=\"heap used over time\">",
+        H + 20.0,
+        H + 20.0
+    );
+    for r in &p.regions {
+        let (a, b) = (x(r.start), x(r.end.unwrap_or(r.start)));
+        let _ = writeln!(
+            o,
+            "<rect class=\"region\" x=\"{a:.1}\" y=\"0\" width=\"{:.1}\" height=\"{H}\" fill=\"#dde8ff\"><title>region {}</title></rect>",
+            (b - a).max(1.0),
+            esc(&r.label)
+        );
+    }
+    for c in &g.collections {
+        let _ = writeln!(
+            o,
+            "<rect class=\"gc\" x=\"{:.1}\" y=\"0\" width=\"{:.1}\" height=\"{H}\" fill=\"#e44\" fill-opacity=\"0.5\"><title>collection: {} pause, {} blocks freed, {} used after</title></rect>",
+            x(c.at),
+            (x(c.at + c.duration) - x(c.at)).max(1.0),
+            ticks(p, c.duration),
+            count(c.blocks_freed),
+            bytes(c.used_after)
+        );
+    }
+    let line: Vec<String> = points
+        .iter()
+        .map(|&(t, b)| format!("{:.1},{:.1}", x(t), y(b)))
+        .collect();
+    let _ = writeln!(
+        o,
+        "<polyline class=\"used\" fill=\"none\" stroke=\"#225\" stroke-width=\"1.5\" points=\"{}\"/>",
+        line.join(" ")
+    );
+    for m in &p.markers {
+        let at = x(m.at);
+        // A label near the right edge ends at its line instead of starting there.
+        let anchor = if at > W - 80.0 { "end" } else { "start" };
+        let _ = writeln!(
+            o,
+            "<line class=\"mark\" x1=\"{at:.1}\" x2=\"{at:.1}\" y1=\"0\" y2=\"{H}\" stroke=\"#080\" stroke-dasharray=\"4 3\"><title>mark {0}</title></line><text x=\"{at:.1}\" y=\"{1}\" font-size=\"11\" fill=\"#080\" text-anchor=\"{anchor}\">{0}</text>",
+            esc(&m.label),
+            H + 14.0
+        );
+    }
+    let _ = writeln!(o, "</svg>");
 }
