@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use mpprof_profile::{ExitReason, Line, Profile, Scope};
+use mpprof_profile::{ExitReason, Line, LineTimeMode, Profile, Scope};
 use serde_json::{json, Value};
 
 use crate::format::{bytes, clip, count, percent, short_path, ticks};
@@ -167,6 +167,7 @@ pub fn render(p: &Profile, opts: &SummaryOptions) -> String {
     let mut o = String::new();
     header_section(&mut o, p, &st);
     functions_section(&mut o, p, opts, &st);
+    time_lines_section(&mut o, p, opts, &st);
     allocations_section(&mut o, p, opts, &st);
     heap_section(&mut o, p, &st);
     let _ = writeln!(o, "\n{}", lost_line(&p.meta.dropped, &st));
@@ -222,6 +223,80 @@ fn functions_section(o: &mut String, p: &Profile, opts: &SummaryOptions, st: &St
             percent(f.excl_ticks, total),
             count(f.opcodes),
             count(f.alloc_count),
+        );
+    }
+}
+
+/// How a profile's line times were taken, for a heading: `exact` or
+/// `sampled, N samples every 1 ms`. `None` without line time.
+pub fn line_time_note(p: &Profile) -> Option<String> {
+    let t = p.meta.line_time?;
+    Some(match t.mode {
+        LineTimeMode::Sampled => format!(
+            "sampled: {} samples, one every {}",
+            count(t.samples),
+            period(t.sample_period_ns.unwrap_or(0))
+        ),
+        LineTimeMode::Exact => {
+            "exact: the ticks between opcodes, the profiler's cost taken out".into()
+        }
+        LineTimeMode::Unknown => "measured by a newer runtime".into(),
+    })
+}
+
+fn period(ns: u64) -> String {
+    if ns >= 1_000_000 && ns.is_multiple_of(1_000_000) {
+        format!("{} ms", ns / 1_000_000)
+    } else if ns >= 1_000 {
+        format!("{} µs", ns / 1_000)
+    } else {
+        format!("{ns} ns")
+    }
+}
+
+/// A line's time as reports show it: the ticks, and with sampled line time
+/// the samples they rest on (`12.00 ms (12 samples)`).
+pub fn line_time_text(p: &Profile, ticks_of_line: u64, samples: Option<u64>) -> String {
+    match samples {
+        Some(1) => format!("{} (1 sample)", ticks(p, ticks_of_line)),
+        Some(n) => format!("{} ({} samples)", ticks(p, ticks_of_line), count(n)),
+        None => ticks(p, ticks_of_line),
+    }
+}
+
+/// Lines by their own time (`mpprof run --line-time`), beside the
+/// functions: which line is slow, a call into C included.
+fn time_lines_section(o: &mut String, p: &Profile, opts: &SummaryOptions, st: &Style) {
+    let Some(note) = line_time_note(p) else {
+        return;
+    };
+    let total = p.total_ticks().max(1);
+    let _ = writeln!(o, "\n{} ({note})", st.bold("Top lines by time"));
+    let _ = writeln!(
+        o,
+        "  {:<24} {:>26} {:>6} {:>14}  source",
+        "line", "exclusive", "excl%", "inclusive"
+    );
+    let lines: Vec<&Line> = p
+        .lines_by_time()
+        .into_iter()
+        .filter(|l| l.excl_ticks.unwrap_or(0) > 0 || l.incl_ticks.unwrap_or(0) > 0)
+        .take(opts.top)
+        .collect();
+    if lines.is_empty() {
+        let _ = writeln!(o, "  none: no line took measurable time");
+    }
+    for l in lines {
+        let file = p.files.get(l.file).map_or("", |f| f.path.as_str());
+        let excl = l.excl_ticks.unwrap_or(0);
+        let _ = writeln!(
+            o,
+            "  {:<24} {:>26} {:>5.1}% {:>14}  {}",
+            clip(&format!("{}:{}", short_path(file), l.line), 24),
+            line_time_text(p, excl, l.excl_samples),
+            percent(excl, total),
+            ticks(p, l.incl_ticks.unwrap_or(0)),
+            clip(p.source_line(l.file, l.line).unwrap_or("").trim(), 60),
         );
     }
 }
@@ -423,6 +498,22 @@ pub fn summary_json(p: &Profile, top: usize) -> Value {
             })
         })
         .collect();
+    let time_lines: Vec<Value> = p
+        .lines_by_time()
+        .into_iter()
+        .take(top)
+        .map(|l| {
+            json!({
+                "file": p.files.get(l.file).map(|s| s.path.clone()),
+                "line": l.line,
+                "source": p.source_line(l.file, l.line).map(str::trim),
+                "excl_ticks": l.excl_ticks,
+                "incl_ticks": l.incl_ticks,
+                "excl_samples": l.excl_samples,
+                "incl_samples": l.incl_samples,
+            })
+        })
+        .collect();
     json!({
         "script": p.meta.script,
         "target": p.meta.target,
@@ -433,6 +524,8 @@ pub fn summary_json(p: &Profile, top: usize) -> Value {
         "clock": p.meta.clock,
         "top_functions": funcs,
         "top_alloc_lines": lines,
+        "line_time": p.meta.line_time,
+        "top_time_lines": time_lines,
         "heap": {
             "size": p.meta.heap_bytes,
             "peak_used": p.gc.peak_used_bytes,

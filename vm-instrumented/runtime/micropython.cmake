@@ -6,6 +6,7 @@
 # same names are used when the variables are not given with -D):
 #   MPPROF_PORT       cortexm | esp32 (default: esp32 under ESP-IDF, else cortexm)
 #   MPPROF_TRANSPORT  rtt | uart      (default: uart for esp32, else rtt)
+#   MPPROF_LINE_TIME  0 | 1           (default 0; 1: exact time per line, mpprof_line.c)
 #
 # The board configuration wrapper, mpprof_board_config.h, is looked for next
 # to this file and in ../ports/boards (where it is in the mpprof repository).
@@ -59,6 +60,14 @@ if(MPPROF_TRANSPORT STREQUAL "uart")
     target_compile_definitions(usermod_mpprof INTERFACE MPPROF_TRANSPORT_UART=1)
 else()
     target_sources(usermod_mpprof INTERFACE ${CMAKE_CURRENT_LIST_DIR}/mpprof_rtt.c)
+endif()
+
+if(NOT DEFINED MPPROF_LINE_TIME AND DEFINED ENV{MPPROF_LINE_TIME})
+    set(MPPROF_LINE_TIME "$ENV{MPPROF_LINE_TIME}")
+endif()
+if(MPPROF_LINE_TIME)
+    target_sources(usermod_mpprof INTERFACE ${CMAKE_CURRENT_LIST_DIR}/mpprof_line.c)
+    target_compile_definitions(usermod_mpprof INTERFACE MPPROF_LINE_TIME=1)
 endif()
 
 set(_mpprof_inc ${CMAKE_CURRENT_LIST_DIR})

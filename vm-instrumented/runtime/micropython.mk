@@ -17,6 +17,18 @@ endif
 
 CFLAGS_USERMOD += -I$(MPPROF_MOD_DIR)
 
+# Time per line (mpprof run --line-time): its own build, so the default
+# build has none of it. Sampled with a profiling timer on the unix port,
+# stamped at every dispatch elsewhere (mpprof_line.c).
+ifeq ($(MPPROF_LINE_TIME),1)
+SRC_USERMOD_C += $(MPPROF_MOD_DIR)/mpprof_line.c
+CFLAGS_USERMOD += -DMPPROF_LINE_TIME=1
+ifeq ($(MPPROF_PORT),unix)
+CFLAGS_USERMOD += -DMPPROF_LINE_SAMPLED=1
+LDFLAGS_USERMOD += -lrt
+endif
+endif
+
 # The emulated board's RTT block goes in its 16 MiB RAM at 0x21000000, which
 # MicroPython leaves alone (mpprof_qemu_config.h, mpprof_rtt.c).
 ifeq ($(MPPROF_PORT),qemu)
@@ -35,3 +47,4 @@ endif
 # hooks it calls on every frame and allocation.
 $(BUILD)/mpprof/mpprof_vm.o: CFLAGS += $(CSUPEROPT)
 $(BUILD)/mpprof/mpprof_rt.o: CFLAGS += $(CSUPEROPT)
+$(BUILD)/mpprof/mpprof_line.o: CFLAGS += $(CSUPEROPT)

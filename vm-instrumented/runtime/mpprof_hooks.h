@@ -41,12 +41,21 @@ void mpprof_deinit(void);
 // the runtime measures at start-up and takes out of every time.
 extern uint32_t mpprof_op_countdown;
 void mpprof_op_tick(void);
+#if MPPROF_LINE_TIME && !MPPROF_LINE_SAMPLED
+// Exact line time (mpprof_line.c): every dispatch closes the running
+// opcode's interval and charges it to that opcode's line slot.
+void mpprof_line_step(const void *ip);
+#define MPPROF_HOOK_LINE_STEP(ip) mpprof_line_step(ip)
+#else
+#define MPPROF_HOOK_LINE_STEP(ip)
+#endif
 #define MICROPY_VM_HOOK_OPCODE(ip) \
     do { \
         ++*(uint32_t *)(mpprof_counts_bias + (uintptr_t)(ip) * sizeof(uint32_t)); \
         if (--mpprof_op_countdown == 0) { \
             mpprof_op_tick(); \
         } \
+        MPPROF_HOOK_LINE_STEP(ip); \
     } while (0)
 // An opcode run without a dispatch (v1.26+: the LOAD/STORE_SUBSCR the
 // BUILD_SLICE fast path consumes) is counted as if it had been dispatched.

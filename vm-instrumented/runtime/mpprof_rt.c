@@ -174,6 +174,19 @@ static inline void hide_end(uint64_t h0) {
     (void)hide_since(h0);
 }
 
+#if MPPROF_LINE_TIME
+// What line time (mpprof_line.c) needs from here.
+mpprof_frame_t *const mpprof_frames = frames;
+
+uint32_t mpprof_depth(void) {
+    return rt.depth;
+}
+
+uint64_t mpprof_now(void) {
+    return now();
+}
+#endif
+
 static inline size_t blocks_bytes(size_t n_bytes) {
     return (n_bytes + MICROPY_BYTES_PER_GC_BLOCK - 1) & ~(size_t)(MICROPY_BYTES_PER_GC_BLOCK - 1);
 }
@@ -585,6 +598,12 @@ static void flush_counts(void) {
             mpprof_wire_end_record();
             off = end;
         }
+        #if MPPROF_LINE_TIME
+        if (c->counts != NULL && mpprof_line_dirty(c->counts - counters, c->n_counts)) {
+            ensure_code(c);
+            mpprof_line_flush(c->id, c->counts - counters, c->n_counts);
+        }
+        #endif
         c = next;
     }
     rt.dirty_codes = NULL;
@@ -637,6 +656,7 @@ static void write_stamped(uint8_t tag, uint64_t at, const char *label, size_t le
 static void flush_all(uint64_t t) {
     flush_pending();
     flush_counts();
+    MPPROF_LINE(mpprof_line_flush_totals());
     mpprof_wire_begin(1 + 2 * 10);
     mpprof_wire_u8(MPPROF_TAG_HEAP);
     mpprof_wire_uint(t);
@@ -714,12 +734,15 @@ bool mpprof_vm_enter(mp_code_state_t *code_state, void *inject_exc, int *kind_ou
     f->child_ops = 0;
     mpprof_top_frame = f;
     f->enter_ops = ops_now();
+    MPPROF_LINE(mpprof_line_enter(f, code->counts - counters, code->n_counts));
     f->enter_ticks = hide_since(h0);
+    MPPROF_LINE(f->line_last = f->enter_ticks);
 
     mp_vm_return_kind_t kind = mpprof_vm_execute_hooked(code_state, inject_exc);
 
     uint64_t h1 = hide_begin();
     uint64_t t = stamp(h1);
+    MPPROF_LINE(mpprof_line_leave(f, rt.depth > 1 ? &frames[rt.depth - 2] : NULL, t));
     uint64_t ops = ops_now() - f->enter_ops;
     mpprof_node_t *n = &nodes[node];
     n->ticks += t - f->enter_ticks;
@@ -1143,10 +1166,6 @@ static void calibrate(void) {
     nlr_pop();
     mp_globals_set(globals_prev);
     mp_locals_set(locals_prev);
-    // Free what calibration made, so the heap is as the script would find
-    // it without the profiler (left as garbage, it moves where the script's
-    // objects land and what its collections cost).
-    gc_collect();
 }
 #else
 static void calibrate(void) {
@@ -1204,6 +1223,7 @@ static void reset_tables(void) {
     rt.n_types = 0;
     rt.n_nodes = 1;
     memset(counters, 0, rt.counters_used * sizeof(counters[0]));
+    MPPROF_LINE(mpprof_line_reset(rt.counters_used));
     rt.counters_used = 0;
     rt.dirty_codes = NULL;
     rt.dirty_nodes = 0;
@@ -1248,6 +1268,13 @@ void mpprof_init(void) {
     rt.flush_ticks = MPPROF_FLUSH_TICKS ? MPPROF_FLUSH_TICKS : hz / 50u;
     init_known_types();
     calibrate();
+    // Free what calibration made, so the heap is as the script would find
+    // it without the profiler (left as garbage, it moves where the script's
+    // objects land and what its collections cost). Collected here, once
+    // calibrate()'s frame is gone: its locals (the functions, their
+    // globals) would otherwise keep all of it alive, as holes the script's
+    // allocations then fill.
+    gc_collect();
     // What calibration put in the tables and counters is not the script's;
     // time starts now.
     reset_tables();
@@ -1261,15 +1288,18 @@ void mpprof_init(void) {
     rt.t0 = mpprof_port_ticks();
     write_hello();
     write_cost();
+    MPPROF_LINE(mpprof_line_hello());
     mpprof_wire_flush();
     rt.recording = true;
     mpprof_vm_hooked = 1;
+    MPPROF_LINE(mpprof_line_start());
 }
 
 void mpprof_deinit(void) {
     if (!rt.open) {
         return;
     }
+    MPPROF_LINE(mpprof_line_stop());
     uint64_t t = now();
     bool was_recording = rt.recording;
     flush_all(t);
@@ -1312,12 +1342,14 @@ void mpprof_start(void) {
     hide_end(h0);
     rt.recording = true;
     mpprof_vm_hooked = 1;
+    MPPROF_LINE(mpprof_line_start());
 }
 
 void mpprof_stop(void) {
     if (!rt.recording) {
         return;
     }
+    MPPROF_LINE(mpprof_line_stop());
     uint64_t h0 = hide_begin();
     uint64_t t = stamp(h0);
     flush_all(t);

@@ -70,6 +70,15 @@ typedef struct _mpprof_frame_t {
     uint64_t enter_ticks;
     uint64_t enter_ops;         // the global opcode count at entry
     uint64_t child_ops;         // opcodes run by the frames it called
+    #if MPPROF_LINE_TIME
+    // Line time (mpprof_line.c): where this frame's line ticks go.
+    uintptr_t line_bias;        // as counts_bias, into the line-time arrays
+    uintptr_t line_slot;        // exact: the running opcode's inclusive slot
+    uint64_t line_last;         // exact: the stamp at its dispatch
+    uint64_t line_child;        // exact: callees' ticks since then
+    uint32_t line_index;        // its code's first counter index
+    uint32_t line_n;            // and how many counters it has
+    #endif
 } mpprof_frame_t;
 
 extern mpprof_frame_t *mpprof_top_frame;
@@ -134,6 +143,29 @@ void mpprof_start(void);
 void mpprof_stop(void);
 void mpprof_mark(uint8_t tag, const char *label, size_t len);
 
+#if MPPROF_LINE_TIME
+// Line time (mpprof_line.c, built with MPPROF_LINE_TIME=1): per bytecode
+// offset, ticks charged to the opcode running (exact, on boards and the
+// emulated board) or profiling-timer samples of the running offset
+// (MPPROF_LINE_SAMPLED, the unix port). The runtime (mpprof_rt.c) calls
+// these from its frame hooks, table reset and flush.
+uint64_t mpprof_now(void);                         // mpprof_rt.c: a stamp now
+extern mpprof_frame_t *const mpprof_frames;        // mpprof_rt.c: the shadow stack
+uint32_t mpprof_depth(void);                       // and its depth
+void mpprof_line_enter(mpprof_frame_t *f, size_t index, size_t n);
+void mpprof_line_leave(mpprof_frame_t *f, mpprof_frame_t *parent, uint64_t t);
+void mpprof_line_reset(size_t used);
+bool mpprof_line_dirty(size_t index, size_t n);
+void mpprof_line_flush(uint32_t code_id, size_t index, size_t n);
+void mpprof_line_flush_totals(void);
+void mpprof_line_hello(void);                      // the LINE_CLOCK record
+void mpprof_line_start(void);                      // recording (re)starts
+void mpprof_line_stop(void);                       // recording stops
+#define MPPROF_LINE(x) x
+#else
+#define MPPROF_LINE(x)
+#endif
+
 // Wire record tags (vm-instrumented/WIRE.md).
 enum {
     MPPROF_TAG_HELLO = 0x01,
@@ -155,6 +187,9 @@ enum {
     MPPROF_TAG_STOP = 0x11,
     MPPROF_TAG_COST = 0x40,
     MPPROF_TAG_CODE_MORE = 0x41,
+    MPPROF_TAG_LINE_CLOCK = 0x42,
+    MPPROF_TAG_LINE_TIME = 0x43,
+    MPPROF_TAG_LINE_SAMPLES = 0x44,
     MPPROF_TAG_ALLOC_REPEAT = 0x80,
 };
 

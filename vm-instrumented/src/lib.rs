@@ -318,6 +318,11 @@ pub struct BuildOptions {
     pub transport: Transport,
     /// The emulated board's tick source.
     pub qemu_clock: QemuClock,
+    /// Time per source line (`mpprof run --line-time`): an instrumented
+    /// build of its own with `runtime/mpprof_line.c` (sampled on the host,
+    /// stamped at every dispatch on the boards), so the default build pays
+    /// nothing for it.
+    pub line_time: bool,
     /// A MicroPython checkout to use instead of Debian's source package.
     pub micropy_dir: Option<PathBuf>,
     /// Debian's source package to fetch when there is no `micropy_dir`
@@ -334,6 +339,7 @@ impl Default for BuildOptions {
             flavour: Flavour::Instrumented,
             transport: Transport::Rtt,
             qemu_clock: QemuClock::Timer0,
+            line_time: false,
             micropy_dir: std::env::var_os("MICROPY_DIR")
                 .filter(|s| !s.is_empty())
                 .map(PathBuf::from),
@@ -1017,6 +1023,16 @@ fn ensure_mpy_cross(tree: &Path, jobs: usize) -> Result<(), BuildError> {
     run_quiet(&mut cmd, &dir.join("make.log"), "building mpy-cross")
 }
 
+/// The build directory's mark of a line-time build (none for a plain one,
+/// which has no runtime).
+fn line_time_suffix(opts: &BuildOptions) -> &'static str {
+    if opts.line_time && opts.flavour == Flavour::Instrumented {
+        "-line"
+    } else {
+        ""
+    }
+}
+
 /// Build the unix-port interpreter (the host target).
 pub fn build_host(
     opts: &BuildOptions,
@@ -1049,9 +1065,10 @@ pub fn build_host(
         WordSize::Bits32 => "32",
         WordSize::Bits64 => "64",
     };
+    let line = line_time_suffix(opts);
     let build_dir = tree
         .join("ports/unix")
-        .join(format!("build-{flavour_name}-{bits}"));
+        .join(format!("build-{flavour_name}{line}-{bits}"));
     let binary = build_dir.join("micropython");
     if binary.exists() && build_dir.join(".built").exists() {
         return Ok(HostBuild {
@@ -1079,6 +1096,9 @@ pub fn build_host(
             "USER_C_MODULES={}",
             tree.join("mpprof-usermod").display()
         ));
+        if opts.line_time {
+            cmd.arg("MPPROF_LINE_TIME=1");
+        }
     }
     std::fs::create_dir_all(&build_dir).map_err(io("cannot create the build directory"))?;
     run_quiet(
@@ -1140,8 +1160,12 @@ pub fn build_qemu(
                 ),
             };
             (
-                format!("instrumented{transport_name}{clock_name}"),
+                format!(
+                    "instrumented{transport_name}{clock_name}{}",
+                    line_time_suffix(opts)
+                ),
                 vec![
+                    format!("MPPROF_LINE_TIME={}", u8::from(opts.line_time)),
                     format!("USER_C_MODULES={}", tree.join("mpprof-usermod").display()),
                     format!("MPPROF_PORT={port}"),
                     format!("MPPROF_TRANSPORT={transport}"),

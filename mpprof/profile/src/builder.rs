@@ -34,6 +34,17 @@ pub struct ProfileBuilder {
     site_ids: HashMap<SiteKey, usize>,
     failure_ids: HashMap<(FunctionId, u32), usize>,
     opcode_mix: HashMap<String, u64>,
+    /// Line time per place: inclusive and exclusive ticks (signed: exact
+    /// per-offset values can be a tick below zero), and samples.
+    line_time: HashMap<(FileId, u32), LineTimeAcc>,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct LineTimeAcc {
+    incl: i128,
+    excl: i128,
+    incl_samples: u64,
+    excl_samples: u64,
 }
 
 impl Default for ProfileBuilder {
@@ -52,6 +63,7 @@ impl ProfileBuilder {
             site_ids: HashMap::new(),
             failure_ids: HashMap::new(),
             opcode_mix: HashMap::new(),
+            line_time: HashMap::new(),
         }
     }
 
@@ -146,6 +158,26 @@ impl ProfileBuilder {
         }
     }
 
+    /// Add measured time to a line: ticks with and without callees (exact
+    /// per-offset values, which may be negative by a tick; the line's total
+    /// is kept at 0 or more), and the samples they rest on when sampled.
+    /// Lines never given time keep `None`.
+    pub fn add_line_time(
+        &mut self,
+        place: (FileId, u32),
+        incl: i64,
+        excl: i64,
+        samples: Option<(u64, u64)>,
+    ) {
+        let a = self.line_time.entry(place).or_default();
+        a.incl += i128::from(incl);
+        a.excl += i128::from(excl);
+        if let Some((incl_samples, excl_samples)) = samples {
+            a.incl_samples = a.incl_samples.saturating_add(incl_samples);
+            a.excl_samples = a.excl_samples.saturating_add(excl_samples);
+        }
+    }
+
     /// Count executions of an opcode by name (`LOAD_FAST 2`, `BINARY_OP add`).
     pub fn add_opcode_mix(&mut self, opcode: &str, count: u64) {
         match self.opcode_mix.get_mut(opcode) {
@@ -222,6 +254,7 @@ impl ProfileBuilder {
             mut profile,
             line_opcodes,
             opcode_mix,
+            line_time,
             ..
         } = self;
         let p = &mut profile;
@@ -268,6 +301,28 @@ impl ProfileBuilder {
             for (function, n) in per_function {
                 l.opcodes = l.opcodes.saturating_add(n);
                 w.entry(function).or_default().0 = n;
+            }
+        }
+        let sampled = p.meta.line_time.is_some_and(|t| t.is_sampled());
+        let clamp = |v: i128| u64::try_from(v.max(0)).unwrap_or(u64::MAX);
+        for (place, t) in line_time {
+            let l = lines.entry(place).or_insert_with(|| new_line(place));
+            l.incl_ticks = Some(clamp(t.incl));
+            l.excl_ticks = Some(clamp(t.excl));
+            if sampled {
+                l.incl_samples = Some(t.incl_samples);
+                l.excl_samples = Some(t.excl_samples);
+            }
+        }
+        if p.meta.line_time.is_some() {
+            // Measured, and found (about) nothing: 0, not unknown.
+            for l in lines.values_mut().filter(|l| l.opcodes > 0) {
+                l.incl_ticks.get_or_insert(0);
+                l.excl_ticks.get_or_insert(0);
+                if sampled {
+                    l.incl_samples.get_or_insert(0);
+                    l.excl_samples.get_or_insert(0);
+                }
             }
         }
         let mut line_causes: HashMap<(FileId, u32), HashMap<Cause, (u64, u64)>> = HashMap::new();

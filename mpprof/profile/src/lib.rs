@@ -79,6 +79,45 @@ pub struct Meta {
     /// Absent in profiles from older runtimes, whose times include it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub profiler_cost: Option<ProfilerCost>,
+    /// How the lines' times were taken (`mpprof run --line-time`); absent
+    /// when they were not, and then every line's time is `null`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line_time: Option<LineTime>,
+}
+
+/// How a profile's per-line times were measured.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct LineTime {
+    pub mode: LineTimeMode,
+    /// Sampled: nanoseconds of wall time between two samples.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sample_period_ns: Option<u64>,
+    /// Sampled: samples taken while recording, and those of them that
+    /// found no profiled frame running (outside every line).
+    #[serde(default)]
+    pub samples: u64,
+    #[serde(default)]
+    pub samples_outside: u64,
+}
+
+impl LineTime {
+    pub fn is_sampled(&self) -> bool {
+        self.mode == LineTimeMode::Sampled
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LineTimeMode {
+    /// The clock ticks between opcode dispatches, charged to the line
+    /// running, the profiler's own cost taken out: exact.
+    #[default]
+    Exact,
+    /// A profiling timer's samples of the running line: an estimate, with
+    /// the samples it rests on.
+    Sampled,
+    #[serde(other)]
+    Unknown,
 }
 
 /// Clock ticks the profiler costs where no clock read can bracket it.
@@ -222,11 +261,22 @@ pub struct Line {
     pub function: FunctionId,
     /// Exact.
     pub opcodes: u64,
-    /// Ticks spent on the line, when the target measures them. Always `None`
-    /// today: ticks are stamped at frame entry and exit, not per opcode, and
-    /// a per-line figure would be made up. Reports show opcodes per line.
+    /// Clock ticks spent on the line itself (without the functions it
+    /// called), when line time was measured (`meta.line_time`): exact, or
+    /// estimated from samples (`excl_samples` × the period). `None` when
+    /// not measured: never 0 for "unknown".
     #[serde(default)]
     pub excl_ticks: Option<u64>,
+    /// Clock ticks on the line including the functions it called (a line
+    /// in a recursion counts each frame's time, as call-tree nodes do).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incl_ticks: Option<u64>,
+    /// Sampled line time: the samples that found the line running itself,
+    /// and those that found it anywhere on the stack (once per sample).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub excl_samples: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incl_samples: Option<u64>,
     pub alloc_count: u64,
     pub alloc_bytes: u64,
     /// Largest count first.
@@ -660,6 +710,23 @@ impl Profile {
             b.alloc_count
                 .cmp(&a.alloc_count)
                 .then(b.alloc_bytes.cmp(&a.alloc_bytes))
+                .then((a.file, a.line).cmp(&(b.file, b.line)))
+        });
+        v
+    }
+
+    /// Lines with a measured time, most exclusive ticks first (then most
+    /// inclusive, then by place). Empty without line time.
+    pub fn lines_by_time(&self) -> Vec<&Line> {
+        let mut v: Vec<&Line> = self
+            .lines
+            .iter()
+            .filter(|l| l.excl_ticks.is_some())
+            .collect();
+        v.sort_by(|a, b| {
+            b.excl_ticks
+                .cmp(&a.excl_ticks)
+                .then(b.incl_ticks.cmp(&a.incl_ticks))
                 .then((a.file, a.line).cmp(&(b.file, b.line)))
         });
         v

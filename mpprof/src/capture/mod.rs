@@ -39,6 +39,9 @@ pub struct Recording {
     /// Without MICROPY_DIR, which Debian source package to build (else the
     /// `MPPROF_MICROPYTHON` environment's choice, else 1.25).
     pub micropython: Option<vm_instrumented::DebianRelease>,
+    /// Time per line: the line-time build (sampled on the host, exact on
+    /// the emulated board), docs/time.md.
+    pub line_time: bool,
 }
 
 impl Recording {
@@ -51,6 +54,7 @@ impl Recording {
             timeout: None,
             save_stream: None,
             micropython: None,
+            line_time: false,
         }
     }
 }

@@ -153,6 +153,7 @@ fn build_options(rec: &Recording) -> vm_instrumented::BuildOptions {
     let defaults = vm_instrumented::BuildOptions::default();
     vm_instrumented::BuildOptions {
         debian_release: rec.micropython.unwrap_or(defaults.debian_release),
+        line_time: rec.line_time,
         ..defaults
     }
 }

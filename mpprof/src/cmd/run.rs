@@ -50,6 +50,11 @@ pub struct RunArgs {
     /// Show the live view (a terminal UI) while the script runs.
     #[arg(long)]
     pub live: bool,
+    /// Time per source line: exact on the emulated board (the cycles
+    /// between opcode dispatches, the profiler's cost taken out), sampled
+    /// on the host (a 1 kHz profiling timer). Uses a build of its own.
+    #[arg(long)]
+    pub line_time: bool,
 }
 
 /// What `mpprof run` writes and shows besides recording.
@@ -90,6 +95,7 @@ impl RunArgs {
                 timeout: self.timeout,
                 save_stream: self.save_stream,
                 micropython,
+                line_time: self.line_time,
             },
             RunOutputs {
                 profile,

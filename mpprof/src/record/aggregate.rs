@@ -230,6 +230,11 @@ pub struct Aggregator {
     classify: Classifier,
     hello: Option<Hello>,
     cost: Option<crate::wire::ProfilerCost>,
+    /// Line time: how it is taken, per (code, offset) inclusive and
+    /// exclusive values (ticks or samples), and the samples taken.
+    line_clock: Option<crate::wire::LineClock>,
+    line_time: FastMap<(u32, u32), (i64, i64)>,
+    line_samples: (u64, u64),
     codes: HashMap<u32, CodeInfo>,
     types: HashMap<u32, TypeInfo>,
     nodes: HashMap<u32, NodeAcc>,
@@ -296,6 +301,9 @@ impl Aggregator {
             classify,
             hello: None,
             cost: None,
+            line_clock: None,
+            line_time: FastMap::default(),
+            line_samples: (0, 0),
             codes: HashMap::new(),
             types: HashMap::new(),
             nodes: HashMap::new(),
@@ -410,7 +418,24 @@ impl Aggregator {
                 total,
                 data,
             } => self.code_more(code_id, part, offset, total, &data),
+            Event::LineClock(c) => self.line_clock = Some(c),
+            Event::LineTime { code_id, slots } => self.line_time_slots(code_id, &slots),
+            Event::LineSamples { taken, outside } => {
+                add(&mut self.line_samples.0, taken);
+                add(&mut self.line_samples.1, outside);
+            }
             Event::Extension { .. } => {}
+        }
+    }
+
+    fn line_time_slots(&mut self, code_id: u32, slots: &[crate::wire::LineSlot]) {
+        if !self.codes.contains_key(&code_id) {
+            self.unknown_refs += 1;
+        }
+        for s in slots {
+            let e = self.line_time.entry((code_id, s.offset)).or_default();
+            e.0 = e.0.saturating_add(s.incl);
+            e.1 = e.1.saturating_add(s.excl);
         }
     }
 
@@ -671,6 +696,7 @@ impl Aggregator {
             })
         };
         self.add_line_opcodes(&mut b, &codes, &mut unknown);
+        self.add_line_time(&mut b, &codes);
         let node_map = self.add_call_tree(&mut b, &codes, &mut unknown);
         let unknown_ids = self.add_sites(&mut b, &codes, &mut unknown, &node_map);
         self.add_failures(&mut b, &codes, &mut unknown);
@@ -712,6 +738,58 @@ impl Aggregator {
                     b.add_opcodes(f, None, n);
                     b.add_opcode_mix(UNKNOWN_OPCODE, n);
                 }
+            }
+        }
+    }
+
+    /// Time per line, from the per-offset values: exact ticks, or samples
+    /// (as ticks: samples × the period, in the clock's ticks). Offsets of
+    /// code never described have no line: left out.
+    fn add_line_time(&self, b: &mut ProfileBuilder, codes: &CodeFunctions) {
+        let Some(clock) = self.line_clock else {
+            return;
+        };
+        let hz = self.hello.as_ref().map_or(0, |h| h.clock_hz);
+        // A sample stands for the profiled time over the samples taken: a
+        // timer signal that came late or merged with the next (the process
+        // was not running) would otherwise lose its time. Without a
+        // duration yet (a live snapshot), the nominal period.
+        let duration = self.end.map_or(self.last_at, |e| e.at);
+        let per_sample = match clock {
+            crate::wire::LineClock::Sampled { period_ns } => {
+                Some(if self.line_samples.0 > 0 && duration > 0 {
+                    (duration / self.line_samples.0) as i64
+                } else {
+                    (period_ns as u128 * hz as u128 / 1_000_000_000) as i64
+                })
+            }
+            _ => None,
+        };
+        let mut keys: Vec<&(u32, u32)> = self.line_time.keys().collect();
+        keys.sort_unstable();
+        for key in keys {
+            let (incl, excl) = self.line_time[key];
+            let Some((_, file, mut line, _)) = codes.place(self, key.0, key.1) else {
+                continue;
+            };
+            // The prelude's slot holds the time of entering the frame (a
+            // call or a resume, up to its first opcode): the `def` line's.
+            let entry = self.codes.get(&key.0).is_some_and(|c| key.1 < c.bc_start);
+            if let Some(p) = codes
+                .places
+                .get(&key.0)
+                .filter(|p| entry && p.def_line != 0)
+            {
+                line = p.def_line;
+            }
+            match per_sample {
+                Some(t) => b.add_line_time(
+                    (file, line),
+                    incl.saturating_mul(t),
+                    excl.saturating_mul(t),
+                    Some((incl.max(0) as u64, excl.max(0) as u64)),
+                ),
+                None => b.add_line_time((file, line), incl, excl, None),
             }
         }
     }
@@ -1036,6 +1114,7 @@ impl Aggregator {
                     name: c.name.clone(),
                     table,
                     floor,
+                    def_line,
                 },
             );
         }
@@ -1099,6 +1178,22 @@ impl Aggregator {
             call_ticks: ticks(c.call_q16),
             alloc_ticks: ticks(c.alloc_q16),
         });
+        meta.line_time = self.line_clock.map(|c| match c {
+            crate::wire::LineClock::Sampled { period_ns } => mpprof_profile::LineTime {
+                mode: mpprof_profile::LineTimeMode::Sampled,
+                sample_period_ns: Some(period_ns),
+                samples: self.line_samples.0,
+                samples_outside: self.line_samples.1,
+            },
+            crate::wire::LineClock::Exact => mpprof_profile::LineTime {
+                mode: mpprof_profile::LineTimeMode::Exact,
+                ..Default::default()
+            },
+            crate::wire::LineClock::Unknown(_) => mpprof_profile::LineTime {
+                mode: mpprof_profile::LineTimeMode::Unknown,
+                ..Default::default()
+            },
+        });
         meta.mpprof_version = env!("CARGO_PKG_VERSION").to_string();
         meta.target = hello.target.clone();
         meta.micropython_version = hello.mp_version.clone();
@@ -1152,6 +1247,8 @@ struct CodePlace {
     /// line 1: it belongs to the body's first line. Module code genuinely
     /// starts on line 1 (its first statement sets no line there).
     floor: u32,
+    /// The `def` line: where line time charges entering the function.
+    def_line: u32,
 }
 
 /// The functions of the described code objects.

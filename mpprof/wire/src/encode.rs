@@ -2,8 +2,8 @@
 //! The target's real encoder is C (`vm-instrumented/runtime/mpprof_wire.c`).
 
 use super::{
-    crc32, tag, AllocKind, AllocSite, CodeInfo, CodePart, EndRecord, GcRecord, Hello, TypeInfo,
-    SYNC, VERSION,
+    crc32, tag, AllocKind, AllocSite, CodeInfo, CodePart, EndRecord, GcRecord, Hello, LineClock,
+    LineSlot, TypeInfo, SYNC, VERSION,
 };
 
 /// Builds records into frames with sequence numbers and CRCs.
@@ -124,6 +124,49 @@ impl FrameWriter {
         put_uint(&mut body, total as u64);
         put_bytes(&mut body, data);
         let mut r = vec![tag::CODE_MORE];
+        put_bytes(&mut r, &body);
+        self.record(&r);
+    }
+
+    /// A LINE_CLOCK record: how line times are taken.
+    pub fn line_clock(&mut self, clock: LineClock) {
+        let (mode, period) = match clock {
+            LineClock::Exact => (1, 0),
+            LineClock::Sampled { period_ns } => (2, period_ns),
+            LineClock::Unknown(m) => (m, 0),
+        };
+        let mut body = Vec::new();
+        put_uint(&mut body, mode);
+        put_uint(&mut body, period);
+        let mut r = vec![tag::LINE_CLOCK];
+        put_bytes(&mut r, &body);
+        self.record(&r);
+    }
+
+    /// A LINE_TIME record: per-offset line time of `code_id` (offsets
+    /// ascending).
+    pub fn line_time(&mut self, code_id: u32, slots: &[LineSlot]) {
+        let mut body = Vec::new();
+        put_uint(&mut body, code_id as u64);
+        put_uint(&mut body, slots.len() as u64);
+        let mut prev = 0u32;
+        for s in slots {
+            put_uint(&mut body, s.offset.saturating_sub(prev) as u64);
+            put_uint(&mut body, crate::zigzag(s.incl));
+            put_uint(&mut body, crate::zigzag(s.excl));
+            prev = s.offset;
+        }
+        let mut r = vec![tag::LINE_TIME];
+        put_bytes(&mut r, &body);
+        self.record(&r);
+    }
+
+    /// A LINE_SAMPLES record.
+    pub fn line_samples(&mut self, taken: u64, outside: u64) {
+        let mut body = Vec::new();
+        put_uint(&mut body, taken);
+        put_uint(&mut body, outside);
+        let mut r = vec![tag::LINE_SAMPLES];
         put_bytes(&mut r, &body);
         self.record(&r);
     }

@@ -61,6 +61,12 @@ pub mod tag {
     pub const COST: u8 = 0x40;
     /// Extension: the rest of a CODE record's line table or bytecode.
     pub const CODE_MORE: u8 = 0x41;
+    /// Extension: how line times are taken (exact stamps or samples).
+    pub const LINE_CLOCK: u8 = 0x42;
+    /// Extension: time per bytecode offset of one code object.
+    pub const LINE_TIME: u8 = 0x43;
+    /// Extension: profiling-timer samples taken (sampled line time).
+    pub const LINE_SAMPLES: u8 = 0x44;
     pub const ALLOC_REPEAT: u8 = 0x80;
 }
 
@@ -118,6 +124,28 @@ pub struct ProfilerCost {
     pub opcode_q16: u64,
     pub call_q16: u64,
     pub alloc_q16: u64,
+}
+
+/// How the target measures time per line (LINE_CLOCK).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LineClock {
+    /// Ticks between opcode dispatches, stamped, the profiler's cost out.
+    Exact,
+    /// Samples of the running offset every `period_ns` nanoseconds.
+    Sampled { period_ns: u64 },
+    /// A mode this decoder does not know.
+    Unknown(u64),
+}
+
+/// Time at one bytecode offset: ticks (exact) or samples (sampled),
+/// with the frames it called (`incl`) and without (`excl`). Exact values
+/// are deltas and can be a tick below zero where the clock is coarser than
+/// an opcode; a frame's offsets add up exactly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LineSlot {
+    pub offset: u32,
+    pub incl: i64,
+    pub excl: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -261,6 +289,19 @@ pub enum Event {
         offset: u32,
         total: u32,
         data: Vec<u8>,
+    },
+    /// How line times are taken (sent once, after COST).
+    LineClock(LineClock),
+    /// Line time per offset of one code object since its last LINE_TIME.
+    LineTime {
+        code_id: u32,
+        slots: Vec<LineSlot>,
+    },
+    /// Profiling-timer samples since the last LINE_SAMPLES: all of them,
+    /// and those that found no profiled frame running.
+    LineSamples {
+        taken: u64,
+        outside: u64,
     },
     Extension {
         tag: u8,
@@ -737,12 +778,62 @@ fn plain_record(t: u8, c: &mut Cursor) -> Result<Event, Malformed> {
                 data: bytes.to_vec(),
             }
         }
-        0x42..=0x7f => Event::Extension {
+        tag::LINE_CLOCK => {
+            let data = c.bytes()?;
+            let mut d = Cursor { data, pos: 0 };
+            let mode = d.uint()?;
+            let period_ns = d.uint()?;
+            Event::LineClock(match mode {
+                1 => LineClock::Exact,
+                2 => LineClock::Sampled { period_ns },
+                other => LineClock::Unknown(other),
+            })
+        }
+        tag::LINE_TIME => {
+            let data = c.bytes()?;
+            let mut d = Cursor { data, pos: 0 };
+            let code_id = d.u32()?;
+            let n = d.uint()?;
+            // Each slot takes at least three bytes: bound n first.
+            if n > (data.len() / 3) as u64 {
+                return Err(Malformed);
+            }
+            let mut slots = Vec::with_capacity(n as usize);
+            let mut offset = 0u64;
+            for _ in 0..n {
+                offset += d.uint()?;
+                slots.push(LineSlot {
+                    offset: u32::try_from(offset).map_err(|_| Malformed)?,
+                    incl: unzigzag(d.uint()?),
+                    excl: unzigzag(d.uint()?),
+                });
+            }
+            Event::LineTime { code_id, slots }
+        }
+        tag::LINE_SAMPLES => {
+            let data = c.bytes()?;
+            let mut d = Cursor { data, pos: 0 };
+            Event::LineSamples {
+                taken: d.uint()?,
+                outside: d.uint()?,
+            }
+        }
+        0x45..=0x7f => Event::Extension {
             tag: t,
             data: c.bytes()?.to_vec(),
         },
         _ => return Err(Malformed),
     })
+}
+
+/// A zigzag-coded signed value (0, -1, 1, -2, ... as 0, 1, 2, 3, ...).
+pub fn unzigzag(v: u64) -> i64 {
+    ((v >> 1) as i64) ^ -((v & 1) as i64)
+}
+
+/// The zigzag code of a signed value.
+pub fn zigzag(v: i64) -> u64 {
+    ((v as u64) << 1) ^ ((v >> 63) as u64)
 }
 
 fn memchr_sync(hay: &[u8]) -> Option<usize> {
