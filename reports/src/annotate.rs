@@ -35,6 +35,13 @@ pub struct AnnotatedLine {
     pub one_off: bool,
     /// Among the hottest lines of the profile (>= 5% of opcodes).
     pub hot: bool,
+    /// The line's own time and with its callees, in ticks, and its samples
+    /// when sampled: `None` without line time (`mpprof run --line-time`).
+    pub excl_ticks: Option<u64>,
+    pub incl_ticks: Option<u64>,
+    pub excl_samples: Option<u64>,
+    /// Its own time as a share of the run's.
+    pub time_percent: Option<f64>,
 }
 
 /// A file's annotated lines.
@@ -67,6 +74,7 @@ fn function_ranges(p: &Profile, name: &str, file: FileId) -> Vec<(u32, u32)> {
 /// The annotated listing of every profiled file with data.
 pub fn annotate(p: &Profile, opts: &AnnotateOptions) -> Vec<AnnotatedFile> {
     let total_ops = p.total_opcodes().max(1);
+    let total_ticks = p.total_ticks().max(1);
     let mut out = Vec::new();
     for (fid, file) in p.files.iter().enumerate() {
         if file.path.is_empty() {
@@ -115,6 +123,12 @@ pub fn annotate(p: &Profile, opts: &AnnotateOptions) -> Vec<AnnotatedFile> {
                     executions: allocating.and_then(|l| l.executions),
                     one_off: allocating.is_some_and(|l| l.scope != Scope::PerPass),
                     hot: pct >= 5.0,
+                    excl_ticks: d.and_then(|l| l.excl_ticks),
+                    incl_ticks: d.and_then(|l| l.incl_ticks),
+                    excl_samples: d.and_then(|l| l.excl_samples),
+                    time_percent: d
+                        .and_then(|l| l.excl_ticks)
+                        .map(|t| percent(t, total_ticks)),
                 }
             })
             .collect();
@@ -143,6 +157,17 @@ pub fn annotate(p: &Profile, opts: &AnnotateOptions) -> Vec<AnnotatedFile> {
     out
 }
 
+/// A bar of up to 10 cells for a share in percent.
+fn bar(percent: f64) -> String {
+    let cells = ((percent / 10.0).round() as usize).min(10);
+    let cells = if cells == 0 && percent > 0.0 {
+        1
+    } else {
+        cells
+    };
+    "#".repeat(cells)
+}
+
 /// The listing as text.
 pub fn render(p: &Profile, opts: &AnnotateOptions) -> String {
     let mut o = String::new();
@@ -157,11 +182,20 @@ pub fn render(p: &Profile, opts: &AnnotateOptions) -> String {
                 .unwrap_or_default()
         );
     }
+    let timed = p.meta.line_time.is_some();
     for f in files {
         let _ = writeln!(o, "\n== {} ==", f.path);
+        if let Some(note) = crate::summary::line_time_note(p) {
+            let _ = writeln!(o, "time per line: {note}");
+        }
+        let time_head = if timed {
+            format!("{:>24} {:>6} {:<10} ", "time (own)", "time%", "")
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             o,
-            "{:>5}  {:>6} {:>10} {:>7} {:>9}  source",
+            "{:>5}  {time_head}{:>6} {:>10} {:>7} {:>9}  source",
             "line", "ops%", "opcodes", "allocs", "bytes"
         );
         for r in &f.lines {
@@ -191,9 +225,22 @@ pub fn render(p: &Profile, opts: &AnnotateOptions) -> String {
             } else {
                 String::new()
             };
+            let time_cols = if timed {
+                match (r.excl_ticks, r.time_percent) {
+                    (Some(t), Some(pc)) if t > 0 => format!(
+                        "{:>24} {:>6.1} {:<10} ",
+                        crate::summary::line_time_text(p, t, r.excl_samples),
+                        pc,
+                        bar(pc)
+                    ),
+                    _ => format!("{:>24} {:>6} {:<10} ", "", "", ""),
+                }
+            } else {
+                String::new()
+            };
             let _ = writeln!(
                 o,
-                "{pre}{mark}{:>4}  {:>6} {:>10} {:>7} {:>9}  {}{post}",
+                "{pre}{mark}{:>4}  {time_cols}{:>6} {:>10} {:>7} {:>9}  {}{post}",
                 r.line, ops, opc, ac, ab, r.text
             );
             if let (Some(c), Some(fix)) = (&r.cause, &r.fix) {
@@ -205,7 +252,8 @@ pub fn render(p: &Profile, opts: &AnnotateOptions) -> String {
                     ),
                     None => String::new(),
                 };
-                let _ = writeln!(o, "{:>42}  ^ allocates: {c}{runs}; fix: {fix}", "");
+                let indent = if timed { 42 + 43 } else { 42 };
+                let _ = writeln!(o, "{:>indent$}  ^ allocates: {c}{runs}; fix: {fix}", "");
             }
         }
     }
