@@ -185,3 +185,58 @@ fn bad_budget_files_are_usage_errors_that_say_what_to_fix() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("cannot read the budget file"));
 }
+
+#[test]
+fn cycles_on_a_line_budget_are_the_lines_exact_time_on_the_board() {
+    let d = dir("line-cycles");
+    let script = root().join("fixtures/timing/lines.py");
+    let source = std::fs::read_to_string(&script).unwrap();
+    let line = source
+        .lines()
+        .position(|l| l.trim() == "s = sorted(xs)")
+        .unwrap()
+        + 1;
+    let f = budget_file(
+        &d,
+        &format!(
+            r#"
+[[script]]
+path = "FIXTURES/timing/lines.py"
+target = "qemu"
+[[script.budget]]
+line = "lines.py:{line}"
+cycles = 1
+"#
+        ),
+    );
+    let o = check(&f, &["--json"], &[]);
+    assert_eq!(o.status.code(), Some(1), "{}\n{}", stdout(&o), stderr(&o));
+    // The script's own output comes first, then the verdicts.
+    let out_text = stdout(&o);
+    let json = &out_text[out_text.find("\n[").map_or(0, |i| i + 1)..];
+    let verdicts: serde_json::Value = serde_json::from_str(json).unwrap();
+    let v = verdicts
+        .as_array()
+        .and_then(|a| a.iter().find(|v| v["metric"] == "cycles"))
+        .unwrap_or_else(|| panic!("a cycles verdict: {verdicts}"));
+    assert_eq!(v["pass"], false);
+    // The same line's inclusive time in a line-time profile of the same
+    // script (the emulated board repeats to the tick).
+    let out = d.join("lines.json");
+    let r = common::mpprof(&[
+        "run",
+        "-q",
+        "--line-time",
+        "--target",
+        "qemu",
+        "-o",
+        out.to_str().unwrap(),
+        script.to_str().unwrap(),
+    ]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let p = mpprof_profile::Profile::from_json_file(&out).unwrap();
+    let fid = p.functions[p.find_functions("work")[0]].file;
+    let l = p.line(fid, line as u32).unwrap();
+    assert!(l.incl_ticks.unwrap() > 1_000_000);
+    assert_eq!(v["measured"].as_u64(), l.incl_ticks);
+}

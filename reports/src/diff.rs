@@ -103,6 +103,53 @@ pub fn line_rows(a: &Profile, b: &Profile) -> Vec<DiffRow> {
     v
 }
 
+/// Lines with a measured time in either profile (`--line-time`), matched as
+/// [`line_rows`] matches them, largest change of their own time first. A
+/// line without a time on one side (not measured there, or it did not run)
+/// counts 0 there.
+pub fn line_time_rows(a: &Profile, b: &Profile) -> Vec<DiffRow> {
+    let mut map: BTreeMap<(String, u32), DiffRow> = BTreeMap::new();
+    for (side, p) in [(0, a), (1, b)] {
+        for l in p.lines.iter().filter(|l| l.excl_ticks.is_some()) {
+            let path = p.files.get(l.file).map_or("", |s| s.path.as_str());
+            let file = if path == p.meta.script {
+                "script".to_string()
+            } else {
+                short_path(path).to_string()
+            };
+            let row = map
+                .entry((file.clone(), l.line))
+                .or_insert_with(|| DiffRow {
+                    name: format!("{file}:{}", l.line),
+                    opcodes: (0, 0),
+                    ticks: (0, 0),
+                    allocs: (0, 0),
+                    advice: None,
+                });
+            let t = l.excl_ticks.unwrap_or(0);
+            if side == 0 {
+                row.ticks.0 += t;
+                row.opcodes.0 += l.opcodes;
+            } else {
+                row.ticks.1 += t;
+                row.opcodes.1 += l.opcodes;
+            }
+        }
+    }
+    let mut v: Vec<DiffRow> = map
+        .into_values()
+        .filter(|r| r.ticks.0 != r.ticks.1)
+        .collect();
+    v.sort_by(|x, y| {
+        y.ticks
+            .0
+            .abs_diff(y.ticks.1)
+            .cmp(&x.ticks.0.abs_diff(x.ticks.1))
+            .then(x.name.cmp(&y.name))
+    });
+    v
+}
+
 fn delta(t: (u64, u64)) -> String {
     let d = t.1 as i128 - t.0 as i128;
     let pct = if t.0 > 0 {
@@ -111,6 +158,17 @@ fn delta(t: (u64, u64)) -> String {
         String::new()
     };
     format!("{}{}{pct}", if d > 0 { "+" } else { "" }, d)
+}
+
+/// A change of time in the profile's clock: `+1.20 ms (+35%)`.
+fn delta_ticks(p: &Profile, t: (u64, u64)) -> String {
+    let sign = if t.1 >= t.0 { "+" } else { "-" };
+    let pct = if t.0 > 0 {
+        format!(" ({:+.0}%)", (t.1 as f64 - t.0 as f64) * 100.0 / t.0 as f64)
+    } else {
+        String::new()
+    };
+    format!("{sign}{}{pct}", crate::format::ticks(p, t.0.abs_diff(t.1)))
 }
 
 /// The comparison as text tables.
@@ -152,6 +210,33 @@ pub fn render(a: &Profile, b: &Profile, top: usize) -> String {
             if let Some(a) = &r.advice {
                 let _ = writeln!(o, "  {:<40} still allocates in B: {a}", "");
             }
+        }
+        if rows.is_empty() {
+            let _ = writeln!(o, "  no differences");
+        }
+    }
+    if a.meta.line_time.is_some() || b.meta.line_time.is_some() {
+        let rows = line_time_rows(a, b);
+        let _ = writeln!(o, "\nLine time (own time per line, largest change first)");
+        for (side, p) in [("A", a), ("B", b)] {
+            let note = crate::summary::line_time_note(p)
+                .unwrap_or_else(|| "not measured (run with --line-time)".into());
+            let _ = writeln!(o, "  {side}: {note}");
+        }
+        let _ = writeln!(
+            o,
+            "  {:<40} {:>14} {:>14} {:>22}",
+            "", "time A", "time B", "change"
+        );
+        for r in rows.iter().take(top) {
+            let _ = writeln!(
+                o,
+                "  {:<40} {:>14} {:>14} {:>22}",
+                crate::format::clip(&r.name, 40),
+                crate::format::ticks(a, r.ticks.0),
+                crate::format::ticks(b, r.ticks.1),
+                delta_ticks(b, r.ticks)
+            );
         }
         if rows.is_empty() {
             let _ = writeln!(o, "  no differences");

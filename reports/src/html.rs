@@ -82,8 +82,21 @@ fn alloc_table(o: &mut String, p: &Profile) {
 
 fn annotated_source(o: &mut String, p: &Profile) {
     let _ = writeln!(o, "<h2 id=\"source\">Annotated source</h2>");
+    let timed = p.meta.line_time.is_some();
+    if let Some(note) = crate::summary::line_time_note(p) {
+        let _ = writeln!(
+            o,
+            "<p class=\"line-time\">Time per line: {}</p>",
+            esc(&note)
+        );
+    }
     for f in annotate(p, &AnnotateOptions::default()) {
-        let _ = writeln!(o, "<h3>{}</h3><table><tr><th>line</th><th>ops%</th><th>opcodes</th><th>allocs</th><th>bytes</th><th class=\"cause\">source</th><th class=\"cause\">cause</th></tr>", esc(&f.path));
+        let time_head = if timed {
+            "<th>time (own)</th><th>time%</th>"
+        } else {
+            ""
+        };
+        let _ = writeln!(o, "<h3>{}</h3><table><tr><th>line</th>{time_head}<th>ops%</th><th>opcodes</th><th>allocs</th><th>bytes</th><th class=\"cause\">source</th><th class=\"cause\">cause</th></tr>", esc(&f.path));
         for l in &f.lines {
             let class = if l.hot {
                 " class=\"hot\""
@@ -92,9 +105,19 @@ fn annotated_source(o: &mut String, p: &Profile) {
             } else {
                 ""
             };
+            // The line's own time with a bar as wide as its share.
+            let time_cells = match (timed, l.excl_ticks, l.time_percent) {
+                (true, Some(t), Some(pc)) if t > 0 => format!(
+                    "<td class=\"time\" data-ticks=\"{t}\">{}</td><td class=\"time\"><span class=\"tbar\" style=\"display:inline-block;background:#c33;height:0.8em;width:{:.1}px\"></span> {pc:.1}</td>",
+                    esc(&crate::summary::line_time_text(p, t, l.excl_samples)),
+                    pc
+                ),
+                (true, _, _) => "<td class=\"time\"></td><td class=\"time\"></td>".to_string(),
+                _ => String::new(),
+            };
             let _ = writeln!(
                 o,
-                "<tr{class}><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"src\">{}</td><td class=\"cause\">{}</td></tr>",
+                "<tr{class}><td>{}</td>{time_cells}<td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"src\">{}</td><td class=\"cause\">{}</td></tr>",
                 l.line,
                 if l.opcodes > 0 { format!("{:.1}", l.opcode_percent) } else { String::new() },
                 if l.opcodes > 0 { count(l.opcodes) } else { String::new() },

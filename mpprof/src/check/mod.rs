@@ -204,7 +204,7 @@ fn figures(p: &Profile, b: &Budget) -> Result<Figures> {
         return function_figures(p, name, b.per_call);
     }
     if let Some(spec) = &b.line {
-        return line_figures(p, spec);
+        return line_figures(p, spec, b.cycles.is_some());
     }
     if let Some(name) = &b.region {
         return region_figures(p, name);
@@ -242,7 +242,10 @@ fn function_figures(p: &Profile, name: &str, per_call: bool) -> Result<Figures> 
     Ok(f)
 }
 
-fn line_figures(p: &Profile, spec: &str) -> Result<Figures> {
+/// A line's figures; its cycles are its inclusive line time (the calls it
+/// makes included, as a function budget's are), which only a line-time run
+/// measures: `mpprof check` makes one for a script with such a budget.
+fn line_figures(p: &Profile, spec: &str, wants_cycles: bool) -> Result<Figures> {
     let (file, line) = spec
         .rsplit_once(':')
         .and_then(|(f, l)| l.parse::<u32>().ok().map(|l| (f, l)))
@@ -277,11 +280,19 @@ fn line_figures(p: &Profile, spec: &str) -> Result<Figures> {
                 nearest(&line.to_string(), lines.iter().map(String::as_str)).join(", ")
             )
         })?;
+    let cycles = match l.incl_ticks {
+        Some(t) => t,
+        None if wants_cycles => bail!(
+            "line budget `{spec}` sets cycles, but the profile has no time per line: it was made without line time (a baseline from before? update it with --update-baseline)"
+        ),
+        None => 0,
+    };
     Ok(Figures {
         allocs: l.alloc_count,
         alloc_bytes: l.alloc_bytes,
         opcodes: l.opcodes,
-        ..Figures::default()
+        calls: 0,
+        cycles,
     })
 }
 
@@ -715,6 +726,11 @@ pub fn run(cfg: &CheckOptions) -> Result<Vec<Verdict>> {
         let recording = Recording {
             args: s.args.clone(),
             timeout,
+            // Cycles on a line are measured per line: the line-time build.
+            line_time: s
+                .budget
+                .iter()
+                .any(|b| b.line.is_some() && b.cycles.is_some()),
             ..Recording::new(target.clone(), script)
         };
         let profile = crate::capture::record(&recording, &mut Quiet { verbose: false })

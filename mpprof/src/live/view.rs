@@ -361,7 +361,15 @@ pub fn draw(f: &mut Frame, st: &LiveState, p: &Profile) {
     let mid = Layout::horizontal([Constraint::Min(0), Constraint::Length(mix)]).split(rows[1]);
     draw_functions(f, top[0], st, p);
     draw_heap(f, top[1], st, p);
-    draw_lines(f, mid[0], st, p);
+    if p.meta.line_time.is_some() {
+        // With line time, the slowest lines above the allocating ones.
+        let halves =
+            Layout::vertical([Constraint::Percentage(50), Constraint::Min(0)]).split(mid[0]);
+        draw_time_lines(f, halves[0], p);
+        draw_lines(f, halves[1], st, p);
+    } else {
+        draw_lines(f, mid[0], st, p);
+    }
     draw_opcodes(f, mid[1], p);
     draw_output(f, rows[2], st);
     draw_status(f, rows[3], st, p);
@@ -492,6 +500,75 @@ fn draw_lines(f: &mut Frame, area: Rect, st: &LiveState, p: &Profile) {
     ];
     let table = fitted_table(cols, area.width.saturating_sub(2), &row_styles)
         .block(block("Allocating lines", st.focus == Pane::Lines));
+    f.render_widget(table, area);
+}
+
+/// The lines that took the most time of their own (`--line-time`): exact
+/// ticks on a board, sampled time with its samples on the host.
+fn draw_time_lines(f: &mut Frame, area: Rect, p: &Profile) {
+    let total = p.total_ticks().max(1);
+    let lines: Vec<&mpprof_profile::Line> = p
+        .lines_by_time()
+        .into_iter()
+        .filter(|l| l.excl_ticks.unwrap_or(0) > 0)
+        .take(area.height.saturating_sub(3) as usize)
+        .collect();
+    let place = |l: &mpprof_profile::Line| {
+        let file = p.files.get(l.file).map_or("", |x| x.path.as_str());
+        format!("{}:{}", reports::format::short_path(file), l.line)
+    };
+    let cols = vec![
+        Column::text("line", lines.iter().map(|l| place(l)).collect()),
+        Column::text(
+            "own time",
+            lines
+                .iter()
+                .map(|l| {
+                    reports::summary::line_time_text(p, l.excl_ticks.unwrap_or(0), l.excl_samples)
+                })
+                .collect(),
+        ),
+        Column::text(
+            "%",
+            lines
+                .iter()
+                .map(|l| {
+                    format!(
+                        "{:.1}%",
+                        l.excl_ticks.unwrap_or(0) as f64 * 100.0 / total as f64
+                    )
+                })
+                .collect(),
+        ),
+        Column::text(
+            "incl",
+            lines
+                .iter()
+                .map(|l| ticks(p, l.incl_ticks.unwrap_or(0)))
+                .collect(),
+        )
+        .droppable(1),
+        Column::text(
+            "source",
+            lines
+                .iter()
+                .map(|l| {
+                    p.source_line(l.file, l.line)
+                        .unwrap_or("")
+                        .trim()
+                        .to_string()
+                })
+                .collect(),
+        )
+        .flex(),
+    ];
+    let title = match p.meta.line_time {
+        Some(t) if t.is_sampled() => format!("Hot lines (sampled, {} samples)", count(t.samples)),
+        _ => "Hot lines (exact time)".to_string(),
+    };
+    let styles = vec![Style::default(); lines.len()];
+    let table =
+        fitted_table(cols, area.width.saturating_sub(2), &styles).block(block(&title, false));
     f.render_widget(table, area);
 }
 
@@ -725,9 +802,14 @@ fn draw_source(f: &mut Frame, area: Rect, p: &Profile, fid: FunctionId) {
                 .as_ref()
                 .map(|c| format!("  <- {} x {}", count(l.alloc_count), c))
                 .unwrap_or_default();
+            let time = match (l.excl_ticks, l.time_percent) {
+                (Some(t), Some(pc)) if t > 0 => format!("{:>12} {pc:>5.1}% ", ticks(p, t)),
+                _ if p.meta.line_time.is_some() => format!("{:>20}", ""),
+                _ => String::new(),
+            };
             lines.push(Line::from(Span::styled(
                 format!(
-                    "{:>4} {:>6} {}{alloc}",
+                    "{:>4} {time}{:>6} {}{alloc}",
                     l.line,
                     if l.opcodes > 0 {
                         format!("{:.1}%", l.opcode_percent)
