@@ -354,6 +354,7 @@ fn flame_bench() -> Result<(f64, usize)> {
             weight: reports::flamegraph::Weight::Cycles,
             icicle: false,
             title: None,
+            lines: false,
         },
         &mut svg,
     )?;

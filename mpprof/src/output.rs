@@ -47,6 +47,7 @@ pub fn write_flamegraph(
     path: &Path,
     weight: reports::flamegraph::Weight,
     icicle: bool,
+    lines: bool,
 ) -> Result<()> {
     write_atomically(path, |w| {
         reports::flamegraph::write_svg(
@@ -55,6 +56,7 @@ pub fn write_flamegraph(
                 weight,
                 icicle,
                 title: None,
+                lines,
             },
             w,
         )?;

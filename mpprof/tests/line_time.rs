@@ -175,3 +175,103 @@ fn sampled_line_time_on_the_host_puts_the_slow_c_call_first() {
         "the slow C call is the top line on every run: {firsts:?}"
     );
 }
+
+/// Line time reaches every view of a line: flame graphs with line frames,
+/// speedscope and pprof line information (read back by the real pprof), and
+/// `mpprof diff`.
+#[test]
+fn line_frames_reach_flame_graphs_exports_and_diff() {
+    let (p, _) = run_line_time(HOST_SCRIPT, "host", "line-time-views");
+    let json = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("line-time-views.json");
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let work = p.find_functions("work")[0];
+    let sorted_line = line_of(&p, "ys = sorted(xs)");
+    let frame = format!("work:{sorted_line}");
+
+    // Flame graph with line frames: the slow line is a frame of its own.
+    let svg = dir.join("line-time-views.svg");
+    let o = mpprof(&[
+        "flamegraph",
+        json.to_str().unwrap(),
+        "--lines",
+        "-o",
+        svg.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(std::fs::read_to_string(&svg).unwrap().contains(&frame));
+
+    // speedscope: a frame per line, the cycles samples of `work` split over
+    // its lines and adding up to its exclusive time.
+    let ss = dir.join("line-time-views.speedscope.json");
+    let o = mpprof(&[
+        "export",
+        json.to_str().unwrap(),
+        "--format",
+        "speedscope",
+        "-o",
+        ss.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&ss).unwrap()).unwrap();
+    let frames = v["shared"]["frames"].as_array().unwrap();
+    let fi = frames
+        .iter()
+        .position(|f| f["name"].as_str().is_some_and(|n| n.ends_with(&frame)))
+        .expect("a frame for the slow line");
+    assert_eq!(frames[fi]["line"], sorted_line);
+    let cycles = &v["profiles"][0];
+    let work_total: u64 = cycles["samples"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(cycles["weights"].as_array().unwrap())
+        .filter(|(s, _)| {
+            let s = s.as_array().unwrap();
+            s.len() >= 2
+                && s[s.len() - 2] == work
+                && frames[s[s.len() - 1].as_u64().unwrap() as usize]["name"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("work:")
+        })
+        .map(|(_, w)| w.as_u64().unwrap())
+        .sum();
+    assert_eq!(work_total, p.functions[work].excl_ticks);
+
+    // pprof, read by pprof itself: the top line by cycles is the slow one.
+    let pb = dir.join("line-time-views.pb.gz");
+    let o = mpprof(&[
+        "export",
+        json.to_str().unwrap(),
+        "--format",
+        "pprof",
+        "-o",
+        pb.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = std::process::Command::new(common::pprof_tool())
+        .args(["-top", "-lines", "-sample_index=cycles"])
+        .arg(&pb)
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    let first = out
+        .lines()
+        .skip_while(|l| !l.trim_start().starts_with("flat"))
+        .nth(1)
+        .unwrap_or_else(|| panic!("pprof -top: {out}{}", String::from_utf8_lossy(&o.stderr)));
+    assert!(
+        first.contains(&format!("lines_host.py:{sorted_line}")),
+        "{out}"
+    );
+
+    // diff: the per-line change of time.
+    let o = mpprof(&["diff", json.to_str().unwrap(), json.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains("Line time") && text.contains("sampled"),
+        "{text}"
+    );
+}

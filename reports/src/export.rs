@@ -16,9 +16,24 @@ pub fn collapsed(p: &Profile, weight: Weight, mut out: impl Write) -> Result<(),
     Ok(())
 }
 
+/// Each call-tree node's line split ([`Profile::node_line_ticks`]) when the
+/// profile has line time, else nothing: exports then end the cycles stacks
+/// in line frames.
+fn line_splits(p: &Profile) -> Vec<Vec<(u32, u64)>> {
+    if p.meta.line_time.is_none() {
+        return vec![Vec::new(); p.call_tree.len()];
+    }
+    (0..p.call_tree.len())
+        .map(|i| p.node_line_ticks(i))
+        .collect()
+}
+
 /// speedscope's file format: one sampled profile per weight, sharing frames.
+/// With line time, the cycles profile's stacks end in a frame per line
+/// (`work:8`, with its file and line), as speedscope shows line-level
+/// profiles.
 pub fn speedscope(p: &Profile) -> Value {
-    let frames: Vec<Value> = p
+    let mut frames: Vec<Value> = p
         .functions
         .iter()
         .map(|f| {
@@ -31,6 +46,26 @@ pub fn speedscope(p: &Profile) -> Value {
         })
         .collect();
     let stacks = p.stacks();
+    let splits = line_splits(p);
+    let mut line_frame: std::collections::HashMap<(usize, u32), usize> =
+        std::collections::HashMap::new();
+    for (i, split) in splits.iter().enumerate() {
+        let fid = p.call_tree[i].function;
+        for &(line, _) in split {
+            line_frame.entry((fid, line)).or_insert_with(|| {
+                let f = &p.functions[fid];
+                let file = p
+                    .files
+                    .get(f.file)
+                    .map(|s| s.path.clone())
+                    .unwrap_or_default();
+                frames.push(
+                    json!({"name": format!("{}:{line}", f.qualname), "file": file, "line": line}),
+                );
+                frames.len() - 1
+            });
+        }
+    }
     let cycles_unit = match p.meta.clock.unit.as_str() {
         "ns" => "nanoseconds",
         _ => "none",
@@ -51,6 +86,15 @@ pub fn speedscope(p: &Profile) -> Value {
                 2 => n.alloc_bytes,
                 _ => n.alloc_count,
             };
+            if pick == 0 && !splits[i].is_empty() {
+                for &(line, t) in &splits[i] {
+                    let mut stack = stacks[i].0.clone();
+                    stack.push(line_frame[&(n.function, line)]);
+                    samples.push(json!(stack));
+                    weights.push(t);
+                }
+                continue;
+            }
             if w > 0 {
                 samples.push(json!(stacks[i].0));
                 weights.push(w);
@@ -252,13 +296,34 @@ pub fn pprof_with_labels(
         .map(|(k, v)| intern(&format!("{k}={v}"), &mut strings))
         .collect();
     let stacks = p.stacks();
+    // With line time, a node's cycles go to samples whose leaf location is
+    // one of its lines (ids after the functions' own, one per function and
+    // line), the other values stay on the node's own sample.
+    let splits = line_splits(p);
+    let mut line_locs: Vec<(usize, u32)> = Vec::new();
+    let mut line_loc_id: std::collections::HashMap<(usize, u32), u64> =
+        std::collections::HashMap::new();
+    let mut samples: Vec<(Vec<u64>, [u64; 4])> = Vec::new();
     for (i, n) in p.call_tree.iter().enumerate() {
-        let vals = [n.excl_ticks, n.opcodes, n.alloc_count, n.alloc_bytes];
+        // Locations are one per function (id = function id + 1), leaf first.
+        let locs: Vec<u64> = stacks[i].0.iter().rev().map(|&f| f as u64 + 1).collect();
+        let mut ticks_left = n.excl_ticks;
+        for &(line, t) in &splits[i] {
+            let id = *line_loc_id.entry((n.function, line)).or_insert_with(|| {
+                line_locs.push((n.function, line));
+                (p.functions.len() + line_locs.len()) as u64
+            });
+            let mut l = vec![id];
+            l.extend_from_slice(&locs);
+            samples.push((l, [t, 0, 0, 0]));
+            ticks_left = ticks_left.saturating_sub(t);
+        }
+        samples.push((locs, [ticks_left, n.opcodes, n.alloc_count, n.alloc_bytes]));
+    }
+    for (locs, vals) in samples {
         if vals.iter().all(|&v| v == 0) {
             continue;
         }
-        // Locations are one per function (id = function id + 1), leaf first.
-        let locs: Vec<u64> = stacks[i].0.iter().rev().map(|&f| f as u64 + 1).collect();
         let mut s = Pb::default();
         s.packed(1, &locs);
         s.packed(2, &vals);
@@ -276,6 +341,15 @@ pub fn pprof_with_labels(
         line.int(2, f.line as i64);
         let mut loc = Pb::default();
         loc.uint(1, fid as u64 + 1);
+        loc.bytes(4, &line.0);
+        m.bytes(4, &loc.0);
+    }
+    for (k, &(fid, line_no)) in line_locs.iter().enumerate() {
+        let mut line = Pb::default();
+        line.uint(1, fid as u64 + 1);
+        line.int(2, line_no as i64);
+        let mut loc = Pb::default();
+        loc.uint(1, (p.functions.len() + k + 1) as u64);
         loc.bytes(4, &line.0);
         m.bytes(4, &loc.0);
     }

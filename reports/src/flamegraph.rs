@@ -49,6 +49,8 @@ pub enum FlameError {
     UnknownWeight(String),
     #[error("the profile has no {0} to draw (all weights are zero): pick another --weight")]
     Empty(&'static str),
+    #[error("line frames (--lines) need the profile's time per line with the cycles weight: profile with `mpprof run --line-time` and draw with --weight cycles")]
+    NoLineTime,
     #[error("cannot write the flame graph: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -59,6 +61,9 @@ pub struct FlameOptions {
     /// The icicle view: stacks hang down from the root.
     pub icicle: bool,
     pub title: Option<String>,
+    /// Line frames (`function:line`, as py-spy `--lines`) ending each stack,
+    /// from the profile's line time (cycles weight only).
+    pub lines: bool,
 }
 
 /// A frame name safe for folded stacks: `;` separates frames and the count
@@ -106,6 +111,13 @@ pub fn cause_color(c: &Cause) -> &'static str {
 
 /// Folded stacks (`a;b;c N`), sorted, one line per distinct stack.
 pub fn folded(p: &Profile, weight: Weight) -> Vec<String> {
+    folded_with_lines(p, weight, false)
+}
+
+/// [`folded`]; with `lines` and the cycles weight, each stack ends in the
+/// line frames of its function (`work:8`), its exclusive time split by the
+/// lines' own time ([`Profile::node_line_ticks`]).
+pub fn folded_with_lines(p: &Profile, weight: Weight, lines: bool) -> Vec<String> {
     let labels: Vec<String> = (0..p.functions.len())
         .map(|i| frame_name(&p.function_label(i)))
         .collect();
@@ -147,7 +159,19 @@ pub fn folded(p: &Profile, weight: Weight) -> Vec<String> {
                 Weight::Cycles => n.excl_ticks,
                 _ => n.opcodes,
             };
-            if v > 0 {
+            let split = if lines && weight == Weight::Cycles {
+                p.node_line_ticks(i)
+            } else {
+                Vec::new()
+            };
+            if !split.is_empty() {
+                let base = path_of(i);
+                let name = p.functions.get(n.function).map_or("?", |f| f.name.as_str());
+                for (line, t) in split {
+                    let key = format!("{base};{}", frame_name(&format!("{name}:{line}")));
+                    *acc.entry(key).or_default() += t;
+                }
+            } else if v > 0 {
                 *acc.entry(path_of(i)).or_default() += v;
             }
         }
@@ -170,7 +194,10 @@ fn unit_name(p: &Profile, weight: Weight) -> String {
 
 /// Write the flame graph SVG.
 pub fn write_svg(p: &Profile, opts: &FlameOptions, out: impl Write) -> Result<(), FlameError> {
-    let lines = folded(p, opts.weight);
+    if opts.lines && (opts.weight != Weight::Cycles || p.meta.line_time.is_none()) {
+        return Err(FlameError::NoLineTime);
+    }
+    let lines = folded_with_lines(p, opts.weight, opts.lines);
     if lines.is_empty() {
         return Err(FlameError::Empty(opts.weight.name()));
     }

@@ -154,6 +154,7 @@ fn flame_graphs(o: &mut String, p: &Profile) {
                 weight: w,
                 icicle: false,
                 title: None,
+                lines: false,
             },
             &mut svg,
         ) {

@@ -732,6 +732,44 @@ impl Profile {
         v
     }
 
+    /// A call-tree node's exclusive ticks split over its function's lines
+    /// by their own (exclusive) line time, for line frames (`function:line`)
+    /// in flame graphs and exports: `(line, ticks)`, adding up to the
+    /// node's `excl_ticks`. Line time is kept per code object, not per call
+    /// path: for a function with one node (called from one place) the split
+    /// is its lines' own measure; for one called from several places, each
+    /// node gets the function's overall shares. Empty without line time.
+    pub fn node_line_ticks(&self, node: NodeId) -> Vec<(u32, u64)> {
+        let Some(n) = self.call_tree.get(node) else {
+            return Vec::new();
+        };
+        let Some(f) = self.functions.get(n.function) else {
+            return Vec::new();
+        };
+        let weights: Vec<(u32, u64)> = self
+            .lines
+            .iter()
+            .filter(|l| l.file == f.file)
+            .filter(|l| l.function == n.function || l.line == f.line)
+            .filter_map(|l| l.excl_ticks.filter(|&t| t > 0).map(|t| (l.line, t)))
+            .collect();
+        let total: u128 = weights.iter().map(|&(_, t)| t as u128).sum();
+        if total == 0 || n.excl_ticks == 0 {
+            return Vec::new();
+        }
+        let mut out: Vec<(u32, u64)> = weights
+            .iter()
+            .map(|&(line, t)| (line, (n.excl_ticks as u128 * t as u128 / total) as u64))
+            .collect();
+        // What rounding left goes to the largest share, so the split adds up.
+        let given: u64 = out.iter().map(|&(_, t)| t).sum();
+        if let Some(top) = out.iter_mut().max_by_key(|(_, t)| *t) {
+            top.1 += n.excl_ticks - given;
+        }
+        out.retain(|&(_, t)| t > 0);
+        out
+    }
+
     /// A line's record (lines are sorted by place).
     pub fn line(&self, file: FileId, line: u32) -> Option<&Line> {
         self.lines

@@ -134,7 +134,10 @@ pub fn run(args: RunArgs) -> Result<Outcome> {
     if let Some((svg, weight)) = &out.flamegraph {
         // The profile is already safe on disk; a flame graph problem is
         // reported, not fatal.
-        match crate::output::write_flamegraph(&profile, svg, *weight, false) {
+        // With line time, a cycles graph ends each stack in its lines.
+        let lines =
+            profile.meta.line_time.is_some() && *weight == reports::flamegraph::Weight::Cycles;
+        match crate::output::write_flamegraph(&profile, svg, *weight, false, lines) {
             Ok(()) if !quiet => eprintln!("mpprof: flame graph written to {}", svg.display()),
             Ok(()) => {}
             Err(e) => eprintln!("mpprof: no flame graph: {e:#}"),

@@ -40,6 +40,10 @@ pub struct FlamegraphArgs {
     /// Draw the inverted (icicle) view.
     #[arg(long)]
     pub icicle: bool,
+    /// End each stack in line frames (`function:line`, as py-spy --lines),
+    /// from a profile made with `mpprof run --line-time` (cycles weight).
+    #[arg(long)]
+    pub lines: bool,
 }
 
 #[derive(Debug, Args)]
@@ -157,7 +161,13 @@ pub fn report(args: ReportArgs) -> Result<()> {
 
 pub fn flamegraph(args: FlamegraphArgs) -> Result<()> {
     let p = load_profile(&args.profile)?;
-    write_flamegraph(&p, &args.output, args.weight.weight, args.icicle)?;
+    write_flamegraph(
+        &p,
+        &args.output,
+        args.weight.weight,
+        args.icicle,
+        args.lines,
+    )?;
     eprintln!("mpprof: flame graph written to {}", args.output.display());
     Ok(())
 }

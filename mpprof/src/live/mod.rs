@@ -192,6 +192,8 @@ impl Observer for LiveView {
                         &path,
                         reports::flamegraph::Weight::Cycles,
                         false,
+                        // With line time, the stacks end in their lines.
+                        self.profile.meta.line_time.is_some(),
                     ) {
                         Ok(()) => format!("flame graph written to {}", path.display()),
                         Err(e) => format!("no flame graph: {e}"),
