@@ -8,6 +8,8 @@
 //!    event, and the event rates a 1 MB/s RTT link and a 115200-baud UART carry.
 //! 3. Host ingestion: decode + aggregate of a large stream, events per second
 //!    and peak memory.
+//! ... and what time per line costs (section 9; `-- --line-time` measures
+//! only that section and puts it in place in BENCHMARKS.md).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -700,6 +702,209 @@ fn fidelity_table(md: &mut String, rows: &[Fidelity], unit: &str) {
     let _ = writeln!(md);
 }
 
+/// What time per line costs (`--line-time`): callgrind instructions of a
+/// few perf_bench scripts on the host (plain, profiling on, profiling on
+/// with sampled line time), and raw guest ticks on the emulated board
+/// (plain firmware, profiling on, profiling on with exact line time).
+struct LineTimeCost {
+    host: Vec<(String, u64, u64, u64)>,
+    /// Wall seconds on the host, best of 5: plain, profiling, line time.
+    host_wall: Vec<(String, f64, f64, f64)>,
+    qemu: Vec<(String, u64, u64, u64)>,
+}
+
+const LINE_TIME_BENCHES: [&str; 4] = [
+    "bm_nqueens",
+    "bm_fannkuch",
+    "misc_pystone",
+    "core_yield_from",
+];
+
+/// A perf_bench script run as upstream's runner runs it, with small
+/// parameters; None when the file is missing.
+fn perf_bench_script(
+    bench_dir: &Path,
+    runner: &str,
+    name: &str,
+    size: u32,
+    tmp: &Path,
+) -> Result<Option<PathBuf>> {
+    let path = bench_dir.join(format!("{name}.py"));
+    if !path.exists() {
+        return Ok(None);
+    }
+    let body = std::fs::read_to_string(&path)?;
+    let script = tmp.join(format!("lt-{name}-{size}.py"));
+    std::fs::write(
+        &script,
+        format!("{body}\n{runner}\nbm_run({size}, {size})\n"),
+    )?;
+    Ok(Some(script))
+}
+
+/// The fewest instructions of three callgrind runs: the flushes and the
+/// sampling timer go by wall time, which moves under valgrind.
+fn callgrind_min(mp: &Path, script: &Path, profile: bool, tmp: &Path) -> Result<u64> {
+    let mut best = u64::MAX;
+    for _ in 0..3 {
+        best = best.min(callgrind(mp, script, profile, tmp)?);
+    }
+    Ok(best)
+}
+
+/// The same benchmark on the emulated board, its smallest parameters, its
+/// `run()` timed with the CMSDK timer1 (mpprof owns timer0; timer1 is
+/// nobody's): raw guest ticks, the profiler's own cost included.
+fn board_bench_script(bench_dir: &Path, name: &str, tmp: &Path) -> Result<PathBuf> {
+    let body = std::fs::read_to_string(bench_dir.join(format!("{name}.py")))?;
+    let script = tmp.join(format!("lt-board-{name}.py"));
+    std::fs::write(
+        &script,
+        format!(
+            "{body}\nimport machine\nm = machine.mem32\nm[0x40001008] = 0xFFFFFFFF\nm[0x40001004] = 0xFFFFFFFF\nm[0x40001000] = 1\nrun, result = bm_setup(bm_params[sorted(bm_params)[0]])\nt0 = m[0x40001004]\nrun()\nt1 = m[0x40001004]\nprint('guest-ticks', (t0 - t1) & 0xFFFFFFFF)\n"
+        ),
+    )?;
+    Ok(script)
+}
+
+fn guest_ticks(out: &[u8]) -> Option<u64> {
+    String::from_utf8_lossy(out).lines().find_map(|l| {
+        l.strip_prefix("guest-ticks ")
+            .and_then(|n| n.trim().parse().ok())
+    })
+}
+
+fn line_time_cost(tmp: &Path) -> Result<LineTimeCost> {
+    let mut progress = |m: &str| eprintln!("bench: {m}");
+    let plain = build_host(
+        &BuildOptions {
+            flavour: Flavour::Plain,
+            ..BuildOptions::default()
+        },
+        &mut progress,
+    )?;
+    let instr = build_host(&BuildOptions::default(), &mut progress)?;
+    let line = build_host(
+        &BuildOptions {
+            line_time: true,
+            ..BuildOptions::default()
+        },
+        &mut progress,
+    )?;
+    let bench_dir = plain.source_dir.join("tests/perf_bench");
+    let runner = std::fs::read_to_string(bench_dir.join("benchrun.py"))?;
+    let mut host = Vec::new();
+    let mut host_wall = Vec::new();
+    // The start-up (calibration) alone, which every row includes.
+    let empty = tmp.join("lt-empty.py");
+    std::fs::write(&empty, "pass\n")?;
+    host.push((
+        "(empty script: start-up)".to_string(),
+        callgrind(&plain.micropython, &empty, false, tmp)?,
+        callgrind_min(&instr.micropython, &empty, true, tmp)?,
+        callgrind_min(&line.micropython, &empty, true, tmp)?,
+    ));
+    for name in LINE_TIME_BENCHES {
+        let Some(script) = perf_bench_script(&bench_dir, &runner, name, 100, tmp)? else {
+            continue;
+        };
+        let Some(long) = perf_bench_script(&bench_dir, &runner, name, 1000, tmp)? else {
+            continue;
+        };
+        eprintln!("bench: line time, host, {name}");
+        host_wall.push((
+            name.to_string(),
+            wall(&plain.micropython, &long, false, tmp, 5)?,
+            wall(&instr.micropython, &long, true, tmp, 5)?,
+            wall(&line.micropython, &long, true, tmp, 5)?,
+        ));
+        host.push((
+            name.to_string(),
+            callgrind(&plain.micropython, &script, false, tmp)?,
+            callgrind_min(&instr.micropython, &script, true, tmp)?,
+            callgrind_min(&line.micropython, &script, true, tmp)?,
+        ));
+    }
+    let plain_fw = vm_instrumented::build_qemu(
+        &BuildOptions {
+            flavour: Flavour::Plain,
+            ..BuildOptions::default()
+        },
+        &mut progress,
+    )?;
+    let mut qemu = Vec::new();
+    for name in ["bm_nqueens", "misc_pystone"] {
+        eprintln!("bench: line time, qemu, {name}");
+        let script = board_bench_script(&bench_dir, name, tmp)?;
+        let (out, _) = board_agent::qemu::QemuBoard {
+            firmware: plain_fw.firmware.clone(),
+            qemu: "qemu-system-arm".into(),
+            icount_shift: 4,
+        }
+        .run_once(&std::fs::read(&script)?)?;
+        let plain_ticks = guest_ticks(&out).context("no guest ticks from the plain firmware")?;
+        let mut on = Vec::new();
+        for extra in [&[][..], &["--line-time"][..]] {
+            let o = Command::new(env!("CARGO_BIN_EXE_mpprof"))
+                .args(["run", "-q", "--target", "qemu", "-o"])
+                .arg(tmp.join("lt.json"))
+                .args(extra)
+                .arg(&script)
+                .output()?;
+            on.push(guest_ticks(&o.stdout).context("no guest ticks from mpprof run")?);
+        }
+        qemu.push((name.to_string(), plain_ticks, on[0], on[1]));
+    }
+    Ok(LineTimeCost {
+        host,
+        host_wall,
+        qemu,
+    })
+}
+
+fn line_time_section(md: &mut String, c: &LineTimeCost) {
+    let _ = writeln!(md, "## 9. Time per line (`--line-time`)\n");
+    let _ = writeln!(md, "What line time costs beside the default profile. Host: instructions under callgrind of upstream's perf_bench scripts (bm_run(100, 100), the fewest of 3 runs), the 32-bit unix port: the plain build, the instrumented build profiling, and the line-time build profiling (sampled, a 1 kHz timer on wall time: under callgrind, which runs the VM some 50× slower, it fires some 50× more often per instruction than natively, so its column is an upper bound; the flushes, every 20 ms of wall time, are inflated the same way). The first row is the start-up alone (the runtime's calibration), which every row includes. Emulated board: the benchmark's `run()` (smallest parameters) timed with the CMSDK timer1 in raw guest ticks (deterministic), the profiler's own work included: the plain firmware, profiling, and profiling with exact line time (a stamp at every opcode dispatch). The profile's own times have these costs taken out (docs/time.md).\n");
+    let _ = writeln!(md, "| host benchmark | plain instr | profiling | × | with line time | × | line time vs profiling |");
+    let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|");
+    for (n, plain, on, line) in &c.host {
+        let _ = writeln!(
+            md,
+            "| {n} | {plain} | {on} | {:.3} | {line} | {:.3} | {:.3} |",
+            *on as f64 / *plain as f64,
+            *line as f64 / *plain as f64,
+            *line as f64 / *on as f64
+        );
+    }
+    let _ = writeln!(md);
+    let _ = writeln!(md, "Natively (wall time of bm_run(1000, 1000), best of 5 runs on a shared 2-core machine, start-up included; the timer fires at its real rate here):\n");
+    let _ = writeln!(
+        md,
+        "| host benchmark | plain s | profiling s | with line time s | line time vs profiling |"
+    );
+    let _ = writeln!(md, "|---|---:|---:|---:|---:|");
+    for (n, plain, on, line) in &c.host_wall {
+        let _ = writeln!(
+            md,
+            "| {n} | {plain:.4} | {on:.4} | {line:.4} | {:.3} |",
+            line / on
+        );
+    }
+    let _ = writeln!(md);
+    let _ = writeln!(md, "| board benchmark | plain ticks | profiling | × | with line time | × | line time vs profiling |");
+    let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|");
+    for (n, plain, on, line) in &c.qemu {
+        let _ = writeln!(
+            md,
+            "| {n} | {plain} | {on} | {:.3} | {line} | {:.3} | {:.3} |",
+            *on as f64 / *plain as f64,
+            *line as f64 / *plain as f64,
+            *line as f64 / *on as f64
+        );
+    }
+    let _ = writeln!(md);
+}
+
 /// Everything the benchmark measured, for the report.
 struct Measured {
     quick: bool,
@@ -723,6 +928,7 @@ struct Measured {
     fidelity_runs: usize,
     fidelity_host: Vec<Fidelity>,
     fidelity_qemu: Vec<Fidelity>,
+    line_time: LineTimeCost,
 }
 
 fn main() -> Result<()> {
@@ -737,6 +943,27 @@ fn main() -> Result<()> {
         .to_path_buf();
     let tmp = std::env::temp_dir().join(format!("mpprof-bench-{}", std::process::id()));
     std::fs::create_dir_all(&tmp)?;
+    if std::env::args().any(|a| a == "--line-time") {
+        // Only section 9, put in place of the file's own.
+        let c = line_time_cost(&tmp)?;
+        let mut section = String::new();
+        line_time_section(&mut section, &c);
+        let path = root.join("BENCHMARKS.md");
+        let old = std::fs::read_to_string(&path).unwrap_or_default();
+        let md = match old.find("## 9. Time per line") {
+            Some(at) => {
+                let end = old[at + 1..]
+                    .find("\n## ")
+                    .map_or(old.len(), |e| at + 1 + e + 1);
+                format!("{}{section}{}", &old[..at], &old[end..])
+            }
+            None => format!("{}\n{section}", old.trim_end()),
+        };
+        std::fs::write(&path, &md)?;
+        print!("{section}");
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Ok(());
+    }
     let m = measure(&root, &tmp, quick, soak_secs)?;
     let md = report(&m);
     std::fs::write(root.join("BENCHMARKS.md"), &md)?;
@@ -762,6 +989,7 @@ fn measure(root: &Path, tmp: &Path, quick: bool, soak_secs: Option<u64>) -> Resu
     let fidelity_qemu = time_fidelity_qemu(root, tmp)?;
     let vm = vm_overhead(quick, tmp)?;
     let startup = startup_ir(tmp)?;
+    let line_time = line_time_cost(tmp)?;
     Ok(Measured {
         quick,
         vm,
@@ -784,6 +1012,7 @@ fn measure(root: &Path, tmp: &Path, quick: bool, soak_secs: Option<u64>) -> Resu
         fidelity_runs,
         fidelity_host,
         fidelity_qemu,
+        line_time,
     })
 }
 
@@ -976,4 +1205,5 @@ fn board_sections(md: &mut String, m: &Measured) {
     fidelity_table(md, &m.fidelity_qemu, "ticks");
     let _ = writeln!(md, "On the host (wall-clock ns, medians of {} runs of each build on a shared 2-core machine; not asserted):\n", m.fidelity_runs);
     fidelity_table(md, &m.fidelity_host, "ns");
+    line_time_section(md, &m.line_time);
 }

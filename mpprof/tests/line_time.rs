@@ -266,6 +266,36 @@ fn line_frames_reach_flame_graphs_exports_and_diff() {
         "{out}"
     );
 
+    // The annotated source (text and HTML) has the time column.
+    let o = mpprof(&["report", json.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = String::from_utf8_lossy(&o.stdout);
+    let row = text
+        .lines()
+        .find(|l| {
+            l.ends_with("ys = sorted(xs)") && l.trim_start().starts_with(&sorted_line.to_string())
+        })
+        .unwrap_or_else(|| panic!("the slow line in the listing: {text}"));
+    let samples = p
+        .line(p.functions[work].file, sorted_line)
+        .unwrap()
+        .excl_samples
+        .unwrap();
+    assert!(
+        row.contains(&format!("({samples} samples)")) && row.contains('#'),
+        "{row}"
+    );
+    let html = dir.join("line-time-views.html");
+    let o = mpprof(&[
+        "report",
+        json.to_str().unwrap(),
+        "--html",
+        html.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.contains("<th>time (own)</th>") && page.contains("class=\"tbar\""));
+
     // diff: the per-line change of time.
     let o = mpprof(&["diff", json.to_str().unwrap(), json.to_str().unwrap()]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
