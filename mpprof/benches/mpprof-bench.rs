@@ -8,8 +8,9 @@
 //!    event, and the event rates a 1 MB/s RTT link and a 115200-baud UART carry.
 //! 3. Host ingestion: decode + aggregate of a large stream, events per second
 //!    and peak memory.
-//! ... and what time per line costs (section 9; `-- --line-time` measures
-//! only that section and puts it in place in BENCHMARKS.md).
+//!
+//! Section 9 is what time per line costs; `-- --line-time` measures only
+//! that section and puts it in place in BENCHMARKS.md.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
