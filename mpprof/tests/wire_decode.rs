@@ -300,3 +300,98 @@ fn code_more_records_complete_a_long_description() {
         .map(|o| o.count);
     assert_eq!(unknown, Some(2 * 1100));
 }
+
+/// Line-time records (LINE_CLOCK, LINE_TIME with signed values, LINE_SAMPLES)
+/// decode as sent and give lines their times; a stream without them leaves
+/// every line's time unknown.
+#[test]
+fn line_time_records_round_trip_into_line_times() {
+    let stream = |line_time: bool| {
+        let mut w = FrameWriter::new();
+        w.hello(&common::host_hello());
+        w.code(&CodeInfo {
+            code_id: 1,
+            name: "<module>".into(),
+            file: "t.py".into(),
+            bc_start: 6,
+            line_info: vec![0x21, 0x41],
+            bytecode: vec![0x11, 0x22, 0x33],
+        });
+        w.node(1, 0, 1);
+        w.counts(1, &[(6, 2), (7, 1)]);
+        if line_time {
+            w.line_clock(LineClock::Sampled {
+                period_ns: 1_000_000,
+            });
+            w.line_time(
+                1,
+                &[
+                    LineSlot {
+                        offset: 6,
+                        incl: 5,
+                        excl: 3,
+                    },
+                    LineSlot {
+                        offset: 7,
+                        incl: -1,
+                        excl: -1,
+                    },
+                    LineSlot {
+                        offset: 7,
+                        incl: 3,
+                        excl: 3,
+                    },
+                ],
+            );
+            w.line_samples(9, 1);
+        }
+        w.node_stats(1, 1, 8_000_000, 3);
+        w.end(&EndRecord {
+            at: 8_000_000,
+            heap_bytes: 65536,
+            peak_used_bytes: 0,
+            alloc_bytes: 0,
+            alloc_count: 0,
+            collections: 0,
+            gc_ticks: 0,
+            dropped_records: 0,
+            reason: EndReason::Finished,
+        });
+        w.finish()
+    };
+    let (events, stats) = decode_all(&stream(true));
+    assert_eq!(stats.bad_frames, 0);
+    assert!(events.contains(&Event::LineClock(LineClock::Sampled {
+        period_ns: 1_000_000
+    })));
+    assert!(events.iter().any(|e| matches!(e,
+        Event::LineTime { code_id: 1, slots } if slots.len() == 3 && slots[1].incl == -1 && slots[2].offset == 7)));
+    assert!(events.contains(&Event::LineSamples {
+        taken: 9,
+        outside: 1
+    }));
+    assert_eq!(unzigzag(zigzag(-123_456_789)), -123_456_789);
+
+    let run = mpprof::record::aggregate::RunInfo::default();
+    let p = mpprof::record::ingest::profile_from_stream(&stream(true), &run);
+    let lt = p.meta.line_time.expect("line time is on");
+    assert!(lt.is_sampled() && lt.samples == 9 && lt.samples_outside == 1);
+    // Samples stand for the duration over the samples taken.
+    let per_sample = 8_000_000 / 9;
+    let timed: Vec<_> = p
+        .lines
+        .iter()
+        .filter(|l| l.excl_samples.is_some())
+        .collect();
+    let samples: u64 = timed.iter().map(|l| l.excl_samples.unwrap()).sum();
+    assert_eq!(samples, 3 + 2);
+    let ticks: u64 = timed.iter().map(|l| l.excl_ticks.unwrap()).sum();
+    assert_eq!(ticks, 5 * per_sample);
+
+    let p = mpprof::record::ingest::profile_from_stream(&stream(false), &run);
+    assert!(p.meta.line_time.is_none());
+    assert!(p
+        .lines
+        .iter()
+        .all(|l| l.excl_ticks.is_none() && l.incl_ticks.is_none()));
+}
