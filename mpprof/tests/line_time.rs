@@ -43,16 +43,16 @@ fn board_truth() -> BTreeMap<String, i64> {
 }
 
 fn run_line_time(script: &str, target: &str, name: &str) -> (Profile, String) {
+    run_line_time_with(script, &["--target", target], name)
+}
+
+fn run_line_time_with(script: &str, target_args: &[&str], name: &str) -> (Profile, String) {
     let out = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}.json"));
-    let o = mpprof(&[
-        "run",
-        "--line-time",
-        "--target",
-        target,
-        "-o",
-        out.to_str().unwrap(),
-        root().join(script).to_str().unwrap(),
-    ]);
+    let script = root().join(script);
+    let mut args = vec!["run", "--line-time"];
+    args.extend_from_slice(target_args);
+    args.extend_from_slice(&["-o", out.to_str().unwrap(), script.to_str().unwrap()]);
+    let o = mpprof(&args);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     (
         Profile::from_json_file(&out).unwrap(),
@@ -84,6 +84,30 @@ fn line_of(p: &Profile, text: &str) -> u32 {
 fn exact_line_ticks_on_the_board_match_the_statements_timed_without_the_profiler() {
     let truth = board_truth();
     let (p, summary) = run_line_time(BOARD_SCRIPT, "qemu", "line-time-board");
+    check_board_lines(&p, &summary, &truth);
+}
+
+/// The same on the real boards' Cortex-M port layer with SysTick as its
+/// clock (as on a Cortex-M0+), run on the emulated board.
+#[test]
+fn exact_line_ticks_with_the_boards_systick_port_layer_match_too() {
+    let truth = board_truth();
+    let fw = qemu_firmware(&vm_instrumented::BuildOptions {
+        qemu_clock: vm_instrumented::QemuClock::CortexMSysTick,
+        line_time: true,
+        ..vm_instrumented::BuildOptions::default()
+    });
+    let (p, summary) = run_line_time_with(
+        BOARD_SCRIPT,
+        &["--target", "qemu", "--elf", fw.to_str().unwrap()],
+        "line-time-board-systick",
+    );
+    assert_eq!(p.meta.clock.name, "systick");
+    check_board_lines(&p, &summary, &truth);
+}
+
+fn check_board_lines(p: &Profile, summary: &str, truth: &BTreeMap<String, i64>) {
+    let p = p.clone();
     let lt = p
         .meta
         .line_time
@@ -142,6 +166,35 @@ fn exact_line_ticks_on_the_board_match_the_statements_timed_without_the_profiler
         );
     }
     assert!(summary.contains("Top lines by time"), "{summary}");
+}
+
+#[test]
+fn lines_without_line_time_have_no_time() {
+    let out = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("no-line-time.json");
+    let o = mpprof(&[
+        "run",
+        "-q",
+        "-o",
+        out.to_str().unwrap(),
+        root().join(HOST_SCRIPT).to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let p = Profile::from_json_file(&out).unwrap();
+    assert!(p.meta.line_time.is_none());
+    assert!(!p.lines.is_empty());
+    assert!(p
+        .lines
+        .iter()
+        .all(|l| l.excl_ticks.is_none() && l.incl_ticks.is_none() && l.excl_samples.is_none()));
+    // In the file: null, never 0.
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    for l in v["lines"].as_array().unwrap() {
+        assert!(
+            l["excl_ticks"].is_null() && l.get("incl_ticks").is_none(),
+            "{l}"
+        );
+    }
 }
 
 #[test]
