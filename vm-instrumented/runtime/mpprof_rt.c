@@ -1166,6 +1166,10 @@ static void calibrate(void) {
     nlr_pop();
     mp_globals_set(globals_prev);
     mp_locals_set(locals_prev);
+    // Free what calibration made, so the heap is as the script would find
+    // it without the profiler (left as garbage, it moves where the script's
+    // objects land and what its collections cost).
+    gc_collect();
 }
 #else
 static void calibrate(void) {
@@ -1268,13 +1272,6 @@ void mpprof_init(void) {
     rt.flush_ticks = MPPROF_FLUSH_TICKS ? MPPROF_FLUSH_TICKS : hz / 50u;
     init_known_types();
     calibrate();
-    // Free what calibration made, so the heap is as the script would find
-    // it without the profiler (left as garbage, it moves where the script's
-    // objects land and what its collections cost). Collected here, once
-    // calibrate()'s frame is gone: its locals (the functions, their
-    // globals) would otherwise keep all of it alive, as holes the script's
-    // allocations then fill.
-    gc_collect();
     // What calibration put in the tables and counters is not the script's;
     // time starts now.
     reset_tables();
