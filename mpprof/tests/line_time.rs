@@ -358,3 +358,40 @@ fn line_frames_reach_flame_graphs_exports_and_diff() {
         "{text}"
     );
 }
+
+/// The live view's hot-lines pane, drawn on ratatui's TestBackend from a
+/// sampled line-time profile: the slow line first, with its samples.
+#[test]
+fn the_live_view_shows_the_hot_lines_with_their_time() {
+    use mpprof::live::view::{self, LiveState};
+    use ratatui::{backend::TestBackend, Terminal};
+    let (p, _) = run_line_time(HOST_SCRIPT, "host", "line-time-live");
+    let st = LiveState::new("host", HOST_SCRIPT, "line-time-live.mpprof.json");
+    let (w, h) = (160, 45);
+    let mut term = Terminal::new(TestBackend::new(w, h)).unwrap();
+    term.draw(|f| view::draw(f, &st, &p)).unwrap();
+    let buf = term.backend().buffer().clone();
+    let screen: Vec<String> = (0..h)
+        .map(|y| (0..w).map(|x| buf[(x, y)].symbol()).collect())
+        .collect();
+    let title = screen
+        .iter()
+        .position(|l| l.contains("Hot lines (sampled"))
+        .unwrap_or_else(|| panic!("the hot-lines pane: {}", screen.join("\n")));
+    let top = p.lines_by_time()[0];
+    let samples = top.excl_samples.unwrap();
+    let first_row = screen[title + 2..]
+        .iter()
+        .find(|l| l.contains("ys = sorted(xs)"))
+        .expect("the slow line in the pane");
+    assert!(
+        first_row.contains(&format!("({samples} samples)")),
+        "{first_row}"
+    );
+    // It is the pane's first row (after the header).
+    assert!(
+        screen[title + 2].contains("ys = sorted(xs)"),
+        "{}",
+        screen[title + 2]
+    );
+}
