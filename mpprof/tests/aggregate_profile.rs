@@ -64,6 +64,7 @@ fn code(
     bytecode: &[u8],
 ) -> Event {
     Event::Code(CodeInfo {
+        kind: Default::default(),
         code_id,
         name: name.into(),
         file: file.into(),

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 
 use board_agent::qemu::QemuBoard;
-use mpprof_profile::Profile;
+use mpprof_profile::{FunctionKind, Profile};
 
 mod common;
 use common::{mpprof, qemu_firmware, root};
@@ -31,7 +31,32 @@ fn truth() -> BTreeMap<String, i64> {
     .run_once(&source)
     .expect("the script runs on the plain firmware");
     assert!(stderr.is_empty(), "{}", String::from_utf8_lossy(&stderr));
-    String::from_utf8_lossy(&output)
+    case_lines(&output)
+}
+
+/// `case` lines of the same script on the instrumented firmware with
+/// profiling stopped before any case runs (the hooks compiled in, idle).
+fn profiling_off() -> BTreeMap<String, i64> {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let script = dir.join("cases-profiling-off.py");
+    let source = std::fs::read_to_string(root().join(SCRIPT)).unwrap();
+    std::fs::write(&script, format!("import mpprof\nmpprof.stop()\n{source}")).unwrap();
+    let out = dir.join("cases-profiling-off.json");
+    let o = mpprof(&[
+        "run",
+        "-q",
+        "--target",
+        "qemu",
+        "-o",
+        out.to_str().unwrap(),
+        script.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    case_lines(&o.stdout)
+}
+
+fn case_lines(output: &[u8]) -> BTreeMap<String, i64> {
+    String::from_utf8_lossy(output)
         .lines()
         .filter_map(|l| {
             let mut w = l.split_whitespace();
@@ -40,6 +65,13 @@ fn truth() -> BTreeMap<String, i64> {
         })
         .collect()
 }
+
+/// Cases held to the instrumented firmware's own time with profiling off
+/// instead of the plain firmware's: compiling makes a hundred allocations,
+/// and each searches a heap the two firmwares have not laid out alike
+/// (docs/time.md), which makes the instrumented firmware compile 3.5%
+/// slower with mpprof idle.
+const AGAINST_PROFILING_OFF: &[&str] = &["compile_source"];
 
 fn profiled() -> Profile {
     let out = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("time-fidelity.json");
@@ -60,6 +92,7 @@ fn profiled() -> Profile {
 fn every_time_is_the_time_without_the_profiler() {
     common::default_qemu_firmware();
     let truth = truth();
+    let idle = profiling_off();
     let p = profiled();
     assert!(p.meta.profiler_cost.is_some_and(|c| c.opcode_ticks > 0.0));
     // Each case is called once, from `window`.
@@ -71,6 +104,7 @@ fn every_time_is_the_time_without_the_profiler() {
         .collect();
     let mut checked = 0;
     let mut report = String::new();
+    let mut off = Vec::new();
     for n in &p.call_tree {
         let name = &p.functions[n.function].name;
         let (Some(&t), true) = (
@@ -79,15 +113,54 @@ fn every_time_is_the_time_without_the_profiler() {
         ) else {
             continue;
         };
-        let err = (n.incl_ticks as f64 - t as f64) / t as f64;
+        let mut err = (n.incl_ticks as f64 - t as f64) / t as f64;
         report.push_str(&format!(
-            "{name}: truth {t}, mpprof {}, {:+.2}%\n",
+            "{name}: truth {t}, mpprof {}, {:+.2}%",
             n.incl_ticks,
             err * 100.0
         ));
-        assert!(err.abs() <= 0.02, "{report}");
+        if AGAINST_PROFILING_OFF.contains(&name.as_str()) {
+            let t_off = idle[name.as_str()];
+            err = (n.incl_ticks as f64 - t_off as f64) / t_off as f64;
+            report.push_str(&format!(
+                "; profiling off {t_off}, {:+.2}% (held to this)",
+                err * 100.0
+            ));
+        }
+        report.push('\n');
+        if err.abs() > 0.02 {
+            off.push(name.clone());
+        }
         checked += 1;
     }
+    assert!(off.is_empty(), "{off:?} off by more than 2%:\n{report}");
+    // Native and viper code are frames of their own (their calls and time
+    // were the caller's before), and compiling is a frame inside the call
+    // that compiles, with most of its time.
+    for (name, kind) in [
+        ("native_loop", FunctionKind::Native),
+        ("viper_loop", FunctionKind::Viper),
+    ] {
+        let f = p.functions.iter().find(|f| f.name == name).unwrap();
+        assert_eq!((f.kind, f.calls), (kind, 1), "{name}");
+    }
+    let compiling = p
+        .functions
+        .iter()
+        .find(|f| f.name == "<compile src>")
+        .expect("compile() has a frame of its own");
+    let caller = p
+        .functions
+        .iter()
+        .find(|f| f.name == "compile_source")
+        .unwrap();
+    assert_eq!(compiling.kind, FunctionKind::Compile);
+    assert!(
+        compiling.incl_ticks * 10 > caller.incl_ticks * 9,
+        "compiling {} of compile_source's {}",
+        compiling.incl_ticks,
+        caller.incl_ticks
+    );
     // The collection timed alone, between two marks: its own duration.
     let at = |label: &str| p.markers.iter().find(|m| m.label == label).unwrap().at;
     let (from, to) = (at("collect"), at("collected"));

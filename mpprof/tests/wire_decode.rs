@@ -11,6 +11,7 @@ fn sample_stream() -> (Vec<u8>, usize) {
     w.max_payload = 64;
     w.hello(&common::host_hello());
     w.code(&CodeInfo {
+        kind: Default::default(),
         code_id: 1,
         name: "<module>".into(),
         file: "t.py".into(),
@@ -233,6 +234,7 @@ fn long_code_stream(split: usize, piece: usize) -> Vec<u8> {
     let mut w = FrameWriter::new();
     w.max_payload = 256;
     w.code(&CodeInfo {
+        kind: Default::default(),
         code_id: 1,
         name: "big".into(),
         file: "t.py".into(),

@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use mpprof_profile::{ExitReason, Line, Profile, Scope};
+use mpprof_profile::{ExitReason, Function, FunctionKind, Line, Profile, Scope};
 use serde_json::{json, Value};
 
 use crate::format::{bytes, clip, count, percent, short_path, ticks};
@@ -260,7 +260,11 @@ fn allocations_section(o: &mut String, p: &Profile, opts: &SummaryOptions, st: &
         }
     }
     let imports = alloc_line_rows_in(p, Scope::Import, opts.top);
-    if !imports.is_empty() {
+    let compiles = p
+        .functions
+        .iter()
+        .any(|f| f.kind == FunctionKind::Compile && f.calls > 0);
+    if !imports.is_empty() || compiles {
         let _ = writeln!(o, "\n{}", st.bold("Imports"));
         for r in imports {
             let _ = writeln!(
@@ -274,6 +278,7 @@ fn allocations_section(o: &mut String, p: &Profile, opts: &SummaryOptions, st: &
             );
         }
     }
+    compile_time(o, p, st);
     let outside = p
         .alloc_sites
         .iter()
@@ -292,6 +297,34 @@ fn allocations_section(o: &mut String, p: &Profile, opts: &SummaryOptions, st: &
             bytes(outside.1)
         );
     }
+}
+
+/// Time in `<compile x.py>` frames: compiling .py sources at import (or
+/// exec/eval), which a precompiled .mpy or a frozen module does not spend.
+fn compile_time(o: &mut String, p: &Profile, st: &Style) {
+    let mut compiles: Vec<&Function> = p
+        .functions
+        .iter()
+        .filter(|f| f.kind == FunctionKind::Compile && f.calls > 0)
+        .collect();
+    if compiles.is_empty() {
+        return;
+    }
+    compiles.sort_by_key(|f| std::cmp::Reverse(f.incl_ticks));
+    let total: u64 = compiles.iter().map(|f| f.incl_ticks).sum();
+    let each: Vec<String> = compiles
+        .iter()
+        .take(5)
+        .map(|f| format!("{} {}", f.name, ticks(p, f.incl_ticks)))
+        .collect();
+    let more = if compiles.len() > 5 { ", …" } else { "" };
+    let _ = writeln!(
+        o,
+        "  {} compiling sources at run time ({}{}): precompile them with mpy-cross or freeze them into the firmware",
+        st.bold(&ticks(p, total)),
+        each.join(", "),
+        more
+    );
 }
 
 fn heap_section(o: &mut String, p: &Profile, st: &Style) {

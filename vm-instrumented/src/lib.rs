@@ -93,6 +93,7 @@ const P_MPCONFIG: &str = "common/0001-py-mpconfig-hook-defaults.patch";
 const P_VM: &str = "common/0002-py-vm-frame-and-opcode-hooks.patch";
 const P_OBJ: &str = "common/0004-py-obj-typed-alloc-hook.patch";
 const P_VM_SLICE: &str = "v1.26/0005-py-vm-slice-fast-path-hook.patch";
+const P_FRAMES: &str = "common/0006-py-compile-and-native-frame-hooks.patch";
 
 /// The supported versions and their patches (docs/versions.md).
 pub const PATCH_SETS: &[PatchSet] = &[
@@ -105,6 +106,7 @@ pub const PATCH_SETS: &[PatchSet] = &[
             P_VM,
             "v1.24/0003-py-gc-heap-event-hooks.patch",
             P_OBJ,
+            P_FRAMES,
         ],
     },
     PatchSet {
@@ -116,6 +118,7 @@ pub const PATCH_SETS: &[PatchSet] = &[
             P_VM,
             "v1.25/0003-py-gc-heap-event-hooks.patch",
             P_OBJ,
+            P_FRAMES,
         ],
     },
     // v1.26: the BUILD_SLICE fast path runs LOAD/STORE_SUBSCR without a
@@ -130,6 +133,7 @@ pub const PATCH_SETS: &[PatchSet] = &[
             "v1.25/0003-py-gc-heap-event-hooks.patch",
             P_OBJ,
             P_VM_SLICE,
+            P_FRAMES,
         ],
     },
     // v1.28: gc_collect_end ends with the weakref sweep.
@@ -143,6 +147,7 @@ pub const PATCH_SETS: &[PatchSet] = &[
             "v1.28/0003-py-gc-heap-event-hooks.patch",
             P_OBJ,
             P_VM_SLICE,
+            P_FRAMES,
         ],
     },
 ];

@@ -8,7 +8,8 @@ use std::collections::HashMap;
 
 use crate::{
     AllocFailure, AllocKind, AllocSite, CallNode, Cause, CauseCount, FileId, Function, FunctionId,
-    GcSummary, Line, Marker, Meta, NodeId, OpcodeCount, Profile, Region, Scope, SourceFile,
+    FunctionKind, GcSummary, Line, Marker, Meta, NodeId, OpcodeCount, Profile, Region, Scope,
+    SourceFile,
 };
 
 /// What makes two allocation sites the same site.
@@ -105,6 +106,13 @@ impl ProfileBuilder {
         });
         self.function_ids.insert(key, id);
         id
+    }
+
+    /// Say what the function's frames run (bytecode unless said).
+    pub fn set_function_kind(&mut self, id: FunctionId, kind: FunctionKind) {
+        if let Some(f) = self.profile.functions.get_mut(id) {
+            f.kind = kind;
+        }
     }
 
     /// How many functions there are so far.

@@ -182,6 +182,27 @@ pub struct SourceFile {
     pub source: Option<Vec<String>>,
 }
 
+/// What a function's frames run. Only bytecode has opcodes and per-line
+/// counts; the others are timed and allocate like any frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FunctionKind {
+    #[default]
+    Bytecode,
+    /// An `@micropython.native` function: machine code.
+    Native,
+    /// An `@micropython.viper` function: machine code.
+    Viper,
+    /// Compiling a source file at import (or exec/eval): `<compile x.py>`.
+    Compile,
+}
+
+impl FunctionKind {
+    pub fn is_bytecode(&self) -> bool {
+        *self == FunctionKind::Bytecode
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Function {
     /// Its index in `functions`.
@@ -202,6 +223,9 @@ pub struct Function {
     pub opcodes: u64,
     pub alloc_count: u64,
     pub alloc_bytes: u64,
+    /// Absent for bytecode (schema 2 files have no such field).
+    #[serde(default, skip_serializing_if = "FunctionKind::is_bytecode")]
+    pub kind: FunctionKind,
 }
 
 /// Per-cause figures of a line or a profile.

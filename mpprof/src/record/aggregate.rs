@@ -13,8 +13,8 @@ use std::collections::{HashMap, HashSet};
 
 use mpprof_profile::{
     AllocKind as ProfileAllocKind, AllocSite as ProfileSite, CallNode, Cause, Clock, Collection,
-    Dropped, Exit, ExitReason, FileId, FunctionId, HeapSample, Marker, NodeId, Profile,
-    ProfileBuilder, Region, UNKNOWN_FUNCTION, UNKNOWN_OPCODE,
+    Dropped, Exit, ExitReason, FileId, FunctionId, FunctionKind, HeapSample, Marker, NodeId,
+    Profile, ProfileBuilder, Region, UNKNOWN_FUNCTION, UNKNOWN_OPCODE,
 };
 
 use crate::analysis::advice::{advise, SiteContext};
@@ -23,8 +23,8 @@ use crate::analysis::opcodes;
 use crate::record::lineinfo::LineTable;
 use crate::record::symbolize::Sources;
 use crate::wire::{
-    AllocKind, CodeInfo, CodePart, DecodeStats, EndReason, EndRecord, Event, GcRecord, Hello,
-    TypeInfo,
+    AllocKind, CodeInfo, CodeKind, CodePart, DecodeStats, EndReason, EndRecord, Event, GcRecord,
+    Hello, TypeInfo,
 };
 
 /// A fast hasher for the small integer keys of the hot path (allocation
@@ -749,6 +749,23 @@ impl Aggregator {
     }
 
     /// Where a node's event happened: function, file, line and opcode.
+    fn node_code(&self, node: u32) -> Option<u32> {
+        self.nodes.get(&node).and_then(|n| n.code_id)
+    }
+
+    /// The node whose code an allocation site's offset is in: the node
+    /// itself, or for a compile frame the frame that imported.
+    fn line_node(&self, node: u32) -> u32 {
+        let compiling = self
+            .node_code(node)
+            .and_then(|c| self.codes.get(&c))
+            .is_some_and(|c| c.kind == CodeKind::Compile);
+        match self.nodes.get(&node) {
+            Some(n) if compiling => n.parent,
+            _ => node,
+        }
+    }
+
     fn locate(
         &self,
         b: &mut ProfileBuilder,
@@ -827,7 +844,16 @@ impl Aggregator {
         keys.sort_unstable_by_key(|k| (k.node, k.offset, k.type_id, k.growth, k.companion));
         for k in keys {
             let acc = self.sites[k];
-            let (function, file, line, op) = self.locate(b, codes, unknown, k.node, k.offset);
+            // What a compile frame allocates is at the importing line: its
+            // site's offset is its caller's.
+            let line_node = self.line_node(k.node);
+            let (mut function, file, line, op) =
+                self.locate(b, codes, unknown, line_node, k.offset);
+            if line_node != k.node {
+                if let Some(p) = self.node_code(k.node).and_then(|c| codes.places.get(&c)) {
+                    function = p.function;
+                }
+            }
             let t = self.types.get(&k.type_id);
             if !self.node_is_described(k.node) || (k.type_id != 0 && t.is_none()) {
                 add(&mut unknown_ids, acc.count);
@@ -837,7 +863,7 @@ impl Aggregator {
             } else {
                 None
             };
-            let code_id = self.nodes.get(&k.node).and_then(|n| n.code_id);
+            let code_id = self.node_code(line_node);
             let place = code_id.and_then(|c| codes.places.get(&c));
             let source_line = match place {
                 Some(p) if line > 0 => sources
@@ -1020,8 +1046,36 @@ impl Aggregator {
                 None
             };
             let file = b.add_file(file_name, source);
-            let (qualname, def_line) = sources.qualname(file_name, table.first_line(), &c.name);
-            let f = b.add_function(file, def_line, &c.name, &qualname);
+            let (name, first_line) = match c.kind {
+                CodeKind::Bytecode => (c.name.clone(), table.first_line()),
+                CodeKind::Compile => (format!("<compile {}>", short_file_name(&c.file)), 0),
+                // Machine code has no line table: its `def` line is found
+                // by name (a viper function has no name of its own when no
+                // module global or class binds it).
+                CodeKind::Native | CodeKind::Viper if c.name.is_empty() => ("<viper>".into(), 0),
+                CodeKind::Native | CodeKind::Viper => {
+                    let line = sources
+                        .lines(file_name)
+                        .and_then(|lines| def_line(lines, &c.name))
+                        .unwrap_or(0);
+                    (c.name.clone(), line)
+                }
+            };
+            let (qualname, def_line) = if first_line == 0 {
+                (name.clone(), 0)
+            } else {
+                sources.qualname(file_name, first_line, &name)
+            };
+            let f = b.add_function(file, def_line, &name, &qualname);
+            b.set_function_kind(
+                f,
+                match c.kind {
+                    CodeKind::Bytecode => FunctionKind::Bytecode,
+                    CodeKind::Native => FunctionKind::Native,
+                    CodeKind::Viper => FunctionKind::Viper,
+                    CodeKind::Compile => FunctionKind::Compile,
+                },
+            );
             let floor = if c.name == "<module>" {
                 1
             } else {
@@ -1033,7 +1087,7 @@ impl Aggregator {
                     function: f,
                     file,
                     file_name: file_name.to_string(),
-                    name: c.name.clone(),
+                    name,
                     table,
                     floor,
                 },
@@ -1191,3 +1245,18 @@ impl CodeFunctions {
 }
 
 pub use crate::record::ingest::profile_from_stream;
+
+/// `x.py` of `lib/x.py`.
+fn short_file_name(path: &str) -> &str {
+    path.rsplit(['/', '\\']).next().unwrap_or(path)
+}
+
+/// The line (1-based) of `def name(` in a source, for code with no line
+/// table.
+fn def_line(lines: &[String], name: &str) -> Option<u32> {
+    let head = format!("def {name}(");
+    lines
+        .iter()
+        .position(|l| l.trim_start().starts_with(&head))
+        .map(|i| i as u32 + 1)
+}

@@ -128,6 +128,19 @@ impl FrameWriter {
         self.record(&r);
     }
 
+    /// A FRAME_CODE record: a code object with no bytecode (`c.kind` is not
+    /// `Bytecode`); its line table and bytecode are not sent.
+    pub fn frame_code(&mut self, c: &CodeInfo) {
+        let mut body = Vec::new();
+        put_uint(&mut body, c.code_id as u64);
+        body.push(c.kind.to_wire());
+        put_bytes(&mut body, c.name.as_bytes());
+        put_bytes(&mut body, c.file.as_bytes());
+        let mut r = vec![tag::FRAME_CODE];
+        put_bytes(&mut r, &body);
+        self.record(&r);
+    }
+
     pub fn type_info(&mut self, t: &TypeInfo) {
         let mut r = vec![tag::TYPE];
         put_uint(&mut r, t.type_id as u64);

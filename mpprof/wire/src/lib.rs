@@ -61,6 +61,9 @@ pub mod tag {
     pub const COST: u8 = 0x40;
     /// Extension: the rest of a CODE record's line table or bytecode.
     pub const CODE_MORE: u8 = 0x41;
+    /// Extension: a code object with no bytecode (native or viper machine
+    /// code, or compiling a source), whose frames are timed like any other.
+    pub const FRAME_CODE: u8 = 0x50;
     pub const ALLOC_REPEAT: u8 = 0x80;
 }
 
@@ -94,8 +97,45 @@ pub struct Hello {
     pub target: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What a code object's frames run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum CodeKind {
+    /// Bytecode, run by the hooked VM: opcodes counted per offset.
+    #[default]
+    Bytecode,
+    /// `@micropython.native` machine code.
+    Native,
+    /// `@micropython.viper` machine code.
+    Viper,
+    /// Compiling a source (an import of a .py file, exec, eval); `name` and
+    /// `file` are the source's name.
+    Compile,
+}
+
+impl CodeKind {
+    fn from_wire(b: u8) -> Option<CodeKind> {
+        Some(match b {
+            0 => CodeKind::Bytecode,
+            1 => CodeKind::Native,
+            2 => CodeKind::Viper,
+            3 => CodeKind::Compile,
+            _ => return None,
+        })
+    }
+
+    pub fn to_wire(self) -> u8 {
+        match self {
+            CodeKind::Bytecode => 0,
+            CodeKind::Native => 1,
+            CodeKind::Viper => 2,
+            CodeKind::Compile => 3,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct CodeInfo {
+    pub kind: CodeKind,
     pub code_id: u32,
     pub name: String,
     pub file: String,
@@ -640,6 +680,7 @@ fn plain_record(t: u8, c: &mut Cursor) -> Result<Event, Malformed> {
             target: c.string()?,
         }),
         tag::CODE => Event::Code(CodeInfo {
+            kind: CodeKind::Bytecode,
             code_id: c.u32()?,
             name: c.string()?,
             file: c.string()?,
@@ -736,6 +777,19 @@ fn plain_record(t: u8, c: &mut Cursor) -> Result<Event, Malformed> {
                 total,
                 data: bytes.to_vec(),
             }
+        }
+        tag::FRAME_CODE => {
+            let data = c.bytes()?;
+            let mut d = Cursor { data, pos: 0 };
+            let code_id = d.u32()?;
+            let kind = CodeKind::from_wire(d.u8()?).ok_or(Malformed)?;
+            Event::Code(CodeInfo {
+                kind,
+                code_id,
+                name: d.string()?,
+                file: d.string()?,
+                ..CodeInfo::default()
+            })
         }
         0x42..=0x7f => Event::Extension {
             tag: t,

@@ -8,6 +8,7 @@
 #define MPPROF_MAX_CODES (256)
 #define MPPROF_MAX_NODES (4096)
 #define MPPROF_MAX_TYPES (64)
+#define MPPROF_MAX_EXTRA_CODES (32)
 #define MPPROF_COUNTER_WORDS (1u << 16)
 #define MPPROF_FRAME_PAYLOAD (1024)
 // Guest time is deterministic: one calibration run of each size is exact.
@@ -27,6 +28,9 @@
 // real boards' layer it can also run.)
 #if MPPROF_PORT_QEMU
 void mpprof_port_qemu_poll(void);
+// Its timer is coarser than instructions: the port restarts it after the
+// profiler's own work and holds SysTick during it (mpprof_port_qemu.c).
+#define MPPROF_PORT_HIDES (1)
 #define MPPROF_PORT_POLL() mpprof_port_qemu_poll()
 #endif
 
