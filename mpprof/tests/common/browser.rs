@@ -225,10 +225,11 @@ impl Browser {
         }
     }
 
-    /// Click the middle of the first element `selector` matches.
+    /// Scroll the first element `selector` matches into view and click its
+    /// middle.
     pub fn click_element(&mut self, selector: &str) {
         let at = self.eval(&format!(
-            "(() => {{ const r = document.querySelector({}).getBoundingClientRect(); return [r.x + r.width / 2, r.y + r.height / 2]; }})()",
+            "(() => {{ const e = document.querySelector({}); e.scrollIntoView({{block: 'center'}}); const r = e.getBoundingClientRect(); return [r.x + r.width / 2, r.y + r.height / 2]; }})()",
             json!(selector)
         ));
         self.click(at[0].as_f64().unwrap(), at[1].as_f64().unwrap());
