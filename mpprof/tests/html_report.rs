@@ -274,3 +274,59 @@ fn the_annotated_source_has_bars_in_html_and_text() {
         .unwrap();
     assert!(!blank.contains('█') && !blank.contains('▏'), "{blank}");
 }
+
+#[test]
+fn the_html_reports_flame_graphs_show_the_hottest_function_and_zoom() {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("html-flame");
+    let (p, html) = profile_and_page(
+        &common::root().join("fixtures/programs/protocol_parser.py"),
+        &dir,
+    );
+    let mut b = Browser::launch(&dir.join("browser"), 1200, 900);
+    b.open(&format!("file://{}", html.display()));
+    // The first graph (time): its frames live in the iframe's document.
+    let frames = "document.querySelector('iframe').contentDocument";
+    b.wait_for(&format!(
+        "{frames} && {frames}.querySelector('#frames > g')"
+    ));
+    let hottest = &p.functions[p.top_functions(|f| f.excl_ticks)[0]].qualname;
+    let titles = b.eval(&format!(
+        "[...{frames}.querySelectorAll('#frames > g > title')].map(t => t.textContent).join('\\n')"
+    ));
+    assert!(
+        titles.as_str().unwrap().contains(hottest.as_str()),
+        "{hottest} in {titles}"
+    );
+    // Click `mix`, a small frame, where it is on the screen: the iframe's
+    // place on the page plus the frame's place in the iframe.
+    let find = format!(
+        "[...{frames}.querySelectorAll('#frames > g')].find(g => g.querySelector('title').textContent.startsWith('mix '))"
+    );
+    let geometry = format!(
+        "(() => {{ const f = document.querySelector('iframe'); const r = {find}.querySelector('rect').getBoundingClientRect(); const o = f.getBoundingClientRect(); return [o.x + f.clientLeft + r.x + r.width / 2, o.y + f.clientTop + r.y + r.height / 2, r.width, {frames}.querySelector('#frames').getBoundingClientRect().width, f.clientWidth]; }})()"
+    );
+    b.eval("document.querySelector('iframe').scrollIntoView({block: 'center'})");
+    let g = b.eval(&geometry);
+    let (x, y, before, full) = (
+        g[0].as_f64().unwrap(),
+        g[1].as_f64().unwrap(),
+        g[2].as_f64().unwrap(),
+        g[3].as_f64().unwrap(),
+    );
+    assert!(before < full * 0.5, "mix is small: {before} of {full}");
+    // The graph spans its frame (it drops its own width to fit its parent).
+    let frame_width = g[4].as_f64().unwrap();
+    assert!(
+        full > frame_width * 0.9,
+        "the graph is {full} px of a {frame_width} px frame"
+    );
+    b.screenshot(&dir.join("flame-before.png"));
+    b.click(x, y);
+    let after = b.eval(&geometry)[2].as_f64().unwrap();
+    b.screenshot(&dir.join("flame-zoomed.png"));
+    assert!(
+        after > full * 0.9,
+        "a click zooms mix to the graph's width: {before} -> {after} of {full}"
+    );
+    assert!(b.exceptions().is_empty(), "{:?}", b.exceptions());
+}

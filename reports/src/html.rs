@@ -197,6 +197,18 @@ fn annotated_source(o: &mut String, p: &Profile) {
     }
 }
 
+/// The flame graph's script keeps its zoom and search in the page's URL
+/// (`history.replaceState`), which a srcdoc frame has none of: the call
+/// throws there on every click. Inside the report the zoom stays in the
+/// frame only.
+const KEEP_ZOOM_OUT_OF_THE_URL: &str = "<script>(function(){var keep=history.replaceState.bind(history);history.replaceState=function(){try{keep.apply(null,arguments)}catch(e){}}})();</script>";
+
+/// The graph drops its own width to fit its parent, which inside an HTML
+/// document (the frame's srcdoc) is the body: without this it shrinks to
+/// an inline SVG's default 300 pixels.
+const FIT_THE_FRAME: &str =
+    "<!DOCTYPE html><style>body{margin:0}svg{display:block;width:100%}</style>";
+
 /// One flame graph per weight, each in an iframe whose srcdoc keeps the
 /// graph's own script working.
 fn flame_graphs(o: &mut String, p: &Profile) {
@@ -223,12 +235,23 @@ fn flame_graphs(o: &mut String, p: &Profile) {
             Ok(()) => {
                 // srcdoc keeps the graph's own script (zoom, search) working
                 // inside the page, with nothing loaded from elsewhere.
+                let svg = String::from_utf8_lossy(&svg);
+                let svg = match svg.rfind("</svg>") {
+                    Some(end) => {
+                        format!(
+                            "{FIT_THE_FRAME}{}{KEEP_ZOOM_OUT_OF_THE_URL}{}",
+                            &svg[..end],
+                            &svg[end..]
+                        )
+                    }
+                    None => svg.into_owned(),
+                };
                 let _ = writeln!(
                     o,
                     "<h3>{}</h3><iframe title=\"{} flame graph\" srcdoc=\"{}\"></iframe>",
                     w.name(),
                     w.name(),
-                    esc(&String::from_utf8_lossy(&svg))
+                    esc(&svg)
                 );
             }
             Err(e) => {
