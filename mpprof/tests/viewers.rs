@@ -109,13 +109,75 @@ fn speedscope_loads_our_speedscope_file() {
     assert!(b.exceptions().is_empty(), "{:?}", b.exceptions());
 }
 
+/// The Trace Event Format's documented fields: every event a phase, a
+/// name, a process and a thread; timed events a timestamp in microseconds;
+/// complete events (`X`) a duration, and on one thread they nest (two
+/// slices are apart or one holds the other, as viewers draw them); instant
+/// events a scope; counters numeric arguments; metadata a name in `args`.
+fn trace_event_format(trace: &serde_json::Value) {
+    let events = trace["traceEvents"].as_array().expect("traceEvents");
+    assert!(["ms", "ns"].contains(&trace["displayTimeUnit"].as_str().unwrap_or("ms")));
+    let mut slices: HashMap<(u64, u64), Vec<(f64, f64)>> = HashMap::new();
+    for e in events {
+        let ph = e["ph"].as_str().expect("ph");
+        assert!(
+            e["name"].is_string() && e["pid"].is_u64() && e["tid"].is_u64(),
+            "{e}"
+        );
+        if ph == "M" {
+            assert!(e["args"]["name"].is_string(), "{e}");
+            continue;
+        }
+        let ts = e["ts"].as_f64().unwrap_or_else(|| panic!("ts: {e}"));
+        assert!(ts >= 0.0);
+        match ph {
+            "X" => {
+                let dur = e["dur"].as_f64().unwrap_or_else(|| panic!("dur: {e}"));
+                assert!(dur >= 0.0);
+                let key = (e["pid"].as_u64().unwrap(), e["tid"].as_u64().unwrap());
+                slices.entry(key).or_default().push((ts, ts + dur));
+            }
+            "i" => assert!(
+                ["g", "p", "t"].contains(&e["s"].as_str().unwrap_or("t")),
+                "{e}"
+            ),
+            "C" => assert!(
+                e["args"]
+                    .as_object()
+                    .unwrap()
+                    .values()
+                    .all(|v| v.is_number()),
+                "{e}"
+            ),
+            other => panic!("a phase this export does not write: {other}"),
+        }
+    }
+    // Slices of the call thread nest; (the gc thread's regions may hold
+    // collections, which is nesting too).
+    let eps = 1e-6;
+    for (thread, s) in &slices {
+        for (i, a) in s.iter().enumerate() {
+            for b in &s[i + 1..] {
+                let apart = a.1 <= b.0 + eps || b.1 <= a.0 + eps;
+                let nested = (a.0 <= b.0 + eps && b.1 <= a.1 + eps)
+                    || (b.0 <= a.0 + eps && a.1 <= b.1 + eps);
+                assert!(
+                    apart || nested,
+                    "thread {thread:?}: {a:?} and {b:?} overlap"
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn speedscope_loads_our_chrome_trace() {
-    // speedscope imports the Trace Event Format as Chrome writes it: our
-    // slices become its frames.
+    // The file keeps to the Trace Event Format, and speedscope imports it
+    // as Chrome's: our slices become its frames.
     let (profile, p) = profiled();
     let file = artifacts().join("protocol_parser.trace.json");
     export(&profile, "chrome-trace", &file);
+    trace_event_format(&serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap());
     let mut b = speedscope_with(&file, "protocol_parser.trace.json");
     b.screenshot(&artifacts().join("speedscope-chrome-trace.png"));
     let text = sandwich_names(&mut b);
