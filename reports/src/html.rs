@@ -16,10 +16,11 @@ use crate::format::escape_xml as esc;
 /// Click a header of a `table.sortable` to sort its rows by that column
 /// (numbers by the cell's `data-v`, largest first unless the header's
 /// `data-first` says otherwise; text A to Z), click again to reverse; the
-/// header's `aria-sort` says which way.
+/// header's `aria-sort` says which way. A heading without a label (the
+/// bars) does not sort.
 const SORT_SCRIPT: &str = "document.querySelectorAll('table.sortable').forEach(function(t){\
 var b=t.tBodies[0];\
-t.tHead.querySelectorAll('th').forEach(function(h,i){h.addEventListener('click',function(){\
+t.tHead.querySelectorAll('th').forEach(function(h,i){if(!h.textContent)return;h.addEventListener('click',function(){\
 var numeric=h.hasAttribute('data-numeric');\
 var first=h.getAttribute('data-first')||(numeric?'descending':'ascending');\
 var dir=h.hasAttribute('aria-sort')?(h.getAttribute('aria-sort')==='descending'?'ascending':'descending'):first;\
@@ -31,12 +32,26 @@ rows.sort(function(x,y){var a=key(x),c=key(y);var d=a<c?-1:a>c?1:0;return dir===
 rows.forEach(function(r){b.appendChild(r)});\
 })})});";
 
-/// A header cell; `numeric` columns sort by their cells' `data-v`,
-/// largest first.
-fn th(label: &str, numeric: bool, class: &str) -> String {
+/// How a column sorts when its heading is first clicked.
+#[derive(Clone, Copy, PartialEq)]
+enum Sort {
+    /// A to Z.
+    Text,
+    /// By the cells' `data-v`, largest first.
+    Largest,
+    /// By the cells' `data-v`, smallest first (line numbers: the source's order).
+    Smallest,
+}
+
+/// A header cell that sorts its column when clicked.
+fn th(label: &str, sort: Sort, class: &str) -> String {
     format!(
         "<th{}{}>{}</th>",
-        if numeric { " data-numeric" } else { "" },
+        match sort {
+            Sort::Text => "",
+            Sort::Largest => " data-numeric",
+            Sort::Smallest => " data-numeric data-first=\"ascending\"",
+        },
         if class.is_empty() {
             String::new()
         } else {
@@ -105,14 +120,14 @@ fn alloc_table(o: &mut String, p: &Profile) {
     let _ = writeln!(
         o,
         "<h2 id=\"alloc\">Allocating lines</h2><p>Click a heading to sort.</p><table id=\"alloc-table\" class=\"sortable\"><thead><tr>{}{}{}{}{}{}{}{}</tr></thead><tbody>",
-        th("line", false, ""),
-        th("count", true, ""),
-        th("bytes", true, ""),
-        th("runs", false, ""),
-        th("when", false, ""),
-        th("cause", false, "cause"),
-        th("source", false, "cause"),
-        th("fix", false, "fix"),
+        th("line", Sort::Text, ""),
+        th("count", Sort::Largest, ""),
+        th("bytes", Sort::Largest, ""),
+        th("runs", Sort::Text, ""),
+        th("when", Sort::Text, ""),
+        th("cause", Sort::Text, "cause"),
+        th("source", Sort::Text, "cause"),
+        th("fix", Sort::Text, "fix"),
     );
     for r in alloc_line_rows(p, 30) {
         let _ = writeln!(
@@ -152,15 +167,14 @@ fn annotated_source(o: &mut String, p: &Profile) {
             o,
             "<h3>{}</h3><table class=\"sortable source\"><thead><tr>{}{}{}{}{}{}{}{}</tr></thead><tbody>",
             esc(&f.path),
-            // The line numbers sort in the source's order first.
-            th("line", true, "").replace("<th ", "<th data-first=\"ascending\" "),
-            th("ops%", true, ""),
-            th("opcodes", true, ""),
-            th("", false, "bars"),
-            th("allocs", true, ""),
-            th("bytes", true, ""),
-            th("source", false, "cause"),
-            th("cause", false, "cause")
+            th("line", Sort::Smallest, ""),
+            th("ops%", Sort::Largest, ""),
+            th("opcodes", Sort::Largest, ""),
+            th("", Sort::Text, "bars"),
+            th("allocs", Sort::Largest, ""),
+            th("bytes", Sort::Largest, ""),
+            th("source", Sort::Text, "cause"),
+            th("cause", Sort::Text, "cause")
         );
         for l in &f.lines {
             let class = if l.hot {
