@@ -1,5 +1,6 @@
 //! `mpprof export --format firefox`: the Firefox Profiler's processed
-//! profile, checked against that format's rules (the profiler itself is
+//! profile (version 57), checked against that format's rules as the
+//! profiler's types and format changelog state them (the profiler itself is
 //! not in the registries this project reaches, so it cannot be loaded):
 //! every table's columns as long as its `length`, every index inside the
 //! table it points into, stacks whose prefix comes first, samples and
@@ -14,6 +15,39 @@ use mpprof_profile::Profile;
 use serde_json::Value;
 
 mod common;
+
+/// Where a marker schema may ask its markers to be shown, and the formats
+/// of its fields (the profiler's `src/types/markers.ts` at version 57).
+const DISPLAY_LOCATIONS: &[&str] = &[
+    "marker-chart",
+    "marker-table",
+    "timeline-overview",
+    "timeline-memory",
+    "timeline-ipc",
+    "timeline-fileio",
+    "stack-chart",
+];
+const FIELD_FORMATS: &[&str] = &[
+    "url",
+    "file-path",
+    "sanitized-string",
+    "string",
+    "unique-string",
+    "flow-id",
+    "terminating-flow-id",
+    "duration",
+    "time",
+    "seconds",
+    "milliseconds",
+    "microseconds",
+    "nanoseconds",
+    "bytes",
+    "percentage",
+    "integer",
+    "decimal",
+    "pid",
+    "tid",
+];
 
 fn arr<'a>(v: &'a Value, key: &str) -> &'a Vec<Value> {
     v[key]
@@ -54,9 +88,17 @@ fn in_time_order(times: &[Value], what: &str) {
 fn validate(ff: &Value) -> Vec<(String, BTreeMap<String, f64>)> {
     let meta = &ff["meta"];
     assert!(meta["version"].as_u64().is_some_and(|v| v >= 24));
-    assert!(meta["preprocessedProfileVersion"]
-        .as_u64()
-        .is_some_and(|v| v >= 47));
+    assert_eq!(meta["preprocessedProfileVersion"], 57);
+    for key in [
+        "startTime",
+        "processType",
+        "product",
+        "stackwalk",
+        "markerSchema",
+    ] {
+        assert!(meta.get(key).is_some(), "meta.{key}");
+    }
+    assert!(ff["libs"].is_array());
     assert!(meta["interval"].as_f64().is_some_and(|v| v > 0.0));
     let categories = arr(meta, "categories");
     for c in categories {
@@ -75,8 +117,22 @@ fn validate(ff: &Value) -> Vec<(String, BTreeMap<String, f64>)> {
         .collect();
     for s in schema.values() {
         assert!(!arr(s, "display").is_empty());
+        for d in arr(s, "display") {
+            assert!(
+                DISPLAY_LOCATIONS.contains(&d.as_str().unwrap()),
+                "display {d}"
+            );
+        }
         for f in arr(s, "fields") {
-            assert!(f["key"].is_string() && f["format"].is_string());
+            assert!(f["key"].is_string(), "every field has a key (version 55)");
+            assert!(
+                FIELD_FORMATS.contains(&f["format"].as_str().unwrap()),
+                "format {f}"
+            );
+            assert!(
+                f.get("searchable").is_none(),
+                "searchable is gone (version 57)"
+            );
         }
     }
     let threads = arr(ff, "threads");
@@ -94,6 +150,7 @@ fn validate(ff: &Value) -> Vec<(String, BTreeMap<String, f64>)> {
         ] {
             assert!(th.get(key).is_some(), "thread.{key}");
         }
+        assert!(th["pid"].is_string(), "pids are strings since version 47");
         let resources = table(
             &th["resourceTable"],
             "resourceTable",
@@ -136,7 +193,6 @@ fn validate(ff: &Value) -> Vec<(String, BTreeMap<String, f64>)> {
                 "func",
                 "nativeSymbol",
                 "innerWindowID",
-                "implementation",
                 "line",
                 "column",
             ],
@@ -150,18 +206,9 @@ fn validate(ff: &Value) -> Vec<(String, BTreeMap<String, f64>)> {
             );
         }
         let st = &th["stackTable"];
-        let stacks = table(
-            st,
-            "stackTable",
-            &["frame", "category", "subcategory", "prefix"],
-        );
+        let stacks = table(st, "stackTable", &["frame", "prefix"]);
         for i in 0..stacks {
             index_in(&st["frame"][i], frames, "stackTable.frame");
-            check_category(
-                &st["category"][i],
-                &st["subcategory"][i],
-                "stackTable.category",
-            );
             if !st["prefix"][i].is_null() {
                 index_in(&st["prefix"][i], i, "stackTable.prefix (before its stack)");
             }
@@ -222,7 +269,13 @@ fn validate(ff: &Value) -> Vec<(String, BTreeMap<String, f64>)> {
         weights.push((th["name"].as_str().unwrap().to_string(), per_function));
     }
     for c in arr(ff, "counters") {
-        index_in(&c["mainThread"], threads.len(), "counter.mainThread");
+        assert!(c["name"].is_string() && c["category"].is_string() && c["description"].is_string());
+        assert!(c["pid"].is_string(), "pids are strings since version 47");
+        index_in(
+            &c["mainThreadIndex"],
+            threads.len(),
+            "counter.mainThreadIndex",
+        );
         let n = table(&c["samples"], "counter.samples", &["time", "count"]);
         in_time_order(arr(&c["samples"], "time"), "counter samples");
         let mut total = 0i64;

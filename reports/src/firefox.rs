@@ -1,5 +1,7 @@
-//! The Firefox Profiler's processed-profile format (what its "Load a
-//! profile from file" opens, and what CPython's sampling profiler writes):
+//! The Firefox Profiler's processed-profile format, version 57 (what its
+//! "Load a profile from file" opens, upgrading older versions, and what
+//! CPython's sampling profiler writes; the types are the profiler's
+//! `src/types/profile.ts` at that version):
 //! the call tree as weighted samples on one thread (time) and another
 //! (allocated bytes), collections, marks and regions as markers on the
 //! time axis, and the heap used as a memory track.
@@ -93,10 +95,8 @@ fn tables(p: &Profile, strings: &mut Strings) -> (Value, Value, Value, Value) {
         "func": (0..n).collect::<Vec<_>>(),
         "nativeSymbol": vec![Value::Null; n],
         "innerWindowID": vec![Value::Null; n],
-        "implementation": vec![Value::Null; n],
         "line": lines,
         "column": vec![Value::Null; n],
-        "optimizations": vec![Value::Null; n],
     });
     let m = p.call_tree.len();
     let prefix: Vec<Value> = p
@@ -111,8 +111,6 @@ fn tables(p: &Profile, strings: &mut Strings) -> (Value, Value, Value, Value) {
     let stack_table = json!({
         "length": m,
         "frame": p.call_tree.iter().map(|c| c.function).collect::<Vec<_>>(),
-        "category": vec![CATEGORY_PYTHON; m],
-        "subcategory": vec![0; m],
         "prefix": prefix,
     });
     let k = resource_names.len();
@@ -144,6 +142,8 @@ fn thread(
         "registerTime": 0,
         "unregisterTime": Value::Null,
         "pausedRanges": [],
+        // An imported profile's thread asks for its markers in the timeline.
+        "showMarkersInTimeline": main,
         "pid": "1",
         "tid": tid,
         "samples": samples,
@@ -309,7 +309,7 @@ fn heap_counter(p: &Profile, ms: &dyn Fn(u64) -> f64) -> Value {
         "category": "Memory",
         "description": "MicroPython GC heap in use (bytes)",
         "pid": "1",
-        "mainThread": 0,
+        "mainThreadIndex": 0,
         "samples": {
             "length": points.len(),
             "time": points.iter().map(|p| ms(p.0)).collect::<Vec<_>>(),
