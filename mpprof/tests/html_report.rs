@@ -252,6 +252,8 @@ fn the_annotated_source_has_bars_in_html_and_text() {
         }
     }
     assert!(b.exceptions().is_empty(), "{:?}", b.exceptions());
+    b.eval("document.querySelector('table.source tr.hot').scrollIntoView({block: 'center'})");
+    b.screenshot(&dir.join("source-bars.png"));
 
     // The text report: the busiest line's bar is full (ten cells), a line
     // with no opcodes has none.

@@ -84,7 +84,7 @@ tr.alloc td.src{{color:#a00}}.cause{{text-align:left;color:#555}}td.fix{{text-al
 iframe{{width:100%;height:420px;border:1px solid #ccc}}\
 nav a{{margin-right:1em}}\
 table.sortable th{{cursor:pointer;user-select:none}}th[aria-sort=descending]::after{{content:' \\25BC'}}th[aria-sort=ascending]::after{{content:' \\25B2'}}\
-td.bars{{width:8em;padding:0 4px}}td.bars span{{display:block;height:5px;margin:1px 0}}span.ops{{background:#c33}}span.time{{background:#36c}}span.bytes{{background:#e90}}</style></head>\n<body>\n",
+td.bars{{width:10em;min-width:10em;padding:0 4px}}td.bars span{{display:block;height:5px;margin:1px 0}}span.ops{{background:#c33}}span.time{{background:#36c}}span.bytes{{background:#e90}}</style></head>\n<body>\n",
         esc(&title)
     );
     let _ = writeln!(
