@@ -6,7 +6,10 @@ use std::fmt::Write as _;
 
 use mpprof_profile::{FileId, Profile, Scope};
 
-use crate::format::{bytes, count, percent};
+use crate::format::{bar, bytes, count, percent};
+
+/// How wide the text listing's bars are, in characters.
+const BAR_CELLS: usize = 10;
 
 #[derive(Debug, Clone, Default)]
 pub struct AnnotateOptions {
@@ -24,6 +27,8 @@ pub struct AnnotatedLine {
     pub text: String,
     pub opcodes: u64,
     pub opcode_percent: f64,
+    /// Ticks on the line, when the target measures them per line.
+    pub ticks: Option<u64>,
     pub alloc_count: u64,
     pub alloc_bytes: u64,
     /// The exact object (or the main cause's label), if the line allocates.
@@ -104,6 +109,7 @@ pub fn annotate(p: &Profile, opts: &AnnotateOptions) -> Vec<AnnotatedFile> {
                     text,
                     opcodes,
                     opcode_percent: pct,
+                    ticks: d.and_then(|l| l.excl_ticks),
                     alloc_count: ac,
                     alloc_bytes: ab,
                     cause: allocating.and_then(|l| l.what_label()),
@@ -143,6 +149,25 @@ pub fn annotate(p: &Profile, opts: &AnnotateOptions) -> Vec<AnnotatedFile> {
     out
 }
 
+impl AnnotatedFile {
+    /// The largest figures of any of its lines: (ticks, opcodes, bytes),
+    /// what the bars are drawn against.
+    pub fn maxima(&self) -> (u64, u64, u64) {
+        self.lines.iter().fold((0, 0, 0), |(t, o, b), l| {
+            (
+                t.max(l.ticks.unwrap_or(0)),
+                o.max(l.opcodes),
+                b.max(l.alloc_bytes),
+            )
+        })
+    }
+
+    /// Whether any line has its ticks (a time bar is drawn then).
+    pub fn has_ticks(&self) -> bool {
+        self.lines.iter().any(|l| l.ticks.is_some())
+    }
+}
+
 /// The listing as text.
 pub fn render(p: &Profile, opts: &AnnotateOptions) -> String {
     let mut o = String::new();
@@ -159,10 +184,26 @@ pub fn render(p: &Profile, opts: &AnnotateOptions) -> String {
     }
     for f in files {
         let _ = writeln!(o, "\n== {} ==", f.path);
+        let (max_ticks, max_ops, max_bytes) = f.maxima();
+        let time = f.has_ticks();
+        // Bars beside the figures, each against the file's largest line:
+        // time (when the target measures it per line), opcodes, bytes.
         let _ = writeln!(
             o,
-            "{:>5}  {:>6} {:>10} {:>7} {:>9}  source",
-            "line", "ops%", "opcodes", "allocs", "bytes"
+            "{:>5}  {}{:>6} {:>10} {:<w$} {:>7} {:>9} {:<w$}  source",
+            "line",
+            if time {
+                format!("{:<w$} ", "time", w = BAR_CELLS)
+            } else {
+                String::new()
+            },
+            "ops%",
+            "opcodes",
+            "",
+            "allocs",
+            "bytes",
+            "",
+            w = BAR_CELLS
         );
         for r in &f.lines {
             let (pre, post) = if opts.color && r.hot {
@@ -191,10 +232,27 @@ pub fn render(p: &Profile, opts: &AnnotateOptions) -> String {
             } else {
                 String::new()
             };
+            let time_bar = if time {
+                format!(
+                    "{:<w$} ",
+                    bar(r.ticks.unwrap_or(0), max_ticks, BAR_CELLS),
+                    w = BAR_CELLS
+                )
+            } else {
+                String::new()
+            };
             let _ = writeln!(
                 o,
-                "{pre}{mark}{:>4}  {:>6} {:>10} {:>7} {:>9}  {}{post}",
-                r.line, ops, opc, ac, ab, r.text
+                "{pre}{mark}{:>4}  {time_bar}{:>6} {:>10} {:<w$} {:>7} {:>9} {:<w$}  {}{post}",
+                r.line,
+                ops,
+                opc,
+                bar(r.opcodes, max_ops, BAR_CELLS),
+                ac,
+                ab,
+                bar(r.alloc_bytes, max_bytes, BAR_CELLS),
+                r.text,
+                w = BAR_CELLS
             );
             if let (Some(c), Some(fix)) = (&r.cause, &r.fix) {
                 let runs = match r.executions {
@@ -205,7 +263,8 @@ pub fn render(p: &Profile, opts: &AnnotateOptions) -> String {
                     ),
                     None => String::new(),
                 };
-                let _ = writeln!(o, "{:>42}  ^ allocates: {c}{runs}; fix: {fix}", "");
+                let indent = 42 + 2 * (BAR_CELLS + 1) + if time { BAR_CELLS + 1 } else { 0 };
+                let _ = writeln!(o, "{:>indent$}  ^ allocates: {c}{runs}; fix: {fix}", "");
             }
         }
     }

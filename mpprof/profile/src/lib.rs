@@ -369,6 +369,13 @@ pub struct Collection {
     pub used_after: u64,
     pub free_after: u64,
     pub largest_free_after: u64,
+    /// Allocations from the start of the run up to this collection (and
+    /// their bytes), for the allocation rate between timeline events; 0 in
+    /// files written before this field.
+    #[serde(default)]
+    pub allocs_before: u64,
+    #[serde(default)]
+    pub alloc_bytes_before: u64,
 }
 
 fn one() -> u64 {
@@ -391,6 +398,12 @@ pub struct AllocFailure {
 pub struct HeapSample {
     pub at: u64,
     pub used: u64,
+    /// Allocations from the start of the run up to this sample (and their
+    /// bytes); 0 in files written before this field.
+    #[serde(default)]
+    pub allocs_before: u64,
+    #[serde(default)]
+    pub alloc_bytes_before: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]

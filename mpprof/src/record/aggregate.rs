@@ -488,6 +488,9 @@ impl Aggregator {
                 at: a.at,
                 duration: a.duration.saturating_add(b.duration),
                 blocks_freed: a.blocks_freed.saturating_add(b.blocks_freed),
+                // Totals up to the merged entry's start.
+                allocs_before: a.allocs_before,
+                alloc_bytes_before: a.alloc_bytes_before,
                 ..*b
             });
         }
@@ -498,6 +501,8 @@ impl Aggregator {
             used_after: g.used_bytes,
             free_after: g.free_bytes,
             largest_free_after: g.largest_free_bytes,
+            allocs_before: self.total_allocs,
+            alloc_bytes_before: self.total_alloc_bytes,
         });
     }
 
@@ -549,13 +554,15 @@ impl Aggregator {
         if self.heap_samples.len() >= 2 * TIMELINE_MAX {
             // Keep the higher of two neighbours: peaks stay visible.
             self.heap_samples = merge_pairs(&self.heap_samples, |a, b| HeapSample {
-                at: a.at,
                 used: a.used.max(b.used),
+                ..*a
             });
         }
         self.heap_samples.push(HeapSample {
             at,
             used: used_bytes,
+            allocs_before: self.total_allocs,
+            alloc_bytes_before: self.total_alloc_bytes,
         });
     }
 
