@@ -892,9 +892,15 @@ static qstr name_in(const mp_map_t *map, const void *fun, int classes) {
 // The code object for an extra frame, made on first use; NULL when the
 // table is full.
 static mpprof_code_t *extra_code(uint8_t kind, const void *key, const mp_obj_fun_bc_t *fun, qstr source) {
+    // A loop calls the same native function again and again.
+    static mpprof_code_t *last;
+    if (last != NULL && last->bytecode == key && last->kind == kind && n_extra_codes != 0) {
+        return last;
+    }
     for (uint32_t i = 0; i < n_extra_codes; i++) {
         if (extra_codes[i].code.bytecode == key && extra_codes[i].code.kind == kind) {
-            return &extra_codes[i].code;
+            last = &extra_codes[i].code;
+            return last;
         }
     }
     if (n_extra_codes >= MPPROF_MAX_EXTRA_CODES) {
@@ -902,6 +908,7 @@ static mpprof_code_t *extra_code(uint8_t kind, const void *key, const mp_obj_fun
     }
     mpprof_extra_code_t *x = &extra_codes[n_extra_codes++];
     memset(x, 0, sizeof(*x));
+    last = &x->code;
     x->code.bytecode = key;
     x->code.kind = kind;
     x->code.id = ++rt.n_codes;
@@ -941,7 +948,13 @@ static void extra_open(mpprof_extra_frame_t *x, mpprof_code_t *code, uint32_t si
     f->child_ops = 0;
     mpprof_top_frame = f;
     x->depth = rt.depth;
-    nlr_push_jump_callback((nlr_jump_callback_node_t *)x, extra_unwound);
+    // nlr_push_jump_callback(), on the main thread's state directly (extra
+    // frames open on the main thread only): on a port with threads, the
+    // thread-state lookup cost more than the rest of the hook.
+    nlr_jump_callback_node_t *callback = (nlr_jump_callback_node_t *)x;
+    callback->prev = MP_STATE_MAIN_THREAD(nlr_jump_callback_top);
+    callback->fun = extra_unwound;
+    MP_STATE_MAIN_THREAD(nlr_jump_callback_top) = callback;
     f->enter_ops = ops_now();
     f->enter_ticks = hide_since(h0);
 }
@@ -1001,7 +1014,8 @@ void mpprof_extra_end(mpprof_extra_frame_t *x) {
         return;
     }
     uint64_t h1 = hide_begin();
-    nlr_pop_jump_callback(false);
+    // nlr_pop_jump_callback(false), as above.
+    MP_STATE_MAIN_THREAD(nlr_jump_callback_top) = ((nlr_jump_callback_node_t *)x)->prev;
     flush_pending();
     extra_close(x, stamp(h1));
     hide_end(h1);
