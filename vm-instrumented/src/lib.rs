@@ -897,7 +897,13 @@ pub fn prepared_source(
         } else if let Some(p) = name.strip_prefix("ports/frozen/") {
             write_file(&staging.join("mpprof-frozen").join(p), data)?;
         } else if let Some(p) = name.strip_prefix("ports/qemu/") {
-            write_file(&staging.join("ports/qemu").join(p), data)?;
+            if p.ends_with(".c") {
+                // Sources go with the runtime, built as part of the user C
+                // module (micropython.mk).
+                write_file(&staging.join("mpprof-usermod/mpprof").join(p), data)?;
+            } else {
+                write_file(&staging.join("ports/qemu").join(p), data)?;
+            }
         } else if let Some(p) = name.strip_prefix("ports/boards/") {
             // Beside the runtime, where real boards' builds find it
             // (docs/boards.md).
@@ -986,18 +992,22 @@ const MAKE_DISABLE: [&str; 5] = [
 /// supported version.
 pub fn host_make_args(word_size: WordSize, tree: &Path) -> Vec<String> {
     let mut args: Vec<String> = MAKE_DISABLE.iter().map(|s| s.to_string()).collect();
-    let frozen = tree.join("mpprof-frozen");
-    args.push(format!(
-        "FROZEN_MANIFEST={}",
-        frozen.join("manifest.py").display()
-    ));
-    // Only checked for a README.md: the manifest takes nothing from it.
-    args.push(format!("MPY_LIB_DIR={}", frozen.display()));
+    args.extend(frozen_make_args(tree));
     if word_size == WordSize::Bits32 {
         args.push("CFLAGS_EXTRA=-m32".into());
         args.push("LDFLAGS_EXTRA=-m32".into());
     }
     args
+}
+
+/// What a build freezes: `ports/frozen/manifest.py` (upstream's asyncio).
+fn frozen_make_args(tree: &Path) -> [String; 2] {
+    let frozen = tree.join("mpprof-frozen");
+    [
+        format!("FROZEN_MANIFEST={}", frozen.join("manifest.py").display()),
+        // Only checked for a README.md: the manifest takes nothing from it.
+        format!("MPY_LIB_DIR={}", frozen.display()),
+    ]
 }
 
 /// mpy-cross, which freezing needs, built by its own make first: the
@@ -1139,19 +1149,26 @@ pub fn build_qemu(
                     " -DMPPROF_CLOCK_SYSTICK=1 -DMPPROF_CLOCK_HZ=25000000 -DMPPROF_US_CLOCK=0",
                 ),
             };
-            (
-                format!("instrumented{transport_name}{clock_name}"),
-                vec![
-                    format!("USER_C_MODULES={}", tree.join("mpprof-usermod").display()),
-                    format!("MPPROF_PORT={port}"),
-                    format!("MPPROF_TRANSPORT={transport}"),
-                    // The RTT block in the RAM the host can map (0x21000000).
-                    "MPPROF_SHARED_RTT=1".into(),
-                    format!("CFLAGS_EXTRA=-DMP_CONFIGFILE=\"<mpprof_qemu_config.h>\"{clock_flags}"),
-                ],
-            )
+            let mut extra = vec![
+                format!("USER_C_MODULES={}", tree.join("mpprof-usermod").display()),
+                format!("MPPROF_PORT={port}"),
+                format!("MPPROF_TRANSPORT={transport}"),
+                // The RTT block in the RAM the host can map (0x21000000).
+                "MPPROF_SHARED_RTT=1".into(),
+                format!("CFLAGS_EXTRA=-DMP_CONFIGFILE=\"<mpprof_qemu_config.h>\"{clock_flags}"),
+            ];
+            // Before v1.27 the port has no clock, hence no `time` and no
+            // asyncio: the qemu port layer's build gets ours
+            // (ports/qemu/mpprof_qemu_hal.c); the SysTick variant's port
+            // layer owns SysTick itself there.
+            if !port_us_clock && opts.qemu_clock == QemuClock::Timer0 {
+                extra.push("MPPROF_QEMU_HAL=1".into());
+            }
+            // asyncio frozen, as for the host (ports/frozen/manifest.py).
+            extra.extend(frozen_make_args(&tree));
+            (format!("instrumented{transport_name}{clock_name}"), extra)
         }
-        Flavour::Plain => ("plain".to_string(), Vec::new()),
+        Flavour::Plain => ("plain".to_string(), vec!["FROZEN_MANIFEST=".into()]),
     };
     let build_dir = tree
         .join("ports/qemu")
@@ -1168,13 +1185,15 @@ pub fn build_qemu(
         "building {flavour_name} qemu firmware (MPS2-AN385), about 15 s"
     ));
     std::fs::create_dir_all(&build_dir).map_err(io("cannot create the build directory"))?;
+    if opts.flavour == Flavour::Instrumented {
+        ensure_mpy_cross(&tree, opts.jobs)?;
+    }
     let mut cmd = Command::new("make");
     cmd.arg("-C")
         .arg(tree.join("ports/qemu"))
         .arg(format!("-j{}", opts.jobs.max(1)))
         .arg("BOARD=MPS2_AN385")
         .arg(format!("BUILD={}", build_dir.display()))
-        .arg("FROZEN_MANIFEST=")
         .args(extra);
     run_quiet(
         &mut cmd,
