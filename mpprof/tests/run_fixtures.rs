@@ -509,6 +509,19 @@ fn asyncio_is_frozen_in_and_the_scripts_coroutines_are_profiled() {
     let consumer = c.iter().find(|c| c.0 == "consumer").unwrap();
     assert_eq!(consumer.1, 9, "{c:?}");
     assert!(c.iter().all(|c| c.1 > 1 && c.2 > 0), "{c:?}");
+    // `import asyncio` compiles nothing (the target told the import ran
+    // frozen bytecode): no advice to precompile it.
+    let import = p
+        .alloc_sites
+        .iter()
+        .find(|s| s.line == 7 && p.files[s.file].path.ends_with("asyncio_tasks.py"))
+        .expect("the import's allocations");
+    assert_eq!(import.what, "running frozen asyncio at import");
+    assert!(
+        import.fix.contains("asyncio/__init__.py is frozen") && !import.fix.contains("mpy-cross"),
+        "{}",
+        import.fix
+    );
     // And the same again: resumes are exact.
     let (_, path) = mpprof_run(&script, &[], "asyncio-again");
     assert_eq!(coroutines(&Profile::from_json_file(&path).unwrap()), c);

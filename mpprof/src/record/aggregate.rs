@@ -230,6 +230,8 @@ pub struct Aggregator {
     classify: Classifier,
     hello: Option<Hello>,
     cost: Option<crate::wire::ProfilerCost>,
+    /// Import sites (node, offset) that ran a frozen module: its source file.
+    frozen_imports: HashMap<(u32, u32), String>,
     codes: HashMap<u32, CodeInfo>,
     types: HashMap<u32, TypeInfo>,
     nodes: HashMap<u32, NodeAcc>,
@@ -296,6 +298,7 @@ impl Aggregator {
             classify,
             hello: None,
             cost: None,
+            frozen_imports: HashMap::new(),
             codes: HashMap::new(),
             types: HashMap::new(),
             nodes: HashMap::new(),
@@ -410,6 +413,13 @@ impl Aggregator {
                 total,
                 data,
             } => self.code_more(code_id, part, offset, total, &data),
+            Event::FrozenImport {
+                node_id,
+                offset,
+                file,
+            } => {
+                self.frozen_imports.insert((node_id, offset), file);
+            }
             Event::Extension { .. } => {}
         }
     }
@@ -863,7 +873,11 @@ impl Aggregator {
                 calls_bytecode,
             });
             let executions = code_id.map_or(0, |c| executions_at(c, k.offset));
-            let module_file = if cause == Cause::Import {
+            let frozen_module = (cause == Cause::Import)
+                .then(|| self.frozen_imports.get(&(k.node, k.offset)))
+                .flatten()
+                .map(String::as_str);
+            let module_file = if cause == Cause::Import && frozen_module.is_none() {
                 self.imported_file(src)
             } else {
                 None
@@ -880,6 +894,7 @@ impl Aggregator {
                 executions,
                 code_name: place.map_or("", |p| p.name.as_str()),
                 module_file: module_file.as_deref(),
+                frozen_module,
             });
             b.add_alloc(ProfileSite {
                 function,

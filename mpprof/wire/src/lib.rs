@@ -61,6 +61,8 @@ pub mod tag {
     pub const COST: u8 = 0x40;
     /// Extension: the rest of a CODE record's line table or bytecode.
     pub const CODE_MORE: u8 = 0x41;
+    /// Extension: a profiled import ran a frozen module.
+    pub const FROZEN_IMPORT: u8 = 0x42;
     pub const ALLOC_REPEAT: u8 = 0x80;
 }
 
@@ -261,6 +263,14 @@ pub enum Event {
         offset: u32,
         total: u32,
         data: Vec<u8>,
+    },
+    /// The IMPORT_NAME at `node_id`/`offset` ran the frozen module whose
+    /// source file was `file` (FROZEN_IMPORT): what it allocated is the
+    /// module's top level running, nothing compiled.
+    FrozenImport {
+        node_id: u32,
+        offset: u32,
+        file: String,
     },
     Extension {
         tag: u8,
@@ -737,7 +747,16 @@ fn plain_record(t: u8, c: &mut Cursor) -> Result<Event, Malformed> {
                 data: bytes.to_vec(),
             }
         }
-        0x42..=0x7f => Event::Extension {
+        tag::FROZEN_IMPORT => {
+            let data = c.bytes()?;
+            let mut d = Cursor { data, pos: 0 };
+            Event::FrozenImport {
+                node_id: d.u32()?,
+                offset: d.u32()?,
+                file: d.string()?,
+            }
+        }
+        0x43..=0x7f => Event::Extension {
             tag: t,
             data: c.bytes()?.to_vec(),
         },
