@@ -14,6 +14,7 @@ pub mod ports;
 pub mod probe;
 pub mod qemu;
 pub mod raw_repl;
+pub mod romfs;
 pub mod rtt;
 pub mod shared_ram;
 pub mod uart;
@@ -22,7 +23,7 @@ use std::io::Read;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use board_session::{BoardSession, ChannelReader, ChannelWriter, ReadyBoard};
+pub use board_session::{BoardFiles, BoardSession, ChannelReader, ChannelWriter, ReadyBoard};
 pub use host::HostProcess;
 pub use ports::{resolve_port, PortError, SerialDevice, UsbInfo};
 

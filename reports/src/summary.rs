@@ -190,6 +190,14 @@ fn header_section(o: &mut String, p: &Profile, st: &Style) {
         ticks(p, m.duration_ticks),
     );
 
+    if !m.copied_to_board.is_empty() {
+        let names: Vec<&str> = m.copied_to_board.iter().map(String::as_str).collect();
+        let _ = writeln!(
+            o,
+            "  copied to the board's /rom before the run: {}",
+            names.join(", ")
+        );
+    }
     if let Some(line) = crash_line(p) {
         let _ = writeln!(o, "{}", st.warn(&line));
     }

@@ -79,6 +79,11 @@ pub struct Meta {
     /// Absent in profiles from older runtimes, whose times include it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub profiler_cost: Option<ProfilerCost>,
+    /// On a board: the script's modules copied to it before the run, by
+    /// their paths in the script's directory (`units.py`,
+    /// `pkg/__init__.py`). Absent when none were.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub copied_to_board: Vec<String>,
 }
 
 /// Clock ticks the profiler costs where no clock read can bracket it.

@@ -6,6 +6,7 @@
 //! watches the same run. Timeouts, Ctrl-C, `--save-stream` and the run's
 //! info are handled here once, for all of them.
 
+pub mod board_files;
 pub mod signals;
 pub mod target;
 
@@ -147,6 +148,8 @@ pub fn record(rec: &Recording, obs: &mut dyn Observer) -> Result<Profile> {
         script: rec.script.display().to_string(),
         args: rec.args.clone(),
         embed_sources: true,
+        board_names: opened.board_names.clone(),
+        copied_to_board: opened.copied.clone(),
         ..RunInfo::default()
     };
     let started = Instant::now();

@@ -107,6 +107,13 @@ pub struct RunInfo {
     pub error_text: Option<String>,
     /// Put each profiled file's source into the profile.
     pub embed_sources: bool,
+    /// On a board: (the board's file name, the host's) of the modules
+    /// copied with the script (`/rom/units.py`), for the profile to name
+    /// and read the host's files.
+    pub board_names: Vec<(String, String)>,
+    /// The modules copied to the board with the script, by their paths in
+    /// the script's directory.
+    pub copied_to_board: Vec<String>,
 }
 
 impl RunInfo {
@@ -1027,7 +1034,10 @@ impl Aggregator {
             let file_name = if c.file == "<stdin>" && !run.script.is_empty() {
                 run.script.as_str()
             } else {
-                c.file.as_str()
+                run.board_names
+                    .iter()
+                    .find(|(board, _)| *board == c.file)
+                    .map_or(c.file.as_str(), |(_, host)| host.as_str())
             };
             let source = if run.embed_sources {
                 sources.lines(file_name).cloned()
@@ -1109,6 +1119,7 @@ impl Aggregator {
         };
         let meta = b.meta_mut();
         let ticks = |q16: u64| q16 as f64 / 65536.0;
+        meta.copied_to_board = run.copied_to_board.clone();
         meta.profiler_cost = self.cost.map(|c| mpprof_profile::ProfilerCost {
             opcode_ticks: ticks(c.opcode_q16),
             call_ticks: ticks(c.call_q16),

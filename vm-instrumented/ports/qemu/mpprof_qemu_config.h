@@ -13,6 +13,10 @@
 #define MICROPY_PY_SELECT (1)
 #undef MICROPY_PY_ASYNCIO
 #define MICROPY_PY_ASYNCIO (1)
+// The script's modules, copied by the host into a ROMFS mounted at /rom
+// (mpprof_qemu_hal.c).
+#undef MICROPY_VFS_ROM_IOCTL
+#define MICROPY_VFS_ROM_IOCTL (1)
 #endif
 
 // Board-sized tables: the MPS2 has 4 MiB of RAM, the GC heap 140 KiB.
