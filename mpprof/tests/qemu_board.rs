@@ -437,3 +437,205 @@ fn a_script_that_does_not_compile_on_the_board_is_named_so() {
     assert!(o.stdout.is_empty(), "nothing of the script ran");
     assert!(String::from_utf8_lossy(&o.stderr).contains("SyntaxError: invalid syntax\n"));
 }
+
+/// The asyncio program's own count of each coroutine's resumes, from the
+/// line it prints last (`resumes [('heartbeat', 4), ...]`).
+fn printed_resumes(stdout: &str) -> Vec<(String, u64)> {
+    let line = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("resumes "))
+        .expect("the program's resume counts");
+    line.trim_matches(|c| c == '[' || c == ']')
+        .split("), (")
+        .map(|pair| {
+            let pair = pair.trim_matches(|c| c == '(' || c == ')');
+            let (name, n) = pair.split_once(", ").unwrap();
+            (name.trim_matches('\'').to_string(), n.parse().unwrap())
+        })
+        .collect()
+}
+
+/// (function, line) -> allocations, in the functions of the program (not
+/// its module level or class bodies).
+fn function_line_allocations(p: &Profile) -> std::collections::BTreeMap<(String, u32), u64> {
+    let mut m = std::collections::BTreeMap::new();
+    for s in &p.alloc_sites {
+        let f = &p.functions[s.function];
+        if f.name.starts_with('<') || f.name.starts_with(char::is_uppercase) {
+            continue;
+        }
+        *m.entry((f.qualname.clone(), s.line)).or_insert(0) += s.count;
+    }
+    m
+}
+
+/// The program with the simple statement at `line` (1-based) run under
+/// `micropython.heap_lock()` on the plain build: whether it raised
+/// MemoryError there (the program stops at the first one).
+fn allocates_under_heap_lock(plain: &Path, program: &Path, line: usize, dir: &Path) -> bool {
+    const HIT: &str = "MPPROF-HEAP-LOCK-HIT";
+    let text = std::fs::read_to_string(program).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    // Line 1 is a comment: the probe's import takes its place, so no line
+    // moves.
+    assert!(lines[0].starts_with('#'));
+    lines[0] = "import micropython as _mpprof_mp".into();
+    let stmt = lines[line - 1].clone();
+    let pad: String = stmt.chars().take_while(|c| *c == ' ').collect();
+    let wrapped = [
+        format!("{pad}_mpprof_mp.heap_lock()"),
+        format!("{pad}try:"),
+        format!("    {stmt}"),
+        format!("{pad}except MemoryError:"),
+        format!("{pad}    _mpprof_mp.heap_unlock()"),
+        format!("{pad}    print('{HIT}')"),
+        format!("{pad}    raise SystemExit(0)"),
+        format!("{pad}finally:"),
+        format!("{pad}    _mpprof_mp.heap_unlock()"),
+    ];
+    lines.splice(line - 1..line, wrapped);
+    let probe = dir.join(format!("heap-lock-{line}.py"));
+    std::fs::write(&probe, lines.join("\n") + "\n").unwrap();
+    let out = Command::new(plain).arg(&probe).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "line {line}: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout.contains(HIT)
+}
+
+#[test]
+fn an_asyncio_main_loop_profiles_alike_on_the_host_and_the_board() {
+    let plain = plain_host_vm();
+    host_vm();
+    default_qemu_firmware();
+    let script = "fixtures/programs/asyncio_app.py";
+    let program = root().join(script);
+    let upstream = Command::new(&plain).arg(&program).output().unwrap();
+    assert!(upstream.status.success(), "{upstream:?}");
+    let upstream_out = String::from_utf8_lossy(&upstream.stdout).into_owned();
+    let own_resumes = printed_resumes(&upstream_out);
+    assert_eq!(own_resumes.len(), 4);
+    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join("qemu-asyncio");
+    std::fs::create_dir_all(&d).unwrap();
+    let mut profiles = Vec::new();
+    for target in ["host", "qemu"] {
+        let out = d.join(format!("{target}.json"));
+        let o = Command::new(env!("CARGO_BIN_EXE_mpprof"))
+            .args(["run", "-q", "--target", target, "-o"])
+            .arg(&out)
+            .arg(&program)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "{target}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        // The same output as plain MicroPython's, frames and counts alike.
+        assert_eq!(String::from_utf8_lossy(&o.stdout), upstream_out, "{target}");
+        let p = Profile::from_json_file(&out).unwrap();
+        p.validate().unwrap();
+        // Each coroutine's entries are the resumes the program counted
+        // itself (every await in it suspends).
+        for (name, n) in &own_resumes {
+            let wanted = if name == "main" {
+                "main".to_string()
+            } else {
+                format!("{name}_task")
+            };
+            let f = &p.functions[p.find_functions(&wanted)[0]];
+            assert_eq!(f.calls, *n, "{target}: {wanted}");
+        }
+        // The tasks: the three the loop runs and main, from asyncio.run.
+        let a = p.asyncio.as_ref().expect("tasks");
+        let mut tasks: Vec<(String, u64)> = a
+            .tasks
+            .iter()
+            .map(|t| (p.functions[t.function].name.clone(), t.resumes))
+            .collect();
+        tasks.sort();
+        assert_eq!(
+            tasks,
+            [
+                ("heartbeat_task".to_string(), 4),
+                ("main".to_string(), 2),
+                ("protocol_task".to_string(), 14),
+                ("sensor_task".to_string(), 13)
+            ],
+            "{target}"
+        );
+        profiles.push(p);
+    }
+    let (host, board) = (&profiles[0], &profiles[1]);
+    // Every function's calls and opcodes, and every task's figures but
+    // time, are the same on both.
+    let figures = |p: &Profile| {
+        let mut v: Vec<(String, u64, u64)> = p
+            .functions
+            .iter()
+            .filter(|f| !f.name.starts_with("<runtime"))
+            .map(|f| (f.qualname.clone(), f.calls, f.opcodes))
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(figures(host), figures(board));
+    let task_figures = |p: &Profile| {
+        let mut v: Vec<(String, u64, u64, u64, u64)> = p
+            .asyncio
+            .as_ref()
+            .unwrap()
+            .tasks
+            .iter()
+            .map(|t| {
+                let name = p.functions[t.function].qualname.clone();
+                (name, t.resumes, t.opcodes, t.alloc_count, t.alloc_bytes)
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(task_figures(host), task_figures(board));
+    // Allocations per line of every function, the same on both...
+    let allocs = function_line_allocations(host);
+    assert_eq!(allocs, function_line_allocations(board));
+    // ... and each simple statement of the coroutines and their helpers
+    // allocates under heap_lock on plain MicroPython exactly when the
+    // profile says it allocates.
+    let source = std::fs::read_to_string(&program).unwrap();
+    let source: Vec<&str> = source.lines().collect();
+    let mut checked = 0;
+    for l in host.lines.iter().filter(|l| l.opcodes > 0) {
+        let f = &host.functions[l.function];
+        if !host.files[l.file].path.ends_with("asyncio_app.py")
+            || f.name.starts_with('<')
+            || f.name.starts_with(char::is_uppercase)
+        {
+            continue;
+        }
+        let code = source[l.line as usize - 1].trim();
+        let simple = !code.ends_with(':')
+            && !code.starts_with("return")
+            && !code.starts_with("def ")
+            && !code.starts_with("async def ")
+            && !code.contains("await ");
+        if !simple {
+            continue;
+        }
+        let profiled = allocs
+            .get(&(f.qualname.clone(), l.line))
+            .copied()
+            .unwrap_or(0);
+        assert_eq!(
+            allocates_under_heap_lock(&plain, &program, l.line as usize, &d),
+            profiled > 0,
+            "line {} `{code}`: {profiled} allocations in the profile",
+            l.line
+        );
+        checked += 1;
+    }
+    assert!(checked >= 15, "only {checked} lines checked");
+}
