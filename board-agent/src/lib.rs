@@ -34,6 +34,9 @@ pub struct RunRequest {
     pub script: PathBuf,
     /// Arguments passed to the script (`sys.argv[1:]`).
     pub args: Vec<String>,
+    /// More module directories, on `sys.path` after the script's own (and
+    /// the frozen modules), as `MICROPYPATH` gives them.
+    pub module_path: Vec<PathBuf>,
     /// GC heap size in bytes; the target's default when `None`.
     pub heap_bytes: Option<u64>,
     /// Capture the script's stdout/stderr (for the live view) instead of

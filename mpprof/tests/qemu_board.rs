@@ -294,7 +294,7 @@ fn the_scripts_output_is_the_same_byte_for_byte_on_every_target() {
 
 /// (file, function, calls, opcodes, allocations inside functions) of every
 /// function the program's own files define, files by their paths in the
-/// project (`drivers/sensor.py`).
+/// project's folders (`project/drivers/sensor.py`, `project_lib/...`).
 fn project_functions(p: &Profile, dir: &Path) -> Vec<(String, String, u64, u64, u64)> {
     let dir = std::fs::canonicalize(dir).unwrap();
     let mut v: Vec<_> = p
@@ -324,10 +324,13 @@ fn a_project_of_several_files_runs_on_the_board_as_on_the_host() {
     let plain = plain_host_vm();
     host_vm();
     default_qemu_firmware();
-    let dir = root().join("fixtures/programs/project");
-    let script = "fixtures/programs/project/main.py";
+    let programs = root().join("fixtures/programs");
+    let script = programs.join("project/main.py");
+    let lib = programs.join("project_lib");
+    // Plain MicroPython with the library directory on its path.
     let upstream = Command::new(&plain)
-        .arg(root().join(script))
+        .arg(&script)
+        .env("MICROPYPATH", format!(".frozen:{}", lib.display()))
         .output()
         .unwrap();
     assert!(upstream.status.success(), "{upstream:?}");
@@ -337,33 +340,41 @@ fn a_project_of_several_files_runs_on_the_board_as_on_the_host() {
     for target in ["host", "qemu"] {
         let out = d.join(format!("project-{target}.json"));
         let o = Command::new(env!("CARGO_BIN_EXE_mpprof"))
-            .args(["run", "--target", target, "-o"])
+            .args(["run", "--target", target, "--path"])
+            .arg(&lib)
+            .arg("-o")
             .arg(&out)
-            .arg(root().join(script))
+            .arg(&script)
             .output()
             .unwrap();
         let stderr = String::from_utf8_lossy(&o.stderr);
         assert!(o.status.success(), "{target}: {stderr}");
-        // The package, the module beside the script and the module inside
-        // the package all imported: the output is plain MicroPython's.
+        // The package, the module beside the script, the module inside the
+        // package and the one from --path all imported: the output is plain
+        // MicroPython's.
         assert_eq!(o.stdout, upstream.stdout, "{target}");
         let p = Profile::from_json_file(&out).unwrap();
         p.validate().unwrap();
         if target == "qemu" {
             assert_eq!(
                 p.meta.copied_to_board,
-                ["drivers/__init__.py", "drivers/sensor.py", "units.py"]
+                [
+                    "drivers/__init__.py",
+                    "drivers/sensor.py",
+                    "units.py",
+                    "lib/smoothing.py"
+                ]
             );
             assert!(
                 stderr.contains(
-                    "copied to the board's /rom before the run: drivers/__init__.py, drivers/sensor.py, units.py"
+                    "copied to the board's /rom before the run: drivers/__init__.py, drivers/sensor.py, units.py, lib/smoothing.py"
                 ),
                 "{stderr}"
             );
         } else {
             assert!(p.meta.copied_to_board.is_empty());
         }
-        functions.push(project_functions(&p, &dir));
+        functions.push(project_functions(&p, &programs));
     }
     // Every function of every file, named by its real file, with the same
     // calls, opcodes and allocations on both.
@@ -373,14 +384,17 @@ fn a_project_of_several_files_runs_on_the_board_as_on_the_host() {
     assert_eq!(
         files.into_iter().collect::<Vec<_>>(),
         [
-            "drivers/__init__.py",
-            "drivers/sensor.py",
-            "main.py",
-            "units.py"
+            "project/drivers/__init__.py",
+            "project/drivers/sensor.py",
+            "project/main.py",
+            "project/units.py",
+            "project_lib/smoothing.py"
         ]
     );
     let read = functions[0].iter().find(|f| f.1 == "Sensor.read").unwrap();
     assert_eq!((read.2, read.4 > 0), (50, true), "{read:?}");
+    let add = functions[0].iter().find(|f| f.1 == "Average.add").unwrap();
+    assert_eq!(add.2, 50, "{add:?}");
 }
 
 #[test]

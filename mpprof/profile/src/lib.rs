@@ -120,8 +120,9 @@ pub struct Meta {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub profiler_cost: Option<ProfilerCost>,
     /// On a board: the script's modules copied to it before the run, by
-    /// their paths in the script's directory (`units.py`,
-    /// `pkg/__init__.py`). Absent when none were.
+    /// their paths under its `/rom`: as in the script's directory
+    /// (`units.py`, `pkg/__init__.py`), or `lib/` and the path in a
+    /// `--path` directory. Absent when none were.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub copied_to_board: Vec<String>,
 }

@@ -63,56 +63,93 @@ fn package_files(base: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> 
     Ok(())
 }
 
-/// The files `script` needs from its directory, with the names the board
-/// and the host give them (the host's as the host target names them: the
-/// script as given; a module by its real path, since the unix port puts
-/// the script's real directory first on `sys.path`).
-pub fn script_modules(script: &Path) -> Result<BoardFiles> {
+/// Where a module was found: the directory it is looked up in, the name
+/// the host gives that directory, and its place under `/rom`.
+struct SearchDir {
+    dir: PathBuf,
+    host_dir: PathBuf,
+    rom_prefix: &'static str,
+}
+
+/// The files `script` needs from its directory and from `path` (`--path`,
+/// copied to `/rom/lib`), with the names the board and the host give them:
+/// the host's as the host target names them (the script as given; a module
+/// beside it by its real path, since the unix port puts the script's real
+/// directory first on `sys.path`; one from `path` by that directory as
+/// given, as MICROPYPATH's entries are used).
+pub fn script_modules(script: &Path, path: &[PathBuf]) -> Result<BoardFiles> {
     let dir = script.parent().unwrap_or(Path::new(""));
     let lookup_dir = if dir.as_os_str().is_empty() {
         Path::new(".")
     } else {
         dir
     };
+    let mut search = vec![SearchDir {
+        dir: lookup_dir.to_path_buf(),
+        host_dir: std::fs::canonicalize(lookup_dir).unwrap_or_else(|_| dir.to_path_buf()),
+        rom_prefix: "",
+    }];
+    for p in path {
+        if !p.is_dir() {
+            anyhow::bail!(
+                "--path {}: not a directory; give a directory of modules",
+                p.display()
+            );
+        }
+        search.push(SearchDir {
+            dir: p.clone(),
+            host_dir: p.clone(),
+            rom_prefix: "lib/",
+        });
+    }
     let script_source = std::fs::read_to_string(script)
         .with_context(|| format!("cannot read {}", script.display()))?;
     let mut wanted: VecDeque<String> = imported_names(&script_source).into();
     let mut seen_names = BTreeSet::new();
-    let mut chosen: BTreeSet<PathBuf> = BTreeSet::new();
+    // (search dir, path in it)
+    let mut chosen: BTreeSet<(usize, PathBuf)> = BTreeSet::new();
     while let Some(name) = wanted.pop_front() {
         if !seen_names.insert(name.clone()) {
             continue;
         }
-        let module = lookup_dir.join(format!("{name}.py"));
-        let package = lookup_dir.join(&name);
-        let mut found = Vec::new();
-        if package.join("__init__.py").is_file() {
-            package_files(lookup_dir, &package, &mut found)?;
-        } else if module.is_file() && module != script {
-            found.push(PathBuf::from(format!("{name}.py")));
-        }
-        for rel in found {
-            if chosen.insert(rel.clone()) {
-                let text = std::fs::read_to_string(lookup_dir.join(&rel)).unwrap_or_default();
-                wanted.extend(imported_names(&text));
+        // The first directory that has it, as sys.path is searched.
+        for (i, d) in search.iter().enumerate() {
+            let module = d.dir.join(format!("{name}.py"));
+            let package = d.dir.join(&name);
+            let mut found = Vec::new();
+            if package.join("__init__.py").is_file() {
+                package_files(&d.dir, &package, &mut found)?;
+            } else if module.is_file() && module != script {
+                found.push(PathBuf::from(format!("{name}.py")));
             }
+            if found.is_empty() {
+                continue;
+            }
+            for rel in found {
+                if chosen.insert((i, rel.clone())) {
+                    let text = std::fs::read_to_string(d.dir.join(&rel)).unwrap_or_default();
+                    wanted.extend(imported_names(&text));
+                }
+            }
+            break;
         }
     }
-    let host_dir = std::fs::canonicalize(lookup_dir).unwrap_or_else(|_| dir.to_path_buf());
     let mut files = BoardFiles::default();
     files
         .names
         .push(("<stdin>".into(), script.display().to_string()));
-    for rel in chosen {
+    for (i, rel) in chosen {
+        let d = &search[i];
         let rel_text = rel.to_string_lossy().replace('\\', "/");
-        let data = std::fs::read(lookup_dir.join(&rel))
-            .with_context(|| format!("cannot read {}", lookup_dir.join(&rel).display()))?;
+        let on_board = format!("{}{rel_text}", d.rom_prefix);
+        let data = std::fs::read(d.dir.join(&rel))
+            .with_context(|| format!("cannot read {}", d.dir.join(&rel).display()))?;
         files.names.push((
-            format!("{BOARD_DIR}/{rel_text}"),
-            host_dir.join(&rel).display().to_string(),
+            format!("{BOARD_DIR}/{on_board}"),
+            d.host_dir.join(&rel).display().to_string(),
         ));
         files.files.push(RomFile {
-            path: rel_text,
+            path: on_board,
             data,
         });
     }

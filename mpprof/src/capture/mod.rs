@@ -33,6 +33,8 @@ pub struct Recording {
     pub script: PathBuf,
     /// `sys.argv[1:]` (host target only).
     pub args: Vec<String>,
+    /// More module directories (`--path`), after the script's own.
+    pub module_path: Vec<PathBuf>,
     /// Stop the script after this long; the profile so far is kept.
     pub timeout: Option<Duration>,
     /// Also keep the raw wire stream here.
@@ -49,6 +51,7 @@ impl Recording {
             target,
             script: script.into(),
             args: Vec::new(),
+            module_path: Vec::new(),
             timeout: None,
             save_stream: None,
             micropython: None,

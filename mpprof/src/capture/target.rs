@@ -118,6 +118,7 @@ pub fn open(rec: &Recording, obs: &mut dyn Observer) -> Result<Opened> {
                 .start(&RunRequest {
                     script: script.clone(),
                     args: rec.args.clone(),
+                    module_path: rec.module_path.clone(),
                     heap_bytes: *heap,
                     capture_output: capture,
                 })
@@ -130,6 +131,9 @@ pub fn open(rec: &Recording, obs: &mut dyn Observer) -> Result<Opened> {
             })
         }
         Target::Qemu { .. } | Target::Device { .. } => {
+            if !rec.module_path.is_empty() && matches!(rec.target, Target::Device { .. }) {
+                bail!("--path copies modules to the emulated board only: copy them to a real board's filesystem first (mpremote cp -r DIR :lib), then drop --path");
+            }
             if !rec.args.is_empty() {
                 bail!("script arguments cannot be passed to a board through the raw REPL: drop the arguments after --");
             }
@@ -139,7 +143,9 @@ pub fn open(rec: &Recording, obs: &mut dyn Observer) -> Result<Opened> {
             // its directory, in its /rom; a real board is expected to have
             // them already (docs/boards.md).
             let files = match &rec.target {
-                Target::Qemu { .. } => super::board_files::script_modules(script)?,
+                Target::Qemu { .. } => {
+                    super::board_files::script_modules(script, &rec.module_path)?
+                }
                 _ => board_agent::BoardFiles {
                     files: Vec::new(),
                     names: vec![("<stdin>".into(), script.display().to_string())],
