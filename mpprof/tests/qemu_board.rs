@@ -653,3 +653,45 @@ fn an_asyncio_main_loop_profiles_alike_on_the_host_and_the_board() {
     }
     assert!(checked >= 15, "only {checked} lines checked");
 }
+
+#[test]
+fn the_boards_clock_gives_time_and_asyncio_what_they_need() {
+    default_qemu_firmware();
+    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join("qemu-clock");
+    std::fs::create_dir_all(&d).unwrap();
+    let script = d.join("clock.py");
+    // The guest's own clock (SysTick under -icount): sleep_ms never returns
+    // early, ticks_us never goes back and agrees with ticks_ms, and the
+    // ticks arithmetic works on its values.
+    std::fs::write(
+        &script,
+        "import time\n\
+         t0 = time.ticks_ms()\n\
+         u0 = time.ticks_us()\n\
+         time.sleep_ms(30)\n\
+         dt = time.ticks_diff(time.ticks_ms(), t0)\n\
+         du = time.ticks_diff(time.ticks_us(), u0)\n\
+         print('slept', dt >= 30, du >= 30000, abs(du // 1000 - dt) <= 1)\n\
+         back = 0\n\
+         last = time.ticks_us()\n\
+         for _ in range(2000):\n\
+         \x20   now = time.ticks_us()\n\
+         \x20   if time.ticks_diff(now, last) < 0:\n\
+         \x20       back += 1\n\
+         \x20   last = now\n\
+         print('backwards', back)\n\
+         print('add', time.ticks_diff(time.ticks_add(t0, 5), t0))\n",
+    )
+    .unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_mpprof"))
+        .args(["run", "-q", "--target", "qemu", "-o"])
+        .arg(d.join("clock.json"))
+        .arg(&script)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "slept True True True\nbackwards 0\nadd 5\n"
+    );
+}
