@@ -22,13 +22,6 @@ CFLAGS_USERMOD += -I$(MPPROF_MOD_DIR)
 ifeq ($(MPPROF_PORT),qemu)
 CFLAGS_USERMOD += -DMPPROF_PORT_QEMU=1
 endif
-# Before v1.27 the qemu port has no clock: ours (ports/qemu/mpprof_qemu_hal.c)
-# with the vector table's SysTick_Handler wrapped to it.
-ifeq ($(MPPROF_QEMU_HAL),1)
-SRC_USERMOD_C += $(MPPROF_MOD_DIR)/mpprof_qemu_hal.c
-LDFLAGS_USERMOD += -Wl,--wrap=SysTick_Handler
-CFLAGS_USERMOD += -DMPPROF_QEMU_HAL=1
-endif
 # The qemu port links through $(CC) up to v1.28 and with $(LD) itself after.
 ifeq ($(MPPROF_SHARED_RTT),1)
 ifneq ($(shell grep -c '$$(Q)$$(LD) $$(LDFLAGS)' $(CURDIR)/Makefile),0)

@@ -896,14 +896,13 @@ pub fn prepared_source(
             write_file(&staging.join("ports/unix/variants/mpprof").join(p), data)?;
         } else if let Some(p) = name.strip_prefix("ports/frozen/") {
             write_file(&staging.join("mpprof-frozen").join(p), data)?;
+        } else if let Some(p) = name.strip_prefix("ports/qemu/clock/") {
+            // The qemu port's clock, a user C module of its own: beside the
+            // runtime for the instrumented firmware, alone for the plain one.
+            write_file(&staging.join("mpprof-usermod/qemu_clock").join(p), data)?;
+            write_file(&staging.join("mpprof-qemu-plain/qemu_clock").join(p), data)?;
         } else if let Some(p) = name.strip_prefix("ports/qemu/") {
-            if p.ends_with(".c") {
-                // Sources go with the runtime, built as part of the user C
-                // module (micropython.mk).
-                write_file(&staging.join("mpprof-usermod/mpprof").join(p), data)?;
-            } else {
-                write_file(&staging.join("ports/qemu").join(p), data)?;
-            }
+            write_file(&staging.join("ports/qemu").join(p), data)?;
         } else if let Some(p) = name.strip_prefix("ports/boards/") {
             // Beside the runtime, where real boards' builds find it
             // (docs/boards.md).
@@ -1159,8 +1158,8 @@ pub fn build_qemu(
             ];
             // Before v1.27 the port has no clock, hence no `time` and no
             // asyncio: the qemu port layer's build gets ours
-            // (ports/qemu/mpprof_qemu_hal.c); the SysTick variant's port
-            // layer owns SysTick itself there.
+            // (ports/qemu/clock/); the SysTick variant's port layer owns
+            // SysTick itself there.
             if !port_us_clock && opts.qemu_clock == QemuClock::Timer0 {
                 extra.push("MPPROF_QEMU_HAL=1".into());
             }
@@ -1168,7 +1167,23 @@ pub fn build_qemu(
             extra.extend(frozen_make_args(&tree));
             (format!("instrumented{transport_name}{clock_name}"), extra)
         }
-        Flavour::Plain => ("plain".to_string(), vec!["FROZEN_MANIFEST=".into()]),
+        // The same MicroPython without the profiler: the same frozen
+        // modules and, before v1.27, the same clock and modules, so the two
+        // firmwares' heaps and qstrs are alike.
+        Flavour::Plain => {
+            let mut extra: Vec<String> = frozen_make_args(&tree).into();
+            if (version.major, version.minor) < (1, 27) {
+                extra.extend([
+                    format!(
+                        "USER_C_MODULES={}",
+                        tree.join("mpprof-qemu-plain").display()
+                    ),
+                    "MPPROF_QEMU_HAL=1".into(),
+                    "CFLAGS_EXTRA=-DMP_CONFIGFILE=\"<mpprof_qemu_plain_config.h>\"".into(),
+                ]);
+            }
+            ("plain".to_string(), extra)
+        }
     };
     let build_dir = tree
         .join("ports/qemu")
@@ -1185,9 +1200,7 @@ pub fn build_qemu(
         "building {flavour_name} qemu firmware (MPS2-AN385), about 15 s"
     ));
     std::fs::create_dir_all(&build_dir).map_err(io("cannot create the build directory"))?;
-    if opts.flavour == Flavour::Instrumented {
-        ensure_mpy_cross(&tree, opts.jobs)?;
-    }
+    ensure_mpy_cross(&tree, opts.jobs)?;
     let mut cmd = Command::new("make");
     cmd.arg("-C")
         .arg(tree.join("ports/qemu"))

@@ -3,21 +3,9 @@
 
 #include <mpconfigport.h>
 
-// Before v1.27 the port has no clock, so no `time`, `select` or `_asyncio`:
-// mpprof_qemu_hal.c gives it one (SysTick at 1 kHz, as v1.27 does) and these
-// turn them on, so asyncio (frozen from extmod/asyncio) runs on the board.
-#if MPPROF_QEMU_HAL
-#undef MICROPY_PY_TIME
-#define MICROPY_PY_TIME (1)
-#undef MICROPY_PY_SELECT
-#define MICROPY_PY_SELECT (1)
-#undef MICROPY_PY_ASYNCIO
-#define MICROPY_PY_ASYNCIO (1)
-// The script's modules, copied by the host into a ROMFS mounted at /rom
-// (mpprof_qemu_hal.c).
-#undef MICROPY_VFS_ROM_IOCTL
-#define MICROPY_VFS_ROM_IOCTL (1)
-#endif
+// Before v1.27: the port's clock, time, asyncio and the ROMFS of the
+// script's modules (as in the plain firmware).
+#include "mpprof_qemu_clock.h"
 
 // Board-sized tables: the MPS2 has 4 MiB of RAM, the GC heap 140 KiB.
 #define MPPROF_MAX_DEPTH (128)
