@@ -302,3 +302,16 @@ fn code_more_records_complete_a_long_description() {
         .map(|o| o.count);
     assert_eq!(unknown, Some(2 * 1100));
 }
+
+#[test]
+fn a_frozen_import_record_decodes_to_its_site_and_file() {
+    let mut w = FrameWriter::new();
+    w.frozen_import(3, 12, "asyncio/__init__.py");
+    let (events, stats) = decode_all(&w.finish());
+    assert_eq!(stats.bad_frames, 0);
+    assert!(events.contains(&Event::FrozenImport {
+        node_id: 3,
+        offset: 12,
+        file: "asyncio/__init__.py".into(),
+    }));
+}

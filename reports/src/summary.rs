@@ -167,6 +167,7 @@ pub fn render(p: &Profile, opts: &SummaryOptions) -> String {
     let mut o = String::new();
     header_section(&mut o, p, &st);
     functions_section(&mut o, p, opts, &st);
+    tasks_section(&mut o, p, &st);
     allocations_section(&mut o, p, opts, &st);
     heap_section(&mut o, p, &st);
     let _ = writeln!(o, "\n{}", lost_line(&p.meta.dropped, &st));
@@ -190,6 +191,14 @@ fn header_section(o: &mut String, p: &Profile, st: &Style) {
         ticks(p, m.duration_ticks),
     );
 
+    if !m.copied_to_board.is_empty() {
+        let names: Vec<&str> = m.copied_to_board.iter().map(String::as_str).collect();
+        let _ = writeln!(
+            o,
+            "  copied to the board's /rom before the run: {}",
+            names.join(", ")
+        );
+    }
     if let Some(line) = crash_line(p) {
         let _ = writeln!(o, "{}", st.warn(&line));
     }
@@ -224,6 +233,50 @@ fn functions_section(o: &mut String, p: &Profile, opts: &SummaryOptions, st: &St
             count(f.alloc_count),
         );
     }
+}
+
+/// asyncio programs: each task's time, resumes and allocations, and what
+/// no task spent (the event loop and its waiting).
+fn tasks_section(o: &mut String, p: &Profile, st: &Style) {
+    let Some(a) = &p.asyncio else {
+        return;
+    };
+    let _ = writeln!(
+        o,
+        "\n{}",
+        st.bold("Tasks (asyncio: each top-level coroutine with what it awaits and calls)")
+    );
+    let _ = writeln!(
+        o,
+        "  {:<40} {:>9} {:>12} {:>11} {:>7} {:>10}",
+        "task", "resumes", "time", "opcodes", "allocs", "bytes"
+    );
+    for t in &a.tasks {
+        let _ = writeln!(
+            o,
+            "  {:<40} {:>9} {:>12} {:>11} {:>7} {:>10}",
+            clip(&p.function_label(t.function), 40),
+            count(t.resumes),
+            ticks(p, t.ticks),
+            count(t.opcodes),
+            count(t.alloc_count),
+            bytes(t.alloc_bytes),
+        );
+    }
+    let runners: Vec<String> = a
+        .loop_nodes
+        .iter()
+        .filter_map(|&n| p.call_tree.get(n))
+        .map(|n| p.function_label(n.function))
+        .collect();
+    let _ = writeln!(
+        o,
+        "  {:<40} {:>9} {:>12}   (asyncio's loop runs frozen: its work and waiting are the own time of {})",
+        "event loop and waiting",
+        "",
+        ticks(p, a.loop_ticks),
+        runners.join(", ")
+    );
 }
 
 /// The lines to change first, then one-offs and imports apart.
@@ -465,6 +518,20 @@ pub fn summary_json(p: &Profile, top: usize) -> Value {
         "duration_ticks": p.meta.duration_ticks,
         "clock": p.meta.clock,
         "top_functions": funcs,
+        "tasks": p.asyncio.as_ref().map(|a| a.tasks.iter().map(|t| {
+            let f = p.functions.get(t.function);
+            json!({
+                "task": f.map(|f| f.qualname.clone()),
+                "file": f.and_then(|f| p.files.get(f.file)).map(|s| s.path.clone()),
+                "line": f.map(|f| f.line),
+                "resumes": t.resumes,
+                "ticks": t.ticks,
+                "opcodes": t.opcodes,
+                "alloc_count": t.alloc_count,
+                "alloc_bytes": t.alloc_bytes,
+            })
+        }).collect::<Vec<_>>()),
+        "event_loop_ticks": p.asyncio.as_ref().map(|a| a.loop_ticks),
         "top_alloc_lines": lines,
         "heap": {
             "size": p.meta.heap_bytes,

@@ -18,6 +18,7 @@
 #include "py/objfun.h"
 #include "py/smallint.h"
 #include "py/builtin.h"
+#include "py/bc0.h"
 #include "mpprof_rt.h"
 
 uint8_t mpprof_vm_hooked;
@@ -119,6 +120,8 @@ static struct {
     size_t n_known;
     size_t heap_total;
     bool used_stale;        // a collection went unrecorded: recount the heap
+    uint32_t frozen_node;   // the import site last told FROZEN_IMPORT (node 0: none)
+    uint32_t frozen_offset;
 } rt;
 
 static mpprof_frame_t frames[MPPROF_MAX_DEPTH];
@@ -715,6 +718,51 @@ static inline void close_frame(uint64_t t) {
     }
 }
 
+// A frozen module's top level run by a profiled import: told once per import
+// site (FROZEN_IMPORT, WIRE.md), so the host knows that what this IMPORT_NAME
+// allocated is the module's own objects, nothing compiled.
+static void note_frozen_import(const mpprof_code_t *code) {
+    if (!rt.recording || rt.depth == 0) {
+        return;
+    }
+    mpprof_frame_t *f = &frames[rt.depth - 1];
+    if (*f->code_state->ip != MP_BC_IMPORT_NAME) {
+        return;
+    }
+    uint32_t offset = f->code_state->ip - f->base;
+    if ((rt.frozen_node == f->node && rt.frozen_offset == offset)
+        || gc_nbytes(code->bytecode) != 0) {
+        // Told already (the module's own imports and calls run under the
+        // same site), or on the heap (tables full, not frozen).
+        return;
+    }
+    rt.frozen_node = f->node;
+    rt.frozen_offset = offset;
+    const mp_module_context_t *context = code->context;
+    #if MICROPY_EMIT_BYTECODE_USES_QSTR_TABLE
+    qstr source_file = context->constants.qstr_table[0];
+    #else
+    qstr source_file = context->constants.source_file;
+    #endif
+    size_t file_len;
+    const char *file = (const char *)qstr_data(source_file, &file_len);
+    const size_t file_max = 128;
+    size_t file_sent = file_len < file_max ? file_len : file_max;
+    size_t body = uint_size(f->node) + uint_size(offset) + uint_size(file_sent) + file_sent;
+    uint16_t epoch;
+    do {
+        epoch = mpprof_wire_epoch;
+        ensure_node(f->node);
+        mpprof_wire_begin(1 + uint_size(body) + body);
+    } while (epoch != mpprof_wire_epoch);
+    mpprof_wire_u8(MPPROF_TAG_FROZEN_IMPORT);
+    mpprof_wire_uint(body);
+    mpprof_wire_uint(f->node);
+    mpprof_wire_uint(offset);
+    mpprof_wire_str(file, file_len, file_max);
+    mpprof_wire_end_record();
+}
+
 // Frames the hooked VM cannot profile run on the plain VM.
 static bool run_plain(uint64_t h0) {
     rt.unprofiled_frames++;
@@ -737,6 +785,9 @@ bool mpprof_vm_enter(mp_code_state_t *code_state, void *inject_exc, int *kind_ou
     mpprof_code_t *code = code_lookup(code_state->fun_bc);
     if (code == NULL || code->counts == NULL) {
         // Bytecode outside the GC heap (frozen) or tables full: run plain.
+        if (code != NULL) {
+            note_frozen_import(code);
+        }
         return run_plain(h0);
     }
     uint32_t parent = rt.depth != 0 ? frames[rt.depth - 1].node : 0;

@@ -51,6 +51,46 @@ pub struct Profile {
     pub regions: Vec<Region>,
     /// Most executed first.
     pub opcode_mix: Vec<OpcodeCount>,
+    /// asyncio programs: their tasks and the event loop's time. Absent
+    /// when the program has no task (additive: older files load).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub asyncio: Option<Asyncio>,
+}
+
+/// An asyncio program's tasks.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Asyncio {
+    /// Most time first.
+    pub tasks: Vec<Task>,
+    /// The call-tree nodes of the frames the event loop ran in (those that
+    /// called `asyncio.run` or the like).
+    pub loop_nodes: Vec<NodeId>,
+    /// Their exclusive ticks: the loop's own work (frozen asyncio runs
+    /// unprofiled, so it is its caller's), its waiting, and those frames'
+    /// own code; time no task spent.
+    pub loop_ticks: u64,
+}
+
+/// A task of an asyncio program: an `async def` function whose frames the
+/// event loop resumes (its call-tree parent is not a coroutine: asyncio's
+/// loop is frozen and runs unprofiled, so the frame that started the loop,
+/// e.g. the one calling `asyncio.run`, is the parent). What the coroutine
+/// awaits and calls is the task's too. Tasks made from the same coroutine
+/// function are one entry.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Task {
+    /// The coroutine function.
+    pub function: FunctionId,
+    /// Its call-tree nodes (one per frame that ran the event loop).
+    pub nodes: Vec<NodeId>,
+    /// Times the event loop resumed it (each resume is an entry; the first
+    /// starts it).
+    pub resumes: u64,
+    /// Ticks in the coroutine and everything it awaited and called.
+    pub ticks: u64,
+    pub opcodes: u64,
+    pub alloc_count: u64,
+    pub alloc_bytes: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -79,6 +119,12 @@ pub struct Meta {
     /// Absent in profiles from older runtimes, whose times include it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub profiler_cost: Option<ProfilerCost>,
+    /// On a board: the script's modules copied to it before the run, by
+    /// their paths under its `/rom`: as in the script's directory
+    /// (`units.py`, `pkg/__init__.py`), or `lib/` and the path in a
+    /// `--path` directory. Absent when none were.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub copied_to_board: Vec<String>,
 }
 
 /// Clock ticks the profiler costs where no clock read can bracket it.
@@ -528,6 +574,7 @@ impl Profile {
             markers: Vec::new(),
             regions: Vec::new(),
             opcode_mix: Vec::new(),
+            asyncio: None,
         }
     }
 

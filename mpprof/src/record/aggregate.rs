@@ -107,6 +107,13 @@ pub struct RunInfo {
     pub error_text: Option<String>,
     /// Put each profiled file's source into the profile.
     pub embed_sources: bool,
+    /// On a board: (the board's file name, the host's) of the modules
+    /// copied with the script (`/rom/units.py`), for the profile to name
+    /// and read the host's files.
+    pub board_names: Vec<(String, String)>,
+    /// The modules copied to the board with the script, by their paths in
+    /// the script's directory.
+    pub copied_to_board: Vec<String>,
 }
 
 impl RunInfo {
@@ -230,6 +237,8 @@ pub struct Aggregator {
     classify: Classifier,
     hello: Option<Hello>,
     cost: Option<crate::wire::ProfilerCost>,
+    /// Import sites (node, offset) that ran a frozen module: its source file.
+    frozen_imports: HashMap<(u32, u32), String>,
     codes: HashMap<u32, CodeInfo>,
     types: HashMap<u32, TypeInfo>,
     nodes: HashMap<u32, NodeAcc>,
@@ -296,6 +305,7 @@ impl Aggregator {
             classify,
             hello: None,
             cost: None,
+            frozen_imports: HashMap::new(),
             codes: HashMap::new(),
             types: HashMap::new(),
             nodes: HashMap::new(),
@@ -410,6 +420,13 @@ impl Aggregator {
                 total,
                 data,
             } => self.code_more(code_id, part, offset, total, &data),
+            Event::FrozenImport {
+                node_id,
+                offset,
+                file,
+            } => {
+                self.frozen_imports.insert((node_id, offset), file);
+            }
             Event::Extension { .. } => {}
         }
     }
@@ -896,7 +913,11 @@ impl Aggregator {
                 calls_bytecode,
             });
             let executions = code_id.map_or(0, |c| executions_at(c, k.offset));
-            let module_file = if cause == Cause::Import {
+            let frozen_module = (cause == Cause::Import)
+                .then(|| self.frozen_imports.get(&(k.node, k.offset)))
+                .flatten()
+                .map(String::as_str);
+            let module_file = if cause == Cause::Import && frozen_module.is_none() {
                 self.imported_file(src)
             } else {
                 None
@@ -913,6 +934,7 @@ impl Aggregator {
                 executions,
                 code_name: place.map_or("", |p| p.name.as_str()),
                 module_file: module_file.as_deref(),
+                frozen_module,
             });
             b.add_alloc(ProfileSite {
                 function,
@@ -1045,7 +1067,10 @@ impl Aggregator {
             let file_name = if c.file == "<stdin>" && !run.script.is_empty() {
                 run.script.as_str()
             } else {
-                c.file.as_str()
+                run.board_names
+                    .iter()
+                    .find(|(board, _)| *board == c.file)
+                    .map_or(c.file.as_str(), |(_, host)| host.as_str())
             };
             let source = if run.embed_sources {
                 sources.lines(file_name).cloned()
@@ -1155,6 +1180,7 @@ impl Aggregator {
         };
         let meta = b.meta_mut();
         let ticks = |q16: u64| q16 as f64 / 65536.0;
+        meta.copied_to_board = run.copied_to_board.clone();
         meta.profiler_cost = self.cost.map(|c| mpprof_profile::ProfilerCost {
             opcode_ticks: ticks(c.opcode_q16),
             call_ticks: ticks(c.call_q16),

@@ -141,6 +141,18 @@ impl FrameWriter {
         self.record(&r);
     }
 
+    /// A FROZEN_IMPORT record: the IMPORT_NAME at `node_id`/`offset` ran
+    /// the frozen module `file`.
+    pub fn frozen_import(&mut self, node_id: u32, offset: u32, file: &str) {
+        let mut body = Vec::new();
+        put_uint(&mut body, node_id as u64);
+        put_uint(&mut body, offset as u64);
+        put_bytes(&mut body, file.as_bytes());
+        let mut r = vec![tag::FROZEN_IMPORT];
+        put_bytes(&mut r, &body);
+        self.record(&r);
+    }
+
     pub fn type_info(&mut self, t: &TypeInfo) {
         let mut r = vec![tag::TYPE];
         put_uint(&mut r, t.type_id as u64);

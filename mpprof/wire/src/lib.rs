@@ -64,6 +64,8 @@ pub mod tag {
     /// Extension: a code object with no bytecode (native or viper machine
     /// code, or compiling a source), whose frames are timed like any other.
     pub const FRAME_CODE: u8 = 0x50;
+    /// Extension: a profiled import ran a frozen module.
+    pub const FROZEN_IMPORT: u8 = 0x45;
     pub const ALLOC_REPEAT: u8 = 0x80;
 }
 
@@ -301,6 +303,14 @@ pub enum Event {
         offset: u32,
         total: u32,
         data: Vec<u8>,
+    },
+    /// The IMPORT_NAME at `node_id`/`offset` ran the frozen module whose
+    /// source file was `file` (FROZEN_IMPORT): what it allocated is the
+    /// module's top level running, nothing compiled.
+    FrozenImport {
+        node_id: u32,
+        offset: u32,
+        file: String,
     },
     Extension {
         tag: u8,
@@ -790,6 +800,15 @@ fn plain_record(t: u8, c: &mut Cursor) -> Result<Event, Malformed> {
                 file: d.string()?,
                 ..CodeInfo::default()
             })
+        }
+        tag::FROZEN_IMPORT => {
+            let data = c.bytes()?;
+            let mut d = Cursor { data, pos: 0 };
+            Event::FrozenImport {
+                node_id: d.u32()?,
+                offset: d.u32()?,
+                file: d.string()?,
+            }
         }
         0x42..=0x7f => Event::Extension {
             tag: t,

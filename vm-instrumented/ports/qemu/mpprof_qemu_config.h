@@ -3,6 +3,10 @@
 
 #include <mpconfigport.h>
 
+// Before v1.27: the port's clock, time, asyncio and the ROMFS of the
+// script's modules (as in the plain firmware).
+#include "mpprof_qemu_clock.h"
+
 // Board-sized tables: the MPS2 has 4 MiB of RAM, the GC heap 140 KiB.
 #define MPPROF_MAX_DEPTH (128)
 #define MPPROF_MAX_CODES (256)
