@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use mpprof_profile::Profile;
+use mpprof_profile::{FunctionKind, Profile};
 
 mod common;
 use common::{allocations, default_qemu_firmware, host_vm, plain_host_vm, root};
@@ -306,8 +306,10 @@ fn project_functions(p: &Profile, dir: &Path) -> Vec<(String, String, u64, u64, 
                 .unwrap_or_else(|_| panic!("{} is not a host file", p.files[f.file].path));
             let rel = path.strip_prefix(&dir).unwrap().display().to_string();
             // Module level differs by design (the script came through the
-            // REPL: no `__file__`; files are read differently at import).
-            let allocs = if f.name == "<module>" {
+            // REPL: no `__file__`; files are read differently at import, by
+            // the host's file reader or from the board's ROMFS, so compiling
+            // them allocates differently too).
+            let allocs = if f.name == "<module>" || f.kind == FunctionKind::Compile {
                 0
             } else {
                 f.alloc_count

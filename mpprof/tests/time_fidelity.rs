@@ -16,19 +16,42 @@ use common::{mpprof, qemu_firmware, root};
 
 const SCRIPT: &str = "fixtures/timing/cases.py";
 
+/// Which cases a run times: the script's main suite, or its native and viper
+/// cases, which run apart (cases.py says why).
+#[derive(Clone, Copy, PartialEq)]
+enum Suite {
+    Main,
+    MachineCode,
+}
+
+/// The script as a run of `suite` sends it.
+fn source(suite: Suite) -> String {
+    let text = std::fs::read_to_string(root().join(SCRIPT)).unwrap();
+    match suite {
+        Suite::Main => text,
+        Suite::MachineCode => format!("SUITE = \"machine\"\n{text}"),
+    }
+}
+
+/// The script of `suite` (with `prefix` before it) as a file to run.
+fn script_file(suite: Suite, prefix: &str, name: &str) -> std::path::PathBuf {
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    std::fs::write(&path, format!("{prefix}{}", source(suite))).unwrap();
+    path
+}
+
 /// `case NAME TICKS` lines from the script's output on the plain firmware.
-fn truth() -> BTreeMap<String, i64> {
+fn truth(suite: Suite) -> BTreeMap<String, i64> {
     let firmware = qemu_firmware(&vm_instrumented::BuildOptions {
         flavour: vm_instrumented::Flavour::Plain,
         ..vm_instrumented::BuildOptions::default()
     });
-    let source = std::fs::read(root().join(SCRIPT)).unwrap();
     let (output, stderr) = QemuBoard {
         firmware,
         qemu: "qemu-system-arm".into(),
         icount_shift: 4,
     }
-    .run_once(&source)
+    .run_once(source(suite).as_bytes())
     .expect("the script runs on the plain firmware");
     assert!(stderr.is_empty(), "{}", String::from_utf8_lossy(&stderr));
     case_lines(&output)
@@ -38,9 +61,11 @@ fn truth() -> BTreeMap<String, i64> {
 /// profiling stopped before any case runs (the hooks compiled in, idle).
 fn profiling_off() -> BTreeMap<String, i64> {
     let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
-    let script = dir.join("cases-profiling-off.py");
-    let source = std::fs::read_to_string(root().join(SCRIPT)).unwrap();
-    std::fs::write(&script, format!("import mpprof\nmpprof.stop()\n{source}")).unwrap();
+    let script = script_file(
+        Suite::Main,
+        "import mpprof\nmpprof.stop()\n",
+        "cases-profiling-off.py",
+    );
     let out = dir.join("cases-profiling-off.json");
     let o = mpprof(&[
         "run",
@@ -73,8 +98,14 @@ fn case_lines(output: &[u8]) -> BTreeMap<String, i64> {
 /// slower with mpprof idle.
 const AGAINST_PROFILING_OFF: &[&str] = &["compile_source"];
 
-fn profiled() -> Profile {
-    let out = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("time-fidelity.json");
+fn profiled(suite: Suite) -> Profile {
+    let name = if suite == Suite::Main {
+        "time-fidelity"
+    } else {
+        "time-fidelity-machine-code"
+    };
+    let script = script_file(suite, "", &format!("{name}.py"));
+    let out = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}.json"));
     let o = mpprof(&[
         "run",
         "-q",
@@ -82,18 +113,20 @@ fn profiled() -> Profile {
         "qemu",
         "-o",
         out.to_str().unwrap(),
-        root().join(SCRIPT).to_str().unwrap(),
+        script.to_str().unwrap(),
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     Profile::from_json_file(&out).unwrap()
 }
 
-#[test]
-fn every_time_is_the_time_without_the_profiler() {
-    common::default_qemu_firmware();
-    let truth = truth();
-    let idle = profiling_off();
-    let p = profiled();
+/// Each case's inclusive ticks against its truth: what was checked, the
+/// report's lines, and the cases off by more than 2%.
+fn check_cases(
+    p: &Profile,
+    truth: &BTreeMap<String, i64>,
+    idle: &BTreeMap<String, i64>,
+    report: &mut String,
+) -> (usize, Vec<String>) {
     assert!(p.meta.profiler_cost.is_some_and(|c| c.opcode_ticks > 0.0));
     // Each case is called once, from `window`.
     let windows: Vec<_> = p
@@ -103,7 +136,6 @@ fn every_time_is_the_time_without_the_profiler() {
         .map(|n| n.id)
         .collect();
     let mut checked = 0;
-    let mut report = String::new();
     let mut off = Vec::new();
     for n in &p.call_tree {
         let name = &p.functions[n.function].name;
@@ -139,6 +171,21 @@ fn every_time_is_the_time_without_the_profiler() {
         }
         checked += 1;
     }
+    (checked, off)
+}
+
+#[test]
+fn every_time_is_the_time_without_the_profiler() {
+    common::default_qemu_firmware();
+    let machine_truth = truth(Suite::MachineCode);
+    let truth = truth(Suite::Main);
+    let idle = profiling_off();
+    let p = profiled(Suite::Main);
+    let machine = profiled(Suite::MachineCode);
+    let mut report = String::new();
+    let (checked, mut off) = check_cases(&p, &truth, &idle, &mut report);
+    let (machine_checked, machine_off) = check_cases(&machine, &machine_truth, &idle, &mut report);
+    off.extend(machine_off);
     assert!(off.is_empty(), "{off:?} off by more than 2%:\n{report}");
     // Native and viper code are frames of their own (their calls and time
     // were the caller's before), and compiling is a frame inside the call
@@ -147,7 +194,7 @@ fn every_time_is_the_time_without_the_profiler() {
         ("native_loop", FunctionKind::Native),
         ("viper_loop", FunctionKind::Viper),
     ] {
-        let f = p.functions.iter().find(|f| f.name == name).unwrap();
+        let f = machine.functions.iter().find(|f| f.name == name).unwrap();
         assert_eq!((f.kind, f.calls), (kind, 1), "{name}");
     }
     let compiling = p
@@ -186,4 +233,6 @@ fn every_time_is_the_time_without_the_profiler() {
     assert!(err.abs() <= 0.02, "{report}");
     // Every case but the collection (timed apart) and pressure was checked.
     assert_eq!(checked, truth.len() - 2, "every case was found: {report}");
+    assert_eq!(machine_checked, machine_truth.len(), "{report}");
+    assert_eq!(machine_checked, 2, "{report}");
 }
