@@ -82,6 +82,8 @@ pub enum BoardError {
     Stream(std::io::Error),
     #[error("cannot open a second handle on the serial link (to interrupt the script): {0}")]
     Link(serialport::Error),
+    #[error("cannot copy the script's modules to the board: {0}")]
+    Files(String),
 }
 
 /// What a run on the board gave.
@@ -153,6 +155,37 @@ impl Board {
             path: path.to_string(),
             why,
         })
+    }
+
+    /// Copy `files` into the board's `/rom` (a ROMFS image in its RAM, see
+    /// [`crate::romfs`]), mounted at the soft reset that starts the next
+    /// run. Done through the raw REPL in the session before that run, so
+    /// none of it is in the run's profile. Only the emulated board's
+    /// firmware has room for the image at its address.
+    pub fn put_romfs(&mut self, files: &[crate::romfs::RomFile]) -> Result<(), BoardError> {
+        let image = crate::romfs::image(files);
+        if image.len() > crate::romfs::ROMFS_MAX {
+            return Err(BoardError::Files(format!(
+                "{} bytes of modules, more than the board's {} bytes of room: give fewer or smaller modules",
+                image.len(),
+                crate::romfs::ROMFS_MAX
+            )));
+        }
+        for program in crate::romfs::writer_programs(&image) {
+            let mut said = Vec::new();
+            let out = self
+                .repl
+                .run(program.as_bytes(), Duration::from_secs(20), &mut |d| {
+                    said.extend_from_slice(d)
+                })?;
+            if !out.stderr.is_empty() {
+                return Err(BoardError::Files(format!(
+                    "the board said: {}",
+                    String::from_utf8_lossy(&out.stderr).trim_end()
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Run `source` on a freshly soft-reset board. The stream of this run

@@ -98,7 +98,19 @@ impl BoardSession {
     /// (and the traceback the REPL sends apart) is read through
     /// [`Session::take_output`]; without, it goes to our stdout and stderr.
     /// The board is closed (an emulator stopped) when the run ends.
-    pub fn start(mut board: ReadyBoard, source: Vec<u8>, capture_output: bool) -> BoardSession {
+    pub fn start(board: ReadyBoard, source: Vec<u8>, capture_output: bool) -> BoardSession {
+        Self::start_with_files(board, source, capture_output, BoardFiles::default())
+    }
+
+    /// [`BoardSession::start`], with `files` copied to the board first
+    /// (its `/rom`, [`Board::put_romfs`]) and the board's file names in
+    /// tracebacks turned into the host's.
+    pub fn start_with_files(
+        mut board: ReadyBoard,
+        source: Vec<u8>,
+        capture_output: bool,
+        files: BoardFiles,
+    ) -> BoardSession {
         let (stream_tx, stream_rx) = mpsc::channel::<Vec<u8>>();
         let (out_tx, out_rx) = mpsc::channel::<Vec<u8>>();
         let stop = Arc::new(AtomicBool::new(false));
@@ -109,13 +121,20 @@ impl BoardSession {
                 let mut out = OutputSink::new(capture_output, out_tx);
                 // Limits are the caller's: it interrupts through `stop` (a
                 // timeout, Ctrl-C, the live view's q).
-                let run =
+                let copied = if files.files.is_empty() {
+                    Ok(())
+                } else {
+                    board.board().put_romfs(&files.files)
+                };
+                let mut run = copied.and_then(|()| {
                     board
                         .board()
-                        .run_script(&source, &mut stream, &mut |d| out.stdout(d), stop);
+                        .run_script(&source, &mut stream, &mut |d| out.stdout(d), stop)
+                });
                 board.close();
                 out.end_stdout();
-                if let Ok(r) = &run {
+                if let Ok(r) = &mut run {
+                    r.output.stderr = files.rename_in_traceback(&r.output.stderr);
                     out.stderr(&r.output.stderr);
                 }
                 out.end_stderr();
@@ -158,6 +177,46 @@ impl BoardSession {
             signal: None,
         })
     }
+}
+
+/// What goes to the board with the script, and the names the board gives
+/// the files: the script is compiled from the raw REPL as `<stdin>`, a
+/// module copied to `/rom` is `/rom/NAME`; tracebacks name them as the host
+/// target would (the paths the user gave).
+#[derive(Debug, Clone, Default)]
+pub struct BoardFiles {
+    pub files: Vec<crate::romfs::RomFile>,
+    /// (the board's name, the host's) for each file, the script's
+    /// `<stdin>` among them.
+    pub names: Vec<(String, String)>,
+}
+
+impl BoardFiles {
+    /// `File "BOARD"` in a traceback as `File "HOST"`.
+    pub fn rename_in_traceback(&self, text: &[u8]) -> Vec<u8> {
+        let mut out = text.to_vec();
+        for (board, host) in &self.names {
+            let from = format!("File \"{board}\"");
+            let to = format!("File \"{host}\"");
+            out = replace_all(&out, from.as_bytes(), to.as_bytes());
+        }
+        out
+    }
+}
+
+fn replace_all(hay: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(hay.len());
+    let mut i = 0;
+    while i < hay.len() {
+        if hay[i..].starts_with(from) {
+            out.extend_from_slice(to);
+            i += from.len();
+        } else {
+            out.push(hay[i]);
+            i += 1;
+        }
+    }
+    out
 }
 
 /// A board's text as the script wrote it: MicroPython's REPL streams send
@@ -296,7 +355,23 @@ impl Session for BoardSession {
 
 #[cfg(test)]
 mod tests {
-    use super::Uncooked;
+    use super::{BoardFiles, Uncooked};
+
+    #[test]
+    fn tracebacks_name_the_hosts_files() {
+        let files = BoardFiles {
+            files: Vec::new(),
+            names: vec![
+                ("<stdin>".into(), "app/main.py".into()),
+                ("/rom/units.py".into(), "app/units.py".into()),
+            ],
+        };
+        let tb = b"Traceback (most recent call last):\r\n  File \"<stdin>\", line 3, in <module>\r\n  File \"/rom/units.py\", line 9, in f\r\nValueError: <stdin>\r\n";
+        assert_eq!(
+            String::from_utf8_lossy(&files.rename_in_traceback(tb)),
+            "Traceback (most recent call last):\r\n  File \"app/main.py\", line 3, in <module>\r\n  File \"app/units.py\", line 9, in f\r\nValueError: <stdin>\r\n"
+        );
+    }
 
     #[test]
     fn the_repls_crlf_becomes_lf_and_the_scripts_own_cr_stays() {

@@ -45,6 +45,16 @@ impl HostProcess {
         }
         cmd.arg(&req.script).args(&req.args);
         cmd.env("MPPROF_FD", STREAM_FD.to_string());
+        if !req.module_path.is_empty() {
+            // MICROPYPATH replaces the port's default list, whose first
+            // entry is the frozen modules (asyncio): kept first.
+            let mut path = std::ffi::OsString::from(".frozen");
+            for dir in &req.module_path {
+                path.push(":");
+                path.push(dir);
+            }
+            cmd.env("MICROPYPATH", path);
+        }
         cmd.stdin(Stdio::inherit());
         // stderr always comes through us, to keep its end (the traceback)
         // while it goes on to ours.

@@ -14,6 +14,7 @@ pub mod ports;
 pub mod probe;
 pub mod qemu;
 pub mod raw_repl;
+pub mod romfs;
 pub mod rtt;
 pub mod shared_ram;
 pub mod uart;
@@ -22,7 +23,7 @@ use std::io::Read;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use board_session::{BoardSession, ChannelReader, ChannelWriter, ReadyBoard};
+pub use board_session::{BoardFiles, BoardSession, ChannelReader, ChannelWriter, ReadyBoard};
 pub use host::HostProcess;
 pub use ports::{resolve_port, PortError, SerialDevice, UsbInfo};
 
@@ -33,6 +34,9 @@ pub struct RunRequest {
     pub script: PathBuf,
     /// Arguments passed to the script (`sys.argv[1:]`).
     pub args: Vec<String>,
+    /// More module directories, on `sys.path` after the script's own (and
+    /// the frozen modules), as `MICROPYPATH` gives them.
+    pub module_path: Vec<PathBuf>,
     /// GC heap size in bytes; the target's default when `None`.
     pub heap_bytes: Option<u64>,
     /// Capture the script's stdout/stderr (for the live view) instead of

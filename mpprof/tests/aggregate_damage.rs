@@ -8,6 +8,7 @@ use mpprof_profile::{Profile, Region};
 
 fn code(code_id: u32, name: &str, line_info: &[u8]) -> Event {
     Event::Code(CodeInfo {
+        kind: Default::default(),
         code_id,
         name: name.into(),
         file: "/nonexistent/mpprof-test/app.py".into(),

@@ -64,6 +64,7 @@ fn code(
     bytecode: &[u8],
 ) -> Event {
     Event::Code(CodeInfo {
+        kind: Default::default(),
         code_id,
         name: name.into(),
         file: file.into(),
@@ -538,6 +539,10 @@ fn a_run_becomes_an_exact_profile() {
             used_after: 2048,
             free_after: 63488,
             largest_free_after: 60000,
+            // Every allocation of the stream came before the collection:
+            // 2 + 2 x 3 + 1 of 32 + 16 + 2 x 40 + 100 bytes.
+            allocs_before: 9,
+            alloc_bytes_before: 228,
         }]
     );
     assert_eq!(
@@ -549,7 +554,9 @@ fn a_run_becomes_an_exact_profile() {
         p.gc.heap_samples,
         [HeapSample {
             at: 700,
-            used: 2048
+            used: 2048,
+            allocs_before: 9,
+            alloc_bytes_before: 228,
         }]
     );
     assert!(p.gc.failures.is_empty());

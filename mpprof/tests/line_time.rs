@@ -347,7 +347,8 @@ fn line_frames_reach_flame_graphs_exports_and_diff() {
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let page = std::fs::read_to_string(&html).unwrap();
-    assert!(page.contains("<th>time (own)</th>") && page.contains("class=\"tbar\""));
+    // A sortable time column and a time bar beside the line's other bars.
+    assert!(page.contains(">time (own)</th>") && page.contains("<span class=\"time\""));
 
     // diff: the per-line change of time.
     let o = mpprof(&["diff", json.to_str().unwrap(), json.to_str().unwrap()]);

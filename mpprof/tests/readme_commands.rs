@@ -10,10 +10,15 @@ use std::process::Command;
 mod common;
 use common::root;
 
-/// The commands in README's first `sh` block.
+/// The commands in README's first `sh` block after its "two commands"
+/// heading (the install block before it, `pip install mpprof`, is what
+/// tests/wheel.rs checks).
 fn readme_commands() -> Vec<String> {
     let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
-    let block = readme
+    let from_clone = readme
+        .find("two commands\n")
+        .expect("README has a section on the two commands");
+    let block = readme[from_clone..]
         .split("```sh\n")
         .nth(1)
         .and_then(|b| b.split("```").next())

@@ -509,6 +509,42 @@ fn asyncio_is_frozen_in_and_the_scripts_coroutines_are_profiled() {
     let consumer = c.iter().find(|c| c.0 == "consumer").unwrap();
     assert_eq!(consumer.1, 9, "{c:?}");
     assert!(c.iter().all(|c| c.1 > 1 && c.2 > 0), "{c:?}");
+    // The tasks: the three top-level coroutines; timer is awaited inside
+    // main, so it is main's (its resumes go through main's).
+    let a = p.asyncio.as_ref().expect("the program's tasks");
+    let task = |name: &str| {
+        a.tasks
+            .iter()
+            .find(|t| p.functions[t.function].name == name)
+            .unwrap_or_else(|| panic!("no task {name}"))
+    };
+    assert_eq!(a.tasks.len(), 3, "{:?}", a.tasks);
+    assert_eq!(task("consumer").resumes, 9);
+    let f = |name: &str| &p.functions[p.find_functions(name)[0]];
+    assert_eq!(task("main").opcodes, f("main").opcodes + f("timer").opcodes);
+    assert_eq!(task("producer").alloc_count, f("producer").alloc_count);
+    // The loop's frame is the script's module level, which called asyncio.run.
+    assert_eq!(a.loop_nodes.len(), 1);
+    assert_eq!(
+        p.functions[p.call_tree[a.loop_nodes[0]].function].name,
+        "<module>"
+    );
+    let summary = reports::summary::render(&p, &reports::summary::SummaryOptions::default());
+    assert!(summary.contains("Tasks (asyncio"), "{summary}");
+    assert!(summary.contains("event loop and waiting"), "{summary}");
+    // `import asyncio` compiles nothing (the target told the import ran
+    // frozen bytecode): no advice to precompile it.
+    let import = p
+        .alloc_sites
+        .iter()
+        .find(|s| s.line == 7 && p.files[s.file].path.ends_with("asyncio_tasks.py"))
+        .expect("the import's allocations");
+    assert_eq!(import.what, "running frozen asyncio at import");
+    assert!(
+        import.fix.contains("asyncio/__init__.py is frozen") && !import.fix.contains("mpy-cross"),
+        "{}",
+        import.fix
+    );
     // And the same again: resumes are exact.
     let (_, path) = mpprof_run(&script, &[], "asyncio-again");
     assert_eq!(coroutines(&Profile::from_json_file(&path).unwrap()), c);

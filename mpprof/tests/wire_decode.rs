@@ -11,6 +11,7 @@ fn sample_stream() -> (Vec<u8>, usize) {
     w.max_payload = 64;
     w.hello(&common::host_hello());
     w.code(&CodeInfo {
+        kind: Default::default(),
         code_id: 1,
         name: "<module>".into(),
         file: "t.py".into(),
@@ -233,6 +234,7 @@ fn long_code_stream(split: usize, piece: usize) -> Vec<u8> {
     let mut w = FrameWriter::new();
     w.max_payload = 256;
     w.code(&CodeInfo {
+        kind: Default::default(),
         code_id: 1,
         name: "big".into(),
         file: "t.py".into(),
@@ -394,4 +396,17 @@ fn line_time_records_round_trip_into_line_times() {
         .lines
         .iter()
         .all(|l| l.excl_ticks.is_none() && l.incl_ticks.is_none()));
+}
+
+#[test]
+fn a_frozen_import_record_decodes_to_its_site_and_file() {
+    let mut w = FrameWriter::new();
+    w.frozen_import(3, 12, "asyncio/__init__.py");
+    let (events, stats) = decode_all(&w.finish());
+    assert_eq!(stats.bad_frames, 0);
+    assert!(events.contains(&Event::FrozenImport {
+        node_id: 3,
+        offset: 12,
+        file: "asyncio/__init__.py".into(),
+    }));
 }

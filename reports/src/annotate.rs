@@ -6,7 +6,10 @@ use std::fmt::Write as _;
 
 use mpprof_profile::{FileId, Profile, Scope};
 
-use crate::format::{bytes, count, percent};
+use crate::format::{bar, bytes, count, percent};
+
+/// How wide the text listing's bars are, in characters.
+const BAR_CELLS: usize = 10;
 
 #[derive(Debug, Clone, Default)]
 pub struct AnnotateOptions {
@@ -157,15 +160,23 @@ pub fn annotate(p: &Profile, opts: &AnnotateOptions) -> Vec<AnnotatedFile> {
     out
 }
 
-/// A bar of up to 10 cells for a share in percent.
-fn bar(percent: f64) -> String {
-    let cells = ((percent / 10.0).round() as usize).min(10);
-    let cells = if cells == 0 && percent > 0.0 {
-        1
-    } else {
-        cells
-    };
-    "#".repeat(cells)
+impl AnnotatedFile {
+    /// The largest figures of any of its lines: (ticks, opcodes, bytes),
+    /// what the bars are drawn against.
+    pub fn maxima(&self) -> (u64, u64, u64) {
+        self.lines.iter().fold((0, 0, 0), |(t, o, b), l| {
+            (
+                t.max(l.excl_ticks.unwrap_or(0)),
+                o.max(l.opcodes),
+                b.max(l.alloc_bytes),
+            )
+        })
+    }
+
+    /// Whether any line has its ticks (a time bar is drawn then).
+    pub fn has_ticks(&self) -> bool {
+        self.lines.iter().any(|l| l.excl_ticks.is_some())
+    }
 }
 
 /// The listing as text.
@@ -188,15 +199,25 @@ pub fn render(p: &Profile, opts: &AnnotateOptions) -> String {
         if let Some(note) = crate::summary::line_time_note(p) {
             let _ = writeln!(o, "time per line: {note}");
         }
+        let (max_ticks, max_ops, max_bytes) = f.maxima();
+        // Bars beside the figures, each against the file's largest line:
+        // own time (with --line-time), opcodes, bytes.
         let time_head = if timed {
-            format!("{:>24} {:>6} {:<10} ", "time (own)", "time%", "")
+            format!("{:>24} {:>6} {:<w$} ", "time (own)", "time%", "", w = BAR_CELLS)
         } else {
             String::new()
         };
         let _ = writeln!(
             o,
-            "{:>5}  {time_head}{:>6} {:>10} {:>7} {:>9}  source",
-            "line", "ops%", "opcodes", "allocs", "bytes"
+            "{:>5}  {time_head}{:>6} {:>10} {:<w$} {:>7} {:>9} {:<w$}  source",
+            "line",
+            "ops%",
+            "opcodes",
+            "",
+            "allocs",
+            "bytes",
+            "",
+            w = BAR_CELLS
         );
         for r in &f.lines {
             let (pre, post) = if opts.color && r.hot {
@@ -228,20 +249,29 @@ pub fn render(p: &Profile, opts: &AnnotateOptions) -> String {
             let time_cols = if timed {
                 match (r.excl_ticks, r.time_percent) {
                     (Some(t), Some(pc)) if t > 0 => format!(
-                        "{:>24} {:>6.1} {:<10} ",
+                        "{:>24} {:>6.1} {:<w$} ",
                         crate::summary::line_time_text(p, t, r.excl_samples),
                         pc,
-                        bar(pc)
+                        bar(t, max_ticks, BAR_CELLS),
+                        w = BAR_CELLS
                     ),
-                    _ => format!("{:>24} {:>6} {:<10} ", "", "", ""),
+                    _ => format!("{:>24} {:>6} {:<w$} ", "", "", "", w = BAR_CELLS),
                 }
             } else {
                 String::new()
             };
             let _ = writeln!(
                 o,
-                "{pre}{mark}{:>4}  {time_cols}{:>6} {:>10} {:>7} {:>9}  {}{post}",
-                r.line, ops, opc, ac, ab, r.text
+                "{pre}{mark}{:>4}  {time_cols}{:>6} {:>10} {:<w$} {:>7} {:>9} {:<w$}  {}{post}",
+                r.line,
+                ops,
+                opc,
+                bar(r.opcodes, max_ops, BAR_CELLS),
+                ac,
+                ab,
+                bar(r.alloc_bytes, max_bytes, BAR_CELLS),
+                r.text,
+                w = BAR_CELLS
             );
             if let (Some(c), Some(fix)) = (&r.cause, &r.fix) {
                 let runs = match r.executions {
@@ -252,7 +282,7 @@ pub fn render(p: &Profile, opts: &AnnotateOptions) -> String {
                     ),
                     None => String::new(),
                 };
-                let indent = if timed { 42 + 43 } else { 42 };
+                let indent = 42 + 2 * (BAR_CELLS + 1) + if timed { 24 + 1 + 6 + 1 + BAR_CELLS + 1 } else { 0 };
                 let _ = writeln!(o, "{:>indent$}  ^ allocates: {c}{runs}; fix: {fix}", "");
             }
         }

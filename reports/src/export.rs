@@ -132,33 +132,13 @@ pub fn chrome_trace(p: &Profile) -> Value {
         json!({"ph": "M", "pid": 1, "tid": 1, "name": "thread_name", "args": {"name": "calls (aggregated)"}}),
         json!({"ph": "M", "pid": 1, "tid": 2, "name": "thread_name", "args": {"name": "gc and markers"}}),
     ];
-    // Lay out children inside their parent, in call-tree order.
-    let mut children: Vec<Vec<usize>> = vec![Vec::new(); p.call_tree.len()];
-    let mut roots = Vec::new();
+    let starts = node_layout(p);
     for (i, n) in p.call_tree.iter().enumerate() {
-        match n.parent {
-            Some(par) if par < i => children[par].push(i),
-            _ => roots.push(i),
-        }
-    }
-    let mut stack: Vec<(usize, u64)> = Vec::new();
-    let mut t = 0u64;
-    for &r in &roots {
-        stack.push((r, t));
-        t += p.call_tree[r].incl_ticks;
-    }
-    while let Some((i, start)) = stack.pop() {
-        let n = &p.call_tree[i];
         events.push(json!({
             "ph": "X", "pid": 1, "tid": 1, "name": p.function_label(n.function),
-            "ts": us(start), "dur": us(n.incl_ticks),
+            "ts": us(starts[i]), "dur": us(n.incl_ticks),
             "args": {"calls": n.calls, "opcodes": n.opcodes, "alloc_count": n.alloc_count, "alloc_bytes": n.alloc_bytes},
         }));
-        let mut c = start;
-        for &ch in &children[i] {
-            stack.push((ch, c));
-            c += p.call_tree[ch].incl_ticks;
-        }
     }
     for g in &p.gc.collections {
         events.push(json!({
@@ -182,6 +162,36 @@ pub fn chrome_trace(p: &Profile) -> Value {
         }));
     }
     json!({"traceEvents": events, "displayTimeUnit": "ms", "otherData": {"script": p.meta.script, "clock": p.meta.clock.name}})
+}
+
+/// Where each call-tree node starts when the aggregated tree is laid out
+/// on a time axis: roots one after another, each node as long as its
+/// inclusive time, its children side by side from its start.
+pub fn node_layout(p: &Profile) -> Vec<u64> {
+    let mut children: Vec<Vec<usize>> = vec![Vec::new(); p.call_tree.len()];
+    let mut roots = Vec::new();
+    for (i, n) in p.call_tree.iter().enumerate() {
+        match n.parent {
+            Some(par) if par < i => children[par].push(i),
+            _ => roots.push(i),
+        }
+    }
+    let mut starts = vec![0u64; p.call_tree.len()];
+    let mut stack: Vec<(usize, u64)> = Vec::new();
+    let mut t = 0u64;
+    for &r in &roots {
+        stack.push((r, t));
+        t = t.saturating_add(p.call_tree[r].incl_ticks);
+    }
+    while let Some((i, start)) = stack.pop() {
+        starts[i] = start;
+        let mut c = start;
+        for &ch in &children[i] {
+            stack.push((ch, c));
+            c = c.saturating_add(p.call_tree[ch].incl_ticks);
+        }
+    }
+    starts
 }
 
 /// A minimal protobuf writer for the pprof message.

@@ -115,6 +115,24 @@ pub fn clip(s: &str, max: usize) -> String {
 }
 
 /// The last path component.
+/// A horizontal bar `cells` characters wide at most, `value / max` of it
+/// filled, in eighths of a cell (`█▏▎▍▌▋▊▉`); empty for 0, at least an
+/// eighth for anything above 0 so a small figure is not lost.
+pub fn bar(value: u64, max: u64, cells: usize) -> String {
+    const PARTS: [char; 8] = [' ', '▏', '▎', '▍', '▌', '▋', '▊', '▉'];
+    if value == 0 || max == 0 {
+        return String::new();
+    }
+    let eighths = ((value.min(max) as f64 / max as f64) * (cells * 8) as f64).round() as usize;
+    let eighths = eighths.max(1);
+    let mut s = "█".repeat(eighths / 8);
+    let part = eighths % 8;
+    if part > 0 {
+        s.push(PARTS[part]);
+    }
+    s
+}
+
 pub fn short_path(p: &str) -> &str {
     p.rsplit('/').next().unwrap_or(p)
 }
@@ -122,6 +140,18 @@ pub fn short_path(p: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bars_fill_their_share_in_eighths() {
+        assert_eq!(bar(0, 10, 4), "");
+        assert_eq!(bar(10, 10, 4), "████");
+        assert_eq!(bar(5, 10, 4), "██");
+        assert_eq!(bar(1, 16, 2), "▏");
+        assert_eq!(bar(3, 8, 1), "▍");
+        // Tiny but not nothing.
+        assert_eq!(bar(1, 1_000_000, 10), "▏");
+        assert_eq!(bar(20, 10, 3), "███");
+    }
 
     #[test]
     fn counts_and_bytes() {

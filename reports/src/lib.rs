@@ -4,6 +4,7 @@
 pub mod annotate;
 pub mod diff;
 pub mod export;
+pub mod firefox;
 pub mod flamegraph;
 pub mod format;
 pub mod html;

@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use mpprof_profile::{ExitReason, Line, LineTimeMode, Profile, Scope};
+use mpprof_profile::{ExitReason, Function, FunctionKind, Line, LineTimeMode, Profile, Scope};
 use serde_json::{json, Value};
 
 use crate::format::{bytes, clip, count, percent, short_path, ticks};
@@ -168,6 +168,7 @@ pub fn render(p: &Profile, opts: &SummaryOptions) -> String {
     header_section(&mut o, p, &st);
     functions_section(&mut o, p, opts, &st);
     time_lines_section(&mut o, p, opts, &st);
+    tasks_section(&mut o, p, &st);
     allocations_section(&mut o, p, opts, &st);
     heap_section(&mut o, p, &st);
     let _ = writeln!(o, "\n{}", lost_line(&p.meta.dropped, &st));
@@ -191,6 +192,14 @@ fn header_section(o: &mut String, p: &Profile, st: &Style) {
         ticks(p, m.duration_ticks),
     );
 
+    if !m.copied_to_board.is_empty() {
+        let names: Vec<&str> = m.copied_to_board.iter().map(String::as_str).collect();
+        let _ = writeln!(
+            o,
+            "  copied to the board's /rom before the run: {}",
+            names.join(", ")
+        );
+    }
     if let Some(line) = crash_line(p) {
         let _ = writeln!(o, "{}", st.warn(&line));
     }
@@ -301,6 +310,50 @@ fn time_lines_section(o: &mut String, p: &Profile, opts: &SummaryOptions, st: &S
     }
 }
 
+/// asyncio programs: each task's time, resumes and allocations, and what
+/// no task spent (the event loop and its waiting).
+fn tasks_section(o: &mut String, p: &Profile, st: &Style) {
+    let Some(a) = &p.asyncio else {
+        return;
+    };
+    let _ = writeln!(
+        o,
+        "\n{}",
+        st.bold("Tasks (asyncio: each top-level coroutine with what it awaits and calls)")
+    );
+    let _ = writeln!(
+        o,
+        "  {:<40} {:>9} {:>12} {:>11} {:>7} {:>10}",
+        "task", "resumes", "time", "opcodes", "allocs", "bytes"
+    );
+    for t in &a.tasks {
+        let _ = writeln!(
+            o,
+            "  {:<40} {:>9} {:>12} {:>11} {:>7} {:>10}",
+            clip(&p.function_label(t.function), 40),
+            count(t.resumes),
+            ticks(p, t.ticks),
+            count(t.opcodes),
+            count(t.alloc_count),
+            bytes(t.alloc_bytes),
+        );
+    }
+    let runners: Vec<String> = a
+        .loop_nodes
+        .iter()
+        .filter_map(|&n| p.call_tree.get(n))
+        .map(|n| p.function_label(n.function))
+        .collect();
+    let _ = writeln!(
+        o,
+        "  {:<40} {:>9} {:>12}   (asyncio's loop runs frozen: its work and waiting are the own time of {})",
+        "event loop and waiting",
+        "",
+        ticks(p, a.loop_ticks),
+        runners.join(", ")
+    );
+}
+
 /// The lines to change first, then one-offs and imports apart.
 fn allocations_section(o: &mut String, p: &Profile, opts: &SummaryOptions, st: &Style) {
     let m = &p.meta;
@@ -335,7 +388,11 @@ fn allocations_section(o: &mut String, p: &Profile, opts: &SummaryOptions, st: &
         }
     }
     let imports = alloc_line_rows_in(p, Scope::Import, opts.top);
-    if !imports.is_empty() {
+    let compiles = p
+        .functions
+        .iter()
+        .any(|f| f.kind == FunctionKind::Compile && f.calls > 0);
+    if !imports.is_empty() || compiles {
         let _ = writeln!(o, "\n{}", st.bold("Imports"));
         for r in imports {
             let _ = writeln!(
@@ -349,6 +406,7 @@ fn allocations_section(o: &mut String, p: &Profile, opts: &SummaryOptions, st: &
             );
         }
     }
+    compile_time(o, p, st);
     let outside = p
         .alloc_sites
         .iter()
@@ -367,6 +425,34 @@ fn allocations_section(o: &mut String, p: &Profile, opts: &SummaryOptions, st: &
             bytes(outside.1)
         );
     }
+}
+
+/// Time in `<compile x.py>` frames: compiling .py sources at import (or
+/// exec/eval), which a precompiled .mpy or a frozen module does not spend.
+fn compile_time(o: &mut String, p: &Profile, st: &Style) {
+    let mut compiles: Vec<&Function> = p
+        .functions
+        .iter()
+        .filter(|f| f.kind == FunctionKind::Compile && f.calls > 0)
+        .collect();
+    if compiles.is_empty() {
+        return;
+    }
+    compiles.sort_by_key(|f| std::cmp::Reverse(f.incl_ticks));
+    let total: u64 = compiles.iter().map(|f| f.incl_ticks).sum();
+    let each: Vec<String> = compiles
+        .iter()
+        .take(5)
+        .map(|f| format!("{} {}", f.name, ticks(p, f.incl_ticks)))
+        .collect();
+    let more = if compiles.len() > 5 { ", …" } else { "" };
+    let _ = writeln!(
+        o,
+        "  {} compiling sources at run time ({}{}): precompile them with mpy-cross or freeze them into the firmware",
+        st.bold(&ticks(p, total)),
+        each.join(", "),
+        more
+    );
 }
 
 fn heap_section(o: &mut String, p: &Profile, st: &Style) {
@@ -523,6 +609,20 @@ pub fn summary_json(p: &Profile, top: usize) -> Value {
         "duration_ticks": p.meta.duration_ticks,
         "clock": p.meta.clock,
         "top_functions": funcs,
+        "tasks": p.asyncio.as_ref().map(|a| a.tasks.iter().map(|t| {
+            let f = p.functions.get(t.function);
+            json!({
+                "task": f.map(|f| f.qualname.clone()),
+                "file": f.and_then(|f| p.files.get(f.file)).map(|s| s.path.clone()),
+                "line": f.map(|f| f.line),
+                "resumes": t.resumes,
+                "ticks": t.ticks,
+                "opcodes": t.opcodes,
+                "alloc_count": t.alloc_count,
+                "alloc_bytes": t.alloc_bytes,
+            })
+        }).collect::<Vec<_>>()),
+        "event_loop_ticks": p.asyncio.as_ref().map(|a| a.loop_ticks),
         "top_alloc_lines": lines,
         "line_time": p.meta.line_time,
         "top_time_lines": time_lines,

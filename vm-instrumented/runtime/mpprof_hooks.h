@@ -80,6 +80,29 @@ void mpprof_line_step(const void *ip);
 #define MICROPY_GC_HOOK_COLLECT_END() mpprof_gc_collect_end()
 #define MICROPY_OBJ_HOOK_MALLOC_TYPED(base) mpprof_obj_typed(base)
 
+// Frames for what runs outside the bytecode VM: compiling source (an
+// import of a .py file, exec, eval) and a call into native or viper code.
+// Each is a frame of its own in the calling-context tree, so its time and
+// allocations are not its caller's. The node lives on the C stack of the
+// hooked function; if an exception unwinds through it, an NLR jump
+// callback closes the frame (MicroPython's own mechanism for exactly this).
+typedef struct _mpprof_extra_frame_t {
+    struct _mpprof_extra_frame_t *prev; // as nlr_jump_callback_node_t
+    void (*fun)(void *ctx);
+    uint32_t depth;                     // the shadow frame's index + 1, 0: none
+} mpprof_extra_frame_t;
+void mpprof_compile_begin(mpprof_extra_frame_t *x, size_t source_name);
+void mpprof_native_begin(mpprof_extra_frame_t *x, const void *fun, bool viper);
+void mpprof_extra_end(mpprof_extra_frame_t *x);
+#define MICROPY_COMPILE_HOOK_BEGIN(source_name) \
+    mpprof_extra_frame_t mpprof_extra_; \
+    mpprof_compile_begin(&mpprof_extra_, (source_name))
+#define MICROPY_COMPILE_HOOK_END() mpprof_extra_end(&mpprof_extra_)
+#define MICROPY_NATIVE_HOOK_ENTER(fun, viper) \
+    mpprof_extra_frame_t mpprof_extra_; \
+    mpprof_native_begin(&mpprof_extra_, (fun), (viper))
+#define MICROPY_NATIVE_HOOK_EXIT() mpprof_extra_end(&mpprof_extra_)
+
 #define MICROPY_PORT_INIT_FUNC mpprof_init()
 #define MICROPY_PORT_DEINIT_FUNC mpprof_deinit()
 

@@ -18,6 +18,7 @@
 #include "py/objfun.h"
 #include "py/smallint.h"
 #include "py/builtin.h"
+#include "py/bc0.h"
 #include "mpprof_rt.h"
 
 uint8_t mpprof_vm_hooked;
@@ -90,6 +91,9 @@ static struct {
     uint64_t ops_base;      // opcodes counted before the current countdown
     uint64_t calls;         // frames handed to the hooked VM
     uint64_t allocs_seen;   // allocation hooks that recorded
+    uint64_t cost_q16;      // measured cost so far of calls, allocations and
+                            // opcodes up to ops_costed, 16.16 fixed point
+    uint64_t ops_costed;
     uint32_t op_cost_q16;   // ticks per counted opcode, 16.16 fixed point
     uint32_t call_cost_q16; // ticks per call outside the hook's clock reads
     uint32_t alloc_cost_q16; // the same for an allocation hook
@@ -116,6 +120,8 @@ static struct {
     size_t n_known;
     size_t heap_total;
     bool used_stale;        // a collection went unrecorded: recount the heap
+    uint32_t frozen_node;   // the import site last told FROZEN_IMPORT (node 0: none)
+    uint32_t frozen_offset;
 } rt;
 
 static mpprof_frame_t frames[MPPROF_MAX_DEPTH];
@@ -134,11 +140,16 @@ static inline uint64_t ops_now(void) {
 // What the profiler has cost so far, in ticks: its hooks' own time (read
 // around them), and for what no clock read can bracket (the counting at
 // each opcode, the call into a hook and back) the measured cost of one,
-// times how many there were.
+// times how many there were. The measured part is kept as a running sum in
+// 16.16 fixed point: calls and allocations add their cost as they happen,
+// opcodes are added here for those counted since the last look (fewer
+// than 2^32: the opcode tick looks every OP_TICK_PERIOD), so no 64-bit
+// multiply runs per stamp.
 static inline uint64_t overhead(void) {
-    uint64_t measured = (ops_now() * rt.op_cost_q16 + rt.calls * rt.call_cost_q16
-        + rt.allocs_seen * rt.alloc_cost_q16) >> 16;
-    return rt.hidden + measured;
+    uint64_t ops = ops_now();
+    rt.cost_q16 += (uint64_t)(uint32_t)(ops - rt.ops_costed) * rt.op_cost_q16;
+    rt.ops_costed = ops;
+    return rt.hidden + (rt.cost_q16 >> 16);
 }
 
 // A raw clock reading as the time the code would have reached without the
@@ -153,8 +164,16 @@ static inline uint64_t now(void) {
 }
 
 // A hook's own work begins: the raw clock now.
+// A port whose ticks are as fine as instructions holds nothing while the
+// profiler works (MPPROF_PORT_HIDES 0): no call at all then.
+#ifndef MPPROF_PORT_HIDES
+#define MPPROF_PORT_HIDES (0)
+#endif
+
 static inline uint64_t hide_begin(void) {
+    #if MPPROF_PORT_HIDES
     mpprof_port_hide_begin();
+    #endif
     return mpprof_port_ticks();
 }
 
@@ -164,14 +183,19 @@ static inline uint64_t hide_begin(void) {
 // instructions whatever it did, so times on a deterministic target repeat
 // to the tick.
 static inline uint64_t hide_since(uint64_t h0) {
+    #if MPPROF_PORT_HIDES
     mpprof_port_hide_end();
+    #endif
     uint64_t r = mpprof_port_ticks();
     rt.hidden += r - h0;
     return stamp(r);
 }
 
 static inline void hide_end(uint64_t h0) {
-    (void)hide_since(h0);
+    #if MPPROF_PORT_HIDES
+    mpprof_port_hide_end();
+    #endif
+    rt.hidden += mpprof_port_ticks() - h0;
 }
 
 #if MPPROF_LINE_TIME
@@ -245,7 +269,13 @@ static void send_code_more(uint32_t code_id, unsigned part, const byte *data, si
     }
 }
 
+static void send_extra_code(mpprof_code_t *code);
+
 static void send_code(mpprof_code_t *code) {
+    if (code->kind != MPPROF_CODE_BYTECODE) {
+        send_extra_code(code);
+        return;
+    }
     const byte *ip = code->bytecode;
     MP_BC_PRELUDE_SIG_DECODE(ip);
     MP_BC_PRELUDE_SIZE_DECODE(ip);
@@ -558,7 +588,7 @@ static void current_site(uint32_t *node, uint32_t *offset) {
     }
     mpprof_frame_t *f = &frames[rt.depth - 1];
     *node = f->node;
-    *offset = f->code_state->ip - f->base;
+    *offset = f->code_state != NULL ? (uint32_t)(f->code_state->ip - f->base) : f->site_offset;
 }
 
 static void flush_counts(void) {
@@ -685,6 +715,81 @@ static uint8_t outcome_of(mp_vm_return_kind_t kind, mp_code_state_t *code_state)
     return 1;
 }
 
+// The innermost shadow frame ends at time t: its node gets the call, its
+// inclusive time and its own opcodes (those its callees ran are theirs).
+static inline void close_frame(uint64_t t) {
+    mpprof_frame_t *f = &frames[rt.depth - 1];
+    uint64_t ops = ops_now() - f->enter_ops;
+    mpprof_node_t *n = &nodes[f->node];
+    n->ticks += t - f->enter_ticks;
+    n->calls++;
+    n->opcodes += ops - f->child_ops;
+    if (!n->dirty) {
+        n->dirty = 1;
+        n->next_dirty = rt.dirty_nodes;
+        rt.dirty_nodes = f->node;
+    }
+    #if MPPROF_LINE_TIME
+    // A native or compile frame's time is its caller's line's callee time
+    // (a bytecode frame's is added by mpprof_line_leave()).
+    if (f->code_state == NULL && rt.depth > 1) {
+        frames[rt.depth - 2].line_child += t - f->enter_ticks;
+    }
+    #endif
+    rt.depth--;
+    if (rt.depth != 0) {
+        frames[rt.depth - 1].child_ops += ops;
+        mpprof_top_frame = &frames[rt.depth - 1];
+    } else {
+        mpprof_top_frame = NULL;
+    }
+}
+
+// A frozen module's top level run by a profiled import: told once per import
+// site (FROZEN_IMPORT, WIRE.md), so the host knows that what this IMPORT_NAME
+// allocated is the module's own objects, nothing compiled.
+static void note_frozen_import(const mpprof_code_t *code) {
+    if (!rt.recording || rt.depth == 0) {
+        return;
+    }
+    mpprof_frame_t *f = &frames[rt.depth - 1];
+    if (*f->code_state->ip != MP_BC_IMPORT_NAME) {
+        return;
+    }
+    uint32_t offset = f->code_state->ip - f->base;
+    if ((rt.frozen_node == f->node && rt.frozen_offset == offset)
+        || gc_nbytes(code->bytecode) != 0) {
+        // Told already (the module's own imports and calls run under the
+        // same site), or on the heap (tables full, not frozen).
+        return;
+    }
+    rt.frozen_node = f->node;
+    rt.frozen_offset = offset;
+    const mp_module_context_t *context = code->context;
+    #if MICROPY_EMIT_BYTECODE_USES_QSTR_TABLE
+    qstr source_file = context->constants.qstr_table[0];
+    #else
+    qstr source_file = context->constants.source_file;
+    #endif
+    size_t file_len;
+    const char *file = (const char *)qstr_data(source_file, &file_len);
+    const size_t file_max = 128;
+    size_t file_sent = file_len < file_max ? file_len : file_max;
+    size_t body = uint_size(f->node) + uint_size(offset) + uint_size(file_sent) + file_sent;
+    uint16_t epoch;
+    do {
+        epoch = mpprof_wire_epoch;
+        ensure_node(f->node);
+        mpprof_wire_begin(1 + uint_size(body) + body);
+    } while (epoch != mpprof_wire_epoch);
+    mpprof_wire_u8(MPPROF_TAG_FROZEN_IMPORT);
+    mpprof_wire_uint(body);
+    mpprof_wire_uint(f->node);
+    mpprof_wire_uint(offset);
+    mpprof_wire_str(file, file_len, file_max);
+    mpprof_wire_end_record();
+}
+
 // Frames the hooked VM cannot profile run on the plain VM.
 static bool run_plain(uint64_t h0) {
     rt.unprofiled_frames++;
@@ -707,6 +812,9 @@ bool mpprof_vm_enter(mp_code_state_t *code_state, void *inject_exc, int *kind_ou
     mpprof_code_t *code = code_lookup(code_state->fun_bc);
     if (code == NULL || code->counts == NULL) {
         // Bytecode outside the GC heap (frozen) or tables full: run plain.
+        if (code != NULL) {
+            note_frozen_import(code);
+        }
         return run_plain(h0);
     }
     uint32_t parent = rt.depth != 0 ? frames[rt.depth - 1].node : 0;
@@ -731,6 +839,7 @@ bool mpprof_vm_enter(mp_code_state_t *code_state, void *inject_exc, int *kind_ou
     f->base = code->bytecode;
     f->node = node;
     f->code_state = code_state;
+    f->site_offset = 0;
     f->child_ops = 0;
     mpprof_top_frame = f;
     f->enter_ops = ops_now();
@@ -742,23 +851,14 @@ bool mpprof_vm_enter(mp_code_state_t *code_state, void *inject_exc, int *kind_ou
 
     uint64_t h1 = hide_begin();
     uint64_t t = stamp(h1);
-    MPPROF_LINE(mpprof_line_leave(f, rt.depth > 1 ? &frames[rt.depth - 2] : NULL, t));
-    uint64_t ops = ops_now() - f->enter_ops;
-    mpprof_node_t *n = &nodes[node];
-    n->ticks += t - f->enter_ticks;
-    n->calls++;
-    n->opcodes += ops - f->child_ops;
-    if (!n->dirty) {
-        n->dirty = 1;
-        n->next_dirty = rt.dirty_nodes;
-        rt.dirty_nodes = node;
+    // An extra frame left open above this one (none should be: each closes
+    // itself, or its unwind callback does) ends with it.
+    while (&frames[rt.depth - 1] != f) {
+        close_frame(t);
     }
-    rt.depth--;
-    if (rt.depth != 0) {
-        frames[rt.depth - 1].child_ops += ops;
-        mpprof_top_frame = &frames[rt.depth - 1];
-    } else {
-        mpprof_top_frame = NULL;
+    MPPROF_LINE(mpprof_line_leave(f, rt.depth > 1 ? &frames[rt.depth - 2] : NULL, t));
+    close_frame(t);
+    if (rt.depth == 0) {
         rt.end_reason = outcome_of(kind, code_state);
     }
     if (rt.recording && t - rt.last_flush >= rt.flush_ticks) {
@@ -766,6 +866,7 @@ bool mpprof_vm_enter(mp_code_state_t *code_state, void *inject_exc, int *kind_ou
         mpprof_wire_flush();
     }
     rt.calls++;
+    rt.cost_q16 += rt.call_cost_q16;
     hide_end(h1);
     *kind_out = kind;
     return true;
@@ -775,6 +876,8 @@ void mpprof_op_tick(void) {
     uint64_t h0 = hide_begin();
     rt.ops_base += OP_TICK_PERIOD;
     mpprof_op_countdown = OP_TICK_PERIOD;
+    // Keep the opcodes not yet costed below 2^32 (see overhead()).
+    (void)overhead();
     #ifdef MPPROF_PORT_POLL
     // A port that cannot otherwise notice Ctrl-C while a script runs (and
     // only then: at start-up, the byte waiting may be the host's Ctrl-A).
@@ -790,6 +893,213 @@ void mpprof_op_tick(void) {
         }
     }
     hide_end(h0);
+}
+
+/******************************************************************************/
+// Frames for what runs outside the bytecode VM: compiling source, native and
+// viper code. They have no bytecode to count; each is a code object of its
+// own kind, described by a FRAME_CODE record (WIRE.md).
+
+#ifndef MPPROF_MAX_EXTRA_CODES
+#define MPPROF_MAX_EXTRA_CODES (64)
+#endif
+
+typedef struct {
+    mpprof_code_t code;     // first: a code's address is its entry's
+    qstr name;              // the function's name (0: unknown), or for a
+                            // compile frame the source's
+    qstr file;
+} mpprof_extra_code_t;
+
+static mpprof_extra_code_t extra_codes[MPPROF_MAX_EXTRA_CODES];
+static uint32_t n_extra_codes;
+
+_Static_assert(offsetof(mpprof_extra_frame_t, prev) == offsetof(nlr_jump_callback_node_t, prev), "an extra frame is an NLR jump callback node");
+_Static_assert(offsetof(mpprof_extra_frame_t, fun) == offsetof(nlr_jump_callback_node_t, fun), "an extra frame is an NLR jump callback node");
+
+static void send_extra_code(mpprof_code_t *code) {
+    const mpprof_extra_code_t *x = (const mpprof_extra_code_t *)code;
+    size_t name_len = 0, file_len = 0;
+    const char *name = x->name != 0 ? (const char *)qstr_data(x->name, &name_len) : "";
+    const char *file = x->file != 0 ? (const char *)qstr_data(x->file, &file_len) : "";
+    name_len = name_len > 128 ? 128 : name_len;
+    file_len = file_len > 256 ? 256 : file_len;
+    size_t body = uint_size(code->id) + 1 + uint_size(name_len) + name_len + uint_size(file_len) + file_len;
+    mpprof_wire_begin(1 + uint_size(body) + body);
+    mpprof_wire_u8(MPPROF_TAG_FRAME_CODE);
+    mpprof_wire_uint(body);
+    mpprof_wire_uint(code->id);
+    mpprof_wire_u8(code->kind);
+    mpprof_wire_str(name, name_len, name_len);
+    mpprof_wire_str(file, file_len, file_len);
+    mpprof_wire_end_record();
+    code->sent_epoch = mpprof_wire_epoch;
+}
+
+static qstr context_file(const mp_module_context_t *context) {
+    #if MICROPY_EMIT_BYTECODE_USES_QSTR_TABLE
+    return context->constants.qstr_table[0];
+    #else
+    return context->constants.source_file;
+    #endif
+}
+
+#if MICROPY_EMIT_NATIVE
+// A viper function has no prelude, so no name of its own: the name its
+// module, or a class in it, binds it to.
+static qstr name_in(const mp_map_t *map, const void *fun, int classes) {
+    for (size_t i = 0; i < map->alloc; i++) {
+        if (!mp_map_slot_is_filled(map, i)) {
+            continue;
+        }
+        mp_obj_t v = map->table[i].value;
+        if (MP_OBJ_TO_PTR(v) == fun && mp_obj_is_qstr(map->table[i].key)) {
+            return MP_OBJ_QSTR_VALUE(map->table[i].key);
+        }
+        if (classes > 0 && mp_obj_is_type(v, &mp_type_type)) {
+            const mp_obj_type_t *t = MP_OBJ_TO_PTR(v);
+            if (MP_OBJ_TYPE_HAS_SLOT(t, locals_dict)) {
+                qstr q = name_in(&MP_OBJ_TYPE_GET_SLOT(t, locals_dict)->map, fun, 0);
+                if (q != 0) {
+                    return q;
+                }
+            }
+        }
+    }
+    return 0;
+}
+#endif
+
+// The code object for an extra frame, made on first use; NULL when the
+// table is full.
+static mpprof_code_t *extra_code(uint8_t kind, const void *key, const mp_obj_fun_bc_t *fun, qstr source) {
+    // A loop calls the same native function again and again.
+    static mpprof_code_t *last;
+    if (last != NULL && last->bytecode == key && last->kind == kind && n_extra_codes != 0) {
+        return last;
+    }
+    for (uint32_t i = 0; i < n_extra_codes; i++) {
+        if (extra_codes[i].code.bytecode == key && extra_codes[i].code.kind == kind) {
+            last = &extra_codes[i].code;
+            return last;
+        }
+    }
+    if (n_extra_codes >= MPPROF_MAX_EXTRA_CODES) {
+        return NULL;
+    }
+    mpprof_extra_code_t *x = &extra_codes[n_extra_codes++];
+    memset(x, 0, sizeof(*x));
+    last = &x->code;
+    x->code.bytecode = key;
+    x->code.kind = kind;
+    x->code.id = ++rt.n_codes;
+    if (kind == MPPROF_CODE_COMPILE) {
+        x->name = source;
+        x->file = source;
+    }
+    #if MICROPY_EMIT_NATIVE
+    else {
+        x->file = context_file(fun->context);
+        x->name = kind == MPPROF_CODE_NATIVE ? mp_obj_fun_get_name(MP_OBJ_FROM_PTR(fun))
+            : name_in(&fun->context->module.globals->map, fun, 1);
+    }
+    #else
+    (void)fun;
+    (void)context_file;
+    #endif
+    return &x->code;
+}
+
+static void extra_unwound(void *ctx);
+
+// Open an extra frame of `code` (h0: the raw clock when the hook began).
+static void extra_open(mpprof_extra_frame_t *x, mpprof_code_t *code, uint32_t site_offset, uint64_t h0) {
+    uint32_t parent = rt.depth != 0 ? frames[rt.depth - 1].node : 0;
+    uint32_t node = code != NULL ? node_child(parent, code) : 0;
+    if (node == 0) {
+        hide_end(h0);
+        return;
+    }
+    mpprof_frame_t *f = &frames[rt.depth++];
+    f->counts_bias = 0;
+    f->base = NULL;
+    f->node = node;
+    f->code_state = NULL;
+    f->site_offset = site_offset;
+    f->child_ops = 0;
+    mpprof_top_frame = f;
+    x->depth = rt.depth;
+    // nlr_push_jump_callback(), on the main thread's state directly (extra
+    // frames open on the main thread only): on a port with threads, the
+    // thread-state lookup cost more than the rest of the hook.
+    nlr_jump_callback_node_t *callback = (nlr_jump_callback_node_t *)x;
+    callback->prev = MP_STATE_MAIN_THREAD(nlr_jump_callback_top);
+    callback->fun = extra_unwound;
+    MP_STATE_MAIN_THREAD(nlr_jump_callback_top) = callback;
+    f->enter_ops = ops_now();
+    f->enter_ticks = hide_since(h0);
+}
+
+// Close the extra frame `x` opened, and any frame still open above it.
+static void extra_close(const mpprof_extra_frame_t *x, uint64_t t) {
+    while (rt.depth >= x->depth && rt.depth != 0) {
+        close_frame(t);
+    }
+}
+
+static void extra_unwound(void *ctx) {
+    // An exception is unwinding through the hooked function: the callback
+    // is already off MicroPython's list.
+    mpprof_extra_frame_t *x = ctx;
+    uint64_t h = hide_begin();
+    extra_close(x, stamp(h));
+    x->depth = 0;
+    hide_end(h);
+}
+
+static bool extra_wanted(void) {
+    return rt.recording && !rt.in_hook && rt.depth < MPPROF_MAX_DEPTH && mpprof_port_is_main_thread();
+}
+
+void mpprof_compile_begin(mpprof_extra_frame_t *x, size_t source_name) {
+    x->depth = 0;
+    // The main script's own compile (nothing profiled runs yet) stays out,
+    // as before any frame.
+    if (!extra_wanted() || rt.depth == 0) {
+        return;
+    }
+    uint64_t h0 = hide_begin();
+    flush_pending();
+    uint32_t node, offset;
+    current_site(&node, &offset);
+    // Allocations while compiling are at the importing line: the frame's
+    // site is where its caller is.
+    mpprof_code_t *code = extra_code(MPPROF_CODE_COMPILE, (const void *)(uintptr_t)source_name, NULL, source_name);
+    extra_open(x, code, offset, h0);
+}
+
+void mpprof_native_begin(mpprof_extra_frame_t *x, const void *fun_in, bool viper) {
+    x->depth = 0;
+    if (!extra_wanted()) {
+        return;
+    }
+    uint64_t h0 = hide_begin();
+    flush_pending();
+    const mp_obj_fun_bc_t *fun = fun_in;
+    mpprof_code_t *code = extra_code(viper ? MPPROF_CODE_VIPER : MPPROF_CODE_NATIVE, fun->bytecode, fun, 0);
+    extra_open(x, code, 0, h0);
+}
+
+void mpprof_extra_end(mpprof_extra_frame_t *x) {
+    if (x->depth == 0) {
+        return;
+    }
+    uint64_t h1 = hide_begin();
+    // nlr_pop_jump_callback(false), as above.
+    MP_STATE_MAIN_THREAD(nlr_jump_callback_top) = ((nlr_jump_callback_node_t *)x)->prev;
+    flush_pending();
+    extra_close(x, stamp(h1));
+    hide_end(h1);
 }
 
 /******************************************************************************/
@@ -814,6 +1124,7 @@ void mpprof_gc_alloc(void *ptr, size_t n_bytes) {
     p->valid = true;
     current_site(&p->node, &p->offset);
     rt.allocs_seen++;
+    rt.cost_q16 += rt.alloc_cost_q16;
     hide_end(h0);
 }
 
@@ -895,6 +1206,7 @@ void mpprof_gc_realloc(void *old_ptr, void *new_ptr, size_t old_blocks, size_t n
     p->valid = true;
     current_site(&p->node, &p->offset);
     rt.allocs_seen++;
+    rt.cost_q16 += rt.alloc_cost_q16;
     hide_end(h0);
 }
 
@@ -1221,6 +1533,7 @@ static void write_hello(void) {
 
 static void reset_tables(void) {
     memset(codes, 0, sizeof(codes));
+    n_extra_codes = 0;
     memset(types, 0, sizeof(types));
     memset(slots, 0, sizeof(slots));
     rt.n_codes = 0;
@@ -1276,6 +1589,8 @@ void mpprof_init(void) {
     // time starts now.
     reset_tables();
     rt.hidden = 0;
+    rt.cost_q16 = 0;
+    rt.ops_costed = 0;
     rt.calls = 0;
     rt.allocs_seen = 0;
     rt.alloc_count = 0;

@@ -44,8 +44,18 @@ typedef struct _mpprof_code_t {
     uint16_t sent_epoch;        // described on the wire in this epoch
     uint8_t dirty;              // counts changed since the last flush
     uint8_t dead;               // its bytecode was freed: never matched again
+    uint8_t kind;               // MPPROF_CODE_*: what runs in its frames
     struct _mpprof_code_t *next_dirty;
 } mpprof_code_t;
+
+// What a code object's frames run: bytecode through the hooked VM, or, with
+// no bytecode to count, native or viper machine code, or the compiler.
+enum {
+    MPPROF_CODE_BYTECODE = 0,
+    MPPROF_CODE_NATIVE = 1,
+    MPPROF_CODE_VIPER = 2,
+    MPPROF_CODE_COMPILE = 3,
+};
 
 // A node of the calling-context tree: a function called along one call path.
 typedef struct _mpprof_node_t {
@@ -66,7 +76,8 @@ typedef struct _mpprof_frame_t {
     uintptr_t counts_bias;      // read by the hooked VM at each dispatch
     const uint8_t *base;
     uint32_t node;
-    mp_code_state_t *code_state;
+    mp_code_state_t *code_state; // NULL: a native or compile frame
+    uint32_t site_offset;       // where its allocations are, when code_state is NULL
     uint64_t enter_ticks;
     uint64_t enter_ops;         // the global opcode count at entry
     uint64_t child_ops;         // opcodes run by the frames it called
@@ -190,6 +201,8 @@ enum {
     MPPROF_TAG_LINE_CLOCK = 0x42,
     MPPROF_TAG_LINE_TIME = 0x43,
     MPPROF_TAG_LINE_SAMPLES = 0x44,
+    MPPROF_TAG_FROZEN_IMPORT = 0x45,
+    MPPROF_TAG_FRAME_CODE = 0x50,
     MPPROF_TAG_ALLOC_REPEAT = 0x80,
 };
 

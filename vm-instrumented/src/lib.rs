@@ -93,6 +93,7 @@ const P_MPCONFIG: &str = "common/0001-py-mpconfig-hook-defaults.patch";
 const P_VM: &str = "common/0002-py-vm-frame-and-opcode-hooks.patch";
 const P_OBJ: &str = "common/0004-py-obj-typed-alloc-hook.patch";
 const P_VM_SLICE: &str = "v1.26/0005-py-vm-slice-fast-path-hook.patch";
+const P_FRAMES: &str = "common/0006-py-compile-and-native-frame-hooks.patch";
 
 /// The supported versions and their patches (docs/versions.md).
 pub const PATCH_SETS: &[PatchSet] = &[
@@ -105,6 +106,7 @@ pub const PATCH_SETS: &[PatchSet] = &[
             P_VM,
             "v1.24/0003-py-gc-heap-event-hooks.patch",
             P_OBJ,
+            P_FRAMES,
         ],
     },
     PatchSet {
@@ -116,6 +118,7 @@ pub const PATCH_SETS: &[PatchSet] = &[
             P_VM,
             "v1.25/0003-py-gc-heap-event-hooks.patch",
             P_OBJ,
+            P_FRAMES,
         ],
     },
     // v1.26: the BUILD_SLICE fast path runs LOAD/STORE_SUBSCR without a
@@ -130,6 +133,7 @@ pub const PATCH_SETS: &[PatchSet] = &[
             "v1.25/0003-py-gc-heap-event-hooks.patch",
             P_OBJ,
             P_VM_SLICE,
+            P_FRAMES,
         ],
     },
     // v1.28: gc_collect_end ends with the weakref sweep.
@@ -143,6 +147,7 @@ pub const PATCH_SETS: &[PatchSet] = &[
             "v1.28/0003-py-gc-heap-event-hooks.patch",
             P_OBJ,
             P_VM_SLICE,
+            P_FRAMES,
         ],
     },
 ];
@@ -902,6 +907,11 @@ pub fn prepared_source(
             write_file(&staging.join("ports/unix/variants/mpprof").join(p), data)?;
         } else if let Some(p) = name.strip_prefix("ports/frozen/") {
             write_file(&staging.join("mpprof-frozen").join(p), data)?;
+        } else if let Some(p) = name.strip_prefix("ports/qemu/clock/") {
+            // The qemu port's clock, a user C module of its own: beside the
+            // runtime for the instrumented firmware, alone for the plain one.
+            write_file(&staging.join("mpprof-usermod/qemu_clock").join(p), data)?;
+            write_file(&staging.join("mpprof-qemu-plain/qemu_clock").join(p), data)?;
         } else if let Some(p) = name.strip_prefix("ports/qemu/") {
             write_file(&staging.join("ports/qemu").join(p), data)?;
         } else if let Some(p) = name.strip_prefix("ports/boards/") {
@@ -992,18 +1002,22 @@ const MAKE_DISABLE: [&str; 5] = [
 /// supported version.
 pub fn host_make_args(word_size: WordSize, tree: &Path) -> Vec<String> {
     let mut args: Vec<String> = MAKE_DISABLE.iter().map(|s| s.to_string()).collect();
-    let frozen = tree.join("mpprof-frozen");
-    args.push(format!(
-        "FROZEN_MANIFEST={}",
-        frozen.join("manifest.py").display()
-    ));
-    // Only checked for a README.md: the manifest takes nothing from it.
-    args.push(format!("MPY_LIB_DIR={}", frozen.display()));
+    args.extend(frozen_make_args(tree));
     if word_size == WordSize::Bits32 {
         args.push("CFLAGS_EXTRA=-m32".into());
         args.push("LDFLAGS_EXTRA=-m32".into());
     }
     args
+}
+
+/// What a build freezes: `ports/frozen/manifest.py` (upstream's asyncio).
+fn frozen_make_args(tree: &Path) -> [String; 2] {
+    let frozen = tree.join("mpprof-frozen");
+    [
+        format!("FROZEN_MANIFEST={}", frozen.join("manifest.py").display()),
+        // Only checked for a README.md: the manifest takes nothing from it.
+        format!("MPY_LIB_DIR={}", frozen.display()),
+    ]
 }
 
 /// mpy-cross, which freezing needs, built by its own make first: the
@@ -1159,23 +1173,49 @@ pub fn build_qemu(
                     " -DMPPROF_CLOCK_SYSTICK=1 -DMPPROF_CLOCK_HZ=25000000 -DMPPROF_US_CLOCK=0",
                 ),
             };
+            let mut extra = vec![
+                format!("MPPROF_LINE_TIME={}", u8::from(opts.line_time)),
+                format!("USER_C_MODULES={}", tree.join("mpprof-usermod").display()),
+                format!("MPPROF_PORT={port}"),
+                format!("MPPROF_TRANSPORT={transport}"),
+                // The RTT block in the RAM the host can map (0x21000000).
+                "MPPROF_SHARED_RTT=1".into(),
+                format!("CFLAGS_EXTRA=-DMP_CONFIGFILE=\"<mpprof_qemu_config.h>\"{clock_flags}"),
+            ];
+            // Before v1.27 the port has no clock, hence no `time` and no
+            // asyncio: the qemu port layer's build gets ours
+            // (ports/qemu/clock/); the SysTick variant's port layer owns
+            // SysTick itself there.
+            if !port_us_clock && opts.qemu_clock == QemuClock::Timer0 {
+                extra.push("MPPROF_QEMU_HAL=1".into());
+            }
+            // asyncio frozen, as for the host (ports/frozen/manifest.py).
+            extra.extend(frozen_make_args(&tree));
             (
                 format!(
                     "instrumented{transport_name}{clock_name}{}",
                     line_time_suffix(opts)
                 ),
-                vec![
-                    format!("MPPROF_LINE_TIME={}", u8::from(opts.line_time)),
-                    format!("USER_C_MODULES={}", tree.join("mpprof-usermod").display()),
-                    format!("MPPROF_PORT={port}"),
-                    format!("MPPROF_TRANSPORT={transport}"),
-                    // The RTT block in the RAM the host can map (0x21000000).
-                    "MPPROF_SHARED_RTT=1".into(),
-                    format!("CFLAGS_EXTRA=-DMP_CONFIGFILE=\"<mpprof_qemu_config.h>\"{clock_flags}"),
-                ],
+                extra,
             )
         }
-        Flavour::Plain => ("plain".to_string(), Vec::new()),
+        // The same MicroPython without the profiler: the same frozen
+        // modules and, before v1.27, the same clock and modules, so the two
+        // firmwares' heaps and qstrs are alike.
+        Flavour::Plain => {
+            let mut extra: Vec<String> = frozen_make_args(&tree).into();
+            if (version.major, version.minor) < (1, 27) {
+                extra.extend([
+                    format!(
+                        "USER_C_MODULES={}",
+                        tree.join("mpprof-qemu-plain").display()
+                    ),
+                    "MPPROF_QEMU_HAL=1".into(),
+                    "CFLAGS_EXTRA=-DMP_CONFIGFILE=\"<mpprof_qemu_plain_config.h>\"".into(),
+                ]);
+            }
+            ("plain".to_string(), extra)
+        }
     };
     let build_dir = tree
         .join("ports/qemu")
@@ -1192,13 +1232,13 @@ pub fn build_qemu(
         "building {flavour_name} qemu firmware (MPS2-AN385), about 15 s"
     ));
     std::fs::create_dir_all(&build_dir).map_err(io("cannot create the build directory"))?;
+    ensure_mpy_cross(&tree, opts.jobs)?;
     let mut cmd = Command::new("make");
     cmd.arg("-C")
         .arg(tree.join("ports/qemu"))
         .arg(format!("-j{}", opts.jobs.max(1)))
         .arg("BOARD=MPS2_AN385")
         .arg(format!("BUILD={}", build_dir.display()))
-        .arg("FROZEN_MANIFEST=")
         .args(extra);
     run_quiet(
         &mut cmd,

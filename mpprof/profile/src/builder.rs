@@ -7,8 +7,9 @@
 use std::collections::HashMap;
 
 use crate::{
-    AllocFailure, AllocKind, AllocSite, CallNode, Cause, CauseCount, FileId, Function, FunctionId,
-    GcSummary, Line, Marker, Meta, NodeId, OpcodeCount, Profile, Region, Scope, SourceFile,
+    AllocFailure, AllocKind, AllocSite, Asyncio, CallNode, Cause, CauseCount, FileId, Function,
+    FunctionId, FunctionKind, GcSummary, Line, Marker, Meta, NodeId, OpcodeCount, Profile, Region,
+    Scope, SourceFile, Task,
 };
 
 /// What makes two allocation sites the same site.
@@ -117,6 +118,13 @@ impl ProfileBuilder {
         });
         self.function_ids.insert(key, id);
         id
+    }
+
+    /// Say what the function's frames run (bytecode unless said).
+    pub fn set_function_kind(&mut self, id: FunctionId, kind: FunctionKind) {
+        if let Some(f) = self.profile.functions.get_mut(id) {
+            f.kind = kind;
+        }
     }
 
     /// How many functions there are so far.
@@ -380,6 +388,7 @@ impl ProfileBuilder {
         p.lines = lines.into_values().collect();
         p.lines.sort_by_key(|l| (l.file, l.line));
         derive_line_advice(p);
+        p.asyncio = asyncio_of(p);
 
         let mut mix: Vec<OpcodeCount> = opcode_mix
             .into_iter()
@@ -513,4 +522,74 @@ pub(crate) fn recursive_nodes(tree: &[CallNode]) -> Vec<bool> {
         }
     }
     recursive
+}
+
+/// Whether `f` is an `async def` (read from its embedded source).
+fn is_coroutine(p: &Profile, f: &Function) -> bool {
+    let Some(lines) = p.files.get(f.file).and_then(|file| file.source.as_ref()) else {
+        return false;
+    };
+    f.line > 0
+        && lines
+            .get(f.line as usize - 1)
+            .is_some_and(|l| l.trim_start().starts_with("async def "))
+}
+
+/// The tasks of an asyncio program ([`Task`]), most time first.
+fn asyncio_of(p: &Profile) -> Option<Asyncio> {
+    let coroutine: Vec<bool> = p.functions.iter().map(|f| is_coroutine(p, f)).collect();
+    let node_is_coroutine = |n: &CallNode| coroutine.get(n.function).copied().unwrap_or(false);
+    // Subtree sums, children after their parents: walk backwards.
+    let mut opcodes: Vec<u64> = p.call_tree.iter().map(|n| n.opcodes).collect();
+    let mut allocs: Vec<(u64, u64)> = p
+        .call_tree
+        .iter()
+        .map(|n| (n.alloc_count, n.alloc_bytes))
+        .collect();
+    for (i, n) in p.call_tree.iter().enumerate().rev() {
+        if let Some(parent) = n.parent.filter(|&q| q < i) {
+            opcodes[parent] = opcodes[parent].saturating_add(opcodes[i]);
+            allocs[parent].0 = allocs[parent].0.saturating_add(allocs[i].0);
+            allocs[parent].1 = allocs[parent].1.saturating_add(allocs[i].1);
+        }
+    }
+    let mut by_function: HashMap<FunctionId, Task> = HashMap::new();
+    let mut loop_nodes: HashMap<FunctionId, Vec<NodeId>> = HashMap::new();
+    for (i, n) in p.call_tree.iter().enumerate() {
+        if !node_is_coroutine(n) {
+            continue;
+        }
+        let parent = n.parent.and_then(|q| p.call_tree.get(q));
+        if parent.is_some_and(&node_is_coroutine) {
+            continue;
+        }
+        let t = by_function.entry(n.function).or_insert_with(|| Task {
+            function: n.function,
+            ..Task::default()
+        });
+        t.nodes.push(i);
+        t.resumes = t.resumes.saturating_add(n.calls);
+        t.ticks = t.ticks.saturating_add(n.incl_ticks);
+        t.opcodes = t.opcodes.saturating_add(opcodes[i]);
+        t.alloc_count = t.alloc_count.saturating_add(allocs[i].0);
+        t.alloc_bytes = t.alloc_bytes.saturating_add(allocs[i].1);
+        if let Some(q) = n.parent {
+            loop_nodes.entry(n.function).or_default().push(q);
+        }
+    }
+    // The frames the loop ran in, each counted once for all tasks.
+    let mut loop_frames: Vec<NodeId> = loop_nodes.values().flatten().copied().collect();
+    loop_frames.sort_unstable();
+    loop_frames.dedup();
+    let loop_ticks = loop_frames
+        .iter()
+        .filter_map(|&q| p.call_tree.get(q))
+        .fold(0u64, |a, n| a.saturating_add(n.excl_ticks));
+    let mut tasks: Vec<Task> = by_function.into_values().collect();
+    tasks.sort_by(|a, b| b.ticks.cmp(&a.ticks).then(a.function.cmp(&b.function)));
+    (!tasks.is_empty()).then_some(Asyncio {
+        tasks,
+        loop_nodes: loop_frames,
+        loop_ticks,
+    })
 }

@@ -51,6 +51,46 @@ pub struct Profile {
     pub regions: Vec<Region>,
     /// Most executed first.
     pub opcode_mix: Vec<OpcodeCount>,
+    /// asyncio programs: their tasks and the event loop's time. Absent
+    /// when the program has no task (additive: older files load).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub asyncio: Option<Asyncio>,
+}
+
+/// An asyncio program's tasks.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Asyncio {
+    /// Most time first.
+    pub tasks: Vec<Task>,
+    /// The call-tree nodes of the frames the event loop ran in (those that
+    /// called `asyncio.run` or the like).
+    pub loop_nodes: Vec<NodeId>,
+    /// Their exclusive ticks: the loop's own work (frozen asyncio runs
+    /// unprofiled, so it is its caller's), its waiting, and those frames'
+    /// own code; time no task spent.
+    pub loop_ticks: u64,
+}
+
+/// A task of an asyncio program: an `async def` function whose frames the
+/// event loop resumes (its call-tree parent is not a coroutine: asyncio's
+/// loop is frozen and runs unprofiled, so the frame that started the loop,
+/// e.g. the one calling `asyncio.run`, is the parent). What the coroutine
+/// awaits and calls is the task's too. Tasks made from the same coroutine
+/// function are one entry.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Task {
+    /// The coroutine function.
+    pub function: FunctionId,
+    /// Its call-tree nodes (one per frame that ran the event loop).
+    pub nodes: Vec<NodeId>,
+    /// Times the event loop resumed it (each resume is an entry; the first
+    /// starts it).
+    pub resumes: u64,
+    /// Ticks in the coroutine and everything it awaited and called.
+    pub ticks: u64,
+    pub opcodes: u64,
+    pub alloc_count: u64,
+    pub alloc_bytes: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -79,6 +119,12 @@ pub struct Meta {
     /// Absent in profiles from older runtimes, whose times include it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub profiler_cost: Option<ProfilerCost>,
+    /// On a board: the script's modules copied to it before the run, by
+    /// their paths under its `/rom`: as in the script's directory
+    /// (`units.py`, `pkg/__init__.py`), or `lib/` and the path in a
+    /// `--path` directory. Absent when none were.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub copied_to_board: Vec<String>,
     /// How the lines' times were taken (`mpprof run --line-time`); absent
     /// when they were not, and then every line's time is `null`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -221,6 +267,27 @@ pub struct SourceFile {
     pub source: Option<Vec<String>>,
 }
 
+/// What a function's frames run. Only bytecode has opcodes and per-line
+/// counts; the others are timed and allocate like any frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FunctionKind {
+    #[default]
+    Bytecode,
+    /// An `@micropython.native` function: machine code.
+    Native,
+    /// An `@micropython.viper` function: machine code.
+    Viper,
+    /// Compiling a source file at import (or exec/eval): `<compile x.py>`.
+    Compile,
+}
+
+impl FunctionKind {
+    pub fn is_bytecode(&self) -> bool {
+        *self == FunctionKind::Bytecode
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Function {
     /// Its index in `functions`.
@@ -241,6 +308,9 @@ pub struct Function {
     pub opcodes: u64,
     pub alloc_count: u64,
     pub alloc_bytes: u64,
+    /// Absent for bytecode (schema 2 files have no such field).
+    #[serde(default, skip_serializing_if = "FunctionKind::is_bytecode")]
+    pub kind: FunctionKind,
 }
 
 /// Per-cause figures of a line or a profile.
@@ -395,6 +465,13 @@ pub struct Collection {
     pub used_after: u64,
     pub free_after: u64,
     pub largest_free_after: u64,
+    /// Allocations from the start of the run up to this collection (and
+    /// their bytes), for the allocation rate between timeline events; 0 in
+    /// files written before this field.
+    #[serde(default)]
+    pub allocs_before: u64,
+    #[serde(default)]
+    pub alloc_bytes_before: u64,
 }
 
 fn one() -> u64 {
@@ -417,6 +494,12 @@ pub struct AllocFailure {
 pub struct HeapSample {
     pub at: u64,
     pub used: u64,
+    /// Allocations from the start of the run up to this sample (and their
+    /// bytes); 0 in files written before this field.
+    #[serde(default)]
+    pub allocs_before: u64,
+    #[serde(default)]
+    pub alloc_bytes_before: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -541,6 +624,7 @@ impl Profile {
             markers: Vec::new(),
             regions: Vec::new(),
             opcode_mix: Vec::new(),
+            asyncio: None,
         }
     }
 

@@ -31,6 +31,9 @@ pub struct SiteContext<'a> {
     /// For an import: the imported module's file (short name) when its code
     /// ran in the profile.
     pub module_file: Option<&'a str>,
+    /// For an import that ran a frozen module (the target said so): the
+    /// module's source file as frozen, e.g. `asyncio/__init__.py`.
+    pub frozen_module: Option<&'a str>,
 }
 
 /// The exact object and the fix for one site.
@@ -57,11 +60,17 @@ pub fn what(c: &SiteContext) -> String {
     let src = src(c);
     match c.cause {
         Cause::Import => {
+            if c.frozen_module.is_some() {
+                return match classify::imported_module(src) {
+                    Some(m) => format!("running frozen {m} at import"),
+                    None => "running a frozen module at import".into(),
+                };
+            }
             return match (c.module_file, classify::imported_module(src)) {
                 (Some(f), _) => format!("compiling {f} at import"),
                 (None, Some(m)) => format!("compiling {m} at import"),
                 (None, None) => "compiling at import".into(),
-            }
+            };
         }
         Cause::Frame => return "heap frame".into(),
         _ => {}
@@ -142,6 +151,11 @@ fn once_where(c: &SiteContext) -> String {
 pub fn fix(c: &SiteContext) -> String {
     let src = src(c);
     if matches!(c.cause, Cause::Import) {
+        if let Some(frozen) = c.frozen_module {
+            return format!(
+                "{frozen} is frozen bytecode, built into the interpreter: nothing is compiled; these are the objects its top level makes (functions, classes, tables), a one-off at import"
+            );
+        }
         return classify::import_hint(src, c.module_file);
     }
     // Attributes first assigned outside __init__ grow the attribute table
@@ -239,6 +253,7 @@ mod tests {
             executions,
             code_name: code,
             module_file: None,
+            frozen_module: None,
         }
     }
 
@@ -276,6 +291,16 @@ mod tests {
         let c = ctx(&i, "from drivers.bme import BME", 1, "<module>");
         assert_eq!(what(&c), "compiling drivers.bme at import");
         assert!(fix(&c).contains("mpy-cross drivers/bme.py"), "{}", fix(&c));
+    }
+
+    #[test]
+    fn a_frozen_import_is_not_told_to_precompile() {
+        let i = Cause::Import;
+        let mut c = ctx(&i, "import asyncio", 1, "<module>");
+        c.frozen_module = Some("asyncio/__init__.py");
+        assert_eq!(what(&c), "running frozen asyncio at import");
+        assert!(!fix(&c).contains("mpy-cross"), "{}", fix(&c));
+        assert!(fix(&c).contains("nothing is compiled"), "{}", fix(&c));
     }
 
     #[test]

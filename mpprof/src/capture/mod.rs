@@ -6,6 +6,7 @@
 //! watches the same run. Timeouts, Ctrl-C, `--save-stream` and the run's
 //! info are handled here once, for all of them.
 
+pub mod board_files;
 pub mod signals;
 pub mod target;
 
@@ -32,6 +33,8 @@ pub struct Recording {
     pub script: PathBuf,
     /// `sys.argv[1:]` (host target only).
     pub args: Vec<String>,
+    /// More module directories (`--path`), after the script's own.
+    pub module_path: Vec<PathBuf>,
     /// Stop the script after this long; the profile so far is kept.
     pub timeout: Option<Duration>,
     /// Also keep the raw wire stream here.
@@ -51,6 +54,7 @@ impl Recording {
             target,
             script: script.into(),
             args: Vec::new(),
+            module_path: Vec::new(),
             timeout: None,
             save_stream: None,
             micropython: None,
@@ -151,6 +155,8 @@ pub fn record(rec: &Recording, obs: &mut dyn Observer) -> Result<Profile> {
         script: rec.script.display().to_string(),
         args: rec.args.clone(),
         embed_sources: true,
+        board_names: opened.board_names.clone(),
+        copied_to_board: opened.copied.clone(),
         ..RunInfo::default()
     };
     let started = Instant::now();

@@ -82,6 +82,12 @@ pub struct Opened {
     pub session: Box<dyn Session>,
     /// [`Target::kind`], or "board" for both kinds of board.
     pub kind: &'static str,
+    /// On a board: (the board's name, the host's) of the script and of each
+    /// module copied with it.
+    pub board_names: Vec<(String, String)>,
+    /// The modules copied to the board, by their paths in the script's
+    /// directory (`units.py`, `pkg/__init__.py`).
+    pub copied: Vec<String>,
 }
 
 /// Check the script, build and reach the target, start the script.
@@ -112,6 +118,7 @@ pub fn open(rec: &Recording, obs: &mut dyn Observer) -> Result<Opened> {
                 .start(&RunRequest {
                     script: script.clone(),
                     args: rec.args.clone(),
+                    module_path: rec.module_path.clone(),
                     heap_bytes: *heap,
                     capture_output: capture,
                 })
@@ -119,14 +126,33 @@ pub fn open(rec: &Recording, obs: &mut dyn Observer) -> Result<Opened> {
             Ok(Opened {
                 session: Box::new(session),
                 kind: "host",
+                board_names: Vec::new(),
+                copied: Vec::new(),
             })
         }
         Target::Qemu { .. } | Target::Device { .. } => {
+            if !rec.module_path.is_empty() && matches!(rec.target, Target::Device { .. }) {
+                bail!("--path copies modules to the emulated board only: copy them to a real board's filesystem first (mpremote cp -r DIR :lib), then drop --path");
+            }
             if !rec.args.is_empty() {
                 bail!("script arguments cannot be passed to a board through the raw REPL: drop the arguments after --");
             }
             let source = std::fs::read(script)
                 .with_context(|| format!("cannot read {}", script.display()))?;
+            // The emulated board gets the modules the script imports from
+            // its directory, in its /rom; a real board is expected to have
+            // them already (docs/boards.md).
+            let files = match &rec.target {
+                Target::Qemu { .. } => {
+                    super::board_files::script_modules(script, &rec.module_path)?
+                }
+                _ => board_agent::BoardFiles {
+                    files: Vec::new(),
+                    names: vec![("<stdin>".into(), script.display().to_string())],
+                },
+            };
+            let board_names = files.names.clone();
+            let copied: Vec<String> = files.files.iter().map(|f| f.path.clone()).collect();
             let board = match &rec.target {
                 Target::Qemu {
                     transport,
@@ -141,8 +167,12 @@ pub fn open(rec: &Recording, obs: &mut dyn Observer) -> Result<Opened> {
                 Target::Host { .. } => unreachable!("handled above"),
             };
             Ok(Opened {
-                session: Box::new(BoardSession::start(board, source, capture)),
+                session: Box::new(BoardSession::start_with_files(
+                    board, source, capture, files,
+                )),
                 kind: rec.target.kind(),
+                board_names,
+                copied,
             })
         }
     }

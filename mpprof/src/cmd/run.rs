@@ -27,6 +27,12 @@ pub struct RunArgs {
     pub output: Option<PathBuf>,
     #[command(flatten)]
     pub target: TargetArgs,
+    /// A directory of more modules to import from, as MICROPYPATH adds one
+    /// (repeatable): on the host it follows the script's directory on
+    /// sys.path; the emulated board gets what the script imports from it
+    /// copied to its /rom/lib.
+    #[arg(long = "path", value_name = "DIR")]
+    pub path: Vec<PathBuf>,
     /// Stop the script after this long (e.g. 30s); the profile so far is kept.
     #[arg(long, value_parser = parse_duration)]
     pub timeout: Option<Duration>,
@@ -92,6 +98,7 @@ impl RunArgs {
                 target,
                 script: self.script,
                 args: self.args,
+                module_path: self.path,
                 timeout: self.timeout,
                 save_stream: self.save_stream,
                 micropython,

@@ -72,6 +72,10 @@ pub enum ExportFormat {
     ChromeTrace,
     /// Gzipped pprof protobuf (`go tool pprof`).
     Pprof,
+    /// The Firefox Profiler's processed profile (open it there with
+    /// "Load a profile from file"): time and allocated bytes as call trees,
+    /// collections, marks and regions as markers, the heap as a memory track.
+    Firefox,
 }
 
 #[derive(Debug, Args)]
@@ -202,6 +206,7 @@ pub fn export(args: ExportArgs) -> Result<()> {
                 serde_json::to_writer(w, &reports::export::chrome_trace(&p))?
             }
             ExportFormat::Pprof => reports::export::pprof_with_labels(&p, &args.labels, w)?,
+            ExportFormat::Firefox => serde_json::to_writer(w, &reports::firefox::firefox(&p))?,
         }
         Ok(())
     })?;

@@ -13,8 +13,8 @@ use std::collections::{HashMap, HashSet};
 
 use mpprof_profile::{
     AllocKind as ProfileAllocKind, AllocSite as ProfileSite, CallNode, Cause, Clock, Collection,
-    Dropped, Exit, ExitReason, FileId, FunctionId, HeapSample, Marker, NodeId, Profile,
-    ProfileBuilder, Region, UNKNOWN_FUNCTION, UNKNOWN_OPCODE,
+    Dropped, Exit, ExitReason, FileId, FunctionId, FunctionKind, HeapSample, Marker, NodeId,
+    Profile, ProfileBuilder, Region, UNKNOWN_FUNCTION, UNKNOWN_OPCODE,
 };
 
 use crate::analysis::advice::{advise, SiteContext};
@@ -23,8 +23,8 @@ use crate::analysis::opcodes;
 use crate::record::lineinfo::LineTable;
 use crate::record::symbolize::Sources;
 use crate::wire::{
-    AllocKind, CodeInfo, CodePart, DecodeStats, EndReason, EndRecord, Event, GcRecord, Hello,
-    TypeInfo,
+    AllocKind, CodeInfo, CodeKind, CodePart, DecodeStats, EndReason, EndRecord, Event, GcRecord,
+    Hello, TypeInfo,
 };
 
 /// A fast hasher for the small integer keys of the hot path (allocation
@@ -107,6 +107,13 @@ pub struct RunInfo {
     pub error_text: Option<String>,
     /// Put each profiled file's source into the profile.
     pub embed_sources: bool,
+    /// On a board: (the board's file name, the host's) of the modules
+    /// copied with the script (`/rom/units.py`), for the profile to name
+    /// and read the host's files.
+    pub board_names: Vec<(String, String)>,
+    /// The modules copied to the board with the script, by their paths in
+    /// the script's directory.
+    pub copied_to_board: Vec<String>,
 }
 
 impl RunInfo {
@@ -235,6 +242,8 @@ pub struct Aggregator {
     line_clock: Option<crate::wire::LineClock>,
     line_time: FastMap<(u32, u32), (i64, i64)>,
     line_samples: (u64, u64),
+    /// Import sites (node, offset) that ran a frozen module: its source file.
+    frozen_imports: HashMap<(u32, u32), String>,
     codes: HashMap<u32, CodeInfo>,
     types: HashMap<u32, TypeInfo>,
     nodes: HashMap<u32, NodeAcc>,
@@ -304,6 +313,7 @@ impl Aggregator {
             line_clock: None,
             line_time: FastMap::default(),
             line_samples: (0, 0),
+            frozen_imports: HashMap::new(),
             codes: HashMap::new(),
             types: HashMap::new(),
             nodes: HashMap::new(),
@@ -424,6 +434,13 @@ impl Aggregator {
                 add(&mut self.line_samples.0, taken);
                 add(&mut self.line_samples.1, outside);
             }
+            Event::FrozenImport {
+                node_id,
+                offset,
+                file,
+            } => {
+                self.frozen_imports.insert((node_id, offset), file);
+            }
             Event::Extension { .. } => {}
         }
     }
@@ -513,6 +530,9 @@ impl Aggregator {
                 at: a.at,
                 duration: a.duration.saturating_add(b.duration),
                 blocks_freed: a.blocks_freed.saturating_add(b.blocks_freed),
+                // Totals up to the merged entry's start.
+                allocs_before: a.allocs_before,
+                alloc_bytes_before: a.alloc_bytes_before,
                 ..*b
             });
         }
@@ -523,6 +543,8 @@ impl Aggregator {
             used_after: g.used_bytes,
             free_after: g.free_bytes,
             largest_free_after: g.largest_free_bytes,
+            allocs_before: self.total_allocs,
+            alloc_bytes_before: self.total_alloc_bytes,
         });
     }
 
@@ -574,13 +596,15 @@ impl Aggregator {
         if self.heap_samples.len() >= 2 * TIMELINE_MAX {
             // Keep the higher of two neighbours: peaks stay visible.
             self.heap_samples = merge_pairs(&self.heap_samples, |a, b| HeapSample {
-                at: a.at,
                 used: a.used.max(b.used),
+                ..*a
             });
         }
         self.heap_samples.push(HeapSample {
             at,
             used: used_bytes,
+            allocs_before: self.total_allocs,
+            alloc_bytes_before: self.total_alloc_bytes,
         });
     }
 
@@ -827,6 +851,23 @@ impl Aggregator {
     }
 
     /// Where a node's event happened: function, file, line and opcode.
+    fn node_code(&self, node: u32) -> Option<u32> {
+        self.nodes.get(&node).and_then(|n| n.code_id)
+    }
+
+    /// The node whose code an allocation site's offset is in: the node
+    /// itself, or for a compile frame the frame that imported.
+    fn line_node(&self, node: u32) -> u32 {
+        let compiling = self
+            .node_code(node)
+            .and_then(|c| self.codes.get(&c))
+            .is_some_and(|c| c.kind == CodeKind::Compile);
+        match self.nodes.get(&node) {
+            Some(n) if compiling => n.parent,
+            _ => node,
+        }
+    }
+
     fn locate(
         &self,
         b: &mut ProfileBuilder,
@@ -905,7 +946,16 @@ impl Aggregator {
         keys.sort_unstable_by_key(|k| (k.node, k.offset, k.type_id, k.growth, k.companion));
         for k in keys {
             let acc = self.sites[k];
-            let (function, file, line, op) = self.locate(b, codes, unknown, k.node, k.offset);
+            // What a compile frame allocates is at the importing line: its
+            // site's offset is its caller's.
+            let line_node = self.line_node(k.node);
+            let (mut function, file, line, op) =
+                self.locate(b, codes, unknown, line_node, k.offset);
+            if line_node != k.node {
+                if let Some(p) = self.node_code(k.node).and_then(|c| codes.places.get(&c)) {
+                    function = p.function;
+                }
+            }
             let t = self.types.get(&k.type_id);
             if !self.node_is_described(k.node) || (k.type_id != 0 && t.is_none()) {
                 add(&mut unknown_ids, acc.count);
@@ -915,7 +965,7 @@ impl Aggregator {
             } else {
                 None
             };
-            let code_id = self.nodes.get(&k.node).and_then(|n| n.code_id);
+            let code_id = self.node_code(line_node);
             let place = code_id.and_then(|c| codes.places.get(&c));
             let source_line = match place {
                 Some(p) if line > 0 => sources
@@ -941,7 +991,11 @@ impl Aggregator {
                 calls_bytecode,
             });
             let executions = code_id.map_or(0, |c| executions_at(c, k.offset));
-            let module_file = if cause == Cause::Import {
+            let frozen_module = (cause == Cause::Import)
+                .then(|| self.frozen_imports.get(&(k.node, k.offset)))
+                .flatten()
+                .map(String::as_str);
+            let module_file = if cause == Cause::Import && frozen_module.is_none() {
                 self.imported_file(src)
             } else {
                 None
@@ -958,6 +1012,7 @@ impl Aggregator {
                 executions,
                 code_name: place.map_or("", |p| p.name.as_str()),
                 module_file: module_file.as_deref(),
+                frozen_module,
             });
             b.add_alloc(ProfileSite {
                 function,
@@ -1090,7 +1145,10 @@ impl Aggregator {
             let file_name = if c.file == "<stdin>" && !run.script.is_empty() {
                 run.script.as_str()
             } else {
-                c.file.as_str()
+                run.board_names
+                    .iter()
+                    .find(|(board, _)| *board == c.file)
+                    .map_or(c.file.as_str(), |(_, host)| host.as_str())
             };
             let source = if run.embed_sources {
                 sources.lines(file_name).cloned()
@@ -1098,8 +1156,36 @@ impl Aggregator {
                 None
             };
             let file = b.add_file(file_name, source);
-            let (qualname, def_line) = sources.qualname(file_name, table.first_line(), &c.name);
-            let f = b.add_function(file, def_line, &c.name, &qualname);
+            let (name, first_line) = match c.kind {
+                CodeKind::Bytecode => (c.name.clone(), table.first_line()),
+                CodeKind::Compile => (format!("<compile {}>", short_file_name(&c.file)), 0),
+                // Machine code has no line table: its `def` line is found
+                // by name (a viper function has no name of its own when no
+                // module global or class binds it).
+                CodeKind::Native | CodeKind::Viper if c.name.is_empty() => ("<viper>".into(), 0),
+                CodeKind::Native | CodeKind::Viper => {
+                    let line = sources
+                        .lines(file_name)
+                        .and_then(|lines| def_line(lines, &c.name))
+                        .unwrap_or(0);
+                    (c.name.clone(), line)
+                }
+            };
+            let (qualname, def_line) = if first_line == 0 {
+                (name.clone(), 0)
+            } else {
+                sources.qualname(file_name, first_line, &name)
+            };
+            let f = b.add_function(file, def_line, &name, &qualname);
+            b.set_function_kind(
+                f,
+                match c.kind {
+                    CodeKind::Bytecode => FunctionKind::Bytecode,
+                    CodeKind::Native => FunctionKind::Native,
+                    CodeKind::Viper => FunctionKind::Viper,
+                    CodeKind::Compile => FunctionKind::Compile,
+                },
+            );
             let floor = if c.name == "<module>" {
                 1
             } else {
@@ -1111,7 +1197,7 @@ impl Aggregator {
                     function: f,
                     file,
                     file_name: file_name.to_string(),
-                    name: c.name.clone(),
+                    name,
                     table,
                     floor,
                     def_line,
@@ -1173,6 +1259,7 @@ impl Aggregator {
         };
         let meta = b.meta_mut();
         let ticks = |q16: u64| q16 as f64 / 65536.0;
+        meta.copied_to_board = run.copied_to_board.clone();
         meta.profiler_cost = self.cost.map(|c| mpprof_profile::ProfilerCost {
             opcode_ticks: ticks(c.opcode_q16),
             call_ticks: ticks(c.call_q16),
@@ -1288,3 +1375,18 @@ impl CodeFunctions {
 }
 
 pub use crate::record::ingest::profile_from_stream;
+
+/// `x.py` of `lib/x.py`.
+fn short_file_name(path: &str) -> &str {
+    path.rsplit(['/', '\\']).next().unwrap_or(path)
+}
+
+/// The line (1-based) of `def name(` in a source, for code with no line
+/// table.
+fn def_line(lines: &[String], name: &str) -> Option<u32> {
+    let head = format!("def {name}(");
+    lines
+        .iter()
+        .position(|l| l.trim_start().starts_with(&head))
+        .map(|i| i as u32 + 1)
+}

@@ -13,6 +13,8 @@ use std::sync::{Mutex, OnceLock};
 
 use mpprof_profile::Profile;
 
+pub mod browser;
+
 pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -132,6 +134,52 @@ pub fn chromium() -> PathBuf {
     }
     assert!(bin.exists(), "Debian's chromium installs /usr/bin/chromium");
     bin.to_path_buf()
+}
+
+/// An npm package at a pinned version, installed with npm (Debian's
+/// `npm`, installed when missing) into a folder of its own under the cargo
+/// target dir and kept for later runs; the package's folder.
+pub fn npm_package(name: &str, version: &str) -> PathBuf {
+    let prefix = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("npm")
+        .join(format!("{name}-{version}"));
+    let package = prefix.join("node_modules").join(name);
+    let done = prefix.join(".installed");
+    if done.exists() {
+        return package;
+    }
+    if !on_path("npm", "--version") {
+        apt(&["nodejs", "npm"]);
+    }
+    // Parallel test binaries each install into a folder of their own and
+    // the first to finish renames it into place.
+    let part = prefix.with_extension(format!("part{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&part);
+    std::fs::create_dir_all(&part).unwrap();
+    let o = Command::new("npm")
+        .args([
+            "install",
+            "--no-audit",
+            "--no-fund",
+            "--no-save",
+            "--prefix",
+        ])
+        .arg(&part)
+        .arg(format!("{name}@{version}"))
+        .output()
+        .expect("running npm");
+    assert!(
+        o.status.success(),
+        "npm install {name}@{version}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    std::fs::write(part.join(".installed"), "").unwrap();
+    if std::fs::rename(&part, &prefix).is_err() {
+        // Another binary got there first: use its copy.
+        let _ = std::fs::remove_dir_all(&part);
+    }
+    assert!(done.exists(), "{name} installed in {}", prefix.display());
+    package
 }
 
 /// Whether a process whose command line mentions `needle` is running (for

@@ -143,6 +143,19 @@ impl FrameWriter {
         self.record(&r);
     }
 
+    /// A FRAME_CODE record: a code object with no bytecode (`c.kind` is not
+    /// `Bytecode`); its line table and bytecode are not sent.
+    pub fn frame_code(&mut self, c: &CodeInfo) {
+        let mut body = Vec::new();
+        put_uint(&mut body, c.code_id as u64);
+        body.push(c.kind.to_wire());
+        put_bytes(&mut body, c.name.as_bytes());
+        put_bytes(&mut body, c.file.as_bytes());
+        let mut r = vec![tag::FRAME_CODE];
+        put_bytes(&mut r, &body);
+        self.record(&r);
+    }
+
     /// A LINE_TIME record: per-offset line time of `code_id` (offsets
     /// ascending).
     pub fn line_time(&mut self, code_id: u32, slots: &[LineSlot]) {
@@ -167,6 +180,18 @@ impl FrameWriter {
         put_uint(&mut body, taken);
         put_uint(&mut body, outside);
         let mut r = vec![tag::LINE_SAMPLES];
+        put_bytes(&mut r, &body);
+        self.record(&r);
+    }
+
+    /// A FROZEN_IMPORT record: the IMPORT_NAME at `node_id`/`offset` ran
+    /// the frozen module `file`.
+    pub fn frozen_import(&mut self, node_id: u32, offset: u32, file: &str) {
+        let mut body = Vec::new();
+        put_uint(&mut body, node_id as u64);
+        put_uint(&mut body, offset as u64);
+        put_bytes(&mut body, file.as_bytes());
+        let mut r = vec![tag::FROZEN_IMPORT];
         put_bytes(&mut r, &body);
         self.record(&r);
     }

@@ -67,6 +67,11 @@ pub mod tag {
     pub const LINE_TIME: u8 = 0x43;
     /// Extension: profiling-timer samples taken (sampled line time).
     pub const LINE_SAMPLES: u8 = 0x44;
+    /// Extension: a code object with no bytecode (native or viper machine
+    /// code, or compiling a source), whose frames are timed like any other.
+    pub const FRAME_CODE: u8 = 0x50;
+    /// Extension: a profiled import ran a frozen module.
+    pub const FROZEN_IMPORT: u8 = 0x45;
     pub const ALLOC_REPEAT: u8 = 0x80;
 }
 
@@ -100,8 +105,45 @@ pub struct Hello {
     pub target: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What a code object's frames run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum CodeKind {
+    /// Bytecode, run by the hooked VM: opcodes counted per offset.
+    #[default]
+    Bytecode,
+    /// `@micropython.native` machine code.
+    Native,
+    /// `@micropython.viper` machine code.
+    Viper,
+    /// Compiling a source (an import of a .py file, exec, eval); `name` and
+    /// `file` are the source's name.
+    Compile,
+}
+
+impl CodeKind {
+    fn from_wire(b: u8) -> Option<CodeKind> {
+        Some(match b {
+            0 => CodeKind::Bytecode,
+            1 => CodeKind::Native,
+            2 => CodeKind::Viper,
+            3 => CodeKind::Compile,
+            _ => return None,
+        })
+    }
+
+    pub fn to_wire(self) -> u8 {
+        match self {
+            CodeKind::Bytecode => 0,
+            CodeKind::Native => 1,
+            CodeKind::Viper => 2,
+            CodeKind::Compile => 3,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct CodeInfo {
+    pub kind: CodeKind,
     pub code_id: u32,
     pub name: String,
     pub file: String,
@@ -302,6 +344,14 @@ pub enum Event {
     LineSamples {
         taken: u64,
         outside: u64,
+    },
+    /// The IMPORT_NAME at `node_id`/`offset` ran the frozen module whose
+    /// source file was `file` (FROZEN_IMPORT): what it allocated is the
+    /// module's top level running, nothing compiled.
+    FrozenImport {
+        node_id: u32,
+        offset: u32,
+        file: String,
     },
     Extension {
         tag: u8,
@@ -681,6 +731,7 @@ fn plain_record(t: u8, c: &mut Cursor) -> Result<Event, Malformed> {
             target: c.string()?,
         }),
         tag::CODE => Event::Code(CodeInfo {
+            kind: CodeKind::Bytecode,
             code_id: c.u32()?,
             name: c.string()?,
             file: c.string()?,
@@ -818,7 +869,29 @@ fn plain_record(t: u8, c: &mut Cursor) -> Result<Event, Malformed> {
                 outside: d.uint()?,
             }
         }
-        0x45..=0x7f => Event::Extension {
+        tag::FRAME_CODE => {
+            let data = c.bytes()?;
+            let mut d = Cursor { data, pos: 0 };
+            let code_id = d.u32()?;
+            let kind = CodeKind::from_wire(d.u8()?).ok_or(Malformed)?;
+            Event::Code(CodeInfo {
+                kind,
+                code_id,
+                name: d.string()?,
+                file: d.string()?,
+                ..CodeInfo::default()
+            })
+        }
+        tag::FROZEN_IMPORT => {
+            let data = c.bytes()?;
+            let mut d = Cursor { data, pos: 0 };
+            Event::FrozenImport {
+                node_id: d.u32()?,
+                offset: d.u32()?,
+                file: d.string()?,
+            }
+        }
+        0x42..=0x7f => Event::Extension {
             tag: t,
             data: c.bytes()?.to_vec(),
         },

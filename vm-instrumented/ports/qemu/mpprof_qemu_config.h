@@ -3,11 +3,16 @@
 
 #include <mpconfigport.h>
 
+// Before v1.27: the port's clock, time, asyncio and the ROMFS of the
+// script's modules (as in the plain firmware).
+#include "mpprof_qemu_clock.h"
+
 // Board-sized tables: the MPS2 has 4 MiB of RAM, the GC heap 140 KiB.
 #define MPPROF_MAX_DEPTH (128)
 #define MPPROF_MAX_CODES (256)
 #define MPPROF_MAX_NODES (4096)
 #define MPPROF_MAX_TYPES (64)
+#define MPPROF_MAX_EXTRA_CODES (32)
 #define MPPROF_COUNTER_WORDS (1u << 16)
 #define MPPROF_FRAME_PAYLOAD (1024)
 // Guest time is deterministic: one calibration run of each size is exact.
@@ -27,6 +32,9 @@
 // real boards' layer it can also run.)
 #if MPPROF_PORT_QEMU
 void mpprof_port_qemu_poll(void);
+// Its timer is coarser than instructions: the port restarts it after the
+// profiler's own work and holds SysTick during it (mpprof_port_qemu.c).
+#define MPPROF_PORT_HIDES (1)
 #define MPPROF_PORT_POLL() mpprof_port_qemu_poll()
 #endif
 
