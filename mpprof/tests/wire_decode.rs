@@ -312,6 +312,7 @@ fn line_time_records_round_trip_into_line_times() {
         let mut w = FrameWriter::new();
         w.hello(&common::host_hello());
         w.code(&CodeInfo {
+            kind: Default::default(),
             code_id: 1,
             name: "<module>".into(),
             file: "t.py".into(),

@@ -203,7 +203,13 @@ pub fn render(p: &Profile, opts: &AnnotateOptions) -> String {
         // Bars beside the figures, each against the file's largest line:
         // own time (with --line-time), opcodes, bytes.
         let time_head = if timed {
-            format!("{:>24} {:>6} {:<w$} ", "time (own)", "time%", "", w = BAR_CELLS)
+            format!(
+                "{:>24} {:>6} {:<w$} ",
+                "time (own)",
+                "time%",
+                "",
+                w = BAR_CELLS
+            )
         } else {
             String::new()
         };
@@ -282,7 +288,13 @@ pub fn render(p: &Profile, opts: &AnnotateOptions) -> String {
                     ),
                     None => String::new(),
                 };
-                let indent = 42 + 2 * (BAR_CELLS + 1) + if timed { 24 + 1 + 6 + 1 + BAR_CELLS + 1 } else { 0 };
+                let indent = 42
+                    + 2 * (BAR_CELLS + 1)
+                    + if timed {
+                        24 + 1 + 6 + 1 + BAR_CELLS + 1
+                    } else {
+                        0
+                    };
                 let _ = writeln!(o, "{:>indent$}  ^ allocates: {c}{runs}; fix: {fix}", "");
             }
         }

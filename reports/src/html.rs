@@ -205,7 +205,10 @@ fn annotated_source(o: &mut String, p: &Profile) {
             let time_cells = match (timed, l.excl_ticks, l.time_percent) {
                 (true, Some(t), Some(pc)) if t > 0 => format!(
                     "{}{}",
-                    num(t, &esc(&crate::summary::line_time_text(p, t, l.excl_samples))),
+                    num(
+                        t,
+                        &esc(&crate::summary::line_time_text(p, t, l.excl_samples))
+                    ),
                     num(t, &format!("{pc:.1}"))
                 ),
                 (true, _, _) => format!("{}{}", num(0, ""), num(0, "")),

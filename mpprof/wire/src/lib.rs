@@ -891,7 +891,7 @@ fn plain_record(t: u8, c: &mut Cursor) -> Result<Event, Malformed> {
                 file: d.string()?,
             }
         }
-        0x42..=0x7f => Event::Extension {
+        _ if (0x42..=0x7f).contains(&t) => Event::Extension {
             tag: t,
             data: c.bytes()?.to_vec(),
         },
