@@ -604,10 +604,21 @@ fn median(mut v: Vec<f64>) -> f64 {
     v.get(v.len() / 2).copied().unwrap_or(0.0)
 }
 
+/// The fidelity script's two runs: its main suite, and its native and viper
+/// cases, which run apart (fixtures/timing/cases.py says why).
+fn fidelity_scripts(root: &Path, tmp: &Path) -> Result<Vec<PathBuf>> {
+    let main = root.join("fixtures/timing/cases.py");
+    let machine = tmp.join("cases-machine-code.py");
+    std::fs::write(
+        &machine,
+        format!("SUITE = \"machine\"\n{}", std::fs::read_to_string(&main)?),
+    )?;
+    Ok(vec![main, machine])
+}
+
 /// Time fidelity on the host: medians of several runs of the plain build
 /// (the truth) and of `mpprof run` (wall time, so not asserted anywhere).
 fn time_fidelity_host(root: &Path, tmp: &Path, runs: usize) -> Result<Vec<Fidelity>> {
-    let script = root.join("fixtures/timing/cases.py");
     let plain = build_host(
         &BuildOptions {
             flavour: Flavour::Plain,
@@ -617,22 +628,24 @@ fn time_fidelity_host(root: &Path, tmp: &Path, runs: usize) -> Result<Vec<Fideli
     )?;
     let mut truth: BTreeMap<String, Vec<f64>> = BTreeMap::new();
     let mut reported: BTreeMap<String, Vec<f64>> = BTreeMap::new();
-    for _ in 0..runs {
-        let o = Command::new(&plain.micropython).arg(&script).output()?;
-        for (k, v) in case_lines(&o.stdout) {
-            truth.entry(k).or_default().push(v);
-        }
-        let out = tmp.join("fidelity.json");
-        let st = Command::new(env!("CARGO_BIN_EXE_mpprof"))
-            .args(["run", "-q", "-o"])
-            .arg(&out)
-            .arg(&script)
-            .stdout(Stdio::null())
-            .status()?;
-        anyhow::ensure!(st.success(), "mpprof run failed on {}", script.display());
-        let p = mpprof_profile::Profile::from_json_file(&out)?;
-        for (k, v) in case_figures(&p) {
-            reported.entry(k).or_default().push(v);
+    for script in fidelity_scripts(root, tmp)? {
+        for _ in 0..runs {
+            let o = Command::new(&plain.micropython).arg(&script).output()?;
+            for (k, v) in case_lines(&o.stdout) {
+                truth.entry(k).or_default().push(v);
+            }
+            let out = tmp.join("fidelity.json");
+            let st = Command::new(env!("CARGO_BIN_EXE_mpprof"))
+                .args(["run", "-q", "-o"])
+                .arg(&out)
+                .arg(&script)
+                .stdout(Stdio::null())
+                .status()?;
+            anyhow::ensure!(st.success(), "mpprof run failed on {}", script.display());
+            let p = mpprof_profile::Profile::from_json_file(&out)?;
+            for (k, v) in case_figures(&p) {
+                reported.entry(k).or_default().push(v);
+            }
         }
     }
     Ok(truth
@@ -651,7 +664,6 @@ fn time_fidelity_host(root: &Path, tmp: &Path, runs: usize) -> Result<Vec<Fideli
 /// Time fidelity on the emulated board (deterministic: one run each): the
 /// plain firmware's timing from Python is the truth.
 fn time_fidelity_qemu(root: &Path, tmp: &Path) -> Result<Vec<Fidelity>> {
-    let script = root.join("fixtures/timing/cases.py");
     let plain = vm_instrumented::build_qemu(
         &BuildOptions {
             flavour: Flavour::Plain,
@@ -659,32 +671,33 @@ fn time_fidelity_qemu(root: &Path, tmp: &Path) -> Result<Vec<Fidelity>> {
         },
         &mut |_| {},
     )?;
-    let (stdout, _) = board_agent::qemu::QemuBoard {
-        firmware: plain.firmware,
-        qemu: "qemu-system-arm".into(),
-        icount_shift: 4,
-    }
-    .run_once(&std::fs::read(&script)?)?;
-    let truth = case_lines(&stdout);
-    let out = tmp.join("fidelity-qemu.json");
-    let st = Command::new(env!("CARGO_BIN_EXE_mpprof"))
-        .args(["run", "-q", "--target", "qemu", "-o"])
-        .arg(&out)
-        .arg(&script)
-        .stdout(Stdio::null())
-        .status()?;
-    anyhow::ensure!(st.success(), "mpprof run --target qemu failed");
-    let reported = case_figures(&mpprof_profile::Profile::from_json_file(&out)?);
-    Ok(truth
-        .into_iter()
-        .filter_map(|(case, t)| {
+    let mut rows = Vec::new();
+    for script in fidelity_scripts(root, tmp)? {
+        let (stdout, _) = board_agent::qemu::QemuBoard {
+            firmware: plain.firmware.clone(),
+            qemu: "qemu-system-arm".into(),
+            icount_shift: 4,
+        }
+        .run_once(&std::fs::read(&script)?)?;
+        let truth = case_lines(&stdout);
+        let out = tmp.join("fidelity-qemu.json");
+        let st = Command::new(env!("CARGO_BIN_EXE_mpprof"))
+            .args(["run", "-q", "--target", "qemu", "-o"])
+            .arg(&out)
+            .arg(&script)
+            .stdout(Stdio::null())
+            .status()?;
+        anyhow::ensure!(st.success(), "mpprof run --target qemu failed");
+        let reported = case_figures(&mpprof_profile::Profile::from_json_file(&out)?);
+        rows.extend(truth.into_iter().filter_map(|(case, t)| {
             Some(Fidelity {
                 reported: *reported.get(&case)?,
                 case,
                 truth: t,
             })
-        })
-        .collect())
+        }));
+    }
+    Ok(rows)
 }
 
 fn fidelity_table(md: &mut String, rows: &[Fidelity], unit: &str) {
