@@ -124,6 +124,10 @@ fn check_board_lines(p: &Profile, summary: &str, truth: &BTreeMap<String, i64>) 
     ];
     let mut report = String::new();
     let mut failed = false;
+    // The truth times each execution with two timer reads, so it is only
+    // good to a tick per execution: a statement of 40 ticks is held to 2%
+    // or to that, whichever is wider.
+    let executions = p.functions[work].calls as f64;
     for (name, text) in statements {
         let l = p.line(file, line_of(&p, text)).expect("the line ran");
         let got = l.incl_ticks.expect("a line that ran has a time") as f64;
@@ -133,7 +137,7 @@ fn check_board_lines(p: &Profile, summary: &str, truth: &BTreeMap<String, i64>) 
             "{text}: truth {t}, mpprof {got}, {:+.2}%\n",
             err * 100.0
         ));
-        failed |= err.abs() > 0.02;
+        failed |= (got - t).abs() > (0.02 * t).max(executions);
     }
     eprint!("{report}");
     assert!(!failed, "{report}");
@@ -335,7 +339,7 @@ fn line_frames_reach_flame_graphs_exports_and_diff() {
         .excl_samples
         .unwrap();
     assert!(
-        row.contains(&format!("({samples} samples)")) && row.contains('#'),
+        row.contains(&format!("({samples} samples)")) && row.contains('\u{2588}'),
         "{row}"
     );
     let html = dir.join("line-time-views.html");

@@ -215,3 +215,69 @@ fn googles_pprof_tool_reads_the_labels() {
         "{out}"
     );
 }
+
+/// `pprof -top` for one sample type: its total and each function's own
+/// value, by the name pprof shows.
+fn pprof_top(
+    tool: &std::path::Path,
+    pb: &std::path::Path,
+    sample: &str,
+) -> (u64, Vec<(String, u64)>) {
+    let o = Command::new(tool)
+        .args([
+            "-top",
+            "-nodecount=1000",
+            &format!("-sample_index={sample}"),
+        ])
+        .arg(pb)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    // `Showing nodes accounting for N, 100% of TOTAL total`
+    let total = out
+        .lines()
+        .find_map(|l| l.split(" of ").nth(1)?.strip_suffix(" total")?.parse().ok())
+        .unwrap_or_else(|| panic!("no total in\n{out}"));
+    let rows = out
+        .lines()
+        .skip_while(|l| !l.trim_start().starts_with("flat"))
+        .skip(1)
+        .filter_map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            Some((w.get(5..)?.join(" "), w.first()?.parse().ok()?))
+        })
+        .collect();
+    (total, rows)
+}
+
+#[test]
+fn pprof_top_shows_mpprofs_totals_and_function_names() {
+    let tool = common::pprof_tool();
+    let (p, pb) = export("top");
+    let shown = |name: &str| name.replace('<', "\u{2039}").replace('>', "\u{203a}");
+    for (sample, own, total) in [
+        (
+            "opcodes",
+            (|f: &mpprof_profile::Function| f.opcodes) as fn(&mpprof_profile::Function) -> u64,
+            p.functions.iter().map(|f| f.opcodes).sum::<u64>(),
+        ),
+        (
+            "alloc_count",
+            |f: &mpprof_profile::Function| f.alloc_count,
+            p.alloc_sites.iter().map(|s| s.count).sum::<u64>(),
+        ),
+    ] {
+        let (pprof_total, rows) = pprof_top(&tool, &pb, sample);
+        assert_eq!(pprof_total, total, "{sample} total");
+        assert!(!rows.is_empty());
+        for (name, flat) in rows {
+            let f = p
+                .functions
+                .iter()
+                .find(|f| shown(&f.qualname) == name)
+                .unwrap_or_else(|| panic!("pprof shows {name:?}, not a function of the profile"));
+            assert_eq!(flat, own(f), "{sample} of {name}");
+        }
+    }
+}

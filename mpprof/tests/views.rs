@@ -418,8 +418,9 @@ fn exports_read_back_with_the_profiles_totals() {
         vec![
             excl,
             ops,
-            p.call_tree.iter().map(|n| n.alloc_count).sum(),
-            p.call_tree.iter().map(|n| n.alloc_bytes).sum()
+            // Every allocation, those outside any frame (`<runtime>`) too.
+            p.alloc_sites.iter().map(|s| s.count).sum(),
+            p.alloc_sites.iter().map(|s| s.bytes).sum()
         ]
     );
 }

@@ -261,6 +261,16 @@ pub fn pprof(p: &Profile, out: impl Write) -> Result<(), FlameError> {
     pprof_with_labels(p, &[], out)
 }
 
+/// A function name as pprof shows it whole: pprof shortens names by
+/// dropping what is in angle brackets (C++ template arguments), which would
+/// leave `<module>`, `<listcomp>` or `<compile x.py>` as nothing, shown as
+/// `<unknown>`; single guillemets keep them readable.
+fn pprof_name(name: &str) -> String {
+    frame_name(name)
+        .replace('<', "\u{2039}")
+        .replace('>', "\u{203a}")
+}
+
 /// [`pprof`] with labels (see [`pprof_labels`]) on every sample, where
 /// `pprof -tags` shows them and continuous profilers index them, and as
 /// `key=value` comments in the file.
@@ -330,6 +340,17 @@ pub fn pprof_with_labels(
         }
         samples.push((locs, [ticks_left, n.opcodes, n.alloc_count, n.alloc_bytes]));
     }
+    // What was allocated outside every bytecode frame (the main script's
+    // compile, the runtime) is the `<runtime>` function's, as in the
+    // summary, so pprof's totals are the profile's.
+    let outside = p
+        .alloc_sites
+        .iter()
+        .filter(|a| a.node.is_none())
+        .fold((0u64, 0u64), |t, a| (t.0 + a.count, t.1 + a.bytes));
+    if let Some(runtime) = p.functions.iter().position(|f| f.name == "<runtime>") {
+        samples.push((vec![runtime as u64 + 1], [0, 0, outside.0, outside.1]));
+    }
     for (locs, vals) in samples {
         if vals.iter().all(|&v| v == 0) {
             continue;
@@ -371,8 +392,8 @@ pub fn pprof_with_labels(
             .unwrap_or_default();
         let mut func = Pb::default();
         func.uint(1, fid as u64 + 1);
-        func.int(2, intern(&frame_name(&f.qualname), &mut strings));
-        func.int(3, intern(&f.name, &mut strings));
+        func.int(2, intern(&pprof_name(&f.qualname), &mut strings));
+        func.int(3, intern(&pprof_name(&f.name), &mut strings));
         func.int(4, intern(&file, &mut strings));
         func.int(5, f.line as i64);
         m.bytes(5, &func.0);

@@ -148,6 +148,13 @@ pub fn npm_package(name: &str, version: &str) -> PathBuf {
     if done.exists() {
         return package;
     }
+    // One install at a time in this process (tests run on threads), then
+    // look again: another thread may have installed it meanwhile.
+    static INSTALLING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = INSTALLING.lock().unwrap_or_else(|e| e.into_inner());
+    if done.exists() {
+        return package;
+    }
     if !on_path("npm", "--version") {
         apt(&["nodejs", "npm"]);
     }
