@@ -60,13 +60,18 @@ fn truth(suite: Suite) -> BTreeMap<String, i64> {
 /// `case` lines of the same script on the instrumented firmware with
 /// profiling stopped before any case runs (the hooks compiled in, idle).
 fn profiling_off() -> BTreeMap<String, i64> {
-    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
     let script = script_file(
         Suite::Main,
         "import mpprof\nmpprof.stop()\n",
         "cases-profiling-off.py",
     );
-    let out = dir.join("cases-profiling-off.json");
+    let (output, _) = run_on_qemu(&script);
+    case_lines(&output.stdout)
+}
+
+/// `mpprof run` of `script` on the emulated board: its output and profile.
+fn run_on_qemu(script: &std::path::Path) -> (std::process::Output, Profile) {
+    let out = script.with_extension("json");
     let o = mpprof(&[
         "run",
         "-q",
@@ -77,7 +82,8 @@ fn profiling_off() -> BTreeMap<String, i64> {
         script.to_str().unwrap(),
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    case_lines(&o.stdout)
+    let p = Profile::from_json_file(&out).unwrap();
+    (o, p)
 }
 
 fn case_lines(output: &[u8]) -> BTreeMap<String, i64> {
@@ -94,7 +100,7 @@ fn case_lines(output: &[u8]) -> BTreeMap<String, i64> {
 /// Cases held to the instrumented firmware's own time with profiling off
 /// instead of the plain firmware's: compiling makes a hundred allocations,
 /// and each searches a heap the two firmwares have not laid out alike
-/// (docs/time.md), which makes the instrumented firmware compile 3.5%
+/// (docs/time.md), which makes the instrumented firmware compile 3.5-5%
 /// slower with mpprof idle.
 const AGAINST_PROFILING_OFF: &[&str] = &["compile_source"];
 
@@ -104,19 +110,7 @@ fn profiled(suite: Suite) -> Profile {
     } else {
         "time-fidelity-machine-code"
     };
-    let script = script_file(suite, "", &format!("{name}.py"));
-    let out = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}.json"));
-    let o = mpprof(&[
-        "run",
-        "-q",
-        "--target",
-        "qemu",
-        "-o",
-        out.to_str().unwrap(),
-        script.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    Profile::from_json_file(&out).unwrap()
+    run_on_qemu(&script_file(suite, "", &format!("{name}.py"))).1
 }
 
 /// Each case's inclusive ticks against its truth: what was checked, the

@@ -230,8 +230,14 @@ bool mpprof_port_open(void) {
     if (getrlimit(RLIMIT_STACK, &stack_limit) == 0 && stack_limit.rlim_cur != RLIM_INFINITY
         && stack_limit.rlim_cur <= ((rlim_t)1 << 30)) {
         // A bit above the current frame: main() and the C runtime's start.
-        main_stack_top = (uintptr_t)__builtin_frame_address(0) + 64 * 1024;
-        main_stack_low = main_stack_top - 64 * 1024 - (uintptr_t)stack_limit.rlim_cur;
+        // Saturated: a 32-bit process's stack can start within 64 KiB of the
+        // top of its address space (ASLR), and a wrapped bound would make
+        // every hook think it runs on another thread.
+        uintptr_t frame = (uintptr_t)__builtin_frame_address(0);
+        const uintptr_t margin = 64 * 1024;
+        uintptr_t below = margin + (uintptr_t)stack_limit.rlim_cur;
+        main_stack_top = frame > UINTPTR_MAX - margin ? UINTPTR_MAX : frame + margin;
+        main_stack_low = frame > below ? frame - below : 0;
     }
     #if MPPROF_HAVE_CPU_COUNTER
     counter_clock_start();
@@ -313,7 +319,7 @@ void mpprof_port_align_ticks(void) {
 bool mpprof_port_is_main_thread(void) {
     if (main_stack_top != 0) {
         uintptr_t sp = (uintptr_t)__builtin_frame_address(0);
-        return sp > main_stack_low && sp < main_stack_top;
+        return sp >= main_stack_low && sp <= main_stack_top;
     }
     return pthread_equal(pthread_self(), main_thread);
 }
