@@ -221,6 +221,18 @@ fn sampled_line_time_on_the_host_puts_the_slow_c_call_first() {
         let samples = top.excl_samples.expect("a sampled line says its samples");
         assert!(samples >= 10, "{text}: {samples} samples");
         assert!(lt.samples >= samples);
+        // Shares of the samples taken: none above the whole, and all of
+        // them together at most the whole.
+        let shares: Vec<f64> = p
+            .lines
+            .iter()
+            .filter_map(|l| p.line_time_percent(l))
+            .collect();
+        assert!(
+            shares.iter().all(|&s| (0.0..=100.0).contains(&s))
+                && shares.iter().sum::<f64>() <= 100.0 + 1e-9,
+            "{shares:?}"
+        );
         assert!(
             summary.contains("sampled") && summary.contains(&format!("{samples} samples")),
             "the summary says the times are sampled, with the count: {summary}"

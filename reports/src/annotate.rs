@@ -77,7 +77,6 @@ fn function_ranges(p: &Profile, name: &str, file: FileId) -> Vec<(u32, u32)> {
 /// The annotated listing of every profiled file with data.
 pub fn annotate(p: &Profile, opts: &AnnotateOptions) -> Vec<AnnotatedFile> {
     let total_ops = p.total_opcodes().max(1);
-    let total_ticks = p.total_ticks().max(1);
     let mut out = Vec::new();
     for (fid, file) in p.files.iter().enumerate() {
         if file.path.is_empty() {
@@ -129,9 +128,7 @@ pub fn annotate(p: &Profile, opts: &AnnotateOptions) -> Vec<AnnotatedFile> {
                     excl_ticks: d.and_then(|l| l.excl_ticks),
                     incl_ticks: d.and_then(|l| l.incl_ticks),
                     excl_samples: d.and_then(|l| l.excl_samples),
-                    time_percent: d
-                        .and_then(|l| l.excl_ticks)
-                        .map(|t| percent(t, total_ticks)),
+                    time_percent: d.and_then(|l| p.line_time_percent(l)),
                 }
             })
             .collect();

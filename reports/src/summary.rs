@@ -279,7 +279,6 @@ fn time_lines_section(o: &mut String, p: &Profile, opts: &SummaryOptions, st: &S
     let Some(note) = line_time_note(p) else {
         return;
     };
-    let total = p.total_ticks().max(1);
     let _ = writeln!(o, "\n{} ({note})", st.bold("Top lines by time"));
     let _ = writeln!(
         o,
@@ -303,7 +302,7 @@ fn time_lines_section(o: &mut String, p: &Profile, opts: &SummaryOptions, st: &S
             "  {:<24} {:>26} {:>5.1}% {:>14}  {}",
             clip(&format!("{}:{}", short_path(file), l.line), 24),
             line_time_text(p, excl, l.excl_samples),
-            percent(excl, total),
+            p.line_time_percent(l).unwrap_or(0.0),
             ticks(p, l.incl_ticks.unwrap_or(0)),
             clip(p.source_line(l.file, l.line).unwrap_or("").trim(), 60),
         );

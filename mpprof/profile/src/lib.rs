@@ -737,6 +737,28 @@ impl Profile {
             .fold(0u64, |acc, n| acc.saturating_add(n.incl_ticks))
     }
 
+    /// A line's own time as a percentage of the run's: with sampled line
+    /// time, of the samples taken (each sample is one share of the run,
+    /// whatever the call tree's total), else of the run's ticks. `None`
+    /// without line time.
+    pub fn line_time_percent(&self, l: &Line) -> Option<f64> {
+        let t = self.meta.line_time?;
+        if t.is_sampled() {
+            let n = l.excl_samples?;
+            return Some(if t.samples == 0 {
+                0.0
+            } else {
+                n as f64 * 100.0 / t.samples as f64
+            });
+        }
+        let total = self.total_ticks();
+        Some(if total == 0 {
+            0.0
+        } else {
+            l.excl_ticks? as f64 * 100.0 / total as f64
+        })
+    }
+
     /// Opcodes executed in all functions.
     pub fn total_opcodes(&self) -> u64 {
         self.functions
