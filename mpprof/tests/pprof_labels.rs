@@ -8,7 +8,7 @@ use std::process::Command;
 use mpprof_profile::Profile;
 
 mod common;
-use common::{mpprof, root};
+use common::{mpprof, protobuf_varint as varint, root};
 
 fn tmp(name: &str) -> PathBuf {
     let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join("pprof-labels");
@@ -42,20 +42,6 @@ fn export(name: &str) -> (Profile, PathBuf) {
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     (Profile::from_json_file(&json).unwrap(), pb)
-}
-
-fn varint(b: &[u8], i: &mut usize) -> u64 {
-    let mut v = 0u64;
-    let mut s = 0;
-    loop {
-        let c = b[*i];
-        *i += 1;
-        v |= ((c & 0x7f) as u64) << s;
-        if c < 0x80 {
-            return v;
-        }
-        s += 7;
-    }
 }
 
 /// The fields of a protobuf message: (field, varint value or bytes).

@@ -427,19 +427,7 @@ fn exports_read_back_with_the_profiles_totals() {
 
 /// Sum each sample type's values in a pprof Profile message.
 fn pprof_totals(m: &[u8]) -> Vec<u64> {
-    fn varint(b: &[u8], i: &mut usize) -> u64 {
-        let mut v = 0u64;
-        let mut s = 0;
-        loop {
-            let c = b[*i];
-            *i += 1;
-            v |= ((c & 0x7f) as u64) << s;
-            if c < 0x80 {
-                return v;
-            }
-            s += 7;
-        }
-    }
+    use common::protobuf_varint as varint;
     let mut totals = Vec::new();
     let mut n_types = 0;
     let mut i = 0;

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use mpprof_profile::Profile;
+use mpprof_profile::{Line, Profile};
 
 use crate::format::{count, short_path};
 
@@ -66,26 +66,35 @@ pub fn function_rows(a: &Profile, b: &Profile) -> Vec<DiffRow> {
     v
 }
 
+/// The row of line `l` of `p`: lines are matched by file name (the script
+/// as `script`, so two versions of it match) and line number.
+fn line_row<'m>(
+    map: &'m mut BTreeMap<(String, u32), DiffRow>,
+    p: &Profile,
+    l: &Line,
+) -> &'m mut DiffRow {
+    let path = p.files.get(l.file).map_or("", |s| s.path.as_str());
+    let file = if path == p.meta.script {
+        "script".to_string()
+    } else {
+        short_path(path).to_string()
+    };
+    map.entry((file.clone(), l.line))
+        .or_insert_with(|| DiffRow {
+            name: format!("{file}:{}", l.line),
+            opcodes: (0, 0),
+            ticks: (0, 0),
+            allocs: (0, 0),
+            advice: None,
+        })
+}
+
 /// Lines matched by file name and line number.
 pub fn line_rows(a: &Profile, b: &Profile) -> Vec<DiffRow> {
     let mut map: BTreeMap<(String, u32), DiffRow> = BTreeMap::new();
     for (side, p) in [(0, a), (1, b)] {
         for l in &p.lines {
-            let path = p.files.get(l.file).map_or("", |s| s.path.as_str());
-            let file = if path == p.meta.script {
-                "script".to_string()
-            } else {
-                short_path(path).to_string()
-            };
-            let row = map
-                .entry((file.clone(), l.line))
-                .or_insert_with(|| DiffRow {
-                    name: format!("{file}:{}", l.line),
-                    opcodes: (0, 0),
-                    ticks: (0, 0),
-                    allocs: (0, 0),
-                    advice: None,
-                });
+            let row = line_row(&mut map, p, l);
             let set = |t: &mut (u64, u64), v: u64| if side == 0 { t.0 += v } else { t.1 += v };
             set(&mut row.opcodes, l.opcodes);
             set(&mut row.allocs, l.alloc_count);
@@ -111,21 +120,7 @@ pub fn line_time_rows(a: &Profile, b: &Profile) -> Vec<DiffRow> {
     let mut map: BTreeMap<(String, u32), DiffRow> = BTreeMap::new();
     for (side, p) in [(0, a), (1, b)] {
         for l in p.lines.iter().filter(|l| l.excl_ticks.is_some()) {
-            let path = p.files.get(l.file).map_or("", |s| s.path.as_str());
-            let file = if path == p.meta.script {
-                "script".to_string()
-            } else {
-                short_path(path).to_string()
-            };
-            let row = map
-                .entry((file.clone(), l.line))
-                .or_insert_with(|| DiffRow {
-                    name: format!("{file}:{}", l.line),
-                    opcodes: (0, 0),
-                    ticks: (0, 0),
-                    allocs: (0, 0),
-                    advice: None,
-                });
+            let row = line_row(&mut map, p, l);
             let t = l.excl_ticks.unwrap_or(0);
             if side == 0 {
                 row.ticks.0 += t;

@@ -352,35 +352,24 @@ pub fn alloc_intervals(p: &Profile) -> Vec<AllocInterval> {
     for (t, a, b) in points {
         // Totals only grow; a merged timeline entry can lag behind.
         let (a, b) = (a.max(allocs), b.max(bytes));
-        if t > at {
-            if a > allocs {
-                out.push(AllocInterval {
-                    start: at,
+        if a > allocs {
+            // Events at the same moment as the last interval's end add to it.
+            match out.last_mut().filter(|l| t <= at && l.end == t) {
+                Some(last) => {
+                    last.count += a - allocs;
+                    last.bytes += b - bytes;
+                }
+                None => out.push(AllocInterval {
+                    start: at.min(t),
                     end: t,
                     count: a - allocs,
                     bytes: b - bytes,
-                });
+                }),
             }
-            at = t;
-            allocs = a;
-            bytes = b;
-        } else {
-            // Events at the same moment: the allocations go to the interval
-            // that ends there.
-            if let Some(last) = out.last_mut().filter(|l| l.end == t) {
-                last.count += a - allocs;
-                last.bytes += b - bytes;
-            } else if a > allocs {
-                out.push(AllocInterval {
-                    start: t,
-                    end: t,
-                    count: a - allocs,
-                    bytes: b - bytes,
-                });
-            }
-            allocs = a;
-            bytes = b;
         }
+        at = at.max(t);
+        allocs = a;
+        bytes = b;
     }
     out
 }

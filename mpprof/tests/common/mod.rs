@@ -279,3 +279,19 @@ pub fn pprof_tool() -> PathBuf {
     })
     .clone()
 }
+
+/// A protobuf varint at `b[*i]`, moving `i` past it (the tests read pprof
+/// files themselves to check what the tools report).
+pub fn protobuf_varint(b: &[u8], i: &mut usize) -> u64 {
+    let mut v = 0u64;
+    let mut s = 0;
+    loop {
+        let c = b[*i];
+        *i += 1;
+        v |= ((c & 0x7f) as u64) << s;
+        if c < 0x80 {
+            return v;
+        }
+        s += 7;
+    }
+}
