@@ -34,6 +34,10 @@ endif
 ifeq ($(MPPROF_PORT),qemu)
 CFLAGS_USERMOD += -DMPPROF_PORT_QEMU=1
 endif
+# The host's clock is read inline (mpprof_port_unix.h).
+ifeq ($(MPPROF_PORT),unix)
+CFLAGS_USERMOD += -DMPPROF_PORT_UNIX=1
+endif
 # The qemu port links through $(CC) up to v1.28 and with $(LD) itself after.
 ifeq ($(MPPROF_SHARED_RTT),1)
 ifneq ($(shell grep -c '$$(Q)$$(LD) $$(LDFLAGS)' $(CURDIR)/Makefile),0)

@@ -1,7 +1,7 @@
 // mpprof port layer for the unix port (the host target): the stream goes to a
 // file descriptor handed in by mpprof through MPPROF_FD, so the script's own
-// stdout, stderr and exit status pass through untouched; ticks are
-// CLOCK_MONOTONIC nanoseconds.
+// stdout, stderr and exit status pass through untouched; the wire's ticks
+// are nanoseconds.
 
 #include "py/mpconfig.h"
 
@@ -20,14 +20,9 @@
 #include "mpprof_rt.h"
 
 static int stream_fd = -1;
-// The thread that opened the stream, told apart by its stack: every hook
-// asks, and comparing the stack pointer with the main stack's bounds is a
-// few instructions, where pthread_self() and pthread_equal() were calls (a
-// thread-local flag would be cheaper still, but valgrind, which the
-// benchmark runs under, faults on the 32-bit build's TLS accesses). Other
-// threads' stacks are mapped outside the main stack's reserved range.
+// The thread that opened the stream (mpprof_port_unix.h: by its stack).
 static pthread_t main_thread;
-static uintptr_t main_stack_top, main_stack_low;
+uintptr_t mpprof_unix_stack_low, mpprof_unix_stack_top;
 
 // When the VM itself crashes (SIGSEGV, ...), send the records of the open
 // frame before dying of the same signal, so the host's profile has what
@@ -63,27 +58,24 @@ static void catch_crashes(void) {
     }
 }
 
-// Ticks are nanoseconds. They are read at every call, return and
-// allocation the profiler records, so the read must be cheap: a
-// clock_gettime() is some 100 instructions even through the vDSO, which made
-// the clock the largest part of the profiler's cost. Where the CPU has a
-// counter at a constant rate that the kernel itself trusts as its clock
-// (x86's invariant TSC when it is the clocksource; the generic timer on
-// AArch64), ticks are that counter scaled to nanoseconds by a factor
-// measured against CLOCK_MONOTONIC when the stream opens: one instruction to
-// read, a few to scale. MPPROF_CLOCK=monotonic forces clock_gettime().
+// Ticks (mpprof_port_unix.h): the CPU's counter or CLOCK_MONOTONIC
+// nanoseconds. A clock_gettime() is some 100 instructions even through the
+// vDSO, a counter read one; the wire gets nanoseconds either way, each
+// written time scaled by a factor measured against CLOCK_MONOTONIC when the
+// stream opens.
 static uint64_t monotonic_ns(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-#if defined(__x86_64__) || defined(__i386__)
-#include <x86intrin.h>
-#define MPPROF_HAVE_CPU_COUNTER (1)
-static inline uint64_t cpu_counter(void) {
-    return __rdtsc();
+bool mpprof_unix_counter_on;
+
+uint64_t mpprof_unix_monotonic_ticks(void) {
+    return monotonic_ns();
 }
+
+#if defined(__x86_64__) || defined(__i386__)
 static bool cpu_counter_trusted(void) {
     // The kernel keeps the TSC as its clocksource only when it found it
     // invariant and in step across cores.
@@ -97,38 +89,19 @@ static bool cpu_counter_trusted(void) {
     return n >= 3 && memcmp(buf, "tsc", 3) == 0 && (buf[3] == '\n' || buf[3] == '\0');
 }
 #elif defined(__aarch64__)
-#define MPPROF_HAVE_CPU_COUNTER (1)
-static inline uint64_t cpu_counter(void) {
-    uint64_t v;
-    __asm__ volatile ("isb\n\tmrs %0, cntvct_el0" : "=r" (v));
-    return v;
-}
 static bool cpu_counter_trusted(void) {
     return true; // the architecture's generic timer runs at a fixed rate
 }
-#else
-#define MPPROF_HAVE_CPU_COUNTER (0)
 #endif
 
-#if MPPROF_HAVE_CPU_COUNTER
-// Counts since `base_counter` scale to nanoseconds since `base_ns` with two
-// 32-bit multiplies, by the whole nanoseconds per count and by the rest in
-// 32.32 fixed point (a TSC at 1 GHz or more has no whole part), for fewer
-// counts than `rebase_at`; past that (rarely: after about a second without
-// a read) the base moves up.
+#if MPPROF_UNIX_HAVE_COUNTER
+// Counts to nanoseconds: the whole nanoseconds per count and the rest in
+// 32.32 fixed point (a TSC at 1 GHz or more has no whole part).
 static struct {
-    bool on;
-    uint64_t base_counter;
-    uint64_t base_ns;
-    uint64_t rebase_at;
-    uint32_t ns_whole;  // whole nanoseconds per count
-    uint32_t ns_frac;   // and the fraction, times 2^32
-} counter_clock;
-
-static inline uint64_t counts_to_ns(uint32_t counts) {
-    return (uint64_t)counts * counter_clock.ns_whole
-           + (((uint64_t)counts * counter_clock.ns_frac) >> 32);
-}
+    uint64_t hz;        // counts per second
+    uint32_t ns_whole;
+    uint32_t ns_frac;   // times 2^32
+} counter_rate;
 
 // A clock reading and the counter at that moment: the middle of the two
 // counter readings around it, from the closest of a few tries (the first
@@ -137,7 +110,7 @@ static inline uint64_t counts_to_ns(uint32_t counts) {
 static void counter_and_clock(uint64_t *counter, uint64_t *ns) {
     uint64_t best = UINT64_MAX;
     for (int i = 0; i < 5; i++) {
-        uint64_t a = cpu_counter(), n = monotonic_ns(), b = cpu_counter();
+        uint64_t a = mpprof_unix_counter(), n = monotonic_ns(), b = mpprof_unix_counter();
         if (b - a < best) {
             best = b - a;
             *counter = a + (b - a) / 2;
@@ -165,42 +138,36 @@ static bool counter_clock_start(void) {
     if (ns / counts > 0xffff) {
         return false;
     }
-    counter_clock.ns_whole = (uint32_t)(ns / counts);
-    counter_clock.ns_frac = (uint32_t)(((ns % counts) << 32) / counts);
-    // Below 2^31 counts and 2^31 ns, the fast path's products fit.
-    counter_clock.rebase_at = ((uint64_t)1 << 31) / (counter_clock.ns_whole + 1);
-    counter_clock.base_counter = cpu_counter();
-    counter_clock.base_ns = monotonic_ns();
-    counter_clock.on = true;
-    return true;
-}
-
-static uint64_t __attribute__((noinline)) counter_clock_rebase(uint64_t counts) {
-    while (counts >= counter_clock.rebase_at) {
-        uint32_t step = (uint32_t)(counter_clock.rebase_at / 2);
-        counter_clock.base_counter += step;
-        counter_clock.base_ns += counts_to_ns(step);
-        counts -= step;
-    }
-    return counter_clock.base_ns + counts_to_ns((uint32_t)counts);
-}
-
-static inline uint64_t counter_clock_ns(void) {
-    uint64_t d = cpu_counter() - counter_clock.base_counter;
-    if (__builtin_expect(d >= counter_clock.rebase_at, 0)) {
-        return counter_clock_rebase(d);
-    }
-    return counter_clock.base_ns + counts_to_ns((uint32_t)d);
+    counter_rate.ns_whole = (uint32_t)(ns / counts);
+    counter_rate.ns_frac = (uint32_t)(((ns % counts) << 32) / counts);
+    counter_rate.hz = (uint64_t)((double)counts * 1e9 / (double)ns + 0.5);
+    return counter_rate.hz != 0;
 }
 #endif
 
 uint64_t mpprof_port_ticks(void) {
-    #if MPPROF_HAVE_CPU_COUNTER
-    if (counter_clock.on) {
-        return counter_clock_ns();
+    return mpprof_ticks();
+}
+
+uint64_t mpprof_port_tick_hz(void) {
+    #if MPPROF_UNIX_HAVE_COUNTER
+    if (mpprof_unix_counter_on) {
+        return counter_rate.hz;
     }
     #endif
-    return monotonic_ns();
+    return 1000000000u;
+}
+
+// Ticks to the wire's nanoseconds: t * (whole + frac / 2^32), in parts
+// that fit 64 bits for any t.
+uint64_t mpprof_port_wire_time(uint64_t t) {
+    #if MPPROF_UNIX_HAVE_COUNTER
+    if (mpprof_unix_counter_on) {
+        uint64_t hi = t >> 32, lo = t & 0xffffffffu;
+        return t * counter_rate.ns_whole + hi * counter_rate.ns_frac + ((lo * counter_rate.ns_frac) >> 32);
+    }
+    #endif
+    return t;
 }
 
 // MPPROF_FD names an inherited descriptor (how mpprof runs the VM);
@@ -225,7 +192,7 @@ bool mpprof_port_open(void) {
         return false;
     }
     main_thread = pthread_self();
-    main_stack_top = 0;
+    mpprof_unix_stack_top = 0;
     struct rlimit stack_limit;
     if (getrlimit(RLIMIT_STACK, &stack_limit) == 0 && stack_limit.rlim_cur != RLIM_INFINITY
         && stack_limit.rlim_cur <= ((rlim_t)1 << 30)) {
@@ -236,11 +203,11 @@ bool mpprof_port_open(void) {
         uintptr_t frame = (uintptr_t)__builtin_frame_address(0);
         const uintptr_t margin = 64 * 1024;
         uintptr_t below = margin + (uintptr_t)stack_limit.rlim_cur;
-        main_stack_top = frame > UINTPTR_MAX - margin ? UINTPTR_MAX : frame + margin;
-        main_stack_low = frame > below ? frame - below : 0;
+        mpprof_unix_stack_top = frame > UINTPTR_MAX - margin ? UINTPTR_MAX : frame + margin;
+        mpprof_unix_stack_low = frame > below ? frame - below : 0;
     }
-    #if MPPROF_HAVE_CPU_COUNTER
-    counter_clock_start();
+    #if MPPROF_UNIX_HAVE_COUNTER
+    mpprof_unix_counter_on = counter_clock_start();
     #endif
     // MPPROF_NONBLOCK=1: a full pipe drops frames instead of stalling the
     // script, as a board's ring buffer does (and lets tests check that drops
@@ -316,12 +283,12 @@ void mpprof_port_align_ticks(void) {
     // Nanoseconds need no alignment.
 }
 
-bool mpprof_port_is_main_thread(void) {
-    if (main_stack_top != 0) {
-        uintptr_t sp = (uintptr_t)__builtin_frame_address(0);
-        return sp >= main_stack_low && sp <= main_stack_top;
-    }
+bool mpprof_unix_is_main_thread_slow(void) {
     return pthread_equal(pthread_self(), main_thread);
+}
+
+bool mpprof_port_is_main_thread(void) {
+    return mpprof_main_thread();
 }
 
 #endif

@@ -160,7 +160,7 @@ static inline uint64_t stamp(uint64_t raw) {
 }
 
 static inline uint64_t now(void) {
-    return stamp(mpprof_port_ticks());
+    return stamp(mpprof_ticks());
 }
 
 // A hook's own work begins: the raw clock now.
@@ -174,7 +174,7 @@ static inline uint64_t hide_begin(void) {
     #if MPPROF_PORT_HIDES
     mpprof_port_hide_begin();
     #endif
-    return mpprof_port_ticks();
+    return mpprof_ticks();
 }
 
 // Hide the time since the raw reading `h0` (a hook's own work); returns the
@@ -186,7 +186,7 @@ static inline uint64_t hide_since(uint64_t h0) {
     #if MPPROF_PORT_HIDES
     mpprof_port_hide_end();
     #endif
-    uint64_t r = mpprof_port_ticks();
+    uint64_t r = mpprof_ticks();
     rt.hidden += r - h0;
     return stamp(r);
 }
@@ -195,7 +195,7 @@ static inline void hide_end(uint64_t h0) {
     #if MPPROF_PORT_HIDES
     mpprof_port_hide_end();
     #endif
-    rt.hidden += mpprof_port_ticks() - h0;
+    rt.hidden += mpprof_ticks() - h0;
 }
 
 #if MPPROF_LINE_TIME
@@ -660,7 +660,7 @@ static void flush_counts(void) {
         mpprof_wire_u8(MPPROF_TAG_NODE_STATS);
         mpprof_wire_uint(i);
         mpprof_wire_uint(n->calls);
-        mpprof_wire_uint(n->ticks);
+        mpprof_wire_uint(mpprof_port_wire_time(n->ticks));
         mpprof_wire_uint(n->opcodes);
         mpprof_wire_end_record();
         n->calls = 0;
@@ -676,7 +676,7 @@ static void flush_counts(void) {
 static void write_stamped(uint8_t tag, uint64_t at, const char *label, size_t len) {
     mpprof_wire_begin(1 + 10 + 10 + 64);
     mpprof_wire_u8(tag);
-    mpprof_wire_uint(at);
+    mpprof_wire_uint(mpprof_port_wire_time(at));
     if (label != NULL) {
         mpprof_wire_str(label, len, 64);
     }
@@ -689,7 +689,7 @@ static void flush_all(uint64_t t) {
     MPPROF_LINE(mpprof_line_flush_totals());
     mpprof_wire_begin(1 + 2 * 10);
     mpprof_wire_u8(MPPROF_TAG_HEAP);
-    mpprof_wire_uint(t);
+    mpprof_wire_uint(mpprof_port_wire_time(t));
     mpprof_wire_uint(rt.used_bytes);
     mpprof_wire_end_record();
     rt.last_flush = t;
@@ -798,7 +798,7 @@ static bool run_plain(uint64_t h0) {
 }
 
 bool mpprof_vm_enter(mp_code_state_t *code_state, void *inject_exc, int *kind_out) {
-    if ((!rt.recording && !rt.calibrating) || rt.in_hook || !mpprof_port_is_main_thread()) {
+    if ((!rt.recording && !rt.calibrating) || rt.in_hook || !mpprof_main_thread()) {
         return false;
     }
     // Everything from here to the frame's first opcode, and from its last
@@ -831,7 +831,7 @@ bool mpprof_vm_enter(mp_code_state_t *code_state, void *inject_exc, int *kind_ou
         // Count flush intervals from the script's start too: where flushes
         // fall must not depend on how long the board idled before.
         mpprof_port_align_ticks();
-        h0 = mpprof_port_ticks();
+        h0 = mpprof_ticks();
         rt.last_flush = now();
     }
     mpprof_frame_t *f = &frames[rt.depth++];
@@ -1058,7 +1058,7 @@ static void extra_unwound(void *ctx) {
 }
 
 static bool extra_wanted(void) {
-    return rt.recording && !rt.in_hook && rt.depth < MPPROF_MAX_DEPTH && mpprof_port_is_main_thread();
+    return rt.recording && !rt.in_hook && rt.depth < MPPROF_MAX_DEPTH && mpprof_main_thread();
 }
 
 void mpprof_compile_begin(mpprof_extra_frame_t *x, size_t source_name) {
@@ -1111,7 +1111,7 @@ void mpprof_gc_alloc(void *ptr, size_t n_bytes) {
     }
     rt.used_bytes += blocks_bytes(n_bytes);
     note_used();
-    if ((!rt.recording && !rt.calibrating_allocs) || rt.in_hook || !mpprof_port_is_main_thread()) {
+    if ((!rt.recording && !rt.calibrating_allocs) || rt.in_hook || !mpprof_main_thread()) {
         return;
     }
     uint64_t h0 = hide_begin();
@@ -1135,7 +1135,7 @@ void mpprof_obj_typed(void *base) {
 }
 
 void mpprof_gc_alloc_fail(size_t n_bytes) {
-    if (!rt.recording || !mpprof_port_is_main_thread()) {
+    if (!rt.recording || !mpprof_main_thread()) {
         return;
     }
     uint64_t h0 = hide_begin();
@@ -1160,7 +1160,7 @@ void mpprof_gc_free(void *ptr, size_t n_blocks) {
     if (!rt.open) {
         return;
     }
-    if (rt.pending.valid && rt.pending.ptr == ptr && mpprof_port_is_main_thread()) {
+    if (rt.pending.valid && rt.pending.ptr == ptr && mpprof_main_thread()) {
         uint64_t h0 = hide_begin();
         flush_pending();
         hide_end(h0);
@@ -1175,7 +1175,7 @@ void mpprof_gc_realloc(void *old_ptr, void *new_ptr, size_t old_blocks, size_t n
     }
     size_t old_bytes = old_blocks * MICROPY_BYTES_PER_GC_BLOCK;
     size_t new_bytes = blocks_bytes(n_bytes);
-    bool main_thread = mpprof_port_is_main_thread();
+    bool main_thread = mpprof_main_thread();
     if (new_ptr != old_ptr) {
         // Moved: the alloc and free hooks have seen the new block and the old
         // one; the new block is this buffer growing, not a new object.
@@ -1221,7 +1221,7 @@ void mpprof_gc_collect_start(void) {
         return;
     }
     uint64_t h0 = hide_begin();
-    if (mpprof_port_is_main_thread()) {
+    if (mpprof_main_thread()) {
         flush_pending();
     }
     rt.used_before_gc = rt.used_bytes;
@@ -1260,14 +1260,14 @@ void mpprof_gc_collect_end(void) {
     forget_dead_codes();
     // Outside every profiled frame (the collection MicroPython makes after
     // a raw-REPL execution, at exit): not the script's, not counted.
-    if (rt.depth != 0 && mpprof_port_is_main_thread()) {
+    if (rt.depth != 0 && mpprof_main_thread()) {
         rt.collections++;
         rt.gc_ticks += duration;
         size_t freed = rt.used_before_gc > info.used ? rt.used_before_gc - info.used : 0;
         mpprof_wire_begin(1 + 6 * 10);
         mpprof_wire_u8(MPPROF_TAG_GC);
-        mpprof_wire_uint(rt.gc_start);
-        mpprof_wire_uint(duration);
+        mpprof_wire_uint(mpprof_port_wire_time(rt.gc_start));
+        mpprof_wire_uint(mpprof_port_wire_time(duration));
         mpprof_wire_uint(freed / MICROPY_BYTES_PER_GC_BLOCK);
         mpprof_wire_uint(info.used);
         mpprof_wire_uint(info.free);
@@ -1328,9 +1328,9 @@ static calib_run_t calib_run(mp_obj_t fun, mp_int_t n, bool hooked) {
     // At the same phase of a coarse tick every time, so the figures do not
     // depend on how long the board idled before (see mpprof_port_align_ticks).
     mpprof_port_align_ticks();
-    uint64_t t0 = mpprof_port_ticks();
+    uint64_t t0 = mpprof_ticks();
     mp_call_function_1(fun, MP_OBJ_NEW_SMALL_INT(n));
-    uint64_t t1 = mpprof_port_ticks();
+    uint64_t t1 = mpprof_ticks();
     r.ticks = (t1 - t0) - (rt.hidden - hidden0);
     r.ops = ops_now() - ops0;
     r.calls = rt.calls - calls0;
@@ -1405,13 +1405,13 @@ static calib_alloc_hook_t volatile calib_alloc_hook = mpprof_gc_alloc;
 
 static uint64_t calib_hook_loop(uint32_t n, bool call) {
     mpprof_port_align_ticks();
-    uint64_t t0 = mpprof_port_ticks();
+    uint64_t t0 = mpprof_ticks();
     for (volatile uint32_t i = 0; i < n; i++) {
         if (call) {
             calib_alloc_hook(NULL, 16);
         }
     }
-    return mpprof_port_ticks() - t0;
+    return mpprof_ticks() - t0;
 }
 
 static uint32_t calib_idle_alloc_hook(void) {
@@ -1556,7 +1556,8 @@ static void write_cost(void) {
     size_t n = 0;
     uint32_t v[3] = {rt.op_cost_q16, rt.call_cost_q16, rt.alloc_cost_q16};
     for (int i = 0; i < 3; i++) {
-        uint32_t x = v[i];
+        // In the wire's ticks, as every other time.
+        uint64_t x = mpprof_port_wire_time(v[i]);
         do {
             data[n++] = (x & 0x7f) | (x > 0x7f ? 0x80 : 0);
             x >>= 7;
@@ -1578,11 +1579,12 @@ void mpprof_init(void) {
     }
     rt.open = true;
     mpprof_wire_reset();
-    rt.t0 = mpprof_port_ticks();
+    rt.t0 = mpprof_ticks();
     // 32-bit division: a 64-bit one pulls in a libgcc routine some boards'
-    // linker scripts cannot place.
-    uint32_t hz = (uint32_t)mpprof_port_clock_hz();
-    rt.flush_ticks = MPPROF_FLUSH_TICKS ? MPPROF_FLUSH_TICKS : hz / 50u;
+    // linker scripts cannot place (a host's counter can pass 2^32 Hz).
+    uint64_t hz = mpprof_port_tick_hz();
+    uint32_t shift = hz > UINT32_MAX ? 8 : 0;
+    rt.flush_ticks = MPPROF_FLUSH_TICKS ? MPPROF_FLUSH_TICKS : (uint64_t)((uint32_t)(hz >> shift) / 50u) << shift;
     init_known_types();
     calibrate();
     // What calibration put in the tables and counters is not the script's;
@@ -1597,7 +1599,7 @@ void mpprof_init(void) {
     rt.alloc_bytes = 0;
     rt.ops_base = 0;
     mpprof_op_countdown = OP_TICK_PERIOD;
-    rt.t0 = mpprof_port_ticks();
+    rt.t0 = mpprof_ticks();
     write_hello();
     write_cost();
     MPPROF_LINE(mpprof_line_hello());
@@ -1619,13 +1621,13 @@ void mpprof_deinit(void) {
     rt.recording = false;
     mpprof_wire_begin(1 + 9 * 10);
     mpprof_wire_u8(MPPROF_TAG_END);
-    mpprof_wire_uint(t);
+    mpprof_wire_uint(mpprof_port_wire_time(t));
     mpprof_wire_uint(rt.heap_total);
     mpprof_wire_uint(rt.peak_used);
     mpprof_wire_uint(rt.alloc_bytes);
     mpprof_wire_uint(rt.alloc_count);
     mpprof_wire_uint(rt.collections);
-    mpprof_wire_uint(rt.gc_ticks);
+    mpprof_wire_uint(mpprof_port_wire_time(rt.gc_ticks));
     mpprof_wire_uint(mpprof_wire_dropped_records);
     mpprof_wire_uint(was_recording || rt.end_reason != 0 ? rt.end_reason : 4);
     mpprof_wire_end_record();

@@ -106,6 +106,25 @@ uint64_t mpprof_port_clock_hz(void);
 const char *mpprof_port_clock_name(void);
 const char *mpprof_port_target_name(void);
 bool mpprof_port_is_main_thread(void);
+// What the hooks ask most, inline where the port can: the clock and the
+// thread check. Ticks are the port's own; the wire carries them at
+// mpprof_port_clock_hz(), a port whose counter runs at another rate
+// (the unix port: the CPU's counter, nanoseconds on the wire) scaling each
+// time as it is written.
+#if MPPROF_PORT_UNIX
+#include "mpprof_port_unix.h"
+uint64_t mpprof_port_tick_hz(void);
+uint64_t mpprof_port_wire_time(uint64_t ticks);
+#else
+static inline uint64_t mpprof_ticks(void) {
+    return mpprof_port_ticks();
+}
+static inline bool mpprof_main_thread(void) {
+    return mpprof_port_is_main_thread();
+}
+#define mpprof_port_tick_hz() mpprof_port_clock_hz()
+#define mpprof_port_wire_time(ticks) (ticks)
+#endif
 // Called as a top-level frame starts: a port whose tick counter is coarser
 // than its instructions restarts it here, so tick counts do not depend on
 // how long the board idled before the script came.
