@@ -86,6 +86,20 @@ pub enum BoardError {
     Files(String),
 }
 
+/// What [`Board::put_files`] made on the board: the files it wrote and the
+/// directories it created (outermost first).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MadeOnBoard {
+    pub files: Vec<String>,
+    pub dirs: Vec<String>,
+}
+
+fn different(path: &str) -> BoardError {
+    BoardError::Files(format!(
+        "the board already has {path} with other contents: mpprof does not overwrite it; remove it (mpremote rm :{path}) or update it (mpremote cp), then run again"
+    ))
+}
+
 /// What a run on the board gave.
 #[derive(Debug, Clone)]
 pub struct BoardRun {
@@ -186,6 +200,133 @@ impl Board {
             }
         }
         Ok(())
+    }
+
+    /// Run a small program of ours through the raw REPL (between runs, so
+    /// outside any run's profile): its output, or what it raised.
+    fn run_program(&mut self, program: &str) -> Result<String, BoardError> {
+        let mut said = Vec::new();
+        let out = self
+            .repl
+            .run(program.as_bytes(), Duration::from_secs(20), &mut |d| {
+                said.extend_from_slice(d)
+            })?;
+        if !out.stderr.is_empty() {
+            return Err(BoardError::Files(format!(
+                "the board said: {}",
+                String::from_utf8_lossy(&out.stderr).trim_end()
+            )));
+        }
+        Ok(String::from_utf8_lossy(&said).into_owned())
+    }
+
+    /// Where this board can keep the script's modules for a run
+    /// ([`crate::board_fs::PROBE`]).
+    pub fn files_home(&mut self) -> Result<crate::board_fs::FilesHome, BoardError> {
+        let answer = self.run_program(crate::board_fs::PROBE)?;
+        crate::board_fs::parse_probe(&answer).map_err(BoardError::Files)
+    }
+
+    /// Copy `files` into the board's filesystem (`cwd` and `lib`, see
+    /// [`crate::board_fs`]). A file already there with the same bytes is
+    /// left as it is (and kept after the run); one with other bytes is
+    /// refused, so nothing of the user's is overwritten. Returns what was
+    /// made, for [`Board::remove_files`] after the run.
+    pub fn put_files(
+        &mut self,
+        files: &[crate::romfs::RomFile],
+        cwd: &str,
+        lib: &str,
+    ) -> Result<MadeOnBoard, BoardError> {
+        let mut made = MadeOnBoard::default();
+        let result = self.put_files_into(files, cwd, lib, &mut made);
+        if result.is_err() {
+            // Leave the board as it was.
+            let _ = self.remove_files(&made);
+            return result.map(|()| MadeOnBoard::default());
+        }
+        Ok(made)
+    }
+
+    fn put_files_into(
+        &mut self,
+        files: &[crate::romfs::RomFile],
+        cwd: &str,
+        lib: &str,
+        made: &mut MadeOnBoard,
+    ) -> Result<(), BoardError> {
+        use crate::board_fs as fs;
+        for file in files {
+            let placed = fs::place(file, cwd, lib);
+            for dir in fs::parent_dirs(&placed.path, cwd) {
+                if made.dirs.contains(&dir) {
+                    continue;
+                }
+                let what = self.run_program(&fs::stat_program(&dir))?;
+                match what.split_whitespace().next() {
+                    Some("dir") => {}
+                    Some("absent") => {
+                        self.run_program(&fs::mkdir_program(&dir))?;
+                        made.dirs.push(dir);
+                    }
+                    _ => {
+                        return Err(BoardError::Files(format!(
+                            "{dir} on the board is not a directory: remove it (mpremote rm {dir}) or run from a directory without that module"
+                        )))
+                    }
+                }
+            }
+            let what = self.run_program(&fs::stat_program(&placed.path))?;
+            let mut words = what.split_whitespace();
+            match (words.next(), words.next()) {
+                (Some("absent"), _) => {
+                    for program in fs::write_programs(&placed.path, &file.data) {
+                        self.run_program(&program)?;
+                    }
+                    made.files.push(placed.path);
+                }
+                (Some("file"), Some(size)) if size == file.data.len().to_string() => {
+                    if !self.same_bytes(&placed.path, &file.data)? {
+                        return Err(different(&placed.path));
+                    }
+                }
+                _ => return Err(different(&placed.path)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the board's file at `path` holds `data`.
+    fn same_bytes(&mut self, path: &str, data: &[u8]) -> Result<bool, BoardError> {
+        const CHUNK: usize = 1024;
+        let mut offset = 0;
+        while offset < data.len() {
+            let len = CHUNK.min(data.len() - offset);
+            let hex = self.run_program(&crate::board_fs::read_program(path, offset, len))?;
+            let want: String = data[offset..offset + len]
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            if hex.trim() != want {
+                return Ok(false);
+            }
+            offset += len;
+        }
+        Ok(true)
+    }
+
+    /// Remove what [`Board::put_files`] made.
+    pub fn remove_files(&mut self, made: &MadeOnBoard) -> Result<(), BoardError> {
+        if made.files.is_empty() && made.dirs.is_empty() {
+            return Ok(());
+        }
+        let dirs: Vec<String> = made.dirs.iter().rev().cloned().collect();
+        let said = self.run_program(&crate::board_fs::remove_program(&made.files, &dirs))?;
+        if said.trim().is_empty() {
+            Ok(())
+        } else {
+            Err(BoardError::Files(said.trim().to_string()))
+        }
     }
 
     /// Run `source` on a freshly soft-reset board. The stream of this run

@@ -121,15 +121,22 @@ impl BoardSession {
                 let mut out = OutputSink::new(capture_output, out_tx);
                 // Limits are the caller's: it interrupts through `stop` (a
                 // timeout, Ctrl-C, the live view's q).
-                let copied = if files.files.is_empty() {
-                    Ok(())
-                } else {
-                    board.board().put_romfs(&files.files)
+                let copied = match &files.filesystem {
+                    _ if files.files.is_empty() => Ok(None),
+                    None => board.board().put_romfs(&files.files).map(|()| None),
+                    Some((cwd, lib)) => board.board().put_files(&files.files, cwd, lib).map(Some),
                 };
-                let mut run = copied.and_then(|()| {
-                    board
-                        .board()
-                        .run_script(&source, &mut stream, &mut |d| out.stdout(d), stop)
+                let mut run = copied.and_then(|made| {
+                    let run = board.board().run_script(
+                        &source,
+                        &mut stream,
+                        &mut |d| out.stdout(d),
+                        stop,
+                    );
+                    // What was copied into the board's filesystem goes
+                    // again, whatever the run did.
+                    let removed = made.map_or(Ok(()), |m| board.board().remove_files(&m));
+                    run.and_then(|r| removed.map(|()| r))
                 });
                 board.close();
                 out.end_stdout();
@@ -189,6 +196,10 @@ pub struct BoardFiles {
     /// (the board's name, the host's) for each file, the script's
     /// `<stdin>` among them.
     pub names: Vec<(String, String)>,
+    /// On a board with a filesystem: its current directory and `lib`
+    /// directory, where the files are copied for the run and removed after
+    /// it ([`crate::board_fs`]); `None` for the RAM ROMFS at `/rom`.
+    pub filesystem: Option<(String, String)>,
 }
 
 impl BoardFiles {
@@ -365,6 +376,7 @@ mod tests {
                 ("<stdin>".into(), "app/main.py".into()),
                 ("/rom/units.py".into(), "app/units.py".into()),
             ],
+            filesystem: None,
         };
         let tb = b"Traceback (most recent call last):\r\n  File \"<stdin>\", line 3, in <module>\r\n  File \"/rom/units.py\", line 9, in f\r\nValueError: <stdin>\r\n";
         assert_eq!(

@@ -6,6 +6,7 @@
 //! interrupt, kill and wait. Transports differ only here.
 
 pub mod board;
+pub mod board_fs;
 pub mod board_session;
 pub mod gdbstub;
 pub mod host;

@@ -101,7 +101,7 @@ pub fn image(files: &[RomFile]) -> Vec<u8> {
 
 /// `data` as a Python bytes literal: printable ASCII as itself, the rest
 /// escaped.
-fn bytes_literal(data: &[u8]) -> String {
+pub(crate) fn bytes_literal(data: &[u8]) -> String {
     let mut s = String::with_capacity(data.len() + 3);
     s.push_str("b'");
     for &b in data {

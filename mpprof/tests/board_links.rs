@@ -778,3 +778,179 @@ fn budgets_run_on_a_board_on_a_serial_device() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("MPPROF_TEST_BOARD is not set"));
 }
+
+/// (file under fixtures/programs, function, calls, opcodes, allocations) of
+/// every function of a project's own files. Module level's and compiling's
+/// allocations are left out: those depend on how the file was read.
+fn project_figures(p: &Profile) -> Vec<(String, String, u64, u64, u64)> {
+    let dir = std::fs::canonicalize(root().join("fixtures/programs")).unwrap();
+    let mut v: Vec<_> = p
+        .functions
+        .iter()
+        .filter(|f| f.name != "<runtime>")
+        .map(|f| {
+            let path = std::fs::canonicalize(&p.files[f.file].path)
+                .unwrap_or_else(|_| panic!("{} is not a host file", p.files[f.file].path));
+            let rel = path.strip_prefix(&dir).unwrap().display().to_string();
+            let allocs = if f.name == "<module>" || f.kind == mpprof_profile::FunctionKind::Compile
+            {
+                0
+            } else {
+                f.alloc_count
+            };
+            (rel, f.qualname.clone(), f.calls, f.opcodes, allocs)
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn a_project_of_several_files_runs_on_a_device_as_on_the_emulated_board() {
+    // The emulated board driven as a real one (`--device` on its serial
+    // pseudo-terminal): our firmware there keeps the modules in its RAM
+    // ROMFS, as a board with a filesystem keeps them in its files
+    // (board_agent::board_fs).
+    let plain = common::plain_host_vm();
+    default_qemu_firmware();
+    let programs = root().join("fixtures/programs");
+    let script = programs.join("project/main.py");
+    let lib = programs.join("project_lib");
+    let upstream = Command::new(&plain)
+        .arg(&script)
+        .env("MICROPYPATH", format!(".frozen:{}", lib.display()))
+        .output()
+        .unwrap();
+    assert!(upstream.status.success(), "{upstream:?}");
+    let mut board = boot_uart_board();
+    let on_device = out_dir().join("project-device.json");
+    let o = mpprof(&[
+        "run",
+        "--device",
+        &board.pty,
+        "--path",
+        lib.to_str().unwrap(),
+        "-o",
+        on_device.to_str().unwrap(),
+        script.to_str().unwrap(),
+    ]);
+    board.kill();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    // Plain MicroPython's output, byte for byte.
+    assert_eq!(o.stdout, upstream.stdout);
+    let copied = [
+        "drivers/__init__.py",
+        "drivers/sensor.py",
+        "units.py",
+        "lib/smoothing.py",
+    ];
+    assert!(
+        stderr.contains(&format!(
+            "copied to the board's /rom before the run: {}",
+            copied.join(", ")
+        )),
+        "{stderr}"
+    );
+    let device = Profile::from_json_file(&on_device).unwrap();
+    device.validate().unwrap();
+    assert_eq!(device.meta.copied_to_board, copied);
+
+    let on_qemu = out_dir().join("project-qemu.json");
+    let o = mpprof(&[
+        "run",
+        "-q",
+        "--target",
+        "qemu",
+        "--path",
+        lib.to_str().unwrap(),
+        "-o",
+        on_qemu.to_str().unwrap(),
+        script.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let qemu = Profile::from_json_file(&on_qemu).unwrap();
+    // The same calls, opcodes and allocations per function of every file,
+    // each named by its host file.
+    let figures = project_figures(&device);
+    assert_eq!(figures, project_figures(&qemu));
+    let files: std::collections::BTreeSet<&str> = figures.iter().map(|f| f.0.as_str()).collect();
+    assert_eq!(files.len(), 5, "{files:?}");
+}
+
+#[test]
+fn the_programs_that_copy_modules_into_a_boards_filesystem_do_so_on_micropython() {
+    // A board with a filesystem gets the modules through these raw-REPL
+    // programs (board_agent::board_fs). There is no such board here: they
+    // run on plain unix MicroPython instead, in a directory of their own,
+    // and the files they leave are checked on disk.
+    use board_agent::board_fs as fs;
+    let plain = common::plain_host_vm();
+    let d = out_dir().join("board-fs");
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    let run = |program: &str| -> String {
+        let o = Command::new(&plain)
+            .arg("-c")
+            .arg(program)
+            .current_dir(&d)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "{program}\n{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8(o.stdout).unwrap()
+    };
+    let cwd = d.canonicalize().unwrap().display().to_string();
+    // The unix port's `lib` on sys.path is ~/.micropython/lib.
+    match fs::parse_probe(&run(fs::PROBE)) {
+        Ok(fs::FilesHome::Filesystem { cwd: at, lib }) => {
+            assert_eq!(at, cwd);
+            assert!(lib.ends_with("/lib"), "{lib}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let dir = format!("{cwd}/pkg");
+    let file = format!("{dir}/mod.py");
+    assert_eq!(run(&fs::stat_program(&dir)), "absent\n");
+    run(&fs::mkdir_program(&dir));
+    assert!(run(&fs::stat_program(&dir)).starts_with("dir "));
+    // Several chunks, with quotes, backslashes, non-ASCII and NUL bytes.
+    let data: Vec<u8> = "s = 'ünï \\'\"'\n\0\r\n".repeat(200).into_bytes();
+    let writers = fs::write_programs(&file, &data);
+    assert!(writers.len() > 2);
+    for w in &writers {
+        run(w);
+    }
+    assert_eq!(std::fs::read(d.join("pkg/mod.py")).unwrap(), data);
+    assert_eq!(
+        run(&fs::stat_program(&file)),
+        format!("file {}\n", data.len())
+    );
+    let hex: String = data[1000..1010]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(run(&fs::read_program(&file, 1000, 10)), hex + "\n");
+    // Removing: the file, then its directory; saying what is not there.
+    assert_eq!(
+        run(&fs::remove_program(
+            std::slice::from_ref(&file),
+            std::slice::from_ref(&dir)
+        )),
+        ""
+    );
+    assert!(!d.join("pkg").exists());
+    assert_eq!(
+        run(&fs::remove_program(std::slice::from_ref(&file), &[])),
+        format!("not removed: {file}\n")
+    );
+    // An empty module is written too.
+    let empty = format!("{cwd}/empty.py");
+    for w in fs::write_programs(&empty, b"") {
+        run(&w);
+    }
+    assert_eq!(std::fs::read(d.join("empty.py")).unwrap(), b"");
+}

@@ -534,6 +534,15 @@ fn an_asyncio_main_loop_profiles_alike_on_the_host_and_the_board() {
     let upstream_out = String::from_utf8_lossy(&upstream.stdout).into_owned();
     let own_resumes = printed_resumes(&upstream_out);
     assert_eq!(own_resumes.len(), 4);
+    // The settrace oracle: each function's 'call' events (a frame start:
+    // a call, or a coroutine's first entry or a resume), from upstream's
+    // sys.settrace on a plain build of the same source.
+    let (oracle, traced_stdout) = common::settrace_calls(
+        &program,
+        &Path::new(env!("CARGO_TARGET_TMPDIR")).join("qemu-asyncio"),
+    );
+    assert_eq!(String::from_utf8_lossy(&traced_stdout), upstream_out);
+    assert!(oracle.len() >= 8, "{oracle:?}");
     let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join("qemu-asyncio");
     std::fs::create_dir_all(&d).unwrap();
     let mut profiles = Vec::new();
@@ -554,6 +563,16 @@ fn an_asyncio_main_loop_profiles_alike_on_the_host_and_the_board() {
         assert_eq!(String::from_utf8_lossy(&o.stdout), upstream_out, "{target}");
         let p = Profile::from_json_file(&out).unwrap();
         p.validate().unwrap();
+        // Every function's calls are the oracle's 'call' events (the
+        // profile counts an entry per frame start, as settrace does), and
+        // each task's resumes in the summary its coroutine's.
+        assert_eq!(common::profile_calls(&p, &program), oracle, "{target}");
+        let summary = reports::summary::render(&p, &reports::summary::SummaryOptions::default());
+        let task_resumes = common::summary_task_resumes(&summary);
+        assert_eq!(task_resumes.len(), 4, "{target}: {summary}");
+        for (task, resumes) in &task_resumes {
+            assert_eq!(Some(resumes), oracle.get(task), "{target}: {task:?}");
+        }
         // Each coroutine's entries are the resumes the program counted
         // itself (every await in it suspends).
         for (name, n) in &own_resumes {

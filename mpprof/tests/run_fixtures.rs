@@ -501,6 +501,15 @@ fn asyncio_is_frozen_in_and_the_scripts_coroutines_are_profiled() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("sum 140\n"));
     let p = Profile::from_json_file(&path).unwrap();
+    // Every function of the script, coroutines and <module> alike: its
+    // calls in the profile (an entry per frame start, each resume of a
+    // coroutine one) equal the 'call' events upstream's sys.settrace fires
+    // for it (one per frame start, each resume one too), and the program
+    // prints the same under the tracer.
+    let (oracle, traced_stdout) = common::settrace_calls(&script, &out_dir("asyncio-settrace"));
+    assert_eq!(traced_stdout, upstream.stdout);
+    assert!(oracle.len() >= 5, "{oracle:?}");
+    assert_eq!(common::profile_calls(&p, &script), oracle);
     // asyncio itself is frozen bytecode: it runs unprofiled, so none of its
     // functions appear; the script's coroutines do, each resume an entry
     // (the consumer waits for the event 8 times, then returns: 9 entries).
@@ -531,6 +540,14 @@ fn asyncio_is_frozen_in_and_the_scripts_coroutines_are_profiled() {
     );
     let summary = reports::summary::render(&p, &reports::summary::SummaryOptions::default());
     assert!(summary.contains("Tasks (asyncio"), "{summary}");
+    // A task's resumes in the summary are its top-level coroutine's frame
+    // starts, which settrace sees as that coroutine's 'call' events (main's
+    // resumes also resume timer inside it, each a 'call' of timer's own).
+    let task_resumes = common::summary_task_resumes(&summary);
+    assert_eq!(task_resumes.len(), 3, "{summary}");
+    for (task, resumes) in &task_resumes {
+        assert_eq!(Some(resumes), oracle.get(task), "{task:?}");
+    }
     assert!(summary.contains("event loop and waiting"), "{summary}");
     // `import asyncio` compiles nothing (the target told the import ran
     // frozen bytecode): no advice to precompile it.

@@ -194,11 +194,14 @@ fn header_section(o: &mut String, p: &Profile, st: &Style) {
 
     if !m.copied_to_board.is_empty() {
         let names: Vec<&str> = m.copied_to_board.iter().map(String::as_str).collect();
-        let _ = writeln!(
-            o,
-            "  copied to the board's /rom before the run: {}",
-            names.join(", ")
-        );
+        // Paths under the emulated board's /rom are relative; a real
+        // board's, in its filesystem, absolute.
+        let into = if names.iter().all(|n| n.starts_with('/')) {
+            "into the board's filesystem for the run (those not there before removed after)"
+        } else {
+            "to the board's /rom before the run"
+        };
+        let _ = writeln!(o, "  copied {into}: {}", names.join(", "));
     }
     if let Some(line) = crash_line(p) {
         let _ = writeln!(o, "{}", st.warn(&line));

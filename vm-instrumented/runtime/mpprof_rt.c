@@ -970,6 +970,14 @@ static qstr name_in(const mp_map_t *map, const void *fun, int classes) {
 }
 #endif
 
+// A function's name: v1.28 renamed upstream's mp_obj_fun_get_name(obj) to
+// mp_obj_fun_bc_get_name(fun), the same code.
+#if MICROPY_VERSION >= MICROPY_MAKE_VERSION(1, 28, 0)
+#define MPPROF_FUN_NAME(fun) mp_obj_fun_bc_get_name(fun)
+#else
+#define MPPROF_FUN_NAME(fun) mp_obj_fun_get_name(MP_OBJ_FROM_PTR(fun))
+#endif
+
 // The code object for an extra frame, made on first use; NULL when the
 // table is full.
 static mpprof_code_t *extra_code(uint8_t kind, const void *key, const mp_obj_fun_bc_t *fun, qstr source) {
@@ -1000,7 +1008,7 @@ static mpprof_code_t *extra_code(uint8_t kind, const void *key, const mp_obj_fun
     #if MICROPY_EMIT_NATIVE
     else {
         x->file = context_file(fun->context);
-        x->name = kind == MPPROF_CODE_NATIVE ? mp_obj_fun_get_name(MP_OBJ_FROM_PTR(fun))
+        x->name = kind == MPPROF_CODE_NATIVE ? MPPROF_FUN_NAME(fun)
             : name_in(&fun->context->module.globals->map, fun, 1);
     }
     #else

@@ -289,6 +289,10 @@ pub enum Flavour {
     /// nothing, so it behaves exactly as upstream (for fidelity tests and
     /// overhead benchmarks).
     Plain,
+    /// The plain build with upstream's `sys.settrace` compiled in
+    /// (`MICROPY_PY_SYS_SETTRACE=1`), host only: the call-count oracle of
+    /// the tests (a tracer counting 'call' events), independent of mpprof.
+    PlainSettrace,
 }
 
 /// How a board build sends its stream (the host build always writes to a
@@ -411,6 +415,8 @@ pub enum BuildError {
     },
     #[error("`{tool}` is needed and could not be installed: {hint}")]
     MissingTool { tool: String, hint: String },
+    #[error("{0} is built for the host target only; build it with build_host")]
+    HostOnly(&'static str),
     #[error("{what}: {source}")]
     Io {
         what: String,
@@ -1074,6 +1080,7 @@ pub fn build_host(
     let (variant, flavour_name) = match opts.flavour {
         Flavour::Instrumented => ("mpprof", "instrumented"),
         Flavour::Plain => ("standard", "plain"),
+        Flavour::PlainSettrace => ("standard", "plain-settrace"),
     };
     let bits = match word_size {
         WordSize::Bits32 => "32",
@@ -1105,6 +1112,15 @@ pub fn build_host(
         .arg(format!("BUILD={}", build_dir.display()))
         .arg("PROG=micropython")
         .args(host_make_args(word_size, &tree));
+    if opts.flavour == Flavour::PlainSettrace {
+        // One CFLAGS_EXTRA on the command line: settrace's with -m32's.
+        let cflags = if word_size == WordSize::Bits32 {
+            "CFLAGS_EXTRA=-m32 -DMICROPY_PY_SYS_SETTRACE=1"
+        } else {
+            "CFLAGS_EXTRA=-DMICROPY_PY_SYS_SETTRACE=1"
+        };
+        cmd.arg(cflags);
+    }
     if opts.flavour == Flavour::Instrumented {
         cmd.arg(format!(
             "USER_C_MODULES={}",
@@ -1146,6 +1162,9 @@ pub fn build_qemu(
     )?;
     if !Path::new("/usr/lib/arm-none-eabi/newlib").exists() && have("apt-get") {
         let _ = apt_install(&["libnewlib-arm-none-eabi"], progress);
+    }
+    if opts.flavour == Flavour::PlainSettrace {
+        return Err(BuildError::HostOnly("the settrace build"));
     }
     let tree = prepared_source(opts, progress)?;
     let version = tree_version(&tree)?;
@@ -1189,6 +1208,12 @@ pub fn build_qemu(
             if !port_us_clock && opts.qemu_clock == QemuClock::Timer0 {
                 extra.push("MPPROF_QEMU_HAL=1".into());
             }
+            // The script's modules' ROMFS on every version; from v1.27
+            // asyncio over the port's own clock (the port leaves it off).
+            extra.push("MPPROF_QEMU_ROMFS=1".into());
+            if port_us_clock {
+                extra.push("MPPROF_QEMU_ASYNCIO=1".into());
+            }
             // asyncio frozen, as for the host (ports/frozen/manifest.py).
             extra.extend(frozen_make_args(&tree));
             (
@@ -1200,19 +1225,22 @@ pub fn build_qemu(
             )
         }
         // The same MicroPython without the profiler: the same frozen
-        // modules and, before v1.27, the same clock and modules, so the two
-        // firmwares' heaps and qstrs are alike.
-        Flavour::Plain => {
+        // modules, ROMFS and asyncio and, before v1.27, the same clock, so
+        // the two firmwares' heaps and qstrs are alike.
+        Flavour::Plain | Flavour::PlainSettrace => {
             let mut extra: Vec<String> = frozen_make_args(&tree).into();
+            extra.extend([
+                format!(
+                    "USER_C_MODULES={}",
+                    tree.join("mpprof-qemu-plain").display()
+                ),
+                "MPPROF_QEMU_ROMFS=1".into(),
+                "CFLAGS_EXTRA=-DMP_CONFIGFILE=\"<mpprof_qemu_plain_config.h>\"".into(),
+            ]);
             if (version.major, version.minor) < (1, 27) {
-                extra.extend([
-                    format!(
-                        "USER_C_MODULES={}",
-                        tree.join("mpprof-qemu-plain").display()
-                    ),
-                    "MPPROF_QEMU_HAL=1".into(),
-                    "CFLAGS_EXTRA=-DMP_CONFIGFILE=\"<mpprof_qemu_plain_config.h>\"".into(),
-                ]);
+                extra.push("MPPROF_QEMU_HAL=1".into());
+            } else {
+                extra.push("MPPROF_QEMU_ASYNCIO=1".into());
             }
             ("plain".to_string(), extra)
         }

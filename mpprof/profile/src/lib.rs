@@ -119,10 +119,13 @@ pub struct Meta {
     /// Absent in profiles from older runtimes, whose times include it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub profiler_cost: Option<ProfilerCost>,
-    /// On a board: the script's modules copied to it before the run, by
+    /// On a board: the script's modules copied to it before the run. On
+    /// the emulated board (and our firmware on it driven as `--device`) by
     /// their paths under its `/rom`: as in the script's directory
     /// (`units.py`, `pkg/__init__.py`), or `lib/` and the path in a
-    /// `--path` directory. Absent when none were.
+    /// `--path` directory. On a board with a filesystem by their absolute
+    /// paths there (`/units.py`, `/lib/util.py`), removed after the run
+    /// unless they were there before. Absent when none were.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub copied_to_board: Vec<String>,
     /// How the lines' times were taken (`mpprof run --line-time`); absent

@@ -85,8 +85,9 @@ pub struct Opened {
     /// On a board: (the board's name, the host's) of the script and of each
     /// module copied with it.
     pub board_names: Vec<(String, String)>,
-    /// The modules copied to the board, by their paths in the script's
-    /// directory (`units.py`, `pkg/__init__.py`).
+    /// The modules copied to the board: by their paths under the emulated
+    /// board's `/rom` (`units.py`, `pkg/__init__.py`, `lib/util.py`), or by
+    /// their absolute paths in a real board's filesystem.
     pub copied: Vec<String>,
 }
 
@@ -131,29 +132,16 @@ pub fn open(rec: &Recording, obs: &mut dyn Observer) -> Result<Opened> {
             })
         }
         Target::Qemu { .. } | Target::Device { .. } => {
-            if !rec.module_path.is_empty() && matches!(rec.target, Target::Device { .. }) {
-                bail!("--path copies modules to the emulated board only: copy them to a real board's filesystem first (mpremote cp -r DIR :lib), then drop --path");
-            }
             if !rec.args.is_empty() {
                 bail!("script arguments cannot be passed to a board through the raw REPL: drop the arguments after --");
             }
             let source = std::fs::read(script)
                 .with_context(|| format!("cannot read {}", script.display()))?;
-            // The emulated board gets the modules the script imports from
-            // its directory, in its /rom; a real board is expected to have
-            // them already (docs/boards.md).
-            let files = match &rec.target {
-                Target::Qemu { .. } => {
-                    super::board_files::script_modules(script, &rec.module_path)?
-                }
-                _ => board_agent::BoardFiles {
-                    files: Vec::new(),
-                    names: vec![("<stdin>".into(), script.display().to_string())],
-                },
-            };
-            let board_names = files.names.clone();
-            let copied: Vec<String> = files.files.iter().map(|f| f.path.clone()).collect();
-            let board = match &rec.target {
+            // The modules the script imports from its directory and from
+            // --path go to the board with it: the emulated board's /rom, a
+            // real board's filesystem (board_agent::board_fs).
+            let mut files = super::board_files::script_modules(script, &rec.module_path)?;
+            let mut board = match &rec.target {
                 Target::Qemu {
                     transport,
                     firmware,
@@ -166,6 +154,24 @@ pub fn open(rec: &Recording, obs: &mut dyn Observer) -> Result<Opened> {
                 Target::Device { port, baud, probe } => open_device(port, *baud, probe.as_ref())?,
                 Target::Host { .. } => unreachable!("handled above"),
             };
+            let mut copied: Vec<String> = files.files.iter().map(|f| f.path.clone()).collect();
+            if matches!(rec.target, Target::Device { .. }) && !files.files.is_empty() {
+                let home = board
+                    .board()
+                    .files_home()
+                    .context("cannot find where the board can keep the script's modules")?;
+                if let board_agent::board_fs::FilesHome::Filesystem { cwd, lib } = home {
+                    copied.clear();
+                    for (i, f) in files.files.iter().enumerate() {
+                        let placed = board_agent::board_fs::place(f, &cwd, &lib);
+                        // names[0] is the script's; then one per file.
+                        files.names[i + 1].0 = placed.name;
+                        copied.push(placed.path);
+                    }
+                    files.filesystem = Some((cwd, lib));
+                }
+            }
+            let board_names = files.names.clone();
             Ok(Opened {
                 session: Box::new(BoardSession::start_with_files(
                     board, source, capture, files,

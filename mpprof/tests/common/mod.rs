@@ -73,6 +73,122 @@ pub fn plain_host_vm() -> PathBuf {
     .clone()
 }
 
+/// Upstream's plain unix port from the same tree with `sys.settrace`
+/// compiled in (`MICROPY_PY_SYS_SETTRACE=1`, no profiler): the call-count
+/// oracle's interpreter.
+pub fn settrace_host_vm() -> PathBuf {
+    static VM: OnceLock<PathBuf> = OnceLock::new();
+    VM.get_or_init(|| {
+        let opts = vm_instrumented::BuildOptions {
+            flavour: vm_instrumented::Flavour::PlainSettrace,
+            ..vm_instrumented::BuildOptions::default()
+        };
+        vm_instrumented::build_host(&opts, &mut |_| {})
+            .expect("building the settrace host MicroPython")
+            .micropython
+    })
+    .clone()
+}
+
+/// (file name, function name) -> calls.
+pub type CallCounts = BTreeMap<(String, String), u64>;
+
+fn file_name(path: &str) -> String {
+    path.rsplit('/').next().unwrap_or(path).to_string()
+}
+
+/// The oracle: `script` run by the settrace build under our tracer
+/// (`fixtures/oracle/settrace_calls.py`), its 'call' events counted per
+/// function of the file `script` itself (a generator's or coroutine's
+/// resumes each fire one, as its first entry does), with the script's
+/// stdout. Functions are told apart by name: settrace's `co_firstlineno` is
+/// the line of a function's first bytecode (the body's first line, not the
+/// `def` line the profile gives), so the oracle checks that no two of the
+/// file's functions share a name instead.
+pub fn settrace_calls(script: &Path, scratch: &Path) -> (CallCounts, Vec<u8>) {
+    let vm = settrace_host_vm();
+    std::fs::create_dir_all(scratch).unwrap();
+    let counts_file = scratch.join(format!(
+        "{}.settrace-calls",
+        script.file_name().unwrap().to_string_lossy()
+    ));
+    let out = Command::new(vm)
+        .arg(root().join("fixtures/oracle/settrace_calls.py"))
+        .arg(script)
+        .arg(&counts_file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "the settrace oracle on {}: {}",
+        script.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let wanted = file_name(&script.to_string_lossy());
+    let mut counts = CallCounts::new();
+    let mut first_lines: BTreeMap<String, String> = BTreeMap::new();
+    for line in std::fs::read_to_string(&counts_file).unwrap().lines() {
+        let f: Vec<&str> = line.split('\t').collect();
+        assert_eq!(f.len(), 4, "oracle line {line:?}");
+        if file_name(f[0]) != wanted {
+            continue;
+        }
+        let before = first_lines.insert(f[1].to_string(), f[2].to_string());
+        assert!(
+            before.is_none() || before.as_deref() == Some(f[2]),
+            "two functions named {} in {wanted}: the oracle cannot tell them apart",
+            f[1]
+        );
+        *counts
+            .entry((wanted.clone(), f[1].to_string()))
+            .or_insert(0) += f[3].parse::<u64>().unwrap();
+    }
+    (counts, out.stdout)
+}
+
+/// The same from a profile: each bytecode function of the file named like
+/// `script` with its calls (mpprof counts an entry per frame start, a
+/// generator's resumes included).
+pub fn profile_calls(p: &Profile, script: &Path) -> CallCounts {
+    let wanted = file_name(&script.to_string_lossy());
+    let mut counts = CallCounts::new();
+    for f in &p.functions {
+        if f.kind != mpprof_profile::FunctionKind::Bytecode
+            || file_name(&p.files[f.file].path) != wanted
+        {
+            continue;
+        }
+        *counts.entry((wanted.clone(), f.name.clone())).or_insert(0) += f.calls;
+    }
+    counts
+}
+
+/// The summary's Tasks table as (file name, task) -> resumes: each row
+/// `NAME (FILE:LINE)  RESUMES  ...`, the event loop's row left out.
+pub fn summary_task_resumes(summary: &str) -> CallCounts {
+    let mut tasks = CallCounts::new();
+    let rows = summary
+        .lines()
+        .skip_while(|l| !l.starts_with("Tasks (asyncio"))
+        .skip(2)
+        .take_while(|l| !l.trim().is_empty());
+    for row in rows {
+        let row = row.trim();
+        if row.starts_with("event loop") {
+            continue;
+        }
+        let (name, rest) = row.split_once(" (").expect("a task row");
+        let (place, rest) = rest.split_once(')').expect("a task's place");
+        let file = place.rsplit_once(':').map_or(place, |(f, _)| f);
+        let resumes = rest.split_whitespace().next().expect("resumes");
+        tasks.insert(
+            (file_name(file), name.to_string()),
+            resumes.parse().expect("resumes as a number"),
+        );
+    }
+    tasks
+}
+
 /// The 64-bit instrumented host interpreter (`--bits64`).
 pub fn host_vm_64() -> PathBuf {
     static VM: OnceLock<PathBuf> = OnceLock::new();
