@@ -186,18 +186,7 @@ impl Board {
             )));
         }
         for program in crate::romfs::writer_programs(&image) {
-            let mut said = Vec::new();
-            let out = self
-                .repl
-                .run(program.as_bytes(), Duration::from_secs(20), &mut |d| {
-                    said.extend_from_slice(d)
-                })?;
-            if !out.stderr.is_empty() {
-                return Err(BoardError::Files(format!(
-                    "the board said: {}",
-                    String::from_utf8_lossy(&out.stderr).trim_end()
-                )));
-            }
+            self.run_program(&program)?;
         }
         Ok(())
     }

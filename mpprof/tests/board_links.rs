@@ -19,7 +19,7 @@ use mpprof_profile::Profile;
 
 mod common;
 use common::{
-    allocations, default_qemu_firmware, mpprof, process_running_with, root,
+    allocations, default_qemu_firmware, mpprof, process_running_with, project_functions, root,
     uart_qemu_firmware as uart_firmware,
 };
 use serialport::SerialPort;
@@ -779,32 +779,6 @@ fn budgets_run_on_a_board_on_a_serial_device() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("MPPROF_TEST_BOARD is not set"));
 }
 
-/// (file under fixtures/programs, function, calls, opcodes, allocations) of
-/// every function of a project's own files. Module level's and compiling's
-/// allocations are left out: those depend on how the file was read.
-fn project_figures(p: &Profile) -> Vec<(String, String, u64, u64, u64)> {
-    let dir = std::fs::canonicalize(root().join("fixtures/programs")).unwrap();
-    let mut v: Vec<_> = p
-        .functions
-        .iter()
-        .filter(|f| f.name != "<runtime>")
-        .map(|f| {
-            let path = std::fs::canonicalize(&p.files[f.file].path)
-                .unwrap_or_else(|_| panic!("{} is not a host file", p.files[f.file].path));
-            let rel = path.strip_prefix(&dir).unwrap().display().to_string();
-            let allocs = if f.name == "<module>" || f.kind == mpprof_profile::FunctionKind::Compile
-            {
-                0
-            } else {
-                f.alloc_count
-            };
-            (rel, f.qualname.clone(), f.calls, f.opcodes, allocs)
-        })
-        .collect();
-    v.sort();
-    v
-}
-
 #[test]
 fn a_project_of_several_files_runs_on_a_device_as_on_the_emulated_board() {
     // The emulated board driven as a real one (`--device` on its serial
@@ -872,8 +846,8 @@ fn a_project_of_several_files_runs_on_a_device_as_on_the_emulated_board() {
     let qemu = Profile::from_json_file(&on_qemu).unwrap();
     // The same calls, opcodes and allocations per function of every file,
     // each named by its host file.
-    let figures = project_figures(&device);
-    assert_eq!(figures, project_figures(&qemu));
+    let figures = project_functions(&device, &programs);
+    assert_eq!(figures, project_functions(&qemu, &programs));
     let files: std::collections::BTreeSet<&str> = figures.iter().map(|f| f.0.as_str()).collect();
     assert_eq!(files.len(), 5, "{files:?}");
 }

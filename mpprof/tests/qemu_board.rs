@@ -7,10 +7,10 @@
 use std::path::Path;
 use std::process::Command;
 
-use mpprof_profile::{FunctionKind, Profile};
+use mpprof_profile::Profile;
 
 mod common;
-use common::{allocations, default_qemu_firmware, host_vm, plain_host_vm, root};
+use common::{allocations, default_qemu_firmware, host_vm, plain_host_vm, project_functions, root};
 
 fn run(script: &str, target: &str, name: &str) -> Profile {
     let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join("qemu");
@@ -290,35 +290,6 @@ fn the_scripts_output_is_the_same_byte_for_byte_on_every_target() {
         let tb = &err[err.find("Traceback").expect("a traceback")..];
         assert_eq!(tb, upstream_err, "{target}");
     }
-}
-
-/// (file, function, calls, opcodes, allocations inside functions) of every
-/// function the program's own files define, files by their paths in the
-/// project's folders (`project/drivers/sensor.py`, `project_lib/...`).
-fn project_functions(p: &Profile, dir: &Path) -> Vec<(String, String, u64, u64, u64)> {
-    let dir = std::fs::canonicalize(dir).unwrap();
-    let mut v: Vec<_> = p
-        .functions
-        .iter()
-        .filter(|f| f.name != "<runtime>")
-        .map(|f| {
-            let path = std::fs::canonicalize(&p.files[f.file].path)
-                .unwrap_or_else(|_| panic!("{} is not a host file", p.files[f.file].path));
-            let rel = path.strip_prefix(&dir).unwrap().display().to_string();
-            // Module level differs by design (the script came through the
-            // REPL: no `__file__`; files are read differently at import, by
-            // the host's file reader or from the board's ROMFS, so compiling
-            // them allocates differently too).
-            let allocs = if f.name == "<module>" || f.kind == FunctionKind::Compile {
-                0
-            } else {
-                f.alloc_count
-            };
-            (rel, f.qualname.clone(), f.calls, f.opcodes, allocs)
-        })
-        .collect();
-    v.sort();
-    v
 }
 
 #[test]

@@ -411,3 +411,33 @@ pub fn protobuf_varint(b: &[u8], i: &mut usize) -> u64 {
         s += 7;
     }
 }
+
+/// (file, function, calls, opcodes, allocations inside functions) of every
+/// function the program's own files define, files by their paths in the
+/// project's folders (`project/drivers/sensor.py`, `project_lib/...`).
+pub fn project_functions(p: &Profile, dir: &Path) -> Vec<(String, String, u64, u64, u64)> {
+    let dir = std::fs::canonicalize(dir).unwrap();
+    let mut v: Vec<_> = p
+        .functions
+        .iter()
+        .filter(|f| f.name != "<runtime>")
+        .map(|f| {
+            let path = std::fs::canonicalize(&p.files[f.file].path)
+                .unwrap_or_else(|_| panic!("{} is not a host file", p.files[f.file].path));
+            let rel = path.strip_prefix(&dir).unwrap().display().to_string();
+            // Module level differs by design (the script came through the
+            // REPL: no `__file__`; files are read differently at import, by
+            // the host's file reader or from the board's ROMFS, so compiling
+            // them allocates differently too).
+            let allocs = if f.name == "<module>" || f.kind == mpprof_profile::FunctionKind::Compile
+            {
+                0
+            } else {
+                f.alloc_count
+            };
+            (rel, f.qualname.clone(), f.calls, f.opcodes, allocs)
+        })
+        .collect();
+    v.sort();
+    v
+}
