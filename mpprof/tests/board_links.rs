@@ -785,17 +785,8 @@ fn a_project_of_several_files_runs_on_a_device_as_on_the_emulated_board() {
     // pseudo-terminal): our firmware there keeps the modules in its RAM
     // ROMFS, as a board with a filesystem keeps them in its files
     // (board_agent::board_fs).
-    let plain = common::plain_host_vm();
+    let (programs, script, lib, upstream) = common::project_on_plain_micropython();
     default_qemu_firmware();
-    let programs = root().join("fixtures/programs");
-    let script = programs.join("project/main.py");
-    let lib = programs.join("project_lib");
-    let upstream = Command::new(&plain)
-        .arg(&script)
-        .env("MICROPYPATH", format!(".frozen:{}", lib.display()))
-        .output()
-        .unwrap();
-    assert!(upstream.status.success(), "{upstream:?}");
     let mut board = boot_uart_board();
     let on_device = out_dir().join("project-device.json");
     let o = mpprof(&[

@@ -294,19 +294,9 @@ fn the_scripts_output_is_the_same_byte_for_byte_on_every_target() {
 
 #[test]
 fn a_project_of_several_files_runs_on_the_board_as_on_the_host() {
-    let plain = plain_host_vm();
+    let (programs, script, lib, upstream) = common::project_on_plain_micropython();
     host_vm();
     default_qemu_firmware();
-    let programs = root().join("fixtures/programs");
-    let script = programs.join("project/main.py");
-    let lib = programs.join("project_lib");
-    // Plain MicroPython with the library directory on its path.
-    let upstream = Command::new(&plain)
-        .arg(&script)
-        .env("MICROPYPATH", format!(".frozen:{}", lib.display()))
-        .output()
-        .unwrap();
-    assert!(upstream.status.success(), "{upstream:?}");
     let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join("qemu");
     std::fs::create_dir_all(&d).unwrap();
     let mut functions = Vec::new();

@@ -441,3 +441,21 @@ pub fn project_functions(p: &Profile, dir: &Path) -> Vec<(String, String, u64, u
     v.sort();
     v
 }
+
+/// The three-module project of fixtures/programs (a package, a module
+/// beside the script, one in `project_lib` given as `--path`) and what
+/// plain MicroPython prints for it with that directory on its path: the
+/// programs folder, the script, the library folder and plain's output.
+pub fn project_on_plain_micropython() -> (PathBuf, PathBuf, PathBuf, Output) {
+    let plain = plain_host_vm();
+    let programs = root().join("fixtures/programs");
+    let script = programs.join("project/main.py");
+    let lib = programs.join("project_lib");
+    let upstream = Command::new(&plain)
+        .arg(&script)
+        .env("MICROPYPATH", format!(".frozen:{}", lib.display()))
+        .output()
+        .unwrap();
+    assert!(upstream.status.success(), "{upstream:?}");
+    (programs, script, lib, upstream)
+}
