@@ -299,14 +299,7 @@ fn the_firefox_export_follows_the_processed_profile_format() {
     .unwrap();
     let profile = dir.join("phases.mpprof.json");
     let out = dir.join("phases.firefox.json");
-    let o = common::mpprof(&[
-        "run",
-        "-q",
-        "-o",
-        profile.to_str().unwrap(),
-        script.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    common::record(&script, &profile);
     let o = common::mpprof(&[
         "export",
         profile.to_str().unwrap(),

@@ -19,14 +19,7 @@ fn profile_and_page(script: &Path, dir: &Path) -> (Profile, PathBuf) {
     let stem = script.file_stem().unwrap().to_string_lossy().into_owned();
     let profile = dir.join(format!("{stem}.json"));
     let html = dir.join(format!("{stem}.html"));
-    let o = common::mpprof(&[
-        "run",
-        "-q",
-        "-o",
-        profile.to_str().unwrap(),
-        script.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    common::record(script, &profile);
     let o = common::mpprof(&[
         "report",
         profile.to_str().unwrap(),

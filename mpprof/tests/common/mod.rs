@@ -30,6 +30,18 @@ pub fn mpprof(args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// `mpprof run -q -o PROFILE SCRIPT` on the host target, which must succeed.
+pub fn record(script: &Path, profile: &Path) {
+    let o = mpprof(&[
+        "run",
+        "-q",
+        "-o",
+        profile.to_str().unwrap(),
+        script.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
 /// Install Debian packages for a test (the project installs what its tests
 /// need; apt waits for dpkg's lock when tests install in parallel).
 pub fn apt(packages: &[&str]) {
