@@ -8,13 +8,22 @@
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use crate::{AgentError, ErrorTail, ExitInfo, RunRequest, Session};
 
 /// The descriptor number the VM writes its stream to.
 const STREAM_FD: i32 = 3;
+
+/// Where an instrumented binary's runtime keeps what it measures of its own
+/// cost at start-up (`MPPROF_COSTS_FILE`): beside the binary, so a rebuild
+/// starts afresh; after three runs it stops calibrating (docs/time.md).
+pub fn costs_file(micropython: &Path) -> PathBuf {
+    let mut costs = micropython.as_os_str().to_os_string();
+    costs.push(".costs");
+    PathBuf::from(costs)
+}
 
 /// Runs scripts on a local instrumented `micropython` binary.
 #[derive(Debug, Clone)]
@@ -45,6 +54,10 @@ impl HostProcess {
         }
         cmd.arg(&req.script).args(&req.args);
         cmd.env("MPPROF_FD", STREAM_FD.to_string());
+        if std::env::var_os("MPPROF_COSTS_FILE").is_none() {
+            // The user's own setting wins; empty: never kept.
+            cmd.env("MPPROF_COSTS_FILE", costs_file(&self.micropython));
+        }
         if !req.module_path.is_empty() {
             // MICROPYPATH replaces the port's default list, whose first
             // entry is the frozen modules (asyncio): kept first.

@@ -25,7 +25,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use board_session::{BoardFiles, BoardSession, ChannelReader, ChannelWriter, ReadyBoard};
-pub use host::HostProcess;
+pub use host::{costs_file, HostProcess};
 pub use ports::{resolve_port, PortError, SerialDevice, UsbInfo};
 
 /// What to run.

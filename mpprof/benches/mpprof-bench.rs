@@ -43,21 +43,61 @@ fn geomean(v: impl Iterator<Item = f64>) -> f64 {
     }
 }
 
+/// How a benchmark run profiles.
+#[derive(Clone, Copy, PartialEq)]
+enum Profiling {
+    Off,
+    /// As `mpprof run` does after a binary's first three runs: the runtime
+    /// takes its costs from the file beside the binary.
+    On,
+    /// Calibrating at start-up, as a binary's first three runs do.
+    Calibrating,
+}
+
+impl Profiling {
+    fn apply(self, cmd: &mut Command, mp: &Path, tmp: &Path) {
+        cmd.env_remove("MPPROF_FD");
+        match self {
+            Profiling::Off => {
+                cmd.env_remove("MPPROF_PATH");
+            }
+            Profiling::On => {
+                cmd.env("MPPROF_PATH", tmp.join("stream.bin"))
+                    .env("MPPROF_COSTS_FILE", board_agent::costs_file(mp));
+            }
+            Profiling::Calibrating => {
+                cmd.env("MPPROF_PATH", tmp.join("stream.bin"))
+                    .env("MPPROF_COSTS_FILE", "");
+            }
+        }
+    }
+}
+
+/// Run the binary natively (not under callgrind, whose clock is not the
+/// machine's) until its cost file holds the three calibrations later runs
+/// take the median of.
+fn calibrate_natively(mp: &Path, tmp: &Path) -> Result<()> {
+    let script = tmp.join("calibrate.py");
+    std::fs::write(&script, "pass\n")?;
+    for _ in 0..3 {
+        let mut cmd = Command::new(mp);
+        cmd.arg(&script).stdout(Stdio::null());
+        Profiling::On.apply(&mut cmd, mp, tmp);
+        anyhow::ensure!(cmd.status()?.success(), "{} failed", mp.display());
+    }
+    Ok(())
+}
+
 /// Instructions executed by `micropython script` under callgrind.
-fn callgrind(mp: &Path, script: &Path, profile: bool, tmp: &Path) -> Result<u64> {
+fn callgrind(mp: &Path, script: &Path, profile: Profiling, tmp: &Path) -> Result<u64> {
     let out_file = tmp.join("cg.out");
     let mut cmd = Command::new("valgrind");
     cmd.arg("--tool=callgrind")
         .arg(format!("--callgrind-out-file={}", out_file.display()))
         .arg(mp)
         .arg(script)
-        .stdout(Stdio::null())
-        .env_remove("MPPROF_FD");
-    if profile {
-        cmd.env("MPPROF_PATH", tmp.join("stream.bin"));
-    } else {
-        cmd.env_remove("MPPROF_PATH");
-    }
+        .stdout(Stdio::null());
+    profile.apply(&mut cmd, mp, tmp);
     let out = cmd
         .output()
         .context("valgrind is needed (apt-get install valgrind)")?;
@@ -72,18 +112,12 @@ fn callgrind(mp: &Path, script: &Path, profile: bool, tmp: &Path) -> Result<u64>
 }
 
 /// Best wall time of `runs` runs.
-fn wall(mp: &Path, script: &Path, profile: bool, tmp: &Path, runs: usize) -> Result<f64> {
+fn wall(mp: &Path, script: &Path, profile: Profiling, tmp: &Path, runs: usize) -> Result<f64> {
     let mut best = f64::MAX;
     for _ in 0..runs {
         let mut cmd = Command::new(mp);
-        cmd.arg(script)
-            .stdout(Stdio::null())
-            .env_remove("MPPROF_FD");
-        if profile {
-            cmd.env("MPPROF_PATH", tmp.join("stream.bin"));
-        } else {
-            cmd.env_remove("MPPROF_PATH");
-        }
+        cmd.arg(script).stdout(Stdio::null());
+        profile.apply(&mut cmd, mp, tmp);
         let t = Instant::now();
         let st = cmd.status()?;
         anyhow::ensure!(st.success(), "{} failed", script.display());
@@ -94,7 +128,7 @@ fn wall(mp: &Path, script: &Path, profile: bool, tmp: &Path, runs: usize) -> Res
 
 /// Instructions of an empty script: the fixed start-up cost (with profiling
 /// on, the runtime's calibration), apart from the benchmarks' ratios.
-fn startup_ir(tmp: &Path) -> Result<(u64, u64, u64)> {
+fn startup_ir(tmp: &Path) -> Result<Startup> {
     let mut progress = |m: &str| eprintln!("bench: {m}");
     let plain = build_host(
         &BuildOptions {
@@ -106,11 +140,21 @@ fn startup_ir(tmp: &Path) -> Result<(u64, u64, u64)> {
     let instr = build_host(&BuildOptions::default(), &mut progress)?;
     let script = tmp.join("empty.py");
     std::fs::write(&script, "pass\n")?;
-    Ok((
-        callgrind(&plain.micropython, &script, false, tmp)?,
-        callgrind(&instr.micropython, &script, false, tmp)?,
-        callgrind(&instr.micropython, &script, true, tmp)?,
-    ))
+    calibrate_natively(&instr.micropython, tmp)?;
+    Ok(Startup {
+        plain: callgrind(&plain.micropython, &script, Profiling::Off, tmp)?,
+        off: callgrind(&instr.micropython, &script, Profiling::Off, tmp)?,
+        on: callgrind(&instr.micropython, &script, Profiling::On, tmp)?,
+        calibrating: callgrind(&instr.micropython, &script, Profiling::Calibrating, tmp)?,
+    })
+}
+
+/// Instructions of an empty script.
+struct Startup {
+    plain: u64,
+    off: u64,
+    on: u64,
+    calibrating: u64,
 }
 
 fn vm_overhead(quick: bool, tmp: &Path) -> Result<Vec<VmBench>> {
@@ -123,6 +167,7 @@ fn vm_overhead(quick: bool, tmp: &Path) -> Result<Vec<VmBench>> {
         &mut progress,
     )?;
     let instr = build_host(&BuildOptions::default(), &mut progress)?;
+    calibrate_natively(&instr.micropython, tmp)?;
     let bench_dir = plain.source_dir.join("tests/perf_bench");
     let runner = std::fs::read_to_string(bench_dir.join("benchrun.py"))?;
     let mut names: Vec<PathBuf> = std::fs::read_dir(&bench_dir)?
@@ -161,12 +206,12 @@ fn vm_overhead(quick: bool, tmp: &Path) -> Result<Vec<VmBench>> {
             continue;
         }
         out.push(VmBench {
-            plain_ir: callgrind(&plain.micropython, &script, false, tmp)?,
-            off_ir: callgrind(&instr.micropython, &script, false, tmp)?,
-            on_ir: callgrind(&instr.micropython, &script, true, tmp)?,
-            plain_s: wall(&plain.micropython, &script, false, tmp, 3)?,
-            off_s: wall(&instr.micropython, &script, false, tmp, 3)?,
-            on_s: wall(&instr.micropython, &script, true, tmp, 3)?,
+            plain_ir: callgrind(&plain.micropython, &script, Profiling::Off, tmp)?,
+            off_ir: callgrind(&instr.micropython, &script, Profiling::Off, tmp)?,
+            on_ir: callgrind(&instr.micropython, &script, Profiling::On, tmp)?,
+            plain_s: wall(&plain.micropython, &script, Profiling::Off, tmp, 3)?,
+            off_s: wall(&instr.micropython, &script, Profiling::Off, tmp, 3)?,
+            on_s: wall(&instr.micropython, &script, Profiling::On, tmp, 3)?,
             name,
         });
     }
@@ -758,7 +803,7 @@ fn perf_bench_script(
 
 /// The fewest instructions of three callgrind runs: the flushes and the
 /// sampling timer go by wall time, which moves under valgrind.
-fn callgrind_min(mp: &Path, script: &Path, profile: bool, tmp: &Path) -> Result<u64> {
+fn callgrind_min(mp: &Path, script: &Path, profile: Profiling, tmp: &Path) -> Result<u64> {
     let mut best = u64::MAX;
     for _ in 0..3 {
         best = best.min(callgrind(mp, script, profile, tmp)?);
@@ -805,18 +850,20 @@ fn line_time_cost(tmp: &Path) -> Result<LineTimeCost> {
         },
         &mut progress,
     )?;
+    calibrate_natively(&instr.micropython, tmp)?;
+    calibrate_natively(&line.micropython, tmp)?;
     let bench_dir = plain.source_dir.join("tests/perf_bench");
     let runner = std::fs::read_to_string(bench_dir.join("benchrun.py"))?;
     let mut host = Vec::new();
     let mut host_wall = Vec::new();
-    // The start-up (calibration) alone, which every row includes.
+    // The start-up alone, which every row includes.
     let empty = tmp.join("lt-empty.py");
     std::fs::write(&empty, "pass\n")?;
     host.push((
         "(empty script: start-up)".to_string(),
-        callgrind(&plain.micropython, &empty, false, tmp)?,
-        callgrind_min(&instr.micropython, &empty, true, tmp)?,
-        callgrind_min(&line.micropython, &empty, true, tmp)?,
+        callgrind(&plain.micropython, &empty, Profiling::Off, tmp)?,
+        callgrind_min(&instr.micropython, &empty, Profiling::On, tmp)?,
+        callgrind_min(&line.micropython, &empty, Profiling::On, tmp)?,
     ));
     for name in LINE_TIME_BENCHES {
         let Some(script) = perf_bench_script(&bench_dir, &runner, name, 100, tmp)? else {
@@ -828,15 +875,15 @@ fn line_time_cost(tmp: &Path) -> Result<LineTimeCost> {
         eprintln!("bench: line time, host, {name}");
         host_wall.push((
             name.to_string(),
-            wall(&plain.micropython, &long, false, tmp, 5)?,
-            wall(&instr.micropython, &long, true, tmp, 5)?,
-            wall(&line.micropython, &long, true, tmp, 5)?,
+            wall(&plain.micropython, &long, Profiling::Off, tmp, 5)?,
+            wall(&instr.micropython, &long, Profiling::On, tmp, 5)?,
+            wall(&line.micropython, &long, Profiling::On, tmp, 5)?,
         ));
         host.push((
             name.to_string(),
-            callgrind(&plain.micropython, &script, false, tmp)?,
-            callgrind_min(&instr.micropython, &script, true, tmp)?,
-            callgrind_min(&line.micropython, &script, true, tmp)?,
+            callgrind(&plain.micropython, &script, Profiling::Off, tmp)?,
+            callgrind_min(&instr.micropython, &script, Profiling::On, tmp)?,
+            callgrind_min(&line.micropython, &script, Profiling::On, tmp)?,
         ));
     }
     let plain_fw = vm_instrumented::build_qemu(
@@ -878,7 +925,7 @@ fn line_time_cost(tmp: &Path) -> Result<LineTimeCost> {
 
 fn line_time_section(md: &mut String, c: &LineTimeCost) {
     let _ = writeln!(md, "## 9. Time per line (`--line-time`)\n");
-    let _ = writeln!(md, "What line time costs beside the default profile. Host: instructions under callgrind of upstream's perf_bench scripts (bm_run(100, 100), the fewest of 3 runs), the 32-bit unix port: the plain build, the instrumented build profiling, and the line-time build profiling (sampled, a 1 kHz timer on wall time: under callgrind, which runs the VM some 50× slower, it fires some 50× more often per instruction than natively, so its column is an upper bound; the flushes, every 20 ms of wall time, are inflated the same way). The first row is the start-up alone (the runtime's calibration), which every row includes. Emulated board: the benchmark's `run()` (smallest parameters) timed with the CMSDK timer1 in raw guest ticks (deterministic), the profiler's own work included: the plain firmware, profiling, and profiling with exact line time (a stamp at every opcode dispatch). The profile's own times have these costs taken out (docs/time.md).\n");
+    let _ = writeln!(md, "What line time costs beside the default profile. Host: instructions under callgrind of upstream's perf_bench scripts (bm_run(100, 100), the fewest of 3 runs), the 32-bit unix port: the plain build, the instrumented build profiling, and the line-time build profiling (sampled, a 1 kHz timer on wall time: under callgrind, which runs the VM some 50× slower, it fires some 50× more often per instruction than natively, so its column is an upper bound; the flushes, every 20 ms of wall time, are inflated the same way). The first row is the start-up alone, which every row includes (the costs taken from the file beside each binary, after three native runs calibrated it). Emulated board: the benchmark's `run()` (smallest parameters) timed with the CMSDK timer1 in raw guest ticks (deterministic), the profiler's own work included: the plain firmware, profiling, and profiling with exact line time (a stamp at every opcode dispatch). The profile's own times have these costs taken out (docs/time.md).\n");
     let _ = writeln!(md, "| host benchmark | plain instr | profiling | × | with line time | × | line time vs profiling |");
     let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|");
     for (n, plain, on, line) in &c.host {
@@ -923,7 +970,7 @@ fn line_time_section(md: &mut String, c: &LineTimeCost) {
 struct Measured {
     quick: bool,
     vm: Vec<VmBench>,
-    startup: (u64, u64, u64),
+    startup: Startup,
     wire: Vec<WireStats>,
     ingest_bytes: u64,
     ingest_events: u64,
@@ -1079,17 +1126,23 @@ fn vm_section(md: &mut String, m: &Measured) {
         geomean(m.vm.iter().map(|b| b.off_s / b.plain_s)),
         geomean(m.vm.iter().map(|b| b.on_s / b.plain_s)),
     );
-    let (plain, off, on) = m.startup;
+    let st = &m.startup;
     let _ = writeln!(
         md,
-        "Start-up, an empty script: plain {plain} Ir, hooks off {off} Ir, profiling on {on} Ir. With profiling on, the runtime measures its own per-opcode, per-call and per-allocation cost at every start (docs/time.md): {} instructions once per run, part of every *on* figure above (bm_run(100, 100) runs are short).\n",
-        on.saturating_sub(off)
+        "Start-up, an empty script: plain {} Ir, hooks off {} Ir, profiling on {} Ir. The runtime takes its per-opcode, per-call and per-allocation cost from the file beside the binary once three runs have measured it (docs/time.md); each of a binary's first three runs measures it at start-up, {} instructions more ({} Ir in all).\n",
+        st.plain,
+        st.off,
+        st.on,
+        st.calibrating.saturating_sub(st.on),
+        st.calibrating
     );
-    let ratios =
-        |b: &VmBench| (b.on_ir.saturating_sub(on.saturating_sub(off))) as f64 / b.plain_ir as f64;
+    let fixed = st.on.saturating_sub(st.plain);
+    let ratios = |b: &VmBench| {
+        b.on_ir.saturating_sub(fixed) as f64 / b.plain_ir.saturating_sub(st.plain).max(1) as f64
+    };
     let _ = writeln!(
         md,
-        "*on* without that fixed start-up cost: geometric mean **{:.3}**, highest {:.3} ({}).\n",
+        "*on* with the start-up of both builds left out (the script's own run): geometric mean **{:.3}**, highest {:.3} ({}).\n",
         geomean(m.vm.iter().map(ratios)),
         m.vm.iter().map(ratios).fold(0.0, f64::max),
         m.vm.iter()

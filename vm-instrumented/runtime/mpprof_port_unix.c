@@ -12,6 +12,7 @@
 #include <pthread.h>
 #include <sys/resource.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -168,6 +169,127 @@ uint64_t mpprof_port_wire_time(uint64_t t) {
     }
     #endif
     return t;
+}
+
+// Calibration's figures kept between runs in MPPROF_COSTS_FILE (mpprof
+// names a file beside this binary): each run that calibrates appends a
+// line; once COSTS_RUNS lines agree with this run's counter rate, runs take
+// their median and do not calibrate. The rate tells another CPU's lines
+// (and MPPROF_CLOCK=monotonic's) apart; the median, a run that calibrated
+// while the machine was busy.
+#define COSTS_RUNS (3)
+#define COSTS_TAG "mpprof-costs-1"
+
+static const char *costs_path(void) {
+    const char *path = getenv("MPPROF_COSTS_FILE");
+    return path != NULL && *path != '\0' ? path : NULL;
+}
+
+static bool same_rate(uint64_t a, uint64_t b) {
+    uint64_t d = a > b ? a - b : b - a;
+    return d <= b / 200; // 0.5%: the rate is measured at each start
+}
+
+static uint32_t median3(uint32_t a, uint32_t b, uint32_t c) {
+    if (a > b) {
+        uint32_t t = a;
+        a = b;
+        b = t;
+    }
+    return c <= a ? a : c >= b ? b : c;
+}
+
+// The line's four numbers (rate, then the three costs), in decimal after
+// the tag. By hand: the port's printf family is MicroPython's own, without
+// 64-bit conversions.
+static bool costs_parse(const char *line, uint64_t v[4]) {
+    size_t tag_len = strlen(COSTS_TAG);
+    if (strncmp(line, COSTS_TAG, tag_len) != 0) {
+        return false;
+    }
+    const char *p = line + tag_len;
+    for (int k = 0; k < 4; k++) {
+        if (*p++ != ' ' || *p < '0' || *p > '9') {
+            return false;
+        }
+        uint64_t x = 0;
+        for (; *p >= '0' && *p <= '9'; p++) {
+            if (x > (UINT64_MAX - 9) / 10) {
+                return false;
+            }
+            x = x * 10 + (uint64_t)(*p - '0');
+        }
+        v[k] = x;
+    }
+    return *p == '\n';
+}
+
+static char *costs_put(char *p, uint64_t x) {
+    char digits[20];
+    int n = 0;
+    do {
+        digits[n++] = (char)('0' + x % 10);
+        x /= 10;
+    } while (x != 0);
+    *p++ = ' ';
+    while (n > 0) {
+        *p++ = digits[--n];
+    }
+    return p;
+}
+
+unsigned mpprof_port_costs_load(uint32_t costs[3]) {
+    const char *path = costs_path();
+    FILE *f = path != NULL ? fopen(path, "r") : NULL;
+    if (f == NULL) {
+        return 0;
+    }
+    uint32_t runs[COSTS_RUNS][3];
+    unsigned n = 0;
+    char line[160];
+    uint64_t hz = mpprof_port_tick_hz();
+    while (n < COSTS_RUNS && fgets(line, sizeof(line), f) != NULL) {
+        uint64_t v[4];
+        if (costs_parse(line, v) && same_rate(v[0], hz)
+            && v[1] <= UINT32_MAX && v[2] <= UINT32_MAX && v[3] <= UINT32_MAX) {
+            for (int k = 0; k < 3; k++) {
+                runs[n][k] = (uint32_t)v[k + 1];
+            }
+            n++;
+        }
+    }
+    fclose(f);
+    if (n < COSTS_RUNS) {
+        return 0;
+    }
+    for (int k = 0; k < 3; k++) {
+        costs[k] = median3(runs[0][k], runs[1][k], runs[2][k]);
+    }
+    return n;
+}
+
+void mpprof_port_costs_store(const uint32_t costs[3]) {
+    const char *path = costs_path();
+    if (path == NULL) {
+        return;
+    }
+    char line[160];
+    size_t tag_len = strlen(COSTS_TAG);
+    memcpy(line, COSTS_TAG, tag_len);
+    char *p = costs_put(line + tag_len, mpprof_port_tick_hz());
+    for (int k = 0; k < 3; k++) {
+        p = costs_put(p, costs[k]);
+    }
+    *p++ = '\n';
+    // One write(2) per line with O_APPEND: runs started together each add
+    // a whole line.
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        return;
+    }
+    ssize_t written = write(fd, line, (size_t)(p - line));
+    (void)written; // a file that cannot take it only means calibrating again
+    close(fd);
 }
 
 // MPPROF_FD names an inherited descriptor (how mpprof runs the VM);

@@ -97,6 +97,8 @@ static struct {
     uint32_t op_cost_q16;   // ticks per counted opcode, 16.16 fixed point
     uint32_t call_cost_q16; // ticks per call outside the hook's clock reads
     uint32_t alloc_cost_q16; // the same for an allocation hook
+    uint32_t cost_runs;     // the costs are the median of this many earlier
+                            // runs' calibrations (0: measured at this start)
     bool calibrating;       // frames run hooked, nothing is recorded
     bool calibrating_allocs; // allocation hooks do their work too (calibrate())
     size_t used_bytes;
@@ -1436,7 +1438,7 @@ static uint32_t calib_idle_alloc_hook(void) {
     return calib_slope(without, with, n);
 }
 
-static void calibrate(void) {
+static bool calibrate(void) {
     (void)calib_names;
     nlr_buf_t nlr;
     mp_obj_dict_t *globals_prev = mp_globals_get();
@@ -1447,7 +1449,7 @@ static void calibrate(void) {
         mp_locals_set(locals_prev);
         mpprof_vm_hooked = 0;
         rt.calibrating = false;
-        return;
+        return false;
     }
     mp_obj_dict_t *globals = MP_OBJ_TO_PTR(mp_obj_new_dict(4));
     mp_globals_set(globals);
@@ -1490,11 +1492,33 @@ static void calibrate(void) {
     // it without the profiler (left as garbage, it moves where the script's
     // objects land and what its collections cost).
     gc_collect();
+    return true;
 }
 #else
-static void calibrate(void) {
+static bool calibrate(void) {
+    return false;
 }
 #endif
+
+// The costs from earlier runs where the port keeps them (the unix port:
+// calibrating is some 12 M instructions, more than many scripts run), else
+// measured now and kept.
+static void find_costs(void) {
+    uint32_t costs[3];
+    rt.cost_runs = mpprof_port_costs_load(costs);
+    if (rt.cost_runs != 0) {
+        rt.op_cost_q16 = costs[0];
+        rt.call_cost_q16 = costs[1];
+        rt.alloc_cost_q16 = costs[2];
+        return;
+    }
+    if (calibrate()) {
+        costs[0] = rt.op_cost_q16;
+        costs[1] = rt.call_cost_q16;
+        costs[2] = rt.alloc_cost_q16;
+        mpprof_port_costs_store(costs);
+    }
+}
 
 /******************************************************************************/
 // Life cycle.
@@ -1560,12 +1584,12 @@ static void reset_tables(void) {
 
 // What calibration measured, for the host to show.
 static void write_cost(void) {
-    uint8_t data[3 * 10];
+    uint8_t data[4 * 10];
     size_t n = 0;
-    uint32_t v[3] = {rt.op_cost_q16, rt.call_cost_q16, rt.alloc_cost_q16};
-    for (int i = 0; i < 3; i++) {
-        // In the wire's ticks, as every other time.
-        uint64_t x = mpprof_port_wire_time(v[i]);
+    uint32_t v[4] = {rt.op_cost_q16, rt.call_cost_q16, rt.alloc_cost_q16, rt.cost_runs};
+    for (int i = 0; i < 4; i++) {
+        // In the wire's ticks, as every other time (a count of runs last).
+        uint64_t x = i < 3 ? mpprof_port_wire_time(v[i]) : v[i];
         do {
             data[n++] = (x & 0x7f) | (x > 0x7f ? 0x80 : 0);
             x >>= 7;
@@ -1594,7 +1618,7 @@ void mpprof_init(void) {
     uint32_t shift = hz > UINT32_MAX ? 8 : 0;
     rt.flush_ticks = MPPROF_FLUSH_TICKS ? MPPROF_FLUSH_TICKS : (uint64_t)((uint32_t)(hz >> shift) / 50u) << shift;
     init_known_types();
-    calibrate();
+    find_costs();
     // What calibration put in the tables and counters is not the script's;
     // time starts now.
     reset_tables();

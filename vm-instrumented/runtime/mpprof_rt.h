@@ -115,6 +115,12 @@ bool mpprof_port_is_main_thread(void);
 #include "mpprof_port_unix.h"
 uint64_t mpprof_port_tick_hz(void);
 uint64_t mpprof_port_wire_time(uint64_t ticks);
+// What calibration measured (ticks per opcode, call, allocation, 16.16),
+// kept between runs: load returns how many earlier runs the costs come from
+// (their median), 0 when the runtime must calibrate now; store keeps a
+// fresh calibration's figures.
+unsigned mpprof_port_costs_load(uint32_t costs[3]);
+void mpprof_port_costs_store(const uint32_t costs[3]);
 #else
 static inline uint64_t mpprof_ticks(void) {
     return mpprof_port_ticks();
@@ -124,6 +130,10 @@ static inline bool mpprof_main_thread(void) {
 }
 #define mpprof_port_tick_hz() mpprof_port_clock_hz()
 #define mpprof_port_wire_time(ticks) (ticks)
+// Boards calibrate at every start: their figures take few instructions to
+// measure (a deterministic clock needs one run) and nowhere to keep them.
+#define mpprof_port_costs_load(costs) (0u)
+#define mpprof_port_costs_store(costs) ((void)(costs))
 #endif
 // Called as a top-level frame starts: a port whose tick counter is coarser
 // than its instructions restarts it here, so tick counts do not depend on

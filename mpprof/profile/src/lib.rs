@@ -178,6 +178,10 @@ pub struct ProfilerCost {
     pub call_ticks: f64,
     /// Per recorded allocation.
     pub alloc_ticks: f64,
+    /// 0: measured at this run's start; n: the median of n earlier runs'
+    /// measurements of the same binary on this machine (docs/time.md).
+    #[serde(default)]
+    pub from_runs: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]

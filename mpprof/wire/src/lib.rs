@@ -166,6 +166,9 @@ pub struct ProfilerCost {
     pub opcode_q16: u64,
     pub call_q16: u64,
     pub alloc_q16: u64,
+    /// 0: measured at this start; n: the median of n earlier runs'
+    /// measurements, kept by the port (absent from older runtimes: 0).
+    pub from_runs: u64,
 }
 
 /// How the target measures time per line (LINE_CLOCK).
@@ -804,6 +807,7 @@ fn plain_record(t: u8, c: &mut Cursor) -> Result<Event, Malformed> {
                 opcode_q16: d.uint()?,
                 call_q16: d.uint()?,
                 alloc_q16: d.uint()?,
+                from_runs: if d.pos < d.data.len() { d.uint()? } else { 0 },
             })
         }
         tag::CODE_MORE => {
