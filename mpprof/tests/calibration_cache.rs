@@ -28,12 +28,17 @@ impl Drop for Scratch {
     }
 }
 
+/// The costs a run measures: per opcode, call, allocation, typed
+/// allocation, native call.
+const COSTS: usize = 5;
+
 /// One line of the cost file: the counter rate, then ticks per opcode,
-/// call and allocation in 16.16 fixed point.
+/// call, allocation, typed allocation and native call in 16.16 fixed
+/// point.
 #[derive(Debug, Clone, Copy)]
 struct Line {
     hz: u64,
-    q16: [u64; 3],
+    q16: [u64; COSTS],
 }
 
 fn lines(costs: &Path) -> Vec<Line> {
@@ -42,12 +47,16 @@ fn lines(costs: &Path) -> Vec<Line> {
         .lines()
         .map(|l| {
             let f: Vec<&str> = l.split(' ').collect();
-            assert_eq!(f.len(), 5, "a cost line is a tag and four numbers: {l:?}");
-            assert_eq!(f[0], "mpprof-costs-1");
+            assert_eq!(
+                f.len(),
+                2 + COSTS,
+                "a cost line is a tag, the rate and the costs: {l:?}"
+            );
+            assert_eq!(f[0], "mpprof-costs-3");
             let n: Vec<u64> = f[1..].iter().map(|x| x.parse().unwrap()).collect();
             Line {
                 hz: n[0],
-                q16: [n[1], n[2], n[3]],
+                q16: std::array::from_fn(|k| n[1 + k]),
             }
         })
         .collect()
@@ -76,8 +85,14 @@ fn run(costs: &Path, out: &Path) -> ProfilerCost {
 /// The profile's costs (ns on the host's wire) against a line's (counter
 /// ticks, 16.16): equal once scaled by the line's rate, within the rate's
 /// run-to-run difference (the runtime accepts lines within 0.5%).
-fn assert_same(c: &ProfilerCost, ticks_q16: [u64; 3], hz: u64) {
-    let got = [c.opcode_ticks, c.call_ticks, c.alloc_ticks];
+fn assert_same(c: &ProfilerCost, ticks_q16: [u64; COSTS], hz: u64) {
+    let got = [
+        c.opcode_ticks,
+        c.call_ticks,
+        c.alloc_ticks,
+        c.typed_alloc_ticks,
+        c.native_call_ticks,
+    ];
     for (k, (&g, &q)) in got.iter().zip(ticks_q16.iter()).enumerate() {
         let want = q as f64 / 65536.0 * 1e9 / hz as f64;
         assert!(
@@ -104,7 +119,8 @@ fn three_runs_calibrate_and_later_runs_take_their_median() {
         assert_same(&c, l[i].q16, l[i].hz);
     }
     let l = lines(&costs);
-    let want: [u64; 3] = std::array::from_fn(|k| median([l[0].q16[k], l[1].q16[k], l[2].q16[k]]));
+    let want: [u64; COSTS] =
+        std::array::from_fn(|k| median([l[0].q16[k], l[1].q16[k], l[2].q16[k]]));
     for i in 3..5 {
         let c = run(&costs, &dir.0.join(format!("p{i}.json")));
         assert_eq!(c.from_runs, 3, "run {i} took the median of three runs");
@@ -125,10 +141,12 @@ fn figures_of_another_clock_rate_are_not_used() {
     let foreign: String = (0..3)
         .map(|k| {
             format!(
-                "mpprof-costs-1 {other} {} {} {}\n",
+                "mpprof-costs-3 {other} {} {} {} {} {}\n",
                 100 + k,
                 200 + k,
-                300 + k
+                300 + k,
+                400 + k,
+                500 + k
             )
         })
         .collect();

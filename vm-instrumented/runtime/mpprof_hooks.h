@@ -90,6 +90,7 @@ typedef struct _mpprof_extra_frame_t {
     struct _mpprof_extra_frame_t *prev; // as nlr_jump_callback_node_t
     void (*fun)(void *ctx);
     uint32_t depth;                     // the shadow frame's index + 1, 0: none
+    bool native;                        // native or viper (else compiling)
 } mpprof_extra_frame_t;
 void mpprof_compile_begin(mpprof_extra_frame_t *x, size_t source_name);
 void mpprof_native_begin(mpprof_extra_frame_t *x, const void *fun, bool viper);

@@ -178,7 +178,7 @@ uint64_t mpprof_port_wire_time(uint64_t t) {
 // (and MPPROF_CLOCK=monotonic's) apart; the median, a run that calibrated
 // while the machine was busy.
 #define COSTS_RUNS (3)
-#define COSTS_TAG "mpprof-costs-1"
+#define COSTS_TAG "mpprof-costs-3"
 
 static const char *costs_path(void) {
     const char *path = getenv("MPPROF_COSTS_FILE");
@@ -199,16 +199,16 @@ static uint32_t median3(uint32_t a, uint32_t b, uint32_t c) {
     return c <= a ? a : c >= b ? b : c;
 }
 
-// The line's four numbers (rate, then the three costs), in decimal after
+// The line's numbers (rate, then the costs), in decimal after
 // the tag. By hand: the port's printf family is MicroPython's own, without
 // 64-bit conversions.
-static bool costs_parse(const char *line, uint64_t v[4]) {
+static bool costs_parse(const char *line, uint64_t v[1 + MPPROF_COSTS]) {
     size_t tag_len = strlen(COSTS_TAG);
     if (strncmp(line, COSTS_TAG, tag_len) != 0) {
         return false;
     }
     const char *p = line + tag_len;
-    for (int k = 0; k < 4; k++) {
+    for (int k = 0; k < 1 + MPPROF_COSTS; k++) {
         if (*p++ != ' ' || *p < '0' || *p > '9') {
             return false;
         }
@@ -238,37 +238,39 @@ static char *costs_put(char *p, uint64_t x) {
     return p;
 }
 
-unsigned mpprof_port_costs_load(uint32_t costs[3]) {
+unsigned mpprof_port_costs_load(uint32_t costs[MPPROF_COSTS]) {
     const char *path = costs_path();
     FILE *f = path != NULL ? fopen(path, "r") : NULL;
     if (f == NULL) {
         return 0;
     }
-    uint32_t runs[COSTS_RUNS][3];
+    uint32_t runs[COSTS_RUNS][MPPROF_COSTS];
     unsigned n = 0;
     char line[160];
     uint64_t hz = mpprof_port_tick_hz();
     while (n < COSTS_RUNS && fgets(line, sizeof(line), f) != NULL) {
-        uint64_t v[4];
-        if (costs_parse(line, v) && same_rate(v[0], hz)
-            && v[1] <= UINT32_MAX && v[2] <= UINT32_MAX && v[3] <= UINT32_MAX) {
-            for (int k = 0; k < 3; k++) {
-                runs[n][k] = (uint32_t)v[k + 1];
-            }
-            n++;
+        uint64_t v[1 + MPPROF_COSTS];
+        if (!costs_parse(line, v) || !same_rate(v[0], hz)) {
+            continue;
         }
+        bool fits = true;
+        for (int k = 0; k < MPPROF_COSTS; k++) {
+            fits = fits && v[k + 1] <= UINT32_MAX;
+            runs[n][k] = (uint32_t)v[k + 1];
+        }
+        n += fits;
     }
     fclose(f);
     if (n < COSTS_RUNS) {
         return 0;
     }
-    for (int k = 0; k < 3; k++) {
+    for (int k = 0; k < MPPROF_COSTS; k++) {
         costs[k] = median3(runs[0][k], runs[1][k], runs[2][k]);
     }
     return n;
 }
 
-void mpprof_port_costs_store(const uint32_t costs[3]) {
+void mpprof_port_costs_store(const uint32_t costs[MPPROF_COSTS]) {
     const char *path = costs_path();
     if (path == NULL) {
         return;
@@ -277,7 +279,7 @@ void mpprof_port_costs_store(const uint32_t costs[3]) {
     size_t tag_len = strlen(COSTS_TAG);
     memcpy(line, COSTS_TAG, tag_len);
     char *p = costs_put(line + tag_len, mpprof_port_tick_hz());
-    for (int k = 0; k < 3; k++) {
+    for (int k = 0; k < MPPROF_COSTS; k++) {
         p = costs_put(p, costs[k]);
     }
     *p++ = '\n';
@@ -290,6 +292,20 @@ void mpprof_port_costs_store(const uint32_t costs[3]) {
     ssize_t written = write(fd, line, (size_t)(p - line));
     (void)written; // a file that cannot take it only means calibrating again
     close(fd);
+}
+
+// Flushes come every 20 ms of wall time. Under an instruction-counting
+// harness (callgrind runs the VM some 50 times slower) that is 50 times
+// more flushes per instruction than natively: the benchmark sets
+// MPPROF_FLUSH_MS to keep them as often per instruction as a native run.
+uint32_t mpprof_port_flush_ms(void) {
+    const char *s = getenv("MPPROF_FLUSH_MS");
+    if (s == NULL || *s == '\0') {
+        return 20;
+    }
+    char *end;
+    long ms = strtol(s, &end, 10);
+    return *end == '\0' && ms > 0 && ms <= 60000 ? (uint32_t)ms : 20;
 }
 
 // MPPROF_FD names an inherited descriptor (how mpprof runs the VM);

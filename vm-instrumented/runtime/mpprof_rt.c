@@ -24,7 +24,8 @@
 uint8_t mpprof_vm_hooked;
 mpprof_frame_t *mpprof_top_frame;
 // Opcodes until the next look at the clock (flushes, Ctrl-C polling); the
-// global opcode count is rt.ops_base + OP_TICK_PERIOD - countdown.
+// global opcode count is rt.ops_base + OP_TICK_PERIOD - countdown (32 bits:
+// only differences are used, and a node's opcodes are 32 bits too).
 #define OP_TICK_PERIOD (4096)
 uint32_t mpprof_op_countdown = OP_TICK_PERIOD;
 
@@ -43,11 +44,13 @@ typedef struct {
     uint16_t sent_epoch;
 } mpprof_type_t;
 
-// An allocation-site cache slot, mirrored by the host's decoder.
+// An allocation-site cache slot, mirrored by the host's decoder (which
+// knows the type by its id; the slot keeps the type itself, so a repeat
+// needs no type lookup).
 typedef struct {
     uint32_t node;
     uint32_t offset;
-    uint32_t type_id;
+    const mp_obj_type_t *type;
     uint32_t bytes;
     uint8_t kind;
     uint16_t epoch;
@@ -81,22 +84,27 @@ static struct {
     bool open;              // a host listens
     bool recording;         // between start() and stop()
     bool in_hook;           // guards against our own reads re-entering
-    uint64_t t0;
     uint64_t flush_ticks;
     uint64_t last_flush;
     // The profiler's own time, taken out of every time it reports (see
-    // now()): ticks spent in hooks between two clock reads, plus the
-    // measured cost of what runs outside those reads (calibrate()).
-    uint64_t hidden;
-    uint64_t ops_base;      // opcodes counted before the current countdown
-    uint64_t calls;         // frames handed to the hooked VM
-    uint64_t allocs_seen;   // allocation hooks that recorded
-    uint64_t cost_q16;      // measured cost so far of calls, allocations and
-                            // opcodes up to ops_costed, 16.16 fixed point
-    uint64_t ops_costed;
+    // stamp()): the clock at the start, the ticks its slow paths spent
+    // between two clock reads, and the measured cost of its fast paths
+    // (calibrate()), all in one 16.16 sum.
+    uint64_t offset_q16;
+    uint64_t hidden;        // the bracketed part alone (calibration reads it)
+    uint32_t hiding;        // brackets open: only the outermost counts
+    uint32_t ops_base;      // opcodes counted before the current countdown
+    uint32_t countdown_costed; // the countdown when opcodes were last costed
+    uint32_t calls;         // frames handed to the hooked VM
+    uint32_t native_calls;  // native and viper frames opened
+    uint32_t allocs_seen;   // allocation hooks that recorded
     uint32_t op_cost_q16;   // ticks per counted opcode, 16.16 fixed point
-    uint32_t call_cost_q16; // ticks per call outside the hook's clock reads
-    uint32_t alloc_cost_q16; // the same for an allocation hook
+    uint32_t call_cost_q16; // ticks per call, the hooks' fast paths included
+    uint32_t alloc_cost_q16; // the same for an allocation (its type read
+                            // from its first word, if it has one)
+    uint32_t typed_alloc_cost_q16; // for an object mp_obj_malloc typed,
+                            // whose path is another
+    uint32_t native_cost_q16; // the same for a native or viper call
     uint32_t cost_runs;     // the costs are the median of this many earlier
                             // runs' calibrations (0: measured at this start)
     bool calibrating;       // frames run hooked, nothing is recorded
@@ -132,40 +140,50 @@ static mpprof_node_t nodes[MPPROF_MAX_NODES];
 static mpprof_type_t types[MPPROF_MAX_TYPES];
 static uint32_t counters[MPPROF_COUNTER_WORDS];
 static mpprof_slot_t slots[MPPROF_SITE_SLOTS];
+// The slots are two-way sets (a site may go in either slot of its set; the
+// host is told which): a loop whose sites collide in one slot would
+// otherwise describe each anew every time. The way each set used last.
+static uint8_t slot_recent[MPPROF_SITE_SLOTS / 2];
 static mpprof_known_type_t known_types[KNOWN_TYPES_MAX];
 
 // The global count of opcodes the hooked VM has dispatched.
-static inline uint64_t ops_now(void) {
+static inline uint32_t ops_now(void) {
     return rt.ops_base + (OP_TICK_PERIOD - mpprof_op_countdown);
 }
 
-// What the profiler has cost so far, in ticks: its hooks' own time (read
-// around them), and for what no clock read can bracket (the counting at
-// each opcode, the call into a hook and back) the measured cost of one,
-// times how many there were. The measured part is kept as a running sum in
-// 16.16 fixed point: calls and allocations add their cost as they happen,
-// opcodes are added here for those counted since the last look (fewer
-// than 2^32: the opcode tick looks every OP_TICK_PERIOD), so no 64-bit
-// multiply runs per stamp.
-static inline uint64_t overhead(void) {
-    uint64_t ops = ops_now();
-    rt.cost_q16 += (uint64_t)(uint32_t)(ops - rt.ops_costed) * rt.op_cost_q16;
-    rt.ops_costed = ops;
-    return rt.hidden + (rt.cost_q16 >> 16);
+// Take the opcodes counted since the last look into the profiler's cost:
+// their measured cost each, in 16.16 (fewer than OP_TICK_PERIOD since the
+// last look, which the opcode tick forces: one 32x32 multiply, no more).
+static inline void cost_opcodes(void) {
+    uint32_t countdown = mpprof_op_countdown;
+    rt.offset_q16 += (uint64_t)(rt.countdown_costed - countdown) * rt.op_cost_q16;
+    rt.countdown_costed = countdown;
 }
 
 // A raw clock reading as the time the code would have reached without the
 // profiler: every figure is a difference of these, so none includes the
-// profiler's own cost, and none depends on when flushes fall.
+// profiler's own cost, and none depends on when flushes fall. The cost is
+// what the hooks' slow paths took, read around them, and for their fast
+// paths (the counting at each opcode, the frame hooks, the allocation
+// hooks) the measured cost of one, times how many there were; calls and
+// allocations add theirs as they happen, opcodes are added here.
 static inline uint64_t stamp(uint64_t raw) {
-    return raw - rt.t0 - overhead();
+    cost_opcodes();
+    return raw - (rt.offset_q16 >> 16);
 }
 
 static inline uint64_t now(void) {
     return stamp(mpprof_ticks());
 }
 
-// A hook's own work begins: the raw clock now.
+static inline void add_hidden(uint64_t ticks) {
+    rt.hidden += ticks;
+    rt.offset_q16 += ticks << 16;
+}
+
+// A hook's slow path begins (writing records, describing code, sending a
+// frame: work whose length varies): the raw clock now. Brackets may nest
+// (a flush inside a mark); only the outermost is counted.
 // A port whose ticks are as fine as instructions holds nothing while the
 // profiler works (MPPROF_PORT_HIDES 0): no call at all then.
 #ifndef MPPROF_PORT_HIDES
@@ -174,30 +192,39 @@ static inline uint64_t now(void) {
 
 static inline uint64_t hide_begin(void) {
     #if MPPROF_PORT_HIDES
-    mpprof_port_hide_begin();
+    if (rt.hiding == 0) {
+        mpprof_port_hide_begin();
+    }
     #endif
+    rt.hiding++;
     return mpprof_ticks();
 }
 
-// Hide the time since the raw reading `h0` (a hook's own work); returns the
-// current time. A hook's work can vary in length (a frame sent or not, a
-// ring buffer wrapping): the port puts the next tick boundaries at the same
+// Hide the time since the raw reading `h0`; returns the current time. A
+// slow path can vary in length (a frame sent or not, a ring buffer
+// wrapping): the port puts the next tick boundaries at the same
 // instructions whatever it did, so times on a deterministic target repeat
 // to the tick.
 static inline uint64_t hide_since(uint64_t h0) {
+    if (--rt.hiding != 0) {
+        return now();
+    }
     #if MPPROF_PORT_HIDES
     mpprof_port_hide_end();
     #endif
     uint64_t r = mpprof_ticks();
-    rt.hidden += r - h0;
+    add_hidden(r - h0);
     return stamp(r);
 }
 
 static inline void hide_end(uint64_t h0) {
+    if (--rt.hiding != 0) {
+        return;
+    }
     #if MPPROF_PORT_HIDES
     mpprof_port_hide_end();
     #endif
-    rt.hidden += mpprof_ticks() - h0;
+    add_hidden(mpprof_ticks() - h0);
 }
 
 #if MPPROF_LINE_TIME
@@ -383,6 +410,8 @@ static mpprof_code_t *code_lookup(const mp_obj_fun_bc_t *fun) {
             if (rt.n_codes >= MPPROF_MAX_CODES * 3 / 4) {
                 return NULL;
             }
+            // A function's first call: a slow path.
+            uint64_t h0 = hide_begin();
             // Bytecode compiled at run time lives on the GC heap, and its
             // block size bounds the offsets the counters must cover.
             size_t len = gc_nbytes(bytecode);
@@ -399,6 +428,7 @@ static mpprof_code_t *code_lookup(const mp_obj_fun_bc_t *fun) {
                 c->n_counts = len;
                 rt.counters_used += len;
             }
+            hide_end(h0);
             return c;
         }
     }
@@ -422,6 +452,8 @@ static uint32_t node_child(uint32_t parent, mpprof_code_t *code) {
     if (rt.n_nodes >= MPPROF_MAX_NODES) {
         return 0;
     }
+    // A new calling context: a slow path.
+    uint64_t h0 = hide_begin();
     uint32_t idx = rt.n_nodes++;
     mpprof_node_t *n = &nodes[idx];
     memset(n, 0, sizeof(*n));
@@ -429,7 +461,22 @@ static uint32_t node_child(uint32_t parent, mpprof_code_t *code) {
     n->code = code;
     n->next_sibling = p->first_child;
     p->first_child = idx;
+    hide_end(h0);
     return idx;
+}
+
+// The parent's most recent callee (node_child() moves it to the front) when
+// it runs this bytecode: a loop calling one function finds it here, with no
+// hash lookup. 0: look further.
+static inline uint32_t node_recent(uint32_t parent, const uint8_t *bytecode) {
+    uint32_t c = nodes[parent].first_child;
+    if (c != 0) {
+        const mpprof_code_t *code = nodes[c].code;
+        if (code->bytecode == bytecode && code->kind == MPPROF_CODE_BYTECODE && !code->dead) {
+            return c;
+        }
+    }
+    return 0;
 }
 
 static mpprof_type_t *type_lookup(const mp_obj_type_t *type) {
@@ -534,18 +581,34 @@ static const mp_obj_type_t *pending_type(const mpprof_pending_t *p) {
 /******************************************************************************/
 // Events.
 
-static void flush_pending(void) {
-    mpprof_pending_t *p = &rt.pending;
-    if (!p->valid) {
-        return;
-    }
-    p->valid = false;
-    const mp_obj_type_t *type = pending_type(p);
+// The first slot of a site's set: the site's fields mixed (odd multipliers,
+// the top bits kept) so nearby nodes and offsets spread over the sets.
+static inline uint32_t site_set(const mpprof_pending_t *p, const mp_obj_type_t *type, uint32_t bytes) {
+    uint32_t key = p->node * 0x9e3779b1u ^ p->offset * 0x85ebca77u
+        ^ (uint32_t)((uintptr_t)type >> 3) * 0xc2b2ae3du ^ bytes * 0x27d4eb2fu ^ p->kind;
+    return ((key * 0x9e3779b1u) >> 26) << 1; // 64 sets of 2
+}
+
+// Room kept for a SITE record: a frame ends where one might not fit, repeat
+// or not, so frames (and the host's pipe writes) stay the same size
+// whatever the records are (a 4 KiB payload, sealed, fits a pipe's page).
+#define SITE_RECORD_MAX (1 + 6 * 10)
+
+static inline bool slot_holds(const mpprof_slot_t *s, const mpprof_pending_t *p, const mp_obj_type_t *type, uint32_t bytes) {
+    return s->node == p->node && s->offset == p->offset && s->type == type && s->bytes == bytes
+           && s->kind == p->kind && s->epoch == mpprof_wire_epoch;
+}
+
+// A new site for its set (or the first record after a dropped frame):
+// described in full, with its node and type first if the stream has not
+// had them, in the set's slot used less recently. A slow path: its time is
+// hidden.
+static void write_site(const mpprof_pending_t *p, const mp_obj_type_t *type, uint32_t bytes, uint32_t set) {
+    uint64_t h0 = hide_begin();
     mpprof_type_t *t = type ? type_lookup(type) : NULL;
     uint32_t type_id = t ? t->id : 0;
-    uint32_t bytes = p->n_bytes > UINT32_MAX ? UINT32_MAX : (uint32_t)p->n_bytes;
-    uint32_t h = (p->node * 31u + p->offset * 7u + type_id * 13u + bytes + p->kind) & (MPPROF_SITE_SLOTS - 1);
-    mpprof_slot_t *s = &slots[h];
+    // An unknown type (its table full) is sent as no type.
+    const mp_obj_type_t *sent_type = t != NULL ? type : NULL;
     uint16_t epoch;
     do {
         epoch = mpprof_wire_epoch;
@@ -555,15 +618,23 @@ static void flush_pending(void) {
         if (t != NULL && t->sent_epoch != epoch) {
             send_type(t);
         }
-        mpprof_wire_begin(1 + 6 * 10);
+        mpprof_wire_begin(SITE_RECORD_MAX);
     } while (epoch != mpprof_wire_epoch);
-    if (s->epoch == epoch && s->node == p->node && s->offset == p->offset
-        && s->type_id == type_id && s->bytes == bytes && s->kind == p->kind) {
+    uint32_t h;
+    if (slot_holds(&slots[set], p, sent_type, bytes) || slot_holds(&slots[set + 1], p, sent_type, bytes)) {
+        // Only the frame was full.
+        h = slot_holds(&slots[set], p, sent_type, bytes) ? set : set + 1;
         mpprof_wire_u8(MPPROF_TAG_ALLOC_REPEAT | h);
     } else {
+        // A slot of an older epoch (undefined for the host now) first,
+        // else the one used less recently.
+        h = slots[set].epoch != epoch ? set
+            : slots[set + 1].epoch != epoch ? set + 1
+            : set + (1 - slot_recent[set >> 1]);
+        mpprof_slot_t *s = &slots[h];
         s->node = p->node;
         s->offset = p->offset;
-        s->type_id = type_id;
+        s->type = sent_type;
         s->bytes = bytes;
         s->kind = p->kind;
         s->epoch = epoch;
@@ -574,6 +645,31 @@ static void flush_pending(void) {
         mpprof_wire_uint(type_id);
         mpprof_wire_uint(bytes);
         mpprof_wire_uint(p->kind);
+    }
+    slot_recent[set >> 1] = h & 1;
+    hide_end(h0);
+}
+
+static void flush_pending(void) {
+    mpprof_pending_t *p = &rt.pending;
+    if (!p->valid) {
+        return;
+    }
+    p->valid = false;
+    const mp_obj_type_t *type = pending_type(p);
+    uint32_t bytes = p->n_bytes > UINT32_MAX ? UINT32_MAX : (uint32_t)p->n_bytes;
+    uint32_t set = site_set(p, type, bytes);
+    // The fast path, the same few instructions every time (their cost is
+    // part of the measured allocation cost): a site its set holds, defined
+    // in this epoch (so its node and type went out in it too), one byte, in
+    // a frame with room.
+    uint32_t h = slot_holds(&slots[set], p, type, bytes) ? set
+        : slot_holds(&slots[set + 1], p, type, bytes) ? set + 1 : MPPROF_SITE_SLOTS;
+    if (h != MPPROF_SITE_SLOTS && mpprof_wire_len + SITE_RECORD_MAX <= MPPROF_FRAME_PAYLOAD) {
+        mpprof_wire_u8(MPPROF_TAG_ALLOC_REPEAT | h);
+        slot_recent[set >> 1] = h & 1;
+    } else {
+        write_site(p, type, bytes, set);
     }
     mpprof_wire_end_record();
     rt.alloc_count++;
@@ -721,7 +817,7 @@ static uint8_t outcome_of(mp_vm_return_kind_t kind, mp_code_state_t *code_state)
 // inclusive time and its own opcodes (those its callees ran are theirs).
 static inline void close_frame(uint64_t t) {
     mpprof_frame_t *f = &frames[rt.depth - 1];
-    uint64_t ops = ops_now() - f->enter_ops;
+    uint32_t ops = ops_now() - f->enter_ops;
     mpprof_node_t *n = &nodes[f->node];
     n->ticks += t - f->enter_ticks;
     n->calls++;
@@ -765,6 +861,7 @@ static void note_frozen_import(const mpprof_code_t *code) {
         // same site), or on the heap (tables full, not frozen).
         return;
     }
+    uint64_t h0 = hide_begin();
     rt.frozen_node = f->node;
     rt.frozen_offset = offset;
     const mp_module_context_t *context = code->context;
@@ -790,12 +887,16 @@ static void note_frozen_import(const mpprof_code_t *code) {
     mpprof_wire_uint(offset);
     mpprof_wire_str(file, file_len, file_max);
     mpprof_wire_end_record();
+    hide_end(h0);
 }
 
-// Frames the hooked VM cannot profile run on the plain VM.
-static bool run_plain(uint64_t h0) {
+// Frames the hooked VM cannot profile run on the plain VM: everything the
+// hook did since `h0` is hidden (less what slow paths inside it hid already),
+// as no measured cost covers it.
+static bool run_plain(uint64_t h0, uint64_t hidden0) {
     rt.unprofiled_frames++;
-    hide_end(h0);
+    uint64_t spent = mpprof_ticks() - h0, inner = rt.hidden - hidden0;
+    add_hidden(spent > inner ? spent - inner : 0);
     return false;
 }
 
@@ -803,26 +904,35 @@ bool mpprof_vm_enter(mp_code_state_t *code_state, void *inject_exc, int *kind_ou
     if ((!rt.recording && !rt.calibrating) || rt.in_hook || !mpprof_main_thread()) {
         return false;
     }
-    // Everything from here to the frame's first opcode, and from its last
-    // to the return, is the profiler's: hidden, so the caller's time is what
-    // it would be on the plain VM.
-    uint64_t h0 = hide_begin();
+    // From here to the frame's first opcode, and from its last to the
+    // return, the hook runs the same instructions at every call (its slow
+    // paths, a function's first call, a new calling context, a record
+    // written, a flush, are hidden where they happen): that cost is
+    // measured at start-up and taken out per call (calibrate()), so the
+    // fast path reads the clock only for the frame's own two stamps.
+    uint64_t h0 = mpprof_ticks(), hidden0 = rt.hidden;
     if (rt.depth >= MPPROF_MAX_DEPTH) {
-        return run_plain(h0);
+        return run_plain(h0, hidden0);
     }
     flush_pending();
-    mpprof_code_t *code = code_lookup(code_state->fun_bc);
-    if (code == NULL || code->counts == NULL) {
-        // Bytecode outside the GC heap (frozen) or tables full: run plain.
-        if (code != NULL) {
-            note_frozen_import(code);
-        }
-        return run_plain(h0);
-    }
     uint32_t parent = rt.depth != 0 ? frames[rt.depth - 1].node : 0;
-    uint32_t node = node_child(parent, code);
-    if (node == 0) {
-        return run_plain(h0);
+    uint32_t node = node_recent(parent, code_state->fun_bc->bytecode);
+    mpprof_code_t *code;
+    if (node != 0) {
+        code = nodes[node].code;
+    } else {
+        code = code_lookup(code_state->fun_bc);
+        if (code == NULL || code->counts == NULL) {
+            // Bytecode outside the GC heap (frozen) or tables full: run plain.
+            if (code != NULL) {
+                note_frozen_import(code);
+            }
+            return run_plain(h0, hidden0);
+        }
+        node = node_child(parent, code);
+        if (node == 0) {
+            return run_plain(h0, hidden0);
+        }
     }
     if (!code->dirty) {
         code->dirty = 1;
@@ -833,10 +943,10 @@ bool mpprof_vm_enter(mp_code_state_t *code_state, void *inject_exc, int *kind_ou
         // Count flush intervals from the script's start too: where flushes
         // fall must not depend on how long the board idled before.
         mpprof_port_align_ticks();
-        h0 = mpprof_ticks();
         rt.last_flush = now();
     }
-    mpprof_frame_t *f = &frames[rt.depth++];
+    uint32_t index = rt.depth++;
+    mpprof_frame_t *f = &frames[index];
     f->counts_bias = (uintptr_t)code->counts - (uintptr_t)code->bytecode * sizeof(uint32_t);
     f->base = code->bytecode;
     f->node = node;
@@ -846,16 +956,15 @@ bool mpprof_vm_enter(mp_code_state_t *code_state, void *inject_exc, int *kind_ou
     mpprof_top_frame = f;
     f->enter_ops = ops_now();
     MPPROF_LINE(mpprof_line_enter(f, code->counts - counters, code->n_counts));
-    f->enter_ticks = hide_since(h0);
+    f->enter_ticks = now();
     MPPROF_LINE(f->line_last = f->enter_ticks);
 
     mp_vm_return_kind_t kind = mpprof_vm_execute_hooked(code_state, inject_exc);
 
-    uint64_t h1 = hide_begin();
-    uint64_t t = stamp(h1);
+    uint64_t t = now();
     // An extra frame left open above this one (none should be: each closes
     // itself, or its unwind callback does) ends with it.
-    while (&frames[rt.depth - 1] != f) {
+    while (rt.depth - 1 != index) {
         close_frame(t);
     }
     MPPROF_LINE(mpprof_line_leave(f, rt.depth > 1 ? &frames[rt.depth - 2] : NULL, t));
@@ -863,23 +972,28 @@ bool mpprof_vm_enter(mp_code_state_t *code_state, void *inject_exc, int *kind_ou
     if (rt.depth == 0) {
         rt.end_reason = outcome_of(kind, code_state);
     }
-    if (rt.recording && t - rt.last_flush >= rt.flush_ticks) {
+    // Checked while calibrating too, so the check is part of the measured
+    // cost.
+    if (t - rt.last_flush >= rt.flush_ticks && rt.recording) {
+        uint64_t h1 = hide_begin();
         flush_all(t);
         mpprof_wire_flush();
+        hide_end(h1);
     }
     rt.calls++;
-    rt.cost_q16 += rt.call_cost_q16;
-    hide_end(h1);
+    rt.offset_q16 += rt.call_cost_q16;
     *kind_out = kind;
     return true;
 }
 
 void mpprof_op_tick(void) {
     uint64_t h0 = hide_begin();
+    // The opcodes of the countdown just run out are costed before it
+    // starts again (see cost_opcodes()).
+    cost_opcodes();
     rt.ops_base += OP_TICK_PERIOD;
     mpprof_op_countdown = OP_TICK_PERIOD;
-    // Keep the opcodes not yet costed below 2^32 (see overhead()).
-    (void)overhead();
+    rt.countdown_costed = OP_TICK_PERIOD;
     #ifdef MPPROF_PORT_POLL
     // A port that cannot otherwise notice Ctrl-C while a script runs (and
     // only then: at start-up, the byte waiting may be the host's Ctrl-A).
@@ -997,6 +1111,8 @@ static mpprof_code_t *extra_code(uint8_t kind, const void *key, const mp_obj_fun
     if (n_extra_codes >= MPPROF_MAX_EXTRA_CODES) {
         return NULL;
     }
+    // The first call: a slow path (a viper function's name is looked up).
+    uint64_t h0 = hide_begin();
     mpprof_extra_code_t *x = &extra_codes[n_extra_codes++];
     memset(x, 0, sizeof(*x));
     last = &x->code;
@@ -1017,19 +1133,15 @@ static mpprof_code_t *extra_code(uint8_t kind, const void *key, const mp_obj_fun
     (void)fun;
     (void)context_file;
     #endif
+    hide_end(h0);
     return &x->code;
 }
 
 static void extra_unwound(void *ctx);
 
-// Open an extra frame of `code` (h0: the raw clock when the hook began).
-static void extra_open(mpprof_extra_frame_t *x, mpprof_code_t *code, uint32_t site_offset, uint64_t h0) {
-    uint32_t parent = rt.depth != 0 ? frames[rt.depth - 1].node : 0;
-    uint32_t node = code != NULL ? node_child(parent, code) : 0;
-    if (node == 0) {
-        hide_end(h0);
-        return;
-    }
+// Open an extra frame at `node`: all but its enter stamp, which the caller
+// takes last.
+static inline void extra_push(mpprof_extra_frame_t *x, uint32_t node, uint32_t site_offset) {
     mpprof_frame_t *f = &frames[rt.depth++];
     f->counts_bias = 0;
     f->base = NULL;
@@ -1047,19 +1159,20 @@ static void extra_open(mpprof_extra_frame_t *x, mpprof_code_t *code, uint32_t si
     callback->fun = extra_unwound;
     MP_STATE_MAIN_THREAD(nlr_jump_callback_top) = callback;
     f->enter_ops = ops_now();
-    f->enter_ticks = hide_since(h0);
 }
 
-// Close the extra frame `x` opened, and any frame still open above it.
-static void extra_close(const mpprof_extra_frame_t *x, uint64_t t) {
-    while (rt.depth >= x->depth && rt.depth != 0) {
+// Close the extra frame `x` opened (x->depth >= 1), and any frame still
+// open above it.
+static inline void extra_close(const mpprof_extra_frame_t *x, uint64_t t) {
+    while (rt.depth >= x->depth) {
         close_frame(t);
     }
 }
 
 static void extra_unwound(void *ctx) {
     // An exception is unwinding through the hooked function: the callback
-    // is already off MicroPython's list.
+    // is already off MicroPython's list. A slow path, hidden (a native
+    // frame's measured cost is for its return).
     mpprof_extra_frame_t *x = ctx;
     uint64_t h = hide_begin();
     extra_close(x, stamp(h));
@@ -1067,15 +1180,20 @@ static void extra_unwound(void *ctx) {
     hide_end(h);
 }
 
-static bool extra_wanted(void) {
-    return rt.recording && !rt.in_hook && rt.depth < MPPROF_MAX_DEPTH && mpprof_main_thread();
+// Native frames are opened while calibrating too: their cost is measured.
+static bool extra_wanted(bool native) {
+    return (rt.recording || (native && rt.calibrating)) && !rt.in_hook && rt.depth < MPPROF_MAX_DEPTH
+           && mpprof_main_thread();
 }
 
+// Compiling (an import of a .py file, exec, eval) is rare and long: its
+// hooks are bracketed whole.
 void mpprof_compile_begin(mpprof_extra_frame_t *x, size_t source_name) {
     x->depth = 0;
+    x->native = false;
     // The main script's own compile (nothing profiled runs yet) stays out,
     // as before any frame.
-    if (!extra_wanted() || rt.depth == 0) {
+    if (!extra_wanted(false) || rt.depth == 0) {
         return;
     }
     uint64_t h0 = hide_begin();
@@ -1085,28 +1203,55 @@ void mpprof_compile_begin(mpprof_extra_frame_t *x, size_t source_name) {
     // Allocations while compiling are at the importing line: the frame's
     // site is where its caller is.
     mpprof_code_t *code = extra_code(MPPROF_CODE_COMPILE, (const void *)(uintptr_t)source_name, NULL, source_name);
-    extra_open(x, code, offset, h0);
+    uint32_t child = code != NULL ? node_child(node, code) : 0;
+    if (child != 0) {
+        extra_push(x, child, offset);
+        frames[rt.depth - 1].enter_ticks = hide_since(h0);
+    } else {
+        hide_end(h0);
+    }
 }
 
+// A native or viper call can be as short as a few instructions, and a loop
+// makes many: as for a bytecode call, the hooks' fast path is a measured
+// cost per call, and only the frame's own stamps read the clock.
 void mpprof_native_begin(mpprof_extra_frame_t *x, const void *fun_in, bool viper) {
     x->depth = 0;
-    if (!extra_wanted()) {
+    x->native = true;
+    if (!extra_wanted(true)) {
         return;
     }
-    uint64_t h0 = hide_begin();
     flush_pending();
     const mp_obj_fun_bc_t *fun = fun_in;
-    mpprof_code_t *code = extra_code(viper ? MPPROF_CODE_VIPER : MPPROF_CODE_NATIVE, fun->bytecode, fun, 0);
-    extra_open(x, code, 0, h0);
+    uint8_t kind = viper ? MPPROF_CODE_VIPER : MPPROF_CODE_NATIVE;
+    uint32_t parent = rt.depth != 0 ? frames[rt.depth - 1].node : 0;
+    // A loop calling one native function finds it as the parent's most
+    // recent callee (node_child() moves it to the front).
+    uint32_t node = nodes[parent].first_child;
+    if (node == 0 || nodes[node].code->bytecode != fun->bytecode || nodes[node].code->kind != kind) {
+        mpprof_code_t *code = extra_code(kind, fun->bytecode, fun, 0);
+        node = code != NULL ? node_child(parent, code) : 0;
+        if (node == 0) {
+            return;
+        }
+    }
+    extra_push(x, node, 0);
+    frames[rt.depth - 1].enter_ticks = now();
 }
 
 void mpprof_extra_end(mpprof_extra_frame_t *x) {
     if (x->depth == 0) {
         return;
     }
-    uint64_t h1 = hide_begin();
     // nlr_pop_jump_callback(false), as above.
     MP_STATE_MAIN_THREAD(nlr_jump_callback_top) = ((nlr_jump_callback_node_t *)x)->prev;
+    if (x->native) {
+        extra_close(x, now());
+        rt.native_calls++;
+        rt.offset_q16 += rt.native_cost_q16;
+        return;
+    }
+    uint64_t h1 = hide_begin();
     flush_pending();
     extra_close(x, stamp(h1));
     hide_end(h1);
@@ -1124,7 +1269,9 @@ void mpprof_gc_alloc(void *ptr, size_t n_bytes) {
     if ((!rt.recording && !rt.calibrating_allocs) || rt.in_hook || !mpprof_main_thread()) {
         return;
     }
-    uint64_t h0 = hide_begin();
+    // No clock read: the fast path (the previous allocation's repeat
+    // record, this one noted) is a measured cost per allocation; a record
+    // that has more to say hides its own time (write_site()).
     flush_pending();
     mpprof_pending_t *p = &rt.pending;
     p->ptr = ptr;
@@ -1134,13 +1281,17 @@ void mpprof_gc_alloc(void *ptr, size_t n_bytes) {
     p->valid = true;
     current_site(&p->node, &p->offset);
     rt.allocs_seen++;
-    rt.cost_q16 += rt.alloc_cost_q16;
-    hide_end(h0);
+    rt.offset_q16 += rt.alloc_cost_q16;
 }
 
+// An object mp_obj_malloc made: its type is exact, and its path through the
+// hooks (this call, no type guessed from the first word) has a measured
+// cost of its own, which replaces the one the allocation hook took out
+// (no stamp comes between the two).
 void mpprof_obj_typed(void *base) {
     if (rt.pending.valid && rt.pending.ptr == base) {
         rt.pending.exact = true;
+        rt.offset_q16 += (uint64_t)((int64_t)rt.typed_alloc_cost_q16 - (int64_t)rt.alloc_cost_q16);
     }
 }
 
@@ -1206,7 +1357,7 @@ void mpprof_gc_realloc(void *old_ptr, void *new_ptr, size_t old_blocks, size_t n
     if (new_bytes <= old_bytes || !rt.recording || rt.in_hook || !main_thread) {
         return;
     }
-    uint64_t h0 = hide_begin();
+    // As an allocation: a measured cost, no clock read.
     flush_pending();
     mpprof_pending_t *p = &rt.pending;
     p->ptr = new_ptr;
@@ -1216,8 +1367,7 @@ void mpprof_gc_realloc(void *old_ptr, void *new_ptr, size_t old_blocks, size_t n
     p->valid = true;
     current_site(&p->node, &p->offset);
     rt.allocs_seen++;
-    rt.cost_q16 += rt.alloc_cost_q16;
-    hide_end(h0);
+    rt.offset_q16 += rt.alloc_cost_q16;
 }
 
 // A collection's figure is its own time: from the first instruction of
@@ -1314,11 +1464,30 @@ static const char calib_src[] =
     "  on()\n"
     "def set(end):\n"
     " for key in range(end):\n"
-    "  (key, end)\n";
+    "  (key, end)\n"
+    "def copy(end):\n"
+    " for key in range(end):\n"
+    #if MICROPY_PY_BUILTINS_FLOAT
+    "  key + 0.5\n"
+    #else
+    "  [key]\n"
+    #endif
+    #if MICROPY_EMIT_NATIVE
+    "@micropython.native\n"
+    "def get():\n"
+    " pass\n"
+    "def pop(end):\n"
+    " for key in range(end):\n"
+    "  get()\n"
+    #endif
+;
 
 // Referenced here so the build's qstr table has them whatever the port.
 static const qstr calib_names[] = {
-    MP_QSTR_off, MP_QSTR_on, MP_QSTR_add, MP_QSTR_set, MP_QSTR_end, MP_QSTR_key, MP_QSTR_range,
+    MP_QSTR_off, MP_QSTR_on, MP_QSTR_add, MP_QSTR_set, MP_QSTR_copy, MP_QSTR_end, MP_QSTR_key, MP_QSTR_range,
+    #if MICROPY_EMIT_NATIVE
+    MP_QSTR_micropython, MP_QSTR_native, MP_QSTR_get, MP_QSTR_pop,
+    #endif
 };
 
 typedef struct {
@@ -1326,6 +1495,7 @@ typedef struct {
     uint64_t ops;
     uint64_t calls;
     uint64_t allocs;
+    uint64_t natives;
 } calib_run_t;
 
 static calib_run_t calib_run(mp_obj_t fun, mp_int_t n, bool hooked) {
@@ -1334,7 +1504,7 @@ static calib_run_t calib_run(mp_obj_t fun, mp_int_t n, bool hooked) {
     rt.calibrating = hooked;
     rt.calibrating_allocs = hooked;
     uint64_t hidden0 = rt.hidden;
-    uint64_t ops0 = ops_now(), calls0 = rt.calls, allocs0 = rt.allocs_seen;
+    uint32_t ops0 = ops_now(), calls0 = rt.calls, allocs0 = rt.allocs_seen, natives0 = rt.native_calls;
     // At the same phase of a coarse tick every time, so the figures do not
     // depend on how long the board idled before (see mpprof_port_align_ticks).
     mpprof_port_align_ticks();
@@ -1342,15 +1512,17 @@ static calib_run_t calib_run(mp_obj_t fun, mp_int_t n, bool hooked) {
     mp_call_function_1(fun, MP_OBJ_NEW_SMALL_INT(n));
     uint64_t t1 = mpprof_ticks();
     r.ticks = (t1 - t0) - (rt.hidden - hidden0);
-    r.ops = ops_now() - ops0;
-    r.calls = rt.calls - calls0;
-    r.allocs = rt.allocs_seen - allocs0;
+    r.ops = (uint32_t)(ops_now() - ops0);
+    r.calls = (uint32_t)(rt.calls - calls0);
+    r.allocs = (uint32_t)(rt.allocs_seen - allocs0);
+    r.natives = (uint32_t)(rt.native_calls - natives0);
     mpprof_vm_hooked = 0;
     rt.calibrating = false;
     rt.calibrating_allocs = false;
     // What the allocation hooks wrote is not the stream's.
     rt.pending.valid = false;
     memset(slots, 0, sizeof(slots));
+    memset(slot_recent, 0, sizeof(slot_recent));
     mpprof_wire_reset();
     return r;
 }
@@ -1461,18 +1633,31 @@ static bool calibrate(void) {
     mp_obj_t off = mp_obj_dict_get(MP_OBJ_FROM_PTR(globals), MP_OBJ_NEW_QSTR(MP_QSTR_off));
     mp_obj_t add = mp_obj_dict_get(MP_OBJ_FROM_PTR(globals), MP_OBJ_NEW_QSTR(MP_QSTR_add));
     mp_obj_t set = mp_obj_dict_get(MP_OBJ_FROM_PTR(globals), MP_OBJ_NEW_QSTR(MP_QSTR_set));
+    mp_obj_t copy = mp_obj_dict_get(MP_OBJ_FROM_PTR(globals), MP_OBJ_NEW_QSTR(MP_QSTR_copy));
     // Each cost from two sizes of one run, hooked and plain: the difference
     // of differences leaves what grows with the size. Per opcode first (a
     // loop with no calls), then per call (the loop calling an empty
-    // function), then per allocation (the loop building a tuple), each less
-    // what the costs before it explain.
+    // function), then per allocation (the loop making a float, a type told
+    // by its first word and size; without floats, a one-item list: the list
+    // and its items),
+    // per typed allocation (the loop building a tuple, which mp_obj_malloc
+    // types), then per native call (the loop calling an empty native
+    // function), each less what the opcode and call costs explain.
     // Small runs: calibration is part of every start-up, and what it
     // measures grows linearly.
     const mp_int_t small = 100, large = 700;
-    mp_obj_t funs[3] = {off, add, set};
-    for (int k = 0; k < 3; k++) {
+    #if MICROPY_EMIT_NATIVE
+    mp_obj_t pop = mp_obj_dict_get(MP_OBJ_FROM_PTR(globals), MP_OBJ_NEW_QSTR(MP_QSTR_pop));
+    mp_obj_t funs[5] = {off, add, copy, set, pop};
+    const int n_funs = 5;
+    #else
+    mp_obj_t funs[4] = {off, add, copy, set};
+    const int n_funs = 4;
+    #endif
+    for (int k = 0; k < n_funs; k++) {
         // Allocation runs stay small: what they record must fit one frame.
-        mp_int_t s_n = k == 2 ? 50 : small, l_n = k == 2 ? 350 : large;
+        bool allocating = k == 2 || k == 3;
+        mp_int_t s_n = allocating ? 50 : small, l_n = allocating ? 350 : large;
         calib_run_t ps = calib_best(funs[k], s_n, false), pl = calib_best(funs[k], l_n, false);
         calib_run_t hs = calib_best(funs[k], s_n, true), hl = calib_best(funs[k], l_n, true);
         uint64_t extra_s = calib_unexplained(hs, ps), extra_l = calib_unexplained(hl, pl);
@@ -1480,11 +1665,18 @@ static bool calibrate(void) {
             rt.op_cost_q16 = calib_slope(extra_s, extra_l, hl.ops - hs.ops);
         } else if (k == 1) {
             rt.call_cost_q16 = calib_slope(extra_s, extra_l, hl.calls - hs.calls);
+        } else if (k == 2) {
+            rt.alloc_cost_q16 = calib_slope(extra_s, extra_l, hl.allocs - hs.allocs);
+        } else if (k == 3) {
+            rt.typed_alloc_cost_q16 = calib_slope(extra_s, extra_l, hl.allocs - hs.allocs);
         } else {
-            rt.alloc_cost_q16 = calib_slope(extra_s, extra_l, hl.allocs - hs.allocs)
-                + calib_idle_alloc_hook();
+            rt.native_cost_q16 = calib_slope(extra_s, extra_l, hl.natives - hs.natives);
         }
     }
+    // The idle hook (in the plain runs too) is part of every allocation.
+    uint32_t idle = calib_idle_alloc_hook();
+    rt.alloc_cost_q16 += idle;
+    rt.typed_alloc_cost_q16 += idle;
     nlr_pop();
     mp_globals_set(globals_prev);
     mp_locals_set(locals_prev);
@@ -1504,18 +1696,22 @@ static bool calibrate(void) {
 // calibrating is some 12 M instructions, more than many scripts run), else
 // measured now and kept.
 static void find_costs(void) {
-    uint32_t costs[3];
+    uint32_t costs[MPPROF_COSTS];
     rt.cost_runs = mpprof_port_costs_load(costs);
     if (rt.cost_runs != 0) {
         rt.op_cost_q16 = costs[0];
         rt.call_cost_q16 = costs[1];
         rt.alloc_cost_q16 = costs[2];
+        rt.typed_alloc_cost_q16 = costs[3];
+        rt.native_cost_q16 = costs[4];
         return;
     }
     if (calibrate()) {
         costs[0] = rt.op_cost_q16;
         costs[1] = rt.call_cost_q16;
         costs[2] = rt.alloc_cost_q16;
+        costs[3] = rt.typed_alloc_cost_q16;
+        costs[4] = rt.native_cost_q16;
         mpprof_port_costs_store(costs);
     }
 }
@@ -1568,6 +1764,7 @@ static void reset_tables(void) {
     n_extra_codes = 0;
     memset(types, 0, sizeof(types));
     memset(slots, 0, sizeof(slots));
+    memset(slot_recent, 0, sizeof(slot_recent));
     rt.n_codes = 0;
     rt.n_types = 0;
     rt.n_nodes = 1;
@@ -1584,12 +1781,13 @@ static void reset_tables(void) {
 
 // What calibration measured, for the host to show.
 static void write_cost(void) {
-    uint8_t data[4 * 10];
+    uint8_t data[6 * 10];
     size_t n = 0;
-    uint32_t v[4] = {rt.op_cost_q16, rt.call_cost_q16, rt.alloc_cost_q16, rt.cost_runs};
-    for (int i = 0; i < 4; i++) {
+    uint32_t v[6] = {rt.op_cost_q16, rt.call_cost_q16, rt.alloc_cost_q16, rt.typed_alloc_cost_q16,
+                     rt.native_cost_q16, rt.cost_runs};
+    for (int i = 0; i < 6; i++) {
         // In the wire's ticks, as every other time (a count of runs last).
-        uint64_t x = i < 3 ? mpprof_port_wire_time(v[i]) : v[i];
+        uint64_t x = i < 5 ? mpprof_port_wire_time(v[i]) : v[i];
         do {
             data[n++] = (x & 0x7f) | (x > 0x7f ? 0x80 : 0);
             x >>= 7;
@@ -1611,27 +1809,28 @@ void mpprof_init(void) {
     }
     rt.open = true;
     mpprof_wire_reset();
-    rt.t0 = mpprof_ticks();
     // 32-bit division: a 64-bit one pulls in a libgcc routine some boards'
     // linker scripts cannot place (a host's counter can pass 2^32 Hz).
     uint64_t hz = mpprof_port_tick_hz();
     uint32_t shift = hz > UINT32_MAX ? 8 : 0;
-    rt.flush_ticks = MPPROF_FLUSH_TICKS ? MPPROF_FLUSH_TICKS : (uint64_t)((uint32_t)(hz >> shift) / 50u) << shift;
+    rt.flush_ticks = MPPROF_FLUSH_TICKS ? MPPROF_FLUSH_TICKS
+        : ((uint64_t)((uint32_t)(hz >> shift) / 1000u) * mpprof_port_flush_ms()) << shift;
     init_known_types();
     find_costs();
     // What calibration put in the tables and counters is not the script's;
     // time starts now.
     reset_tables();
     rt.hidden = 0;
-    rt.cost_q16 = 0;
-    rt.ops_costed = 0;
     rt.calls = 0;
+    rt.native_calls = 0;
     rt.allocs_seen = 0;
     rt.alloc_count = 0;
     rt.alloc_bytes = 0;
     rt.ops_base = 0;
     mpprof_op_countdown = OP_TICK_PERIOD;
-    rt.t0 = mpprof_ticks();
+    rt.countdown_costed = OP_TICK_PERIOD;
+    // Time starts now: stamps count from here.
+    rt.offset_q16 = mpprof_ticks() << 16;
     write_hello();
     write_cost();
     MPPROF_LINE(mpprof_line_hello());

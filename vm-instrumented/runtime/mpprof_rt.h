@@ -29,7 +29,7 @@
 #define MPPROF_FRAME_PAYLOAD (4096)     // wire frame payload bytes
 #endif
 #ifndef MPPROF_FLUSH_TICKS
-#define MPPROF_FLUSH_TICKS (0)          // 0: the port's clock_hz / 50 (20 ms)
+#define MPPROF_FLUSH_TICKS (0)          // 0: mpprof_port_flush_ms() (20 ms)
 #endif
 
 #define MPPROF_SITE_SLOTS (128)
@@ -79,8 +79,8 @@ typedef struct _mpprof_frame_t {
     mp_code_state_t *code_state; // NULL: a native or compile frame
     uint32_t site_offset;       // where its allocations are, when code_state is NULL
     uint64_t enter_ticks;
-    uint64_t enter_ops;         // the global opcode count at entry
-    uint64_t child_ops;         // opcodes run by the frames it called
+    uint32_t enter_ops;         // the global opcode count at entry
+    uint32_t child_ops;         // opcodes run by the frames it called
     #if MPPROF_LINE_TIME
     // Line time (mpprof_line.c): where this frame's line ticks go.
     uintptr_t line_bias;        // as counts_bias, into the line-time arrays
@@ -96,6 +96,10 @@ extern mpprof_frame_t *mpprof_top_frame;
 
 // The hooked copy of the VM (mpprof_vm.c).
 mp_vm_return_kind_t mpprof_vm_execute_hooked(mp_code_state_t *code_state, volatile mp_obj_t inject_exc);
+
+// The profiler's measured costs (calibrate()): per opcode, call,
+// allocation, typed allocation and native call.
+#define MPPROF_COSTS (5)
 
 // Port layer: each port (unix, qemu, boards) provides these.
 bool mpprof_port_open(void);                          // true: a host is listening, start profiling
@@ -115,12 +119,14 @@ bool mpprof_port_is_main_thread(void);
 #include "mpprof_port_unix.h"
 uint64_t mpprof_port_tick_hz(void);
 uint64_t mpprof_port_wire_time(uint64_t ticks);
-// What calibration measured (ticks per opcode, call, allocation, 16.16),
-// kept between runs: load returns how many earlier runs the costs come from
-// (their median), 0 when the runtime must calibrate now; store keeps a
-// fresh calibration's figures.
-unsigned mpprof_port_costs_load(uint32_t costs[3]);
-void mpprof_port_costs_store(const uint32_t costs[3]);
+// What calibration measured (ticks per opcode, call, allocation, typed
+// allocation, native call, 16.16), kept between runs: load returns how many earlier runs the
+// costs come from (their median), 0 when the runtime must calibrate now;
+// store keeps a fresh calibration's figures.
+unsigned mpprof_port_costs_load(uint32_t costs[MPPROF_COSTS]);
+void mpprof_port_costs_store(const uint32_t costs[MPPROF_COSTS]);
+// Milliseconds between flushes (MPPROF_FLUSH_MS, else 20).
+uint32_t mpprof_port_flush_ms(void);
 #else
 static inline uint64_t mpprof_ticks(void) {
     return mpprof_port_ticks();
@@ -134,6 +140,7 @@ static inline bool mpprof_main_thread(void) {
 // measure (a deterministic clock needs one run) and nowhere to keep them.
 #define mpprof_port_costs_load(costs) (0u)
 #define mpprof_port_costs_store(costs) ((void)(costs))
+#define mpprof_port_flush_ms() (20u)
 #endif
 // Called as a top-level frame starts: a port whose tick counter is coarser
 // than its instructions restarts it here, so tick counts do not depend on

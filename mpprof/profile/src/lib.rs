@@ -176,8 +176,15 @@ pub struct ProfilerCost {
     pub opcode_ticks: f64,
     /// Per call of a profiled function (and generator resume).
     pub call_ticks: f64,
-    /// Per recorded allocation.
+    /// Per recorded allocation whose type is read from its first word (or
+    /// that has none: a raw buffer).
     pub alloc_ticks: f64,
+    /// Per recorded allocation mp_obj_malloc typed.
+    #[serde(default)]
+    pub typed_alloc_ticks: f64,
+    /// Per call of a native or viper function.
+    #[serde(default)]
+    pub native_call_ticks: f64,
     /// 0: measured at this run's start; n: the median of n earlier runs'
     /// measurements of the same binary on this machine (docs/time.md).
     #[serde(default)]

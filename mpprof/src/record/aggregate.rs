@@ -1264,6 +1264,8 @@ impl Aggregator {
             opcode_ticks: ticks(c.opcode_q16),
             call_ticks: ticks(c.call_q16),
             alloc_ticks: ticks(c.alloc_q16),
+            typed_alloc_ticks: ticks(c.typed_alloc_q16),
+            native_call_ticks: ticks(c.native_q16),
             from_runs: u32::try_from(c.from_runs).unwrap_or(u32::MAX),
         });
         meta.line_time = self.line_clock.map(|c| match c {

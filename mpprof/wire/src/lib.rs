@@ -166,6 +166,10 @@ pub struct ProfilerCost {
     pub opcode_q16: u64,
     pub call_q16: u64,
     pub alloc_q16: u64,
+    /// Per allocation mp_obj_malloc typed (absent from older runtimes: 0).
+    pub typed_alloc_q16: u64,
+    /// Per native or viper call (absent from older runtimes: 0).
+    pub native_q16: u64,
     /// 0: measured at this start; n: the median of n earlier runs'
     /// measurements, kept by the port (absent from older runtimes: 0).
     pub from_runs: u64,
@@ -807,6 +811,8 @@ fn plain_record(t: u8, c: &mut Cursor) -> Result<Event, Malformed> {
                 opcode_q16: d.uint()?,
                 call_q16: d.uint()?,
                 alloc_q16: d.uint()?,
+                typed_alloc_q16: if d.pos < d.data.len() { d.uint()? } else { 0 },
+                native_q16: if d.pos < d.data.len() { d.uint()? } else { 0 },
                 from_runs: if d.pos < d.data.len() { d.uint()? } else { 0 },
             })
         }

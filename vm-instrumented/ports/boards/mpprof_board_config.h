@@ -11,7 +11,7 @@
 
 #include <mpconfigport.h>
 
-// Shadow frames, 48 bytes each: 3 KiB. Deeper frames run unprofiled: their
+// Shadow frames, 40 bytes each: 2.5 KiB. Deeper frames run unprofiled: their
 // time counts in their caller's.
 #ifndef MPPROF_MAX_DEPTH
 #define MPPROF_MAX_DEPTH (64)
@@ -58,16 +58,16 @@
 #endif
 
 // Fixed costs, whatever the sizes above: the allocation-site cache (128
-// slots of 20 bytes, 2.5 KiB), the built-in types recognised by their size
-// (128 entries of 8 bytes, 1 KiB), the runtime's state (160 bytes), the
+// slots of 20 bytes, 2.5 KiB, and 64 bytes of which-way-last), the built-in types recognised by their size
+// (128 entries of 8 bytes, 1 KiB), the runtime's state (about 150 bytes), the
 // `mpprof` module's region labels (about 1.1 KiB), the wire encoder's
 // counters (66 bytes) and the port layer's (28 bytes).
 //
 // Static RAM of the whole runtime with these sizes, on a 32-bit Cortex-M
 // (.data + .bss of the mpprof objects, measured with arm-none-eabi-size by
 // vm-instrumented's board_ports test, which checks these figures):
-//   UART transport: 35160 bytes (34.3 KiB)
-//   RTT transport: 43441 bytes (42.4 KiB: adds the up-buffer, the control
+//   UART transport: 34716 bytes (33.9 KiB)
+//   RTT transport: 42997 bytes (42.0 KiB: adds the up-buffer, the control
 //   block and a 16-byte down-buffer)
 // On PYBV11, whose GC heap is what is left of its 128 KiB main RAM (about
 // 100 KiB without mpprof), that is a third to two fifths of the heap; the
