@@ -55,8 +55,25 @@ static inline uint64_t mpprof_ticks(void) {
 extern uintptr_t mpprof_unix_stack_low, mpprof_unix_stack_top;
 bool mpprof_unix_is_main_thread_slow(void);
 
+// The stack pointer, read directly: __builtin_frame_address(0) would make
+// every hook keep a frame pointer, a register the 32-bit build cannot spare.
+static inline uintptr_t mpprof_unix_sp(void) {
+    uintptr_t sp;
+    #if defined(__i386__)
+    __asm__ ("movl %%esp, %0" : "=r" (sp));
+    #elif defined(__x86_64__)
+    __asm__ ("movq %%rsp, %0" : "=r" (sp));
+    #elif defined(__aarch64__)
+    __asm__ ("mov %0, sp" : "=r" (sp));
+    #else
+    volatile char here;
+    sp = (uintptr_t)&here;
+    #endif
+    return sp;
+}
+
 static inline bool mpprof_main_thread(void) {
-    uintptr_t sp = (uintptr_t)__builtin_frame_address(0);
+    uintptr_t sp = mpprof_unix_sp();
     if (__builtin_expect(mpprof_unix_stack_top != 0, 1)) {
         return sp >= mpprof_unix_stack_low && sp <= mpprof_unix_stack_top;
     }
