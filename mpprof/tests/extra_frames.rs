@@ -71,6 +71,17 @@ fn compiling_native_and_viper_code_are_frames_of_their_own() {
         (FunctionKind::Viper, 20, line_of("def count_set("))
     );
     assert!(checksum.incl_ticks > 0 && count_set.incl_ticks > 0);
+    // A native generator: each resume is a call (four values and the end),
+    // below the function that iterates it.
+    let samples = function("samples");
+    assert_eq!(
+        (samples.kind, samples.calls, samples.line, samples.opcodes),
+        (FunctionKind::Native, 5, line_of("def samples("), 0)
+    );
+    let drain = function("drain");
+    for node in p.call_tree.iter().filter(|n| n.function == samples.id) {
+        assert_eq!(node.parent.map(|i| p.call_tree[i].function), Some(drain.id));
+    }
     assert_eq!((checksum.opcodes, count_set.opcodes), (0, 0));
     // They are called from main, whose exclusive time no longer holds them.
     let main = function("main");
