@@ -95,14 +95,29 @@ typedef struct _mpprof_extra_frame_t {
 void mpprof_compile_begin(mpprof_extra_frame_t *x, size_t source_name);
 void mpprof_native_begin(mpprof_extra_frame_t *x, const void *fun, bool viper);
 void mpprof_extra_end(mpprof_extra_frame_t *x);
+// While profiling is off (mpprof_vm_hooked 0: neither recording nor
+// calibrating) a hook is a load and a branch, no call: a loop can call a
+// viper function hundreds of thousands of times.
 #define MICROPY_COMPILE_HOOK_BEGIN(source_name) \
     mpprof_extra_frame_t mpprof_extra_; \
-    mpprof_compile_begin(&mpprof_extra_, (source_name))
-#define MICROPY_COMPILE_HOOK_END() mpprof_extra_end(&mpprof_extra_)
+    mpprof_extra_.depth = 0; \
+    if (mpprof_vm_hooked) { \
+        mpprof_compile_begin(&mpprof_extra_, (source_name)); \
+    }
+#define MICROPY_COMPILE_HOOK_END() \
+    if (mpprof_extra_.depth != 0) { \
+        mpprof_extra_end(&mpprof_extra_); \
+    }
 #define MICROPY_NATIVE_HOOK_ENTER(fun, viper) \
     mpprof_extra_frame_t mpprof_extra_; \
-    mpprof_native_begin(&mpprof_extra_, (fun), (viper))
-#define MICROPY_NATIVE_HOOK_EXIT() mpprof_extra_end(&mpprof_extra_)
+    mpprof_extra_.depth = 0; \
+    if (mpprof_vm_hooked) { \
+        mpprof_native_begin(&mpprof_extra_, (fun), (viper)); \
+    }
+#define MICROPY_NATIVE_HOOK_EXIT() \
+    if (mpprof_extra_.depth != 0) { \
+        mpprof_extra_end(&mpprof_extra_); \
+    }
 
 #define MICROPY_PORT_INIT_FUNC mpprof_init()
 #define MICROPY_PORT_DEINIT_FUNC mpprof_deinit()
