@@ -972,14 +972,8 @@ bool mpprof_vm_enter(mp_code_state_t *code_state, void *inject_exc, int *kind_ou
     if (rt.depth == 0) {
         rt.end_reason = outcome_of(kind, code_state);
     }
-    // Checked while calibrating too, so the check is part of the measured
-    // cost.
-    if (t - rt.last_flush >= rt.flush_ticks && rt.recording) {
-        uint64_t h1 = hide_begin();
-        flush_all(t);
-        mpprof_wire_flush();
-        hide_end(h1);
-    }
+    // No look at the flush clock here: the opcode tick looks every
+    // OP_TICK_PERIOD opcodes, and a frame runs some of its own.
     rt.calls++;
     rt.offset_q16 += rt.call_cost_q16;
     *kind_out = kind;
@@ -1504,6 +1498,10 @@ static calib_run_t calib_run(mp_obj_t fun, mp_int_t n, bool hooked) {
     rt.calibrating = hooked;
     rt.calibrating_allocs = hooked;
     uint64_t hidden0 = rt.hidden;
+    // On a freshly collected heap every time: what the allocator does for
+    // an allocation depends on where it finds room, and a hooked run that
+    // came after a plain one would otherwise search further.
+    gc_collect();
     uint32_t ops0 = ops_now(), calls0 = rt.calls, allocs0 = rt.allocs_seen, natives0 = rt.native_calls;
     // At the same phase of a coarse tick every time, so the figures do not
     // depend on how long the board idled before (see mpprof_port_align_ticks).
