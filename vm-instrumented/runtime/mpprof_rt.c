@@ -1432,13 +1432,14 @@ void mpprof_gc_collect_end(void) {
 }
 
 /******************************************************************************/
-// Calibration: what the profiler costs where no clock read can bracket it.
+// Calibration: what the hooks' fast paths cost.
 //
-// The counting at each opcode and the call into the frame hook and back run
-// outside the hooks' clock reads. Their cost is measured once at start-up,
-// on this target, by running the same small functions on the plain VM and
-// on the hooked one (nothing is recorded meanwhile), and taken out of every
-// time: per opcode counted and per call made (see overhead()).
+// The counting at each opcode, a frame's entry and exit, an allocation's
+// record and a native call read no clock of their own. Their cost is
+// measured once at start-up, on this target, by running the same small
+// functions on the plain VM and on the hooked one (nothing is recorded
+// meanwhile), and taken out of every time: per opcode, call, allocation
+// and native call (see stamp()).
 
 #if MICROPY_ENABLE_COMPILER
 #include "py/lexer.h"
