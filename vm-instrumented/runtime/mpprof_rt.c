@@ -466,13 +466,13 @@ static uint32_t node_child(uint32_t parent, mpprof_code_t *code) {
 }
 
 // The parent's most recent callee (node_child() moves it to the front) when
-// it runs this bytecode: a loop calling one function finds it here, with no
-// hash lookup. 0: look further.
-static inline uint32_t node_recent(uint32_t parent, const uint8_t *bytecode) {
+// it runs this code of this kind: a loop calling one function finds it
+// here, with no hash lookup. 0: look further.
+static inline uint32_t node_recent(uint32_t parent, const void *key, uint8_t kind) {
     uint32_t c = nodes[parent].first_child;
     if (c != 0) {
         const mpprof_code_t *code = nodes[c].code;
-        if (code->bytecode == bytecode && code->kind == MPPROF_CODE_BYTECODE && !code->dead) {
+        if (code->bytecode == key && code->kind == kind && !code->dead) {
             return c;
         }
     }
@@ -599,6 +599,13 @@ static inline bool slot_holds(const mpprof_slot_t *s, const mpprof_pending_t *p,
            && s->kind == p->kind && s->epoch == mpprof_wire_epoch;
 }
 
+// The slot of the set that holds the site in this epoch, else
+// MPPROF_SITE_SLOTS.
+static inline uint32_t slot_find(uint32_t set, const mpprof_pending_t *p, const mp_obj_type_t *type, uint32_t bytes) {
+    return slot_holds(&slots[set], p, type, bytes) ? set
+           : slot_holds(&slots[set + 1], p, type, bytes) ? set + 1 : MPPROF_SITE_SLOTS;
+}
+
 // A new site for its set (or the first record after a dropped frame):
 // described in full, with its node and type first if the stream has not
 // had them, in the set's slot used less recently. A slow path: its time is
@@ -620,10 +627,9 @@ static void write_site(const mpprof_pending_t *p, const mp_obj_type_t *type, uin
         }
         mpprof_wire_begin(SITE_RECORD_MAX);
     } while (epoch != mpprof_wire_epoch);
-    uint32_t h;
-    if (slot_holds(&slots[set], p, sent_type, bytes) || slot_holds(&slots[set + 1], p, sent_type, bytes)) {
+    uint32_t h = slot_find(set, p, sent_type, bytes);
+    if (h != MPPROF_SITE_SLOTS) {
         // Only the frame was full.
-        h = slot_holds(&slots[set], p, sent_type, bytes) ? set : set + 1;
         mpprof_wire_u8(MPPROF_TAG_ALLOC_REPEAT | h);
     } else {
         // A slot of an older epoch (undefined for the host now) first,
@@ -663,8 +669,7 @@ static void flush_pending(void) {
     // part of the measured allocation cost): a site its set holds, defined
     // in this epoch (so its node and type went out in it too), one byte, in
     // a frame with room.
-    uint32_t h = slot_holds(&slots[set], p, type, bytes) ? set
-        : slot_holds(&slots[set + 1], p, type, bytes) ? set + 1 : MPPROF_SITE_SLOTS;
+    uint32_t h = slot_find(set, p, type, bytes);
     if (h != MPPROF_SITE_SLOTS && mpprof_wire_len + SITE_RECORD_MAX <= MPPROF_FRAME_PAYLOAD) {
         mpprof_wire_u8(MPPROF_TAG_ALLOC_REPEAT | h);
         slot_recent[set >> 1] = h & 1;
@@ -916,7 +921,7 @@ bool mpprof_vm_enter(mp_code_state_t *code_state, void *inject_exc, int *kind_ou
     }
     flush_pending();
     uint32_t parent = rt.depth != 0 ? frames[rt.depth - 1].node : 0;
-    uint32_t node = node_recent(parent, code_state->fun_bc->bytecode);
+    uint32_t node = node_recent(parent, code_state->fun_bc->bytecode, MPPROF_CODE_BYTECODE);
     mpprof_code_t *code;
     if (node != 0) {
         code = nodes[node].code;
@@ -1219,10 +1224,8 @@ void mpprof_native_begin(mpprof_extra_frame_t *x, const void *fun_in, bool viper
     const mp_obj_fun_bc_t *fun = fun_in;
     uint8_t kind = viper ? MPPROF_CODE_VIPER : MPPROF_CODE_NATIVE;
     uint32_t parent = rt.depth != 0 ? frames[rt.depth - 1].node : 0;
-    // A loop calling one native function finds it as the parent's most
-    // recent callee (node_child() moves it to the front).
-    uint32_t node = nodes[parent].first_child;
-    if (node == 0 || nodes[node].code->bytecode != fun->bytecode || nodes[node].code->kind != kind) {
+    uint32_t node = node_recent(parent, fun->bytecode, kind);
+    if (node == 0) {
         mpprof_code_t *code = extra_code(kind, fun->bytecode, fun, 0);
         node = code != NULL ? node_child(parent, code) : 0;
         if (node == 0) {
