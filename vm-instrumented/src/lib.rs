@@ -574,12 +574,16 @@ fn ensure_tools(tools: &[(&str, &str)], progress: &mut dyn FnMut(&str)) -> Resul
     Ok(())
 }
 
-/// Whether `gcc -m32` can build and link a program.
+/// Whether `gcc -m32` can build and link a program with the headers the
+/// unix port includes: an empty program links with libc6-dev-i386 alone,
+/// while `<errno.h>` also needs the kernel headers' `asm/` (which
+/// gcc-multilib provides), and a half-removed multilib leaves them out.
 fn can_build_32bit(cache: &Path) -> bool {
     let dir = cache.join("probe-m32");
     let _ = std::fs::create_dir_all(&dir);
     let src = dir.join("t.c");
-    if std::fs::write(&src, "int main(void) { return 0; }\n").is_err() {
+    let program = "#include <errno.h>\n#include <signal.h>\n#include <stdio.h>\nint main(void) { return errno; }\n";
+    if std::fs::write(&src, program).is_err() {
         return false;
     }
     Command::new("gcc")
