@@ -126,19 +126,24 @@ fn check_board_lines(p: &Profile, summary: &str, truth: &BTreeMap<String, i64>) 
     let mut failed = false;
     // The truth times each execution as the statement's window less the
     // reads' own window, each the difference of two timer reads: within a
-    // tick each, so within two ticks per execution. A statement of 40 ticks
-    // is held to 2% or to that, whichever is wider.
+    // tick each, so within two ticks per execution. The profiler takes out
+    // an allocation's hooks as a cost measured in calibration's loops; in
+    // a script's own context that path was measured differing from it by up
+    // to 3 ticks (7 instructions) on this board (docs/time.md, line time).
+    // A statement of 40 ticks is held to 2% or to those, whichever is wider.
     let executions = p.functions[work].calls as f64;
     for (name, text) in statements {
         let l = p.line(file, line_of(&p, text)).expect("the line ran");
         let got = l.incl_ticks.expect("a line that ran has a time") as f64;
         let t = truth[name] as f64;
         let err = (got - t) / t;
+        let bound = (0.02 * t).max(2.0 * executions + 3.0 * l.alloc_count as f64);
         report.push_str(&format!(
-            "{text}: truth {t}, mpprof {got}, {:+.2}%\n",
-            err * 100.0
+            "{text}: truth {t}, mpprof {got}, {:+.2}% (bound {:.2}%)\n",
+            err * 100.0,
+            bound / t * 100.0
         ));
-        failed |= (got - t).abs() > (0.02 * t).max(2.0 * executions);
+        failed |= (got - t).abs() > bound;
     }
     eprint!("{report}");
     assert!(!failed, "{report}");

@@ -78,7 +78,14 @@ typedef struct {
     size_t size;
 } mpprof_known_type_t;
 
-#define KNOWN_TYPES_MAX (128) // power of two; an open-addressed table
+// They sit in buckets of two, addressed by a multiplier chosen at start so
+// that no bucket holds more than two of them. Looking a first word up then
+// costs the same instructions whether it is one of them or not, and
+// wherever it hashes: an allocation's record is a fixed, measured cost
+// (calibration's float hits; a raw buffer misses), which a probe sequence,
+// its length depending on the word, would not be.
+#define KNOWN_BUCKETS (64) // 6 bits
+#define KNOWN_TYPES_MAX (48) // of the few dozen types below, at most
 
 static struct {
     bool open;              // a host listens
@@ -105,6 +112,13 @@ static struct {
     uint32_t typed_alloc_cost_q16; // for an object mp_obj_malloc typed,
                             // whose path is another
     uint32_t native_cost_q16; // the same for a native or viper call
+    // An allocation's record is written when the next event comes (its type
+    // is known only then), often in another line or frame: its part of the
+    // allocation's cost is taken out there, the rest by the allocation hook.
+    uint32_t guessed_record_q16; // a record whose type is looked up
+    uint32_t direct_record_q16;  // one whose type is told (or a growth)
+    uint32_t alloc_note_q16;     // alloc_cost_q16 less guessed_record_q16
+    uint32_t typed_note_q16;     // typed_alloc_cost_q16 less direct_record_q16
     uint32_t cost_runs;     // the costs are the median of this many earlier
                             // runs' calibrations (0: measured at this start)
     bool calibrating;       // frames run hooked, nothing is recorded
@@ -127,7 +141,6 @@ static struct {
     size_t counters_used;
     uint32_t dirty_nodes;   // head of the dirty-node list, 0 = empty
     mpprof_code_t *dirty_codes;
-    size_t n_known;
     size_t heap_total;
     bool used_stale;        // a collection went unrecorded: recount the heap
     uint32_t frozen_node;   // the import site last told FROZEN_IMPORT (node 0: none)
@@ -144,7 +157,8 @@ static mpprof_slot_t slots[MPPROF_SITE_SLOTS];
 // host is told which): a loop whose sites collide in one slot would
 // otherwise describe each anew every time. The way each set used last.
 static uint8_t slot_recent[MPPROF_SITE_SLOTS / 2];
-static mpprof_known_type_t known_types[KNOWN_TYPES_MAX];
+static mpprof_known_type_t known_types[KNOWN_BUCKETS * 2];
+static uint32_t known_mul;
 
 // The global count of opcodes the hooked VM has dispatched.
 static inline uint32_t ops_now(void) {
@@ -499,52 +513,84 @@ static mpprof_type_t *type_lookup(const mp_obj_type_t *type) {
     return NULL;
 }
 
-// Fibonacci hashing of the pointer folded to 32 bits (on a 64-bit build the
-// high half is mixed in), keeping the top 7 bits of the 32-bit product: an
-// index below KNOWN_TYPES_MAX on every word size.
-static inline uint32_t known_slot(const mp_obj_type_t *type) {
+// A multiplicative hash of the pointer folded to 32 bits (on a 64-bit build
+// the high half is mixed in), the top 6 bits kept.
+static inline uint32_t known_bucket(const mp_obj_type_t *type, uint32_t mul) {
     uintptr_t p = (uintptr_t)type >> 2;
     #if UINTPTR_MAX > 0xffffffffu
     p ^= p >> 32;
     #endif
-    return (uint32_t)((uint32_t)p * 2654435761u) >> 25; // 7 bits
+    return (uint32_t)((uint32_t)p * mul) >> 26;
 }
 
-static void add_known(const mp_obj_type_t *type, size_t size) {
-    if (rt.n_known >= KNOWN_TYPES_MAX / 2) {
-        return;
-    }
-    for (uint32_t h = known_slot(type);; h = (h + 1) & (KNOWN_TYPES_MAX - 1)) {
-        if (known_types[h].type == NULL || known_types[h].type == type) {
-            known_types[h].type = type;
-            known_types[h].size = size;
-            rt.n_known++;
+typedef struct {
+    mpprof_known_type_t list[KNOWN_TYPES_MAX];
+    size_t n;
+} known_list_t;
+
+static void add_known(known_list_t *k, const mp_obj_type_t *type, size_t size) {
+    for (size_t i = 0; i < k->n; i++) {
+        if (k->list[i].type == type) {
             return;
+        }
+    }
+    if (k->n < KNOWN_TYPES_MAX) {
+        k->list[k->n].type = type;
+        k->list[k->n].size = size;
+        k->n++;
+    }
+}
+
+// Place the list in the buckets with the first multiplier (odd, from a
+// Weyl sequence) that puts no more than two in any bucket: for some 35
+// types in 64 buckets about one multiplier in five does. Should none of
+// those tried do, the last one is kept and a type that finds its bucket
+// full is left out (its objects are then raw blocks).
+static void place_known(const known_list_t *k) {
+    uint32_t mul = 2654435761u;
+    for (int attempt = 0; attempt < 256; attempt++, mul += 0x9e3779b8u) {
+        uint8_t count[KNOWN_BUCKETS] = {0};
+        bool fits = true;
+        for (size_t i = 0; i < k->n && fits; i++) {
+            fits = ++count[known_bucket(k->list[i].type, mul)] <= 2;
+        }
+        if (fits) {
+            break;
+        }
+    }
+    known_mul = mul;
+    memset(known_types, 0, sizeof(known_types));
+    for (size_t i = 0; i < k->n; i++) {
+        mpprof_known_type_t *b = &known_types[known_bucket(k->list[i].type, mul) * 2];
+        mpprof_known_type_t *e = b[0].type == NULL ? &b[0] : b[1].type == NULL ? &b[1] : NULL;
+        if (e != NULL) {
+            *e = k->list[i];
         }
     }
 }
 
 static void init_known_types(void) {
-    rt.n_known = 0;
-    memset(known_types, 0, sizeof(known_types));
+    // On the C stack at start-up only (a few hundred bytes).
+    known_list_t k;
+    k.n = 0;
     #if MICROPY_PY_BUILTINS_FLOAT
-    add_known(&mp_type_float, sizeof(mpprof_float_obj_t));
+    add_known(&k, &mp_type_float, sizeof(mpprof_float_obj_t));
     #endif
-    add_known(&mp_type_list, sizeof(mp_obj_list_t));
-    add_known(&mp_type_dict, sizeof(mp_obj_dict_t));
+    add_known(&k, &mp_type_list, sizeof(mp_obj_list_t));
+    add_known(&k, &mp_type_dict, sizeof(mp_obj_dict_t));
     #if MICROPY_PY_COLLECTIONS_ORDEREDDICT
-    add_known(&mp_type_ordereddict, sizeof(mp_obj_dict_t));
+    add_known(&k, &mp_type_ordereddict, sizeof(mp_obj_dict_t));
     #endif
     #if MICROPY_PY_BUILTINS_BYTEARRAY
-    add_known(&mp_type_bytearray, sizeof(mp_obj_array_t));
+    add_known(&k, &mp_type_bytearray, sizeof(mp_obj_array_t));
     #endif
     #if MICROPY_PY_ARRAY
-    add_known(&mp_type_array, sizeof(mp_obj_array_t));
+    add_known(&k, &mp_type_array, sizeof(mp_obj_array_t));
     #endif
     #if MICROPY_PY_BUILTINS_MEMORYVIEW
-    add_known(&mp_type_memoryview, sizeof(mp_obj_array_t));
+    add_known(&k, &mp_type_memoryview, sizeof(mp_obj_array_t));
     #endif
-    add_known(&mp_type_str, sizeof(mp_obj_str_t));
+    add_known(&k, &mp_type_str, sizeof(mp_obj_str_t));
     // Built-in exceptions are made with m_new_obj too: find them among the
     // builtins (a dict of known-good objects), so no address is guessed.
     const mp_map_t *map = &mp_module_builtins_globals.map;
@@ -555,9 +601,10 @@ static void init_known_types(void) {
         mp_obj_t v = map->table[i].value;
         if (mp_obj_is_type(v, &mp_type_type)
             && mp_obj_is_subclass_fast(v, MP_OBJ_FROM_PTR(&mp_type_BaseException))) {
-            add_known(MP_OBJ_TO_PTR(v), sizeof(mp_obj_exception_t));
+            add_known(&k, MP_OBJ_TO_PTR(v), sizeof(mp_obj_exception_t));
         }
     }
+    place_known(&k);
 }
 
 static const mp_obj_type_t *pending_type(const mpprof_pending_t *p) {
@@ -569,13 +616,17 @@ static const mp_obj_type_t *pending_type(const mpprof_pending_t *p) {
         return first_word;
     }
     // The first word is compared as a pointer only, never followed: a raw
-    // buffer's first word may be anything.
-    for (uint32_t h = known_slot(first_word); known_types[h].type != NULL; h = (h + 1) & (KNOWN_TYPES_MAX - 1)) {
-        if (known_types[h].type == first_word) {
-            return known_types[h].size == p->n_bytes ? first_word : NULL;
-        }
-    }
-    return NULL;
+    // buffer's first word may be anything. Both entries of its bucket are
+    // compared, and the answer made of masks, not branches (the same cost
+    // for a known type as for a raw buffer; an empty entry's size is 0,
+    // never an allocation's).
+    const mpprof_known_type_t *b = &known_types[known_bucket(first_word, known_mul) * 2];
+    uintptr_t word = (uintptr_t)first_word;
+    uintptr_t hit0 = -(uintptr_t)((uintptr_t)b[0].type == word);
+    uintptr_t hit1 = -(uintptr_t)((uintptr_t)b[1].type == word);
+    uintptr_t size = ((uintptr_t)b[0].size & hit0) | ((uintptr_t)b[1].size & hit1);
+    uintptr_t known = (hit0 | hit1) & -(uintptr_t)(size == p->n_bytes);
+    return (const mp_obj_type_t *)(word & known);
 }
 
 /******************************************************************************/
@@ -594,16 +645,25 @@ static inline uint32_t site_set(const mpprof_pending_t *p, const mp_obj_type_t *
 // whatever the records are (a 4 KiB payload, sealed, fits a pipe's page).
 #define SITE_RECORD_MAX (1 + 6 * 10)
 
-static inline bool slot_holds(const mpprof_slot_t *s, const mpprof_pending_t *p, const mp_obj_type_t *type, uint32_t bytes) {
-    return s->node == p->node && s->offset == p->offset && s->type == type && s->bytes == bytes
-           && s->kind == p->kind && s->epoch == mpprof_wire_epoch;
+// 1 if the slot holds the site in this epoch, else 0: every field compared,
+// with no branch between them, so a hit costs the same whatever field a
+// miss would differ in.
+static inline uint32_t slot_holds(const mpprof_slot_t *s, const mpprof_pending_t *p, const mp_obj_type_t *type, uint32_t bytes) {
+    uintptr_t d = (uintptr_t)(s->node ^ p->node) | (uintptr_t)(s->offset ^ p->offset)
+        | ((uintptr_t)s->type ^ (uintptr_t)type) | (uintptr_t)(s->bytes ^ bytes)
+        | (uintptr_t)(s->kind ^ p->kind) | (uintptr_t)(s->epoch ^ mpprof_wire_epoch);
+    return d == 0;
 }
 
-// The slot of the set that holds the site in this epoch, else
-// MPPROF_SITE_SLOTS.
+// The slot of the set that holds the site in this epoch, else a number of
+// MPPROF_SITE_SLOTS or more. Both ways are compared and the answer made
+// without a branch: a site's record costs the same in either way (its cost
+// is measured once, in one of them).
 static inline uint32_t slot_find(uint32_t set, const mpprof_pending_t *p, const mp_obj_type_t *type, uint32_t bytes) {
-    return slot_holds(&slots[set], p, type, bytes) ? set
-           : slot_holds(&slots[set + 1], p, type, bytes) ? set + 1 : MPPROF_SITE_SLOTS;
+    uint32_t in0 = slot_holds(&slots[set], p, type, bytes);
+    uint32_t in1 = slot_holds(&slots[set + 1], p, type, bytes);
+    // in0: set; in1 only: set + 1; neither: set + 1 + MPPROF_SITE_SLOTS.
+    return set + (in0 ^ 1) + (((in0 | in1) ^ 1) * MPPROF_SITE_SLOTS);
 }
 
 // A new site for its set (or the first record after a dropped frame):
@@ -628,7 +688,7 @@ static void write_site(const mpprof_pending_t *p, const mp_obj_type_t *type, uin
         mpprof_wire_begin(SITE_RECORD_MAX);
     } while (epoch != mpprof_wire_epoch);
     uint32_t h = slot_find(set, p, sent_type, bytes);
-    if (h != MPPROF_SITE_SLOTS) {
+    if (h < MPPROF_SITE_SLOTS) {
         // Only the frame was full.
         mpprof_wire_u8(MPPROF_TAG_ALLOC_REPEAT | h);
     } else {
@@ -656,12 +716,17 @@ static void write_site(const mpprof_pending_t *p, const mp_obj_type_t *type, uin
     hide_end(h0);
 }
 
-static void flush_pending(void) {
+// Not inlined anywhere, so its cost is the same from every hook and as
+// calibration measures it (calib_record()).
+static MP_NOINLINE void flush_pending(void) {
     mpprof_pending_t *p = &rt.pending;
     if (!p->valid) {
         return;
     }
     p->valid = false;
+    if (rt.hiding == 0) {
+        rt.offset_q16 += p->kind == 0 && !p->exact ? rt.guessed_record_q16 : rt.direct_record_q16;
+    }
     const mp_obj_type_t *type = pending_type(p);
     uint32_t bytes = p->n_bytes > UINT32_MAX ? UINT32_MAX : (uint32_t)p->n_bytes;
     uint32_t set = site_set(p, type, bytes);
@@ -670,7 +735,7 @@ static void flush_pending(void) {
     // in this epoch (so its node and type went out in it too), one byte, in
     // a frame with room.
     uint32_t h = slot_find(set, p, type, bytes);
-    if (h != MPPROF_SITE_SLOTS && mpprof_wire_len + SITE_RECORD_MAX <= MPPROF_FRAME_PAYLOAD) {
+    if (h < MPPROF_SITE_SLOTS && mpprof_wire_len + SITE_RECORD_MAX <= MPPROF_FRAME_PAYLOAD) {
         mpprof_wire_u8(MPPROF_TAG_ALLOC_REPEAT | h);
         slot_recent[set >> 1] = h & 1;
     } else {
@@ -1278,7 +1343,7 @@ void mpprof_gc_alloc(void *ptr, size_t n_bytes) {
     p->valid = true;
     current_site(&p->node, &p->offset);
     rt.allocs_seen++;
-    rt.offset_q16 += rt.alloc_cost_q16;
+    rt.offset_q16 += rt.alloc_note_q16;
 }
 
 // An object mp_obj_malloc made: its type is exact, and its path through the
@@ -1288,7 +1353,7 @@ void mpprof_gc_alloc(void *ptr, size_t n_bytes) {
 void mpprof_obj_typed(void *base) {
     if (rt.pending.valid && rt.pending.ptr == base) {
         rt.pending.exact = true;
-        rt.offset_q16 += (uint64_t)((int64_t)rt.typed_alloc_cost_q16 - (int64_t)rt.alloc_cost_q16);
+        rt.offset_q16 += (uint64_t)((int64_t)rt.typed_note_q16 - (int64_t)rt.alloc_note_q16);
     }
 }
 
@@ -1364,7 +1429,7 @@ void mpprof_gc_realloc(void *old_ptr, void *new_ptr, size_t old_blocks, size_t n
     p->valid = true;
     current_site(&p->node, &p->offset);
     rt.allocs_seen++;
-    rt.offset_q16 += rt.alloc_cost_q16;
+    rt.offset_q16 += rt.alloc_note_q16;
 }
 
 // A collection's figure is its own time: from the first instruction of
@@ -1612,6 +1677,46 @@ static uint32_t calib_idle_alloc_hook(void) {
     return calib_slope(without, with, n);
 }
 
+// An allocation record's own cost (flush_pending()'s work past its check
+// for a pending allocation): timed as a loop flushing one pending raw
+// block, its site in a slot after the first, less the same loop with
+// nothing pending. Both kinds of record: a type looked up (a raw block and
+// a known type cost the same there) and a type told.
+static uint64_t calib_record_loop(void *block, uint32_t n, bool pending, bool exact) {
+    // What a loop wrote is not the stream's (and a frame holds a loop's).
+    mpprof_wire_reset();
+    mpprof_port_align_ticks();
+    uint64_t hidden0 = rt.hidden;
+    uint64_t t0 = mpprof_ticks();
+    for (volatile uint32_t i = 0; i < n; i++) {
+        mpprof_pending_t *p = &rt.pending;
+        p->ptr = block;
+        p->n_bytes = 2 * sizeof(mp_obj_t);
+        p->node = 0;
+        p->offset = 0;
+        p->kind = 0;
+        p->exact = exact;
+        p->valid = pending;
+        flush_pending();
+    }
+    return mpprof_ticks() - t0 - (rt.hidden - hidden0);
+}
+
+static uint32_t calib_record(bool exact) {
+    void *block = m_new(mp_obj_t, 2);
+    const uint32_t n = 400; // a byte each: the smallest frame holds them
+    uint64_t with = UINT64_MAX, without = UINT64_MAX;
+    for (int i = 0; i < 3; i++) {
+        uint64_t w = calib_record_loop(block, n, true, exact), wo = calib_record_loop(block, n, false, exact);
+        with = w < with ? w : with;
+        without = wo < without ? wo : without;
+    }
+    memset(slots, 0, sizeof(slots));
+    memset(slot_recent, 0, sizeof(slot_recent));
+    mpprof_wire_reset();
+    return calib_slope(without, with, n);
+}
+
 static bool calibrate(void) {
     (void)calib_names;
     nlr_buf_t nlr;
@@ -1679,6 +1784,8 @@ static bool calibrate(void) {
     uint32_t idle = calib_idle_alloc_hook();
     rt.alloc_cost_q16 += idle;
     rt.typed_alloc_cost_q16 += idle;
+    rt.guessed_record_q16 = calib_record(false);
+    rt.direct_record_q16 = calib_record(true);
     nlr_pop();
     mp_globals_set(globals_prev);
     mp_locals_set(locals_prev);
@@ -1706,16 +1813,22 @@ static void find_costs(void) {
         rt.alloc_cost_q16 = costs[2];
         rt.typed_alloc_cost_q16 = costs[3];
         rt.native_cost_q16 = costs[4];
-        return;
-    }
-    if (calibrate()) {
+        rt.guessed_record_q16 = costs[5];
+        rt.direct_record_q16 = costs[6];
+    } else if (calibrate()) {
         costs[0] = rt.op_cost_q16;
         costs[1] = rt.call_cost_q16;
         costs[2] = rt.alloc_cost_q16;
         costs[3] = rt.typed_alloc_cost_q16;
         costs[4] = rt.native_cost_q16;
+        costs[5] = rt.guessed_record_q16;
+        costs[6] = rt.direct_record_q16;
         mpprof_port_costs_store(costs);
     }
+    // What the allocation hooks take out themselves (their record's part
+    // is taken out where it is written); never below nothing.
+    rt.alloc_note_q16 = rt.alloc_cost_q16 > rt.guessed_record_q16 ? rt.alloc_cost_q16 - rt.guessed_record_q16 : 0;
+    rt.typed_note_q16 = rt.typed_alloc_cost_q16 > rt.direct_record_q16 ? rt.typed_alloc_cost_q16 - rt.direct_record_q16 : 0;
 }
 
 /******************************************************************************/

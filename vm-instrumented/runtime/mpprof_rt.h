@@ -99,7 +99,7 @@ mp_vm_return_kind_t mpprof_vm_execute_hooked(mp_code_state_t *code_state, volati
 
 // The profiler's measured costs (calibrate()): per opcode, call,
 // allocation, typed allocation and native call.
-#define MPPROF_COSTS (5)
+#define MPPROF_COSTS (7)
 
 // Port layer: each port (unix, qemu, boards) provides these.
 bool mpprof_port_open(void);                          // true: a host is listening, start profiling
