@@ -48,6 +48,7 @@ typedef struct {
 // knows the type by its id; the slot keeps the type itself, so a repeat
 // needs no type lookup).
 typedef struct {
+    uint32_t key;       // site_key(): which way of its set to look at
     uint32_t node;
     uint32_t offset;
     const mp_obj_type_t *type;
@@ -65,6 +66,7 @@ typedef struct {
     uint32_t offset;
     uint8_t kind;       // 0 new, 1 growth
     bool exact;         // mp_obj_malloc set the type
+    uint32_t record_q16; // the cost of its record: its type looked up or told
     bool valid;
 } mpprof_pending_t;
 
@@ -78,13 +80,13 @@ typedef struct {
     size_t size;
 } mpprof_known_type_t;
 
-// They sit in buckets of two, addressed by a multiplier chosen at start so
-// that no bucket holds more than two of them. Looking a first word up then
-// costs the same instructions whether it is one of them or not, and
-// wherever it hashes: an allocation's record is a fixed, measured cost
-// (calibration's float hits; a raw buffer misses), which a probe sequence,
-// its length depending on the word, would not be.
-#define KNOWN_BUCKETS (64) // 6 bits
+// Each has a slot of its own, addressed by a multiplier chosen at start so
+// that no two share one. Looking a first word up then costs the same
+// instructions whether it is one of them or not, and wherever it hashes:
+// an allocation's record is a fixed, measured cost (calibration's float
+// hits; a raw buffer misses), which a probe sequence, its length depending
+// on the word, would not be.
+#define KNOWN_SLOTS (128) // 7 bits
 #define KNOWN_TYPES_MAX (48) // of the few dozen types below, at most
 
 static struct {
@@ -157,7 +159,7 @@ static mpprof_slot_t slots[MPPROF_SITE_SLOTS];
 // host is told which): a loop whose sites collide in one slot would
 // otherwise describe each anew every time. The way each set used last.
 static uint8_t slot_recent[MPPROF_SITE_SLOTS / 2];
-static mpprof_known_type_t known_types[KNOWN_BUCKETS * 2];
+static mpprof_known_type_t known_types[KNOWN_SLOTS];
 static uint32_t known_mul;
 
 // The global count of opcodes the hooked VM has dispatched.
@@ -514,13 +516,13 @@ static mpprof_type_t *type_lookup(const mp_obj_type_t *type) {
 }
 
 // A multiplicative hash of the pointer folded to 32 bits (on a 64-bit build
-// the high half is mixed in), the top 6 bits kept.
-static inline uint32_t known_bucket(const mp_obj_type_t *type, uint32_t mul) {
+// the high half is mixed in), the top 7 bits kept.
+static inline uint32_t known_slot(const mp_obj_type_t *type, uint32_t mul) {
     uintptr_t p = (uintptr_t)type >> 2;
     #if UINTPTR_MAX > 0xffffffffu
     p ^= p >> 32;
     #endif
-    return (uint32_t)((uint32_t)p * mul) >> 26;
+    return (uint32_t)((uint32_t)p * mul) >> 25;
 }
 
 typedef struct {
@@ -541,29 +543,33 @@ static void add_known(known_list_t *k, const mp_obj_type_t *type, size_t size) {
     }
 }
 
-// Place the list in the buckets with the first multiplier (odd, from a
-// Weyl sequence) that puts no more than two in any bucket: for some 35
-// types in 64 buckets about one multiplier in five does. Should none of
-// those tried do, the last one is kept and a type that finds its bucket
-// full is left out (its objects are then raw blocks).
+// Place the list with the first multiplier (odd, from a Weyl sequence)
+// that gives each type a slot of its own: for some 35 types in 128 slots
+// about one multiplier in 120 does, so a few thousand hashes at start.
+// Should none of those tried do, the one with the fewest types sharing a
+// slot is kept, and a type that finds its slot taken is left out (its
+// objects are then raw blocks).
 static void place_known(const known_list_t *k) {
-    uint32_t mul = 2654435761u;
-    for (int attempt = 0; attempt < 256; attempt++, mul += 0x9e3779b8u) {
-        uint8_t count[KNOWN_BUCKETS] = {0};
-        bool fits = true;
-        for (size_t i = 0; i < k->n && fits; i++) {
-            fits = ++count[known_bucket(k->list[i].type, mul)] <= 2;
+    uint32_t mul = 2654435761u, best_mul = mul;
+    size_t best_shared = SIZE_MAX;
+    for (int attempt = 0; attempt < 4096 && best_shared != 0; attempt++, mul += 0x9e3779b8u) {
+        uint32_t taken[KNOWN_SLOTS / 32] = {0};
+        size_t shared = 0;
+        for (size_t i = 0; i < k->n && shared < best_shared; i++) {
+            uint32_t h = known_slot(k->list[i].type, mul);
+            shared += (taken[h >> 5] >> (h & 31)) & 1;
+            taken[h >> 5] |= 1u << (h & 31);
         }
-        if (fits) {
-            break;
+        if (shared < best_shared) {
+            best_shared = shared;
+            best_mul = mul;
         }
     }
-    known_mul = mul;
+    known_mul = best_mul;
     memset(known_types, 0, sizeof(known_types));
     for (size_t i = 0; i < k->n; i++) {
-        mpprof_known_type_t *b = &known_types[known_bucket(k->list[i].type, mul) * 2];
-        mpprof_known_type_t *e = b[0].type == NULL ? &b[0] : b[1].type == NULL ? &b[1] : NULL;
-        if (e != NULL) {
+        mpprof_known_type_t *e = &known_types[known_slot(k->list[i].type, best_mul)];
+        if (e->type == NULL) {
             *e = k->list[i];
         }
     }
@@ -616,28 +622,30 @@ static const mp_obj_type_t *pending_type(const mpprof_pending_t *p) {
         return first_word;
     }
     // The first word is compared as a pointer only, never followed: a raw
-    // buffer's first word may be anything. Both entries of its bucket are
-    // compared, and the answer made of masks, not branches (the same cost
-    // for a known type as for a raw buffer; an empty entry's size is 0,
-    // never an allocation's).
-    const mpprof_known_type_t *b = &known_types[known_bucket(first_word, known_mul) * 2];
+    // buffer's first word may be anything. The answer is made of a mask,
+    // not branches: the same cost for a known type as for a raw buffer (an
+    // empty slot's size is 0, never an allocation's).
+    const mpprof_known_type_t *e = &known_types[known_slot(first_word, known_mul)];
     uintptr_t word = (uintptr_t)first_word;
-    uintptr_t hit0 = -(uintptr_t)((uintptr_t)b[0].type == word);
-    uintptr_t hit1 = -(uintptr_t)((uintptr_t)b[1].type == word);
-    uintptr_t size = ((uintptr_t)b[0].size & hit0) | ((uintptr_t)b[1].size & hit1);
-    uintptr_t known = (hit0 | hit1) & -(uintptr_t)(size == p->n_bytes);
+    uintptr_t known = -(uintptr_t)(((uintptr_t)e->type == word) & (e->size == p->n_bytes));
     return (const mp_obj_type_t *)(word & known);
 }
 
 /******************************************************************************/
 // Events.
 
-// The first slot of a site's set: the site's fields mixed (odd multipliers,
-// the top bits kept) so nearby nodes and offsets spread over the sets.
-static inline uint32_t site_set(const mpprof_pending_t *p, const mp_obj_type_t *type, uint32_t bytes) {
-    uint32_t key = p->node * 0x9e3779b1u ^ p->offset * 0x85ebca77u
+// A site's fields mixed (odd multipliers) so nearby nodes and offsets
+// spread: its top bits choose its set, the whole tells the two ways apart
+// before the fields are compared.
+static inline uint32_t site_key(const mpprof_pending_t *p, const mp_obj_type_t *type, uint32_t bytes) {
+    uint32_t mixed = p->node * 0x9e3779b1u ^ p->offset * 0x85ebca77u
         ^ (uint32_t)((uintptr_t)type >> 3) * 0xc2b2ae3du ^ bytes * 0x27d4eb2fu ^ p->kind;
-    return ((key * 0x9e3779b1u) >> 26) << 1; // 64 sets of 2
+    return mixed * 0x9e3779b1u;
+}
+
+// The first slot of the key's set.
+static inline uint32_t key_set(uint32_t key) {
+    return (key >> 26) << 1; // 64 sets of 2
 }
 
 // Room kept for a SITE record: a frame ends where one might not fit, repeat
@@ -656,21 +664,22 @@ static inline uint32_t slot_holds(const mpprof_slot_t *s, const mpprof_pending_t
 }
 
 // The slot of the set that holds the site in this epoch, else a number of
-// MPPROF_SITE_SLOTS or more. Both ways are compared and the answer made
-// without a branch: a site's record costs the same in either way (its cost
-// is measured once, in one of them).
-static inline uint32_t slot_find(uint32_t set, const mpprof_pending_t *p, const mp_obj_type_t *type, uint32_t bytes) {
-    uint32_t in0 = slot_holds(&slots[set], p, type, bytes);
-    uint32_t in1 = slot_holds(&slots[set + 1], p, type, bytes);
-    // in0: set; in1 only: set + 1; neither: set + 1 + MPPROF_SITE_SLOTS.
-    return set + (in0 ^ 1) + (((in0 | in1) ^ 1) * MPPROF_SITE_SLOTS);
+// MPPROF_SITE_SLOTS or more. The first way's key says which way to compare
+// (its own if it matches, else the other), and the answer is made without a
+// branch: a site's record costs the same in either way (its cost is
+// measured once, in one of them). Two sites of one key share the first
+// way (write_site()).
+static inline uint32_t slot_find(uint32_t set, uint32_t key, const mpprof_pending_t *p, const mp_obj_type_t *type, uint32_t bytes) {
+    uint32_t h = set + (slots[set].key != key);
+    return h + (slot_holds(&slots[h], p, type, bytes) ^ 1) * MPPROF_SITE_SLOTS;
 }
 
 // A new site for its set (or the first record after a dropped frame):
 // described in full, with its node and type first if the stream has not
 // had them, in the set's slot used less recently. A slow path: its time is
 // hidden.
-static void write_site(const mpprof_pending_t *p, const mp_obj_type_t *type, uint32_t bytes, uint32_t set) {
+static void write_site(const mpprof_pending_t *p, const mp_obj_type_t *type, uint32_t bytes, uint32_t key) {
+    uint32_t set = key_set(key);
     uint64_t h0 = hide_begin();
     mpprof_type_t *t = type ? type_lookup(type) : NULL;
     uint32_t type_id = t ? t->id : 0;
@@ -687,17 +696,19 @@ static void write_site(const mpprof_pending_t *p, const mp_obj_type_t *type, uin
         }
         mpprof_wire_begin(SITE_RECORD_MAX);
     } while (epoch != mpprof_wire_epoch);
-    uint32_t h = slot_find(set, p, sent_type, bytes);
+    uint32_t h = slot_find(set, key, p, sent_type, bytes);
     if (h < MPPROF_SITE_SLOTS) {
         // Only the frame was full.
         mpprof_wire_u8(MPPROF_TAG_ALLOC_REPEAT | h);
     } else {
-        // A slot of an older epoch (undefined for the host now) first,
-        // else the one used less recently.
-        h = slots[set].epoch != epoch ? set
+        // The first way if its key is this one's (slot_find() looks
+        // there), else a slot of an older epoch (undefined for the host
+        // now), else the one used less recently.
+        h = slots[set].key == key || slots[set].epoch != epoch ? set
             : slots[set + 1].epoch != epoch ? set + 1
             : set + (1 - slot_recent[set >> 1]);
         mpprof_slot_t *s = &slots[h];
+        s->key = key;
         s->node = p->node;
         s->offset = p->offset;
         s->type = sent_type;
@@ -717,33 +728,37 @@ static void write_site(const mpprof_pending_t *p, const mp_obj_type_t *type, uin
 }
 
 // Not inlined anywhere, so its cost is the same from every hook and as
-// calibration measures it (calib_record()).
-static MP_NOINLINE void flush_pending(void) {
+// calibration measures it (calib_record()); the check for a pending
+// allocation is inlined (flush_pending()), part of each hook's own cost.
+static MP_NOINLINE void write_pending(void) {
     mpprof_pending_t *p = &rt.pending;
-    if (!p->valid) {
-        return;
-    }
     p->valid = false;
     if (rt.hiding == 0) {
-        rt.offset_q16 += p->kind == 0 && !p->exact ? rt.guessed_record_q16 : rt.direct_record_q16;
+        rt.offset_q16 += p->record_q16;
     }
     const mp_obj_type_t *type = pending_type(p);
     uint32_t bytes = p->n_bytes > UINT32_MAX ? UINT32_MAX : (uint32_t)p->n_bytes;
-    uint32_t set = site_set(p, type, bytes);
+    uint32_t key = site_key(p, type, bytes);
     // The fast path, the same few instructions every time (their cost is
-    // part of the measured allocation cost): a site its set holds, defined
-    // in this epoch (so its node and type went out in it too), one byte, in
-    // a frame with room.
-    uint32_t h = slot_find(set, p, type, bytes);
+    // measured: calib_record()): a site its set holds, defined in this
+    // epoch (so its node and type went out in it too), one byte, in a frame
+    // with room.
+    uint32_t h = slot_find(key_set(key), key, p, type, bytes);
     if (h < MPPROF_SITE_SLOTS && mpprof_wire_len + SITE_RECORD_MAX <= MPPROF_FRAME_PAYLOAD) {
         mpprof_wire_u8(MPPROF_TAG_ALLOC_REPEAT | h);
-        slot_recent[set >> 1] = h & 1;
+        slot_recent[h >> 1] = h & 1;
     } else {
-        write_site(p, type, bytes, set);
+        write_site(p, type, bytes, key);
     }
     mpprof_wire_end_record();
     rt.alloc_count++;
     rt.alloc_bytes += bytes;
+}
+
+static inline void flush_pending(void) {
+    if (rt.pending.valid) {
+        write_pending();
+    }
 }
 
 // Where the running bytecode is: the innermost profiled frame and the offset
@@ -1340,6 +1355,7 @@ void mpprof_gc_alloc(void *ptr, size_t n_bytes) {
     p->n_bytes = n_bytes;
     p->kind = 0;
     p->exact = false;
+    p->record_q16 = rt.guessed_record_q16;
     p->valid = true;
     current_site(&p->node, &p->offset);
     rt.allocs_seen++;
@@ -1353,6 +1369,7 @@ void mpprof_gc_alloc(void *ptr, size_t n_bytes) {
 void mpprof_obj_typed(void *base) {
     if (rt.pending.valid && rt.pending.ptr == base) {
         rt.pending.exact = true;
+        rt.pending.record_q16 = rt.direct_record_q16;
         rt.offset_q16 += (uint64_t)((int64_t)rt.typed_note_q16 - (int64_t)rt.alloc_note_q16);
     }
 }
@@ -1406,6 +1423,7 @@ void mpprof_gc_realloc(void *old_ptr, void *new_ptr, size_t old_blocks, size_t n
         // does not depend on whether the heap had room to grow in place.
         if (rt.pending.valid && rt.pending.ptr == new_ptr && main_thread) {
             rt.pending.kind = 1;
+            rt.pending.record_q16 = rt.direct_record_q16;
             rt.pending.n_bytes = new_bytes > old_bytes ? new_bytes - old_bytes : 0;
         }
         return;
@@ -1426,6 +1444,7 @@ void mpprof_gc_realloc(void *old_ptr, void *new_ptr, size_t old_blocks, size_t n
     p->n_bytes = new_bytes - old_bytes;
     p->kind = 1;
     p->exact = false;
+    p->record_q16 = rt.direct_record_q16;
     p->valid = true;
     current_site(&p->node, &p->offset);
     rt.allocs_seen++;
@@ -1677,8 +1696,8 @@ static uint32_t calib_idle_alloc_hook(void) {
     return calib_slope(without, with, n);
 }
 
-// An allocation record's own cost (flush_pending()'s work past its check
-// for a pending allocation): timed as a loop flushing one pending raw
+// An allocation record's own cost (write_pending(), past flush_pending()'s
+// check for a pending allocation): timed as a loop flushing one pending raw
 // block, its site in a slot after the first, less the same loop with
 // nothing pending. Both kinds of record: a type looked up (a raw block and
 // a known type cost the same there) and a type told.
@@ -1696,6 +1715,7 @@ static uint64_t calib_record_loop(void *block, uint32_t n, bool pending, bool ex
         p->offset = 0;
         p->kind = 0;
         p->exact = exact;
+        p->record_q16 = 0;
         p->valid = pending;
         flush_pending();
     }

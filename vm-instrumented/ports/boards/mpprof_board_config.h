@@ -66,8 +66,8 @@
 // Static RAM of the whole runtime with these sizes, on a 32-bit Cortex-M
 // (.data + .bss of the mpprof objects, measured with arm-none-eabi-size by
 // vm-instrumented's board_ports test, which checks these figures):
-//   UART transport: 34716 bytes (33.9 KiB)
-//   RTT transport: 42997 bytes (42.0 KiB: adds the up-buffer, the control
+//   UART transport: 35264 bytes (34.4 KiB)
+//   RTT transport: 43545 bytes (42.5 KiB: adds the up-buffer, the control
 //   block and a 16-byte down-buffer)
 // On PYBV11, whose GC heap is what is left of its 128 KiB main RAM (about
 // 100 KiB without mpprof), that is a third to two fifths of the heap; the
