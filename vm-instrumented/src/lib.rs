@@ -814,11 +814,35 @@ fn check_release_env(opts: &BuildOptions) -> Result<(), BuildError> {
     Ok(())
 }
 
+/// See make_command().
+const MAKE_RECIPE: &str = "make with git discovery stopped at the tree";
+
+/// `make` in the patched tree (the tree or a directory in it). The tree
+/// sits inside whatever repository holds the cache (this project's, under
+/// `target/`), and MicroPython's `py/makeversionhdr.py` would take that
+/// repository's `git describe` as MicroPython's version: the firmware's
+/// version string, hence its layout, and with it guest timings on the
+/// emulated board, would change with every commit of the project around
+/// it (a fresh clone's plain firmware timed the fixture's lines a few ticks
+/// apart from a working tree's). Git discovery stops at the tree, so the
+/// version comes from `py/mpconfig.h`, as for a release tarball.
+fn make_command(tree: &Path) -> Command {
+    let mut cmd = Command::new("make");
+    let tree = std::fs::canonicalize(tree).unwrap_or_else(|_| tree.to_path_buf());
+    if let Some(above) = tree.parent() {
+        cmd.env("GIT_CEILING_DIRECTORIES", above);
+    }
+    cmd
+}
+
 /// A content hash naming a patched tree: the source's identity and every
 /// embedded file.
 fn tree_hash(source_id: &str) -> String {
     let mut h = Sha256::new();
     h.update(source_id.as_bytes());
+    // What the builds do beyond the embedded files, when it changes what
+    // they make (a tree built otherwise is rebuilt).
+    h.update(MAKE_RECIPE.as_bytes());
     for (name, data) in embedded_files() {
         h.update(name.as_bytes());
         h.update((data.len() as u64).to_le_bytes());
@@ -1038,7 +1062,7 @@ fn ensure_mpy_cross(tree: &Path, jobs: usize) -> Result<(), BuildError> {
     if dir.join("build/mpy-cross").exists() {
         return Ok(());
     }
-    let mut cmd = Command::new("make");
+    let mut cmd = make_command(tree);
     cmd.arg("-C")
         .arg(&dir)
         .arg(format!("-j{}", jobs.max(1)))
@@ -1108,7 +1132,7 @@ pub fn build_host(
         "building {flavour_name} micropython ({bits}-bit), about 30 s"
     ));
     ensure_mpy_cross(&tree, opts.jobs)?;
-    let mut cmd = Command::new("make");
+    let mut cmd = make_command(&tree);
     cmd.arg("-C")
         .arg(tree.join("ports/unix"))
         .arg(format!("-j{}", opts.jobs.max(1)))
@@ -1265,7 +1289,7 @@ pub fn build_qemu(
     ));
     std::fs::create_dir_all(&build_dir).map_err(io("cannot create the build directory"))?;
     ensure_mpy_cross(&tree, opts.jobs)?;
-    let mut cmd = Command::new("make");
+    let mut cmd = make_command(&tree);
     cmd.arg("-C")
         .arg(tree.join("ports/qemu"))
         .arg(format!("-j{}", opts.jobs.max(1)))

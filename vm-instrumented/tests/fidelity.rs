@@ -254,3 +254,31 @@ fn unconfigured_hooks_compile_to_upstreams_code() {
         );
     }
 }
+
+/// A build says MicroPython's own version (from `py/mpconfig.h`), not the
+/// commit of the repository its cache sits in: the version string is part
+/// of the firmware, and a string that changed with every commit of this
+/// project moved the emulated board's guest timings with it.
+#[test]
+fn a_build_names_micropythons_release_not_the_projects_commit() {
+    let mut progress = |m: &str| eprintln!("{m}");
+    let plain = build_host(
+        &BuildOptions {
+            flavour: Flavour::Plain,
+            ..BuildOptions::default()
+        },
+        &mut progress,
+    )
+    .expect("plain build");
+    let out = Command::new(&plain.micropython)
+        .args(["-c", "import sys; print(sys.version)"])
+        .output()
+        .expect("the build runs");
+    let version = String::from_utf8_lossy(&out.stdout);
+    let v = &plain.version;
+    let release = format!("MicroPython v{}.{}.{}", v.major, v.minor, v.micro);
+    assert!(
+        out.status.success() && version.contains(&release),
+        "sys.version is {version:?}, not {release}"
+    );
+}
