@@ -677,8 +677,8 @@ static inline uint32_t slot_find(uint32_t set, uint32_t key, const mpprof_pendin
 // A new site for its set (or the first record after a dropped frame):
 // described in full, with its node and type first if the stream has not
 // had them, in the set's slot used less recently. A slow path: its time is
-// hidden.
-static void write_site(const mpprof_pending_t *p, const mp_obj_type_t *type, uint32_t bytes, uint32_t key) {
+// hidden, and out of line, so the fast path around it keeps its registers.
+static MP_NOINLINE void write_site(const mpprof_pending_t *p, const mp_obj_type_t *type, uint32_t bytes, uint32_t key) {
     uint32_t set = key_set(key);
     uint64_t h0 = hide_begin();
     mpprof_type_t *t = type ? type_lookup(type) : NULL;
