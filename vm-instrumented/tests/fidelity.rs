@@ -85,17 +85,23 @@ struct Outcome {
     failed: BTreeSet<String>,
 }
 
-#[test]
-fn upstream_tests_give_the_same_results_with_profiling_on() {
+/// The host build without the profiler, built (or found built).
+fn plain_host_build() -> vm_instrumented::HostBuild {
     let mut progress = |m: &str| eprintln!("{m}");
-    let plain = build_host(
+    build_host(
         &BuildOptions {
             flavour: Flavour::Plain,
             ..BuildOptions::default()
         },
         &mut progress,
     )
-    .expect("plain build");
+    .expect("plain build")
+}
+
+#[test]
+fn upstream_tests_give_the_same_results_with_profiling_on() {
+    let mut progress = |m: &str| eprintln!("{m}");
+    let plain = plain_host_build();
     let instrumented =
         build_host(&BuildOptions::default(), &mut progress).expect("instrumented build");
     assert_eq!(
@@ -261,15 +267,7 @@ fn unconfigured_hooks_compile_to_upstreams_code() {
 /// project moved the emulated board's guest timings with it.
 #[test]
 fn a_build_names_micropythons_release_not_the_projects_commit() {
-    let mut progress = |m: &str| eprintln!("{m}");
-    let plain = build_host(
-        &BuildOptions {
-            flavour: Flavour::Plain,
-            ..BuildOptions::default()
-        },
-        &mut progress,
-    )
-    .expect("plain build");
+    let plain = plain_host_build();
     let out = Command::new(&plain.micropython)
         .args(["-c", "import sys; print(sys.version)"])
         .output()
