@@ -76,10 +76,16 @@ fn speedscope_with(file: &Path, name: &str) -> Browser {
 }
 
 /// Press `3` (speedscope's sandwich view, a table of every function) and
-/// the function names it lists.
-fn sandwich_names(b: &mut Browser) -> String {
+/// the function names it lists, once it lists every one of `expected`: the
+/// table's header comes first and its rows a moment later (a page read in
+/// between had the header alone), so the wait is for the rows. A name
+/// never listed fails there, with the page's text.
+fn sandwich_names(b: &mut Browser, expected: &[String]) -> String {
     b.type_key("3");
-    b.wait_for("document.body.innerText.includes('Self')");
+    let names = serde_json::to_string(expected).unwrap();
+    b.wait_for(&format!(
+        "document.body.innerText.includes('Self') && {names}.every(n => document.body.innerText.includes(n))"
+    ));
     b.eval("document.body.innerText")
         .as_str()
         .unwrap()
@@ -99,11 +105,17 @@ fn speedscope_loads_our_speedscope_file() {
         title.as_str().unwrap().contains("protocol_parser.py"),
         "{title}"
     );
-    let text = sandwich_names(&mut b);
-    b.screenshot(&artifacts().join("speedscope-sandwich.png"));
     // Every function with time of its own is listed by name.
-    for f in p.functions.iter().filter(|f| f.excl_ticks > 0) {
-        assert!(text.contains(&f.qualname), "{} in: {text}", f.qualname);
+    let own_time: Vec<String> = p
+        .functions
+        .iter()
+        .filter(|f| f.excl_ticks > 0)
+        .map(|f| f.qualname.clone())
+        .collect();
+    let text = sandwich_names(&mut b, &own_time);
+    b.screenshot(&artifacts().join("speedscope-sandwich.png"));
+    for name in &own_time {
+        assert!(text.contains(name), "{name} in: {text}");
     }
     assert!(text.contains("checksum") && text.contains("parse"));
     assert!(b.exceptions().is_empty(), "{:?}", b.exceptions());
@@ -180,10 +192,15 @@ fn speedscope_loads_our_chrome_trace() {
     trace_event_format(&serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap());
     let mut b = speedscope_with(&file, "protocol_parser.trace.json");
     b.screenshot(&artifacts().join("speedscope-chrome-trace.png"));
-    let text = sandwich_names(&mut b);
-    for f in p.functions.iter().filter(|f| f.incl_ticks > 0) {
-        let label = p.function_label(f.id);
-        assert!(text.contains(&label), "{label} in: {text}");
+    let labels: Vec<String> = p
+        .functions
+        .iter()
+        .filter(|f| f.incl_ticks > 0)
+        .map(|f| p.function_label(f.id))
+        .collect();
+    let text = sandwich_names(&mut b, &labels);
+    for label in &labels {
+        assert!(text.contains(label), "{label} in: {text}");
     }
     assert!(b.exceptions().is_empty(), "{:?}", b.exceptions());
 }
