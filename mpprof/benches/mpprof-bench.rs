@@ -327,7 +327,7 @@ fn build_stream(root: &Path, tmp: &Path, target_bytes: usize) -> Result<Vec<u8>>
         }
     }
     for (i, a) in allocs.iter().enumerate().take(128) {
-        w.site(i as u8, a);
+        w.site(i as u16, a);
     }
     bytes.extend_from_slice(&w.finish());
     // Mostly one-byte repeats, with a COUNTS record every 4 KiB, as the

@@ -411,3 +411,48 @@ fn a_frozen_import_record_decodes_to_its_site_and_file() {
         file: "asyncio/__init__.py".into(),
     }));
 }
+
+#[test]
+fn wide_repeats_count_at_slots_past_the_one_byte_range() {
+    let mut w = FrameWriter::new();
+    w.hello(&common::host_hello());
+    let site = |offset| AllocSite {
+        node_id: 0,
+        offset,
+        type_id: 0,
+        bytes: 16,
+        kind: AllocKind::New,
+    };
+    // 127: the last one-byte repeat; 128 the first wide one, 255 the last.
+    for (slot, offset) in [(127u16, 1u32), (128, 2), (255, 3)] {
+        w.site(slot, &site(offset));
+        for _ in 0..3 {
+            w.repeat(slot);
+        }
+    }
+    let bytes = w.finish();
+    let (events, stats) = decode_all(&bytes);
+    assert_eq!(
+        stats.crc_errors + stats.bad_frames + stats.repeat_without_site,
+        0
+    );
+    for offset in 1..=3 {
+        let n = events
+            .iter()
+            .filter(|e| matches!(e, Event::Alloc(a) if a.offset == offset))
+            .count();
+        assert_eq!(n, 4, "site at offset {offset}: its SITE and three repeats");
+    }
+    assert_eq!(stats.alloc_events, 12);
+    // A wide repeat is two bytes: its tag and the slot less 128.
+    assert!(bytes.windows(2).any(|x| x == [tag::ALLOC_REPEAT_WIDE, 127]));
+}
+
+#[test]
+fn a_repeat_past_the_site_cache_is_a_bad_frame() {
+    let mut w = FrameWriter::new();
+    w.hello(&common::host_hello());
+    w.repeat(256);
+    let (_, stats) = decode_all(&w.finish());
+    assert_eq!(stats.bad_frames, 1);
+}

@@ -118,6 +118,15 @@ void mpprof_extra_end(mpprof_extra_frame_t *x);
     if (mpprof_extra_.depth != 0) { \
         mpprof_extra_end(&mpprof_extra_); \
     }
+// A call of a native or viper function (py/objfun.c): while profiling, the
+// runtime makes the call itself between its two hooks, one function where
+// the two sides of the frame share what they looked up. Declared where it
+// is used: mp_obj_t and mp_call_fun_t are MicroPython's, not known here.
+#define MICROPY_NATIVE_HOOK_CALL(self, viper, fun, self_in, n_args, n_kw, args) \
+    if (mpprof_vm_hooked) { \
+        mp_obj_t mpprof_native_call(mp_call_fun_t, const void *, bool, mp_obj_t, size_t, size_t, const mp_obj_t *); \
+        return mpprof_native_call((fun), (self), (viper), (self_in), (n_args), (n_kw), (args)); \
+    }
 
 #define MICROPY_PORT_INIT_FUNC mpprof_init()
 #define MICROPY_PORT_DEINIT_FUNC mpprof_deinit()

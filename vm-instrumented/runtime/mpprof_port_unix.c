@@ -23,7 +23,7 @@
 static int stream_fd = -1;
 // The thread that opened the stream (mpprof_port_unix.h: by its stack).
 static pthread_t main_thread;
-uintptr_t mpprof_unix_stack_low, mpprof_unix_stack_top;
+uintptr_t mpprof_unix_stack_low, mpprof_unix_stack_span;
 
 // When the VM itself crashes (SIGSEGV, ...), send the records of the open
 // frame before dying of the same signal, so the host's profile has what
@@ -330,7 +330,8 @@ bool mpprof_port_open(void) {
         return false;
     }
     main_thread = pthread_self();
-    mpprof_unix_stack_top = 0;
+    mpprof_unix_stack_low = 0;
+    mpprof_unix_stack_span = 0;
     struct rlimit stack_limit;
     if (getrlimit(RLIMIT_STACK, &stack_limit) == 0 && stack_limit.rlim_cur != RLIM_INFINITY
         && stack_limit.rlim_cur <= ((rlim_t)1 << 30)) {
@@ -341,8 +342,9 @@ bool mpprof_port_open(void) {
         uintptr_t frame = (uintptr_t)__builtin_frame_address(0);
         const uintptr_t margin = 64 * 1024;
         uintptr_t below = margin + (uintptr_t)stack_limit.rlim_cur;
-        mpprof_unix_stack_top = frame > UINTPTR_MAX - margin ? UINTPTR_MAX : frame + margin;
+        uintptr_t top = frame > UINTPTR_MAX - margin ? UINTPTR_MAX : frame + margin;
         mpprof_unix_stack_low = frame > below ? frame - below : 0;
+        mpprof_unix_stack_span = top - mpprof_unix_stack_low;
     }
     #if MPPROF_UNIX_HAVE_COUNTER
     mpprof_unix_counter_on = counter_clock_start();

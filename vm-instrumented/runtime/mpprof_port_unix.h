@@ -52,7 +52,8 @@ static inline uint64_t mpprof_ticks(void) {
 // the 32-bit build's TLS accesses). Other threads' stacks are mapped
 // outside the main stack's reserved range. Bounds 0..0: unknown, ask
 // pthreads.
-extern uintptr_t mpprof_unix_stack_low, mpprof_unix_stack_top;
+// The main thread's stack: from low, span bytes (0: not known, ask pthreads).
+extern uintptr_t mpprof_unix_stack_low, mpprof_unix_stack_span;
 bool mpprof_unix_is_main_thread_slow(void);
 
 // The stack pointer, read directly: __builtin_frame_address(0) would make
@@ -72,12 +73,13 @@ static inline uintptr_t mpprof_unix_sp(void) {
     return sp;
 }
 
+// One unsigned compare on the fast path: every call and allocation asks.
 static inline bool mpprof_main_thread(void) {
-    uintptr_t sp = mpprof_unix_sp();
-    if (__builtin_expect(mpprof_unix_stack_top != 0, 1)) {
-        return sp >= mpprof_unix_stack_low && sp <= mpprof_unix_stack_top;
+    uintptr_t span = mpprof_unix_stack_span;
+    if (__builtin_expect(mpprof_unix_sp() - mpprof_unix_stack_low <= span, 1)) {
+        return span != 0 || mpprof_unix_is_main_thread_slow();
     }
-    return mpprof_unix_is_main_thread_slow();
+    return span == 0 && mpprof_unix_is_main_thread_slow();
 }
 
 #endif // MPPROF_PORT_UNIX_H

@@ -93,6 +93,8 @@ static struct {
     bool open;              // a host listens
     bool recording;         // between start() and stop()
     bool in_hook;           // guards against our own reads re-entering
+    uint8_t gates;          // GATE_*: what recording, calibrating and
+                            // in_hook let the hooks do (update_gates())
     uint64_t flush_ticks;
     uint64_t last_flush;
     // The profiler's own time, taken out of every time it reports (see
@@ -103,7 +105,8 @@ static struct {
     uint64_t hidden;        // the bracketed part alone (calibration reads it)
     uint32_t hiding;        // brackets open: only the outermost counts
     uint32_t ops_base;      // opcodes counted before the current countdown
-    uint32_t countdown_costed; // the countdown when opcodes were last costed
+    uint64_t ops_cost_q16;  // the measured cost of the opcodes counted
+                            // before the current countdown, 16.16
     uint32_t calls;         // frames handed to the hooked VM
     uint32_t native_calls;  // native and viper frames opened
     uint32_t allocs_seen;   // allocation hooks that recorded
@@ -149,16 +152,39 @@ static struct {
     uint32_t frozen_offset;
 } rt;
 
+// Each hook's first test is one byte, made of the flags it depends on
+// whenever one of them changes: three loads and branches were a few
+// instructions of every call and allocation.
+enum {
+    GATE_FRAMES = 1,  // bytecode and native frames (recording or calibrating)
+    GATE_COMPILE = 2, // compile frames (recording only)
+    GATE_ALLOCS = 4,  // allocation records (recording, or calibrating them)
+};
+
+static inline void update_gates(void) {
+    uint8_t g = 0;
+    if (!rt.in_hook) {
+        g |= (rt.recording || rt.calibrating) ? GATE_FRAMES : 0;
+        g |= rt.recording ? GATE_COMPILE : 0;
+        g |= (rt.recording || rt.calibrating_allocs) ? GATE_ALLOCS : 0;
+    }
+    rt.gates = g;
+}
+
 static mpprof_frame_t frames[MPPROF_MAX_DEPTH];
 static mpprof_code_t codes[MPPROF_MAX_CODES];
 static mpprof_node_t nodes[MPPROF_MAX_NODES];
 static mpprof_type_t types[MPPROF_MAX_TYPES];
 static uint32_t counters[MPPROF_COUNTER_WORDS];
 static mpprof_slot_t slots[MPPROF_SITE_SLOTS];
+#define SITE_SETS (MPPROF_SITE_SLOTS / 2)
+_Static_assert(MPPROF_SITE_SLOTS >= 4 && MPPROF_SITE_SLOTS <= 256
+    && (MPPROF_SITE_SLOTS & (MPPROF_SITE_SLOTS - 1)) == 0, "MPPROF_SITE_SLOTS: a power of two from 4 to 256");
 // The slots are two-way sets (a site may go in either slot of its set; the
 // host is told which): a loop whose sites collide in one slot would
-// otherwise describe each anew every time. The way each set used last.
-static uint8_t slot_recent[MPPROF_SITE_SLOTS / 2];
+// otherwise describe each anew every time. Set s is slots s and
+// s + SITE_SETS. The way each set used last.
+static uint8_t slot_recent[SITE_SETS];
 static mpprof_known_type_t known_types[KNOWN_SLOTS];
 static uint32_t known_mul;
 
@@ -167,13 +193,10 @@ static inline uint32_t ops_now(void) {
     return rt.ops_base + (OP_TICK_PERIOD - mpprof_op_countdown);
 }
 
-// Take the opcodes counted since the last look into the profiler's cost:
-// their measured cost each, in 16.16 (fewer than OP_TICK_PERIOD since the
-// last look, which the opcode tick forces: one 32x32 multiply, no more).
-static inline void cost_opcodes(void) {
-    uint32_t countdown = mpprof_op_countdown;
-    rt.offset_q16 += (uint64_t)(rt.countdown_costed - countdown) * rt.op_cost_q16;
-    rt.countdown_costed = countdown;
+// What the opcodes counted so far cost, in 16.16: the countdowns run out
+// (mpprof_op_tick()) and the current one's so far.
+static inline uint64_t ops_cost_now(void) {
+    return rt.ops_cost_q16 + (uint64_t)(OP_TICK_PERIOD - mpprof_op_countdown) * rt.op_cost_q16;
 }
 
 // A raw clock reading as the time the code would have reached without the
@@ -181,11 +204,40 @@ static inline void cost_opcodes(void) {
 // profiler's own cost, and none depends on when flushes fall. The cost is
 // what the hooks' slow paths took, read around them, and for their fast
 // paths (the counting at each opcode, the frame hooks, the allocation
-// hooks) the measured cost of one, times how many there were; calls and
-// allocations add theirs as they happen, opcodes are added here.
+// hooks) the measured cost of one, times how many there were: calls and
+// allocations add theirs as they happen, opcodes' from their count.
 static inline uint64_t stamp(uint64_t raw) {
-    cost_opcodes();
+    return raw - ((rt.offset_q16 + ops_cost_now()) >> 16);
+}
+
+#if MPPROF_LINE_TIME
+// Line time's stamps (mpprof_line.c) are full stamps, and a frame's time is
+// its lines' (its callees' included): its stamps are full stamps too.
+static inline uint64_t frame_stamp(uint64_t raw) {
+    return stamp(raw);
+}
+
+static inline uint64_t frame_ticks(uint64_t elapsed, uint32_t ops) {
+    (void)ops;
+    return elapsed;
+}
+#else
+// A frame's own two stamps leave the opcodes' cost in (no 64-bit sum at
+// every call and return): the cost of the `ops` opcodes it and its callees
+// ran comes out of its time when it ends, from their count (rounded: no
+// bias of half a tick per frame).
+static inline uint64_t frame_stamp(uint64_t raw) {
     return raw - (rt.offset_q16 >> 16);
+}
+
+static inline uint64_t frame_ticks(uint64_t elapsed, uint32_t ops) {
+    // A native frame that called no bytecode ran none: no multiply.
+    return ops == 0 ? elapsed : elapsed - (((uint64_t)ops * rt.op_cost_q16 + 0x8000) >> 16);
+}
+#endif
+
+static inline uint64_t frame_now(void) {
+    return frame_stamp(mpprof_ticks());
 }
 
 static inline uint64_t now(void) {
@@ -221,16 +273,20 @@ static inline uint64_t hide_begin(void) {
 // wrapping): the port puts the next tick boundaries at the same
 // instructions whatever it did, so times on a deterministic target repeat
 // to the tick.
-static inline uint64_t hide_since(uint64_t h0) {
+static inline uint64_t hide_until(uint64_t h0) {
     if (--rt.hiding != 0) {
-        return now();
+        return mpprof_ticks();
     }
     #if MPPROF_PORT_HIDES
     mpprof_port_hide_end();
     #endif
     uint64_t r = mpprof_ticks();
     add_hidden(r - h0);
-    return stamp(r);
+    return r;
+}
+
+static inline uint64_t hide_since(uint64_t h0) {
+    return stamp(hide_until(h0));
 }
 
 static inline void hide_end(uint64_t h0) {
@@ -436,12 +492,14 @@ static mpprof_code_t *code_lookup(const mp_obj_fun_bc_t *fun) {
             c->id = ++rt.n_codes;
             c->sent_epoch = 0;
             c->dead = 0;
+            c->match = MPPROF_CODE_BYTECODE;
             c->dirty = 0;
             c->counts = NULL;
             c->n_counts = 0;
             if (len != 0 && rt.counters_used + len <= MPPROF_COUNTER_WORDS) {
                 c->counts = &counters[rt.counters_used];
                 c->n_counts = len;
+                c->counts_bias = (uintptr_t)c->counts - (uintptr_t)c->bytecode * sizeof(uint32_t);
                 rt.counters_used += len;
             }
             hide_end(h0);
@@ -488,7 +546,7 @@ static inline uint32_t node_recent(uint32_t parent, const void *key, uint8_t kin
     uint32_t c = nodes[parent].first_child;
     if (c != 0) {
         const mpprof_code_t *code = nodes[c].code;
-        if (code->bytecode == key && code->kind == kind && !code->dead) {
+        if (code->bytecode == key && code->match == kind) {
             return c;
         }
     }
@@ -643,9 +701,20 @@ static inline uint32_t site_key(const mpprof_pending_t *p, const mp_obj_type_t *
     return mixed * 0x9e3779b1u;
 }
 
-// The first slot of the key's set.
+// The key's set: its top bits.
 static inline uint32_t key_set(uint32_t key) {
-    return (key >> 26) << 1; // 64 sets of 2
+    return key >> (32 - __builtin_ctz(SITE_SETS));
+}
+
+// One more allocation at slot h: one byte below 128, else two (a tag and
+// h - 128, a one-byte varint: h < 256).
+static inline void put_repeat(uint32_t h) {
+    if (MPPROF_SITE_SLOTS <= 128 || h < 128) {
+        mpprof_wire_u8(MPPROF_TAG_ALLOC_REPEAT | h);
+    } else {
+        mpprof_wire_u8(MPPROF_TAG_ALLOC_REPEAT_WIDE);
+        mpprof_wire_u8(h - 128);
+    }
 }
 
 // Room kept for a SITE record: a frame ends where one might not fit, repeat
@@ -670,7 +739,7 @@ static inline uint32_t slot_holds(const mpprof_slot_t *s, const mpprof_pending_t
 // measured once, in one of them). Two sites of one key share the first
 // way (write_site()).
 static inline uint32_t slot_find(uint32_t set, uint32_t key, const mpprof_pending_t *p, const mp_obj_type_t *type, uint32_t bytes) {
-    uint32_t h = set + (slots[set].key != key);
+    uint32_t h = set + (slots[set].key != key) * SITE_SETS;
     return h + (slot_holds(&slots[h], p, type, bytes) ^ 1) * MPPROF_SITE_SLOTS;
 }
 
@@ -699,14 +768,14 @@ static MP_NOINLINE void write_site(const mpprof_pending_t *p, const mp_obj_type_
     uint32_t h = slot_find(set, key, p, sent_type, bytes);
     if (h < MPPROF_SITE_SLOTS) {
         // Only the frame was full.
-        mpprof_wire_u8(MPPROF_TAG_ALLOC_REPEAT | h);
+        put_repeat(h);
     } else {
         // The first way if its key is this one's (slot_find() looks
         // there), else a slot of an older epoch (undefined for the host
         // now), else the one used less recently.
         h = slots[set].key == key || slots[set].epoch != epoch ? set
-            : slots[set + 1].epoch != epoch ? set + 1
-            : set + (1 - slot_recent[set >> 1]);
+            : slots[set + SITE_SETS].epoch != epoch ? set + SITE_SETS
+            : set + (1 - slot_recent[set]) * SITE_SETS;
         mpprof_slot_t *s = &slots[h];
         s->key = key;
         s->node = p->node;
@@ -723,7 +792,7 @@ static MP_NOINLINE void write_site(const mpprof_pending_t *p, const mp_obj_type_
         mpprof_wire_uint(bytes);
         mpprof_wire_uint(p->kind);
     }
-    slot_recent[set >> 1] = h & 1;
+    slot_recent[set] = h >= SITE_SETS;
     hide_end(h0);
 }
 
@@ -745,8 +814,8 @@ static MP_NOINLINE void write_pending(void) {
     // with room.
     uint32_t h = slot_find(key_set(key), key, p, type, bytes);
     if (h < MPPROF_SITE_SLOTS && mpprof_wire_len + SITE_RECORD_MAX <= MPPROF_FRAME_PAYLOAD) {
-        mpprof_wire_u8(MPPROF_TAG_ALLOC_REPEAT | h);
-        slot_recent[h >> 1] = h & 1;
+        put_repeat(h);
+        slot_recent[h & (SITE_SETS - 1)] = h >= SITE_SETS;
     } else {
         write_site(p, type, bytes, key);
     }
@@ -771,7 +840,7 @@ static void current_site(uint32_t *node, uint32_t *offset) {
     }
     mpprof_frame_t *f = &frames[rt.depth - 1];
     *node = f->node;
-    *offset = f->code_state != NULL ? (uint32_t)(f->code_state->ip - f->base) : f->site_offset;
+    *offset = f->code_state != NULL ? (uint32_t)(f->code_state->ip - f->base) : (uint32_t)f->site_offset;
 }
 
 static void flush_counts(void) {
@@ -898,13 +967,13 @@ static uint8_t outcome_of(mp_vm_return_kind_t kind, mp_code_state_t *code_state)
     return 1;
 }
 
-// The innermost shadow frame ends at time t: its node gets the call, its
-// inclusive time and its own opcodes (those its callees ran are theirs).
-static inline void close_frame(uint64_t t) {
+// The innermost shadow frame ends at time t, `ops` opcodes run in it and
+// its callees: its node gets the call, its inclusive time and its own
+// opcodes (those its callees ran are theirs).
+static inline void close_frame_ops(uint64_t t, uint32_t ops) {
     mpprof_frame_t *f = &frames[rt.depth - 1];
-    uint32_t ops = ops_now() - f->enter_ops;
     mpprof_node_t *n = &nodes[f->node];
-    n->ticks += t - f->enter_ticks;
+    n->ticks += frame_ticks(t - f->enter_ticks, ops);
     n->calls++;
     n->opcodes += ops - f->child_ops;
     if (!n->dirty) {
@@ -926,6 +995,17 @@ static inline void close_frame(uint64_t t) {
     } else {
         mpprof_top_frame = NULL;
     }
+}
+
+// The opcodes the innermost frame and its callees ran: a bytecode frame's
+// are the global count's advance since it began; a native or compile frame
+// runs none of its own, so its are its callees' (no look at the count).
+static inline uint32_t frame_ops(const mpprof_frame_t *f) {
+    return f->code_state != NULL ? ops_now() - f->enter_ops : f->child_ops;
+}
+
+static inline void close_frame(uint64_t t) {
+    close_frame_ops(t, frame_ops(&frames[rt.depth - 1]));
 }
 
 // A frozen module's top level run by a profiled import: told once per import
@@ -986,7 +1066,7 @@ static bool run_plain(uint64_t h0, uint64_t hidden0) {
 }
 
 bool mpprof_vm_enter(mp_code_state_t *code_state, void *inject_exc, int *kind_out) {
-    if ((!rt.recording && !rt.calibrating) || rt.in_hook || !mpprof_main_thread()) {
+    if (!(rt.gates & GATE_FRAMES) || !mpprof_main_thread()) {
         return false;
     }
     // From here to the frame's first opcode, and from its last to the
@@ -995,9 +1075,11 @@ bool mpprof_vm_enter(mp_code_state_t *code_state, void *inject_exc, int *kind_ou
     // written, a flush, are hidden where they happen): that cost is
     // measured at start-up and taken out per call (calibrate()), so the
     // fast path reads the clock only for the frame's own two stamps.
-    uint64_t h0 = mpprof_ticks(), hidden0 = rt.hidden;
+    // A frame run plain hides the hook's time from its first clock read
+    // (the few instructions before it, the same each time, are its
+    // caller's); read only there, not on the fast path.
     if (rt.depth >= MPPROF_MAX_DEPTH) {
-        return run_plain(h0, hidden0);
+        return run_plain(mpprof_ticks(), rt.hidden);
     }
     flush_pending();
     uint32_t parent = rt.depth != 0 ? frames[rt.depth - 1].node : 0;
@@ -1006,6 +1088,7 @@ bool mpprof_vm_enter(mp_code_state_t *code_state, void *inject_exc, int *kind_ou
     if (node != 0) {
         code = nodes[node].code;
     } else {
+        uint64_t h0 = mpprof_ticks(), hidden0 = rt.hidden;
         code = code_lookup(code_state->fun_bc);
         if (code == NULL || code->counts == NULL) {
             // Bytecode outside the GC heap (frozen) or tables full: run plain.
@@ -1032,28 +1115,27 @@ bool mpprof_vm_enter(mp_code_state_t *code_state, void *inject_exc, int *kind_ou
     }
     uint32_t index = rt.depth++;
     mpprof_frame_t *f = &frames[index];
-    f->counts_bias = (uintptr_t)code->counts - (uintptr_t)code->bytecode * sizeof(uint32_t);
+    f->counts_bias = code->counts_bias;
     f->base = code->bytecode;
     f->node = node;
     f->code_state = code_state;
-    f->site_offset = 0;
     f->child_ops = 0;
     mpprof_top_frame = f;
     f->enter_ops = ops_now();
     MPPROF_LINE(mpprof_line_enter(f, code->counts - counters, code->n_counts));
-    f->enter_ticks = now();
+    f->enter_ticks = frame_now();
     MPPROF_LINE(f->line_last = f->enter_ticks);
 
     mp_vm_return_kind_t kind = mpprof_vm_execute_hooked(code_state, inject_exc);
 
-    uint64_t t = now();
+    uint64_t t = frame_now();
     // An extra frame left open above this one (none should be: each closes
     // itself, or its unwind callback does) ends with it.
     while (rt.depth - 1 != index) {
         close_frame(t);
     }
     MPPROF_LINE(mpprof_line_leave(f, rt.depth > 1 ? &frames[rt.depth - 2] : NULL, t));
-    close_frame(t);
+    close_frame_ops(t, ops_now() - f->enter_ops);
     if (rt.depth == 0) {
         rt.end_reason = outcome_of(kind, code_state);
     }
@@ -1068,11 +1150,10 @@ bool mpprof_vm_enter(mp_code_state_t *code_state, void *inject_exc, int *kind_ou
 void mpprof_op_tick(void) {
     uint64_t h0 = hide_begin();
     // The opcodes of the countdown just run out are costed before it
-    // starts again (see cost_opcodes()).
-    cost_opcodes();
+    // starts again (see ops_cost_now()).
+    rt.ops_cost_q16 += (uint64_t)OP_TICK_PERIOD * rt.op_cost_q16;
     rt.ops_base += OP_TICK_PERIOD;
     mpprof_op_countdown = OP_TICK_PERIOD;
-    rt.countdown_costed = OP_TICK_PERIOD;
     #ifdef MPPROF_PORT_POLL
     // A port that cannot otherwise notice Ctrl-C while a script runs (and
     // only then: at start-up, the byte waiting may be the host's Ctrl-A).
@@ -1197,6 +1278,7 @@ static mpprof_code_t *extra_code(uint8_t kind, const void *key, const mp_obj_fun
     last = &x->code;
     x->code.bytecode = key;
     x->code.kind = kind;
+    x->code.match = kind;
     x->code.id = ++rt.n_codes;
     if (kind == MPPROF_CODE_COMPILE) {
         x->name = source;
@@ -1223,10 +1305,9 @@ static void extra_unwound(void *ctx);
 static inline void extra_push(mpprof_extra_frame_t *x, uint32_t node, uint32_t site_offset) {
     mpprof_frame_t *f = &frames[rt.depth++];
     f->counts_bias = 0;
-    f->base = NULL;
+    f->site_offset = site_offset;
     f->node = node;
     f->code_state = NULL;
-    f->site_offset = site_offset;
     f->child_ops = 0;
     mpprof_top_frame = f;
     x->depth = rt.depth;
@@ -1237,15 +1318,18 @@ static inline void extra_push(mpprof_extra_frame_t *x, uint32_t node, uint32_t s
     callback->prev = MP_STATE_MAIN_THREAD(nlr_jump_callback_top);
     callback->fun = extra_unwound;
     MP_STATE_MAIN_THREAD(nlr_jump_callback_top) = callback;
-    f->enter_ops = ops_now();
 }
 
 // Close the extra frame `x` opened (x->depth >= 1), and any frame still
 // open above it.
 static inline void extra_close(const mpprof_extra_frame_t *x, uint64_t t) {
-    while (rt.depth >= x->depth) {
+    if (rt.depth < x->depth) {
+        return; // closed already, with a frame it was called from
+    }
+    while (rt.depth > x->depth) {
         close_frame(t);
     }
+    close_frame_ops(t, frames[rt.depth - 1].child_ops);
 }
 
 static void extra_unwound(void *ctx) {
@@ -1254,14 +1338,14 @@ static void extra_unwound(void *ctx) {
     // frame's measured cost is for its return).
     mpprof_extra_frame_t *x = ctx;
     uint64_t h = hide_begin();
-    extra_close(x, stamp(h));
+    extra_close(x, frame_stamp(h));
     x->depth = 0;
     hide_end(h);
 }
 
 // Native frames are opened while calibrating too: their cost is measured.
 static bool extra_wanted(bool native) {
-    return (rt.recording || (native && rt.calibrating)) && !rt.in_hook && rt.depth < MPPROF_MAX_DEPTH
+    return (rt.gates & (native ? GATE_FRAMES : GATE_COMPILE)) && rt.depth < MPPROF_MAX_DEPTH
            && mpprof_main_thread();
 }
 
@@ -1285,7 +1369,7 @@ void mpprof_compile_begin(mpprof_extra_frame_t *x, size_t source_name) {
     uint32_t child = code != NULL ? node_child(node, code) : 0;
     if (child != 0) {
         extra_push(x, child, offset);
-        frames[rt.depth - 1].enter_ticks = hide_since(h0);
+        frames[rt.depth - 1].enter_ticks = frame_stamp(hide_until(h0));
     } else {
         hide_end(h0);
     }
@@ -1294,7 +1378,7 @@ void mpprof_compile_begin(mpprof_extra_frame_t *x, size_t source_name) {
 // A native or viper call can be as short as a few instructions, and a loop
 // makes many: as for a bytecode call, the hooks' fast path is a measured
 // cost per call, and only the frame's own stamps read the clock.
-void mpprof_native_begin(mpprof_extra_frame_t *x, const void *fun_in, bool viper) {
+static inline void native_begin(mpprof_extra_frame_t *x, const void *fun_in, bool viper) {
     x->depth = 0;
     x->native = true;
     if (!extra_wanted(true)) {
@@ -1313,24 +1397,53 @@ void mpprof_native_begin(mpprof_extra_frame_t *x, const void *fun_in, bool viper
         }
     }
     extra_push(x, node, 0);
-    frames[rt.depth - 1].enter_ticks = now();
+    frames[rt.depth - 1].enter_ticks = frame_now();
+}
+
+static inline void native_end(mpprof_extra_frame_t *x) {
+    // nlr_pop_jump_callback(false), as extra_push() pushed it.
+    MP_STATE_MAIN_THREAD(nlr_jump_callback_top) = ((nlr_jump_callback_node_t *)x)->prev;
+    uint64_t t = frame_now();
+    if (rt.depth == x->depth) {
+        // The usual case: nothing left open above it.
+        close_frame_ops(t, frames[rt.depth - 1].child_ops);
+    } else {
+        extra_close(x, t);
+    }
+    rt.native_calls++;
+    rt.offset_q16 += rt.native_cost_q16;
+}
+
+// A call of a native or viper function (MICROPY_NATIVE_HOOK_CALL): both
+// hooks and the call in one function.
+mp_obj_t mpprof_native_call(mp_call_fun_t fun, const void *self, bool viper, mp_obj_t self_in, size_t n_args, size_t n_kw, const mp_obj_t *args) {
+    mpprof_extra_frame_t x;
+    native_begin(&x, self, viper);
+    mp_obj_t ret = fun(self_in, n_args, n_kw, args);
+    if (x.depth != 0) {
+        native_end(&x);
+    }
+    return ret;
+}
+
+// A native generator's resume (MICROPY_NATIVE_HOOK_ENTER/EXIT).
+void mpprof_native_begin(mpprof_extra_frame_t *x, const void *fun_in, bool viper) {
+    native_begin(x, fun_in, viper);
 }
 
 void mpprof_extra_end(mpprof_extra_frame_t *x) {
     if (x->depth == 0) {
         return;
     }
-    // nlr_pop_jump_callback(false), as above.
-    MP_STATE_MAIN_THREAD(nlr_jump_callback_top) = ((nlr_jump_callback_node_t *)x)->prev;
     if (x->native) {
-        extra_close(x, now());
-        rt.native_calls++;
-        rt.offset_q16 += rt.native_cost_q16;
+        native_end(x);
         return;
     }
+    // nlr_pop_jump_callback(false), as above.
+    MP_STATE_MAIN_THREAD(nlr_jump_callback_top) = ((nlr_jump_callback_node_t *)x)->prev;
     uint64_t h1 = hide_begin();
     flush_pending();
-    extra_close(x, stamp(h1));
+    extra_close(x, frame_stamp(h1));
     hide_end(h1);
 }
 
@@ -1343,7 +1456,7 @@ void mpprof_gc_alloc(void *ptr, size_t n_bytes) {
     }
     rt.used_bytes += blocks_bytes(n_bytes);
     note_used();
-    if ((!rt.recording && !rt.calibrating_allocs) || rt.in_hook || !mpprof_main_thread()) {
+    if (!(rt.gates & GATE_ALLOCS) || !mpprof_main_thread()) {
         return;
     }
     // No clock read: the fast path (the previous allocation's repeat
@@ -1473,8 +1586,10 @@ void mpprof_gc_collect_start(void) {
 // the sweep frees blocks without telling anyone.
 static void heap_census(gc_info_t *info) {
     rt.in_hook = true;
+    update_gates();
     gc_info(info);
     rt.in_hook = false;
+    update_gates();
     rt.used_bytes = info->used;
     rt.used_stale = false;
 }
@@ -1485,6 +1600,7 @@ static void forget_dead_codes(void) {
     for (uint32_t i = 0; i < MPPROF_MAX_CODES; i++) {
         if (codes[i].bytecode != NULL && !codes[i].dead && gc_nbytes(codes[i].bytecode) == 0) {
             codes[i].dead = 1;
+            codes[i].match = 0xff;
         }
     }
 }
@@ -1585,6 +1701,7 @@ static calib_run_t calib_run(mp_obj_t fun, mp_int_t n, bool hooked) {
     mpprof_vm_hooked = hooked;
     rt.calibrating = hooked;
     rt.calibrating_allocs = hooked;
+    update_gates();
     uint64_t hidden0 = rt.hidden;
     // On a freshly collected heap every time: what the allocator does for
     // an allocation depends on where it finds room, and a hooked run that
@@ -1605,6 +1722,7 @@ static calib_run_t calib_run(mp_obj_t fun, mp_int_t n, bool hooked) {
     mpprof_vm_hooked = 0;
     rt.calibrating = false;
     rt.calibrating_allocs = false;
+    update_gates();
     // What the allocation hooks wrote is not the stream's.
     rt.pending.valid = false;
     memset(slots, 0, sizeof(slots));
@@ -1748,6 +1866,7 @@ static bool calibrate(void) {
         mp_locals_set(locals_prev);
         mpprof_vm_hooked = 0;
         rt.calibrating = false;
+        update_gates();
         return false;
     }
     mp_obj_dict_t *globals = MP_OBJ_TO_PTR(mp_obj_new_dict(4));
@@ -1962,8 +2081,8 @@ void mpprof_init(void) {
     rt.alloc_count = 0;
     rt.alloc_bytes = 0;
     rt.ops_base = 0;
+    rt.ops_cost_q16 = 0;
     mpprof_op_countdown = OP_TICK_PERIOD;
-    rt.countdown_costed = OP_TICK_PERIOD;
     // Time starts now: stamps count from here.
     rt.offset_q16 = mpprof_ticks() << 16;
     write_hello();
@@ -1971,6 +2090,7 @@ void mpprof_init(void) {
     MPPROF_LINE(mpprof_line_hello());
     mpprof_wire_flush();
     rt.recording = true;
+    update_gates();
     mpprof_vm_hooked = 1;
     MPPROF_LINE(mpprof_line_start());
 }
@@ -1985,6 +2105,7 @@ void mpprof_deinit(void) {
     flush_all(t);
     mpprof_vm_hooked = 0;
     rt.recording = false;
+    update_gates();
     mpprof_wire_begin(1 + 9 * 10);
     mpprof_wire_u8(MPPROF_TAG_END);
     mpprof_wire_uint(mpprof_port_wire_time(t));
@@ -2021,6 +2142,7 @@ void mpprof_start(void) {
     write_stamped(MPPROF_TAG_START, t, NULL, 0);
     hide_end(h0);
     rt.recording = true;
+    update_gates();
     mpprof_vm_hooked = 1;
     MPPROF_LINE(mpprof_line_start());
 }
@@ -2037,6 +2159,7 @@ void mpprof_stop(void) {
     mpprof_wire_flush();
     hide_end(h0);
     rt.recording = false;
+    update_gates();
     mpprof_vm_hooked = 0;
 }
 

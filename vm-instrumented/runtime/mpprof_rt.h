@@ -32,19 +32,32 @@
 #define MPPROF_FLUSH_TICKS (0)          // 0: mpprof_port_flush_ms() (20 ms)
 #endif
 
-#define MPPROF_SITE_SLOTS (128)
+// Allocation-site cache slots, in two-way sets: a site goes in its set's
+// first way (slots below MPPROF_SITE_SLOTS / 2) unless another holds it.
+// A slot below 128 repeats in one byte, one above in two; with 256 slots
+// only the second ways are wide, so a program with fewer sites than sets
+// has one-byte repeats nearly everywhere, and one with more (some 200 in
+// upstream's bm_chaos) no longer describes them again and again (a SITE
+// record costs some 700 instructions on the host). A power of two, 4 to
+// 256.
+#ifndef MPPROF_SITE_SLOTS
+#define MPPROF_SITE_SLOTS (256)
+#endif
 
 // A code object (bytecode function) seen by the profiler.
 typedef struct _mpprof_code_t {
     const uint8_t *bytecode;    // key: the function's data (prelude first)
     const mp_module_context_t *context; // for its qstr table
     uint32_t *counts;           // one counter per byte of bytecode, or NULL
+    uintptr_t counts_bias;      // counts less bytecode * 4 (mpprof_frame_t)
     uint32_t n_counts;
     uint32_t id;                // wire code_id (1-based)
     uint16_t sent_epoch;        // described on the wire in this epoch
     uint8_t dirty;              // counts changed since the last flush
     uint8_t dead;               // its bytecode was freed: never matched again
     uint8_t kind;               // MPPROF_CODE_*: what runs in its frames
+    uint8_t match;              // kind while alive, 0xFF once dead: what a
+                                // call's lookup compares (one byte)
     struct _mpprof_code_t *next_dirty;
 } mpprof_code_t;
 
@@ -74,10 +87,13 @@ typedef struct _mpprof_node_t {
 // One bytecode frame running through the hooked VM copy.
 typedef struct _mpprof_frame_t {
     uintptr_t counts_bias;      // read by the hooked VM at each dispatch
-    const uint8_t *base;
+    union {
+        const uint8_t *base;    // a bytecode frame's code (code_state set)
+        uintptr_t site_offset;  // a native or compile frame's allocations'
+                                // offset in its caller (code_state NULL)
+    };
     uint32_t node;
     mp_code_state_t *code_state; // NULL: a native or compile frame
-    uint32_t site_offset;       // where its allocations are, when code_state is NULL
     uint64_t enter_ticks;
     uint32_t enter_ops;         // the global opcode count at entry
     uint32_t child_ops;         // opcodes run by the frames it called
@@ -232,6 +248,7 @@ enum {
     MPPROF_TAG_HEAP = 0x0F,
     MPPROF_TAG_START = 0x10,
     MPPROF_TAG_STOP = 0x11,
+    MPPROF_TAG_ALLOC_REPEAT_WIDE = 0x12,
     MPPROF_TAG_COST = 0x40,
     MPPROF_TAG_CODE_MORE = 0x41,
     MPPROF_TAG_LINE_CLOCK = 0x42,

@@ -213,7 +213,7 @@ impl FrameWriter {
     }
 
     /// Define site-cache `slot` and count one allocation there.
-    pub fn site(&mut self, slot: u8, s: &AllocSite) {
+    pub fn site(&mut self, slot: u16, s: &AllocSite) {
         let mut r = vec![tag::SITE];
         put_uint(&mut r, slot as u64);
         for v in [s.node_id as u64, s.offset as u64, s.type_id as u64, s.bytes] {
@@ -223,9 +223,16 @@ impl FrameWriter {
         self.record(&r);
     }
 
-    /// One more allocation at `slot`.
-    pub fn repeat(&mut self, slot: u8) {
-        self.record(&[tag::ALLOC_REPEAT | (slot & 0x7f)]);
+    /// One more allocation at `slot`: one byte below 128, else the wide
+    /// record (the slot less 128).
+    pub fn repeat(&mut self, slot: u16) {
+        if slot < 128 {
+            self.record(&[tag::ALLOC_REPEAT | slot as u8]);
+        } else {
+            let mut r = vec![tag::ALLOC_REPEAT_WIDE];
+            put_uint(&mut r, slot as u64 - 128);
+            self.record(&r);
+        }
     }
 
     pub fn counts(&mut self, code_id: u32, counts: &[(u32, u64)]) {

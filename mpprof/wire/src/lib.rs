@@ -39,6 +39,9 @@ pub fn session_start(bytes: &[u8], from: usize) -> Option<usize> {
 }
 const TRAILER: usize = 4;
 
+/// Site-cache slots a stream may use (WIRE.md: SITE, ALLOC_REPEAT_WIDE).
+pub const MAX_SITE_SLOTS: usize = 256;
+
 pub mod tag {
     pub const HELLO: u8 = 0x01;
     pub const CODE: u8 = 0x02;
@@ -57,6 +60,8 @@ pub mod tag {
     pub const HEAP: u8 = 0x0f;
     pub const START: u8 = 0x10;
     pub const STOP: u8 = 0x11;
+    /// One more allocation at a site-cache slot of 128 or more.
+    pub const ALLOC_REPEAT_WIDE: u8 = 0x12;
     /// Extension: what the profiler costs per opcode, call and allocation.
     pub const COST: u8 = 0x40;
     /// Extension: the rest of a CODE record's line table or bytecode.
@@ -421,7 +426,8 @@ pub fn crc32(data: &[u8]) -> u32 {
 /// A streaming decoder.
 pub struct Decoder {
     pending: Vec<u8>,
-    slots: [Option<AllocSite>; 128],
+    /// The site cache, as large as any target's.
+    slots: [Option<AllocSite>; MAX_SITE_SLOTS],
     last_seq: Option<u16>,
     last_crc: Option<u32>,
     stats: DecodeStats,
@@ -491,7 +497,7 @@ impl Decoder {
     pub fn new() -> Self {
         Self {
             pending: Vec::new(),
-            slots: [None; 128],
+            slots: [None; MAX_SITE_SLOTS],
             last_seq: None,
             last_crc: None,
             stats: DecodeStats::default(),
@@ -640,7 +646,7 @@ impl Decoder {
             match self.decode_record(&mut c, sink) {
                 Ok(()) => {
                     self.stats.records += 1;
-                    if t == tag::SITE || t >= tag::ALLOC_REPEAT {
+                    if t == tag::SITE || t == tag::ALLOC_REPEAT_WIDE || t >= tag::ALLOC_REPEAT {
                         self.stats.alloc_events += 1;
                         self.stats.alloc_record_bytes += (c.pos - start) as u64;
                     }
@@ -661,10 +667,15 @@ impl Decoder {
     ) -> Result<(), Malformed> {
         let t = c.u8()?;
         if t >= tag::ALLOC_REPEAT {
-            match self.slots[(t & 0x7f) as usize] {
-                Some(site) => sink(Event::Alloc(site)),
-                None => self.stats.repeat_without_site += 1,
+            self.repeat((t & 0x7f) as usize, sink);
+            return Ok(());
+        }
+        if t == tag::ALLOC_REPEAT_WIDE {
+            let slot = c.uint()?.saturating_add(128);
+            if slot >= MAX_SITE_SLOTS as u64 {
+                return Err(Malformed);
             }
+            self.repeat(slot as usize, sink);
             return Ok(());
         }
         let ev = match t {
@@ -672,7 +683,7 @@ impl Decoder {
             tag::COUNTS => counts(c)?,
             tag::DROPPED => {
                 // The target redefines every slot after a loss; forget ours.
-                self.slots = [None; 128];
+                self.slots = [None; MAX_SITE_SLOTS];
                 Event::Dropped {
                     records: c.uint()?,
                     frames: c.uint()?,
@@ -682,6 +693,13 @@ impl Decoder {
         };
         sink(ev);
         Ok(())
+    }
+
+    fn repeat(&mut self, slot: usize, sink: &mut impl FnMut(Event)) {
+        match self.slots[slot] {
+            Some(site) => sink(Event::Alloc(site)),
+            None => self.stats.repeat_without_site += 1,
+        }
     }
 
     /// A SITE record defines a repeat slot as it reports an allocation.

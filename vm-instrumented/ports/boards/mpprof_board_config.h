@@ -11,13 +11,13 @@
 
 #include <mpconfigport.h>
 
-// Shadow frames, 40 bytes each: 2.5 KiB. Deeper frames run unprofiled: their
+// Shadow frames, 32 bytes each: 2 KiB. Deeper frames run unprofiled: their
 // time counts in their caller's.
 #ifndef MPPROF_MAX_DEPTH
 #define MPPROF_MAX_DEPTH (64)
 #endif
 
-// Code objects, 28 bytes each: 3.5 KiB; up to 96 functions profiled.
+// Code objects, 36 bytes each: 4.5 KiB; up to 96 functions profiled.
 #ifndef MPPROF_MAX_CODES
 #define MPPROF_MAX_CODES (128)
 #endif
@@ -44,6 +44,13 @@
 #define MPPROF_COUNTER_WORDS (2048)
 #endif
 
+// Allocation-site cache slots, 24 bytes each: 3 KiB. A program with more
+// sites live at once than this describes some again (a longer record, more
+// time hidden, never a wrong figure); 256 (the host's) takes 6 KiB.
+#ifndef MPPROF_SITE_SLOTS
+#define MPPROF_SITE_SLOTS (128)
+#endif
+
 // One wire frame being filled: 1024 + 11 bytes. Not smaller: a CODE record
 // (names and line table) takes up to 957 bytes of one frame.
 #ifndef MPPROF_FRAME_PAYLOAD
@@ -57,8 +64,8 @@
 #define MPPROF_RTT_UP_SIZE (8 * 1024)
 #endif
 
-// Fixed costs, whatever the sizes above: the allocation-site cache (128
-// slots of 20 bytes, 2.5 KiB, and 64 bytes of which-way-last), the built-in types recognised by their size
+// Fixed costs, whatever the sizes above: the allocation cache's
+// which-way-last (a byte per two slots), the built-in types recognised by their size
 // (128 entries of 8 bytes, 1 KiB), the runtime's state (about 150 bytes), the
 // `mpprof` module's region labels (about 1.1 KiB), the wire encoder's
 // counters (66 bytes) and the port layer's (28 bytes).
@@ -66,8 +73,8 @@
 // Static RAM of the whole runtime with these sizes, on a 32-bit Cortex-M
 // (.data + .bss of the mpprof objects, measured with arm-none-eabi-size by
 // vm-instrumented's board_ports test, which checks these figures):
-//   UART transport: 35264 bytes (34.4 KiB)
-//   RTT transport: 43545 bytes (42.5 KiB: adds the up-buffer, the control
+//   UART transport: 35328 bytes (34.5 KiB)
+//   RTT transport: 43609 bytes (42.6 KiB: adds the up-buffer, the control
 //   block and a 16-byte down-buffer)
 // On PYBV11, whose GC heap is what is left of its 128 KiB main RAM (about
 // 100 KiB without mpprof), that is a third to two fifths of the heap; the

@@ -15,6 +15,8 @@
 #define MPPROF_MAX_EXTRA_CODES (32)
 #define MPPROF_COUNTER_WORDS (1u << 16)
 #define MPPROF_FRAME_PAYLOAD (1024)
+// As on a real board (boards/mpprof_board_config.h): one-byte repeats only.
+#define MPPROF_SITE_SLOTS (128)
 // Guest time is deterministic: one calibration run of each size is exact.
 #define MPPROF_CALIB_RUNS (1)
 #define MPPROF_RTT_UP_SIZE (64 * 1024)
