@@ -50,9 +50,8 @@ static inline uint64_t mpprof_ticks(void) {
 // stack pointer with the main stack's bounds (a thread-local flag would be
 // cheaper still, but valgrind, which the benchmark runs under, faults on
 // the 32-bit build's TLS accesses). Other threads' stacks are mapped
-// outside the main stack's reserved range. Bounds 0..0: unknown, ask
-// pthreads.
-// The main thread's stack: from low, span bytes (0: not known, ask pthreads).
+// outside the main stack's reserved range: the main stack is `span` bytes
+// from `low` (span 0: not known, ask pthreads).
 extern uintptr_t mpprof_unix_stack_low, mpprof_unix_stack_span;
 bool mpprof_unix_is_main_thread_slow(void);
 
