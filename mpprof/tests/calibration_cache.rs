@@ -31,12 +31,13 @@ impl Drop for Scratch {
 /// The costs a run measures: per opcode, call, allocation, typed
 /// allocation, native call, and an allocation record's own part of an
 /// allocation's cost (its type looked up, its type told).
-const COSTS: usize = 7;
+const COSTS: usize = 8;
 
 /// One line of the cost file: the counter rate, then ticks per opcode,
 /// call, allocation, typed allocation, native call, guessed and direct
-/// record in 16.16 fixed point. The profile has the first five (the
-/// records' parts are within the allocations').
+/// record and what a SITE record adds to one, in 16.16 fixed point. The
+/// profile has the first five (the records' parts are within the
+/// allocations').
 #[derive(Debug, Clone, Copy)]
 struct Line {
     hz: u64,
@@ -54,7 +55,7 @@ fn lines(costs: &Path) -> Vec<Line> {
                 2 + COSTS,
                 "a cost line is a tag, the rate and the costs: {l:?}"
             );
-            assert_eq!(f[0], "mpprof-costs-4");
+            assert_eq!(f[0], "mpprof-costs-5");
             let n: Vec<u64> = f[1..].iter().map(|x| x.parse().unwrap()).collect();
             Line {
                 hz: n[0],
@@ -143,14 +144,15 @@ fn figures_of_another_clock_rate_are_not_used() {
     let foreign: String = (0..3)
         .map(|k| {
             format!(
-                "mpprof-costs-4 {other} {} {} {} {} {} {} {}\n",
+                "mpprof-costs-5 {other} {} {} {} {} {} {} {} {}\n",
                 100 + k,
                 200 + k,
                 300 + k,
                 400 + k,
                 500 + k,
                 60 + k,
-                50 + k
+                50 + k,
+                20 + k
             )
         })
         .collect();

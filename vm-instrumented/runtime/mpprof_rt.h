@@ -114,8 +114,9 @@ extern mpprof_frame_t *mpprof_top_frame;
 mp_vm_return_kind_t mpprof_vm_execute_hooked(mp_code_state_t *code_state, volatile mp_obj_t inject_exc);
 
 // The profiler's measured costs (calibrate()): per opcode, call,
-// allocation, typed allocation and native call.
-#define MPPROF_COSTS (7)
+// allocation, typed allocation and native call, an allocation record (its
+// type looked up or told) and what a SITE record adds to one.
+#define MPPROF_COSTS (8)
 
 // Port layer: each port (unix, qemu, boards) provides these.
 bool mpprof_port_open(void);                          // true: a host is listening, start profiling
