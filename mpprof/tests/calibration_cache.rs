@@ -31,11 +31,12 @@ impl Drop for Scratch {
 /// The costs a run measures: per opcode, call, allocation, typed
 /// allocation, native call, and an allocation record's own part of an
 /// allocation's cost (its type looked up, its type told).
-const COSTS: usize = 8;
+const COSTS: usize = 9;
 
 /// One line of the cost file: the counter rate, then ticks per opcode,
 /// call, allocation, typed allocation, native call, guessed and direct
-/// record and what a SITE record adds to one, in 16.16 fixed point. The
+/// record, what a SITE record adds to one and what a call adds when its
+/// node is not the caller's most recent callee, in 16.16 fixed point. The
 /// profile has the first five (the records' parts are within the
 /// allocations').
 #[derive(Debug, Clone, Copy)]
@@ -144,7 +145,7 @@ fn figures_of_another_clock_rate_are_not_used() {
     let foreign: String = (0..3)
         .map(|k| {
             format!(
-                "mpprof-costs-5 {other} {} {} {} {} {} {} {} {}\n",
+                "mpprof-costs-5 {other} {} {} {} {} {} {} {} {} {}\n",
                 100 + k,
                 200 + k,
                 300 + k,
@@ -152,7 +153,8 @@ fn figures_of_another_clock_rate_are_not_used() {
                 500 + k,
                 60 + k,
                 50 + k,
-                20 + k
+                20 + k,
+                10 + k
             )
         })
         .collect();

@@ -115,8 +115,9 @@ mp_vm_return_kind_t mpprof_vm_execute_hooked(mp_code_state_t *code_state, volati
 
 // The profiler's measured costs (calibrate()): per opcode, call,
 // allocation, typed allocation and native call, an allocation record (its
-// type looked up or told) and what a SITE record adds to one.
-#define MPPROF_COSTS (8)
+// type looked up or told), what a SITE record adds to one and what a call
+// adds when its node is not its caller's most recent callee.
+#define MPPROF_COSTS (9)
 
 // Port layer: each port (unix, qemu, boards) provides these.
 bool mpprof_port_open(void);                          // true: a host is listening, start profiling
