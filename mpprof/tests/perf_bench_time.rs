@@ -18,7 +18,7 @@ use board_agent::qemu::QemuBoard;
 use mpprof_profile::Profile;
 
 mod common;
-use common::{mpprof, qemu_firmware};
+use common::qemu_firmware;
 
 /// What one benchmark's time may be off by, and the mean of all of them.
 const BOUND: f64 = 0.04;
@@ -142,22 +142,7 @@ fn upstream_benchmarks_take_the_time_they_take_without_the_profiler() {
                 String::from_utf8_lossy(&stderr)
             )
         });
-        let profile = dir.join(format!("{name}.json"));
-        let o = mpprof(&[
-            "run",
-            "-q",
-            "--target",
-            "qemu",
-            "-o",
-            profile.to_str().unwrap(),
-            path.to_str().unwrap(),
-        ]);
-        assert!(
-            o.status.success(),
-            "{name}: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        let p = Profile::from_json_file(&profile).unwrap();
+        let (_, p) = common::record_on_qemu(&path);
         let got = reported(&p).unwrap_or_else(|| panic!("{name}: no timed_run frame"));
         let err = (got as f64 - truth as f64) / truth as f64;
         report.push_str(&format!(

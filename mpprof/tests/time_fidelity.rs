@@ -12,7 +12,7 @@ use board_agent::qemu::QemuBoard;
 use mpprof_profile::{FunctionKind, Profile};
 
 mod common;
-use common::{mpprof, qemu_firmware, root};
+use common::{qemu_firmware, root};
 
 const SCRIPT: &str = "fixtures/timing/cases.py";
 
@@ -65,25 +65,8 @@ fn profiling_off() -> BTreeMap<String, i64> {
         "import mpprof\nmpprof.stop()\n",
         "cases-profiling-off.py",
     );
-    let (output, _) = run_on_qemu(&script);
+    let (output, _) = common::record_on_qemu(&script);
     case_lines(&output.stdout)
-}
-
-/// `mpprof run` of `script` on the emulated board: its output and profile.
-fn run_on_qemu(script: &std::path::Path) -> (std::process::Output, Profile) {
-    let out = script.with_extension("json");
-    let o = mpprof(&[
-        "run",
-        "-q",
-        "--target",
-        "qemu",
-        "-o",
-        out.to_str().unwrap(),
-        script.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let p = Profile::from_json_file(&out).unwrap();
-    (o, p)
 }
 
 fn case_lines(output: &[u8]) -> BTreeMap<String, i64> {
@@ -110,7 +93,7 @@ fn profiled(suite: Suite) -> Profile {
     } else {
         "time-fidelity-machine-code"
     };
-    run_on_qemu(&script_file(suite, "", &format!("{name}.py"))).1
+    common::record_on_qemu(&script_file(suite, "", &format!("{name}.py"))).1
 }
 
 /// Each case's inclusive ticks against its truth: what was checked, the

@@ -1831,18 +1831,27 @@ static uint64_t calib_hook_loop(uint32_t n, bool call) {
     return mpprof_ticks() - t0;
 }
 
-static uint32_t calib_idle_alloc_hook(void) {
-    size_t used = rt.used_bytes, peak = rt.peak_used;
+// What one pass of a loop's body costs: `loop` timed with it and without,
+// the least of five runs of each, per pass.
+typedef uint64_t (*calib_loop_t)(uint32_t n, bool with);
+
+static uint32_t calib_per_pass(calib_loop_t loop) {
     const uint32_t n = 2000;
     uint64_t with = UINT64_MAX, without = UINT64_MAX;
     for (int i = 0; i < 5; i++) {
-        uint64_t w = calib_hook_loop(n, true), wo = calib_hook_loop(n, false);
+        uint64_t w = loop(n, true), wo = loop(n, false);
         with = w < with ? w : with;
         without = wo < without ? wo : without;
     }
+    return calib_slope(without, with, n);
+}
+
+static uint32_t calib_idle_alloc_hook(void) {
+    size_t used = rt.used_bytes, peak = rt.peak_used;
+    uint32_t cost = calib_per_pass(calib_hook_loop);
     rt.used_bytes = used;
     rt.peak_used = peak;
-    return calib_slope(without, with, n);
+    return cost;
 }
 
 // The VM's entry hook while profiling is off (MICROPY_VM_HOOK_ENTER, at
@@ -1878,14 +1887,7 @@ static uint64_t calib_entry_loop(uint32_t n, bool test) {
 }
 
 static uint32_t calib_idle_entry_hook(void) {
-    const uint32_t n = 2000;
-    uint64_t with = UINT64_MAX, without = UINT64_MAX;
-    for (int i = 0; i < 5; i++) {
-        uint64_t w = calib_entry_loop(n, true), wo = calib_entry_loop(n, false);
-        with = w < with ? w : with;
-        without = wo < without ? wo : without;
-    }
-    return calib_slope(without, with, n);
+    return calib_per_pass(calib_entry_loop);
 }
 
 // An allocation record's own cost (write_pending(), past flush_pending()'s
@@ -2000,26 +2002,11 @@ static bool calibrate(void) {
         calib_run_t ps = calib_best(funs[k], s_n, false), pl = calib_best(funs[k], l_n, false);
         calib_run_t hs = calib_best(funs[k], s_n, true), hl = calib_best(funs[k], l_n, true);
         uint64_t extra_s = calib_unexplained(hs, ps), extra_l = calib_unexplained(hl, pl);
-        switch (k) {
-            case BY_OPS:
-                rt.op_cost_q16 = calib_slope(extra_s, extra_l, hl.ops - hs.ops);
-                break;
-            case BY_CALLS:
-                rt.call_cost_q16 = calib_slope(extra_s, extra_l, hl.calls - hs.calls);
-                break;
-            case BY_NODE_MISSES:
-                rt.node_miss_q16 = calib_slope(extra_s, extra_l, hl.calls - hs.calls);
-                break;
-            case BY_ALLOCS:
-                rt.alloc_cost_q16 = calib_slope(extra_s, extra_l, hl.allocs - hs.allocs);
-                break;
-            case BY_TYPED_ALLOCS:
-                rt.typed_alloc_cost_q16 = calib_slope(extra_s, extra_l, hl.allocs - hs.allocs);
-                break;
-            default:
-                rt.native_cost_q16 = calib_slope(extra_s, extra_l, hl.natives - hs.natives);
-                break;
-        }
+        uint32_t *const cost[] = {&rt.op_cost_q16, &rt.call_cost_q16, &rt.node_miss_q16,
+                                  &rt.alloc_cost_q16, &rt.typed_alloc_cost_q16, &rt.native_cost_q16};
+        const uint64_t units[] = {hl.ops - hs.ops, hl.calls - hs.calls, hl.calls - hs.calls,
+                                  hl.allocs - hs.allocs, hl.allocs - hs.allocs, hl.natives - hs.natives};
+        *cost[k] = calib_slope(extra_s, extra_l, units[k]);
     }
     // The idle hook (in the plain runs too) is part of every allocation.
     uint32_t idle = calib_idle_alloc_hook();

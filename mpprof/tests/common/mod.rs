@@ -42,6 +42,29 @@ pub fn record(script: &Path, profile: &Path) {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
 
+/// `mpprof run -q --target qemu -o PROFILE SCRIPT` (the profile beside the
+/// script, `.json`), which must succeed: its output and profile.
+pub fn record_on_qemu(script: &Path) -> (Output, Profile) {
+    let out = script.with_extension("json");
+    let o = mpprof(&[
+        "run",
+        "-q",
+        "--target",
+        "qemu",
+        "-o",
+        out.to_str().unwrap(),
+        script.to_str().unwrap(),
+    ]);
+    assert!(
+        o.status.success(),
+        "{}: {}",
+        script.display(),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let p = Profile::from_json_file(&out).unwrap();
+    (o, p)
+}
+
 /// Install Debian packages for a test (the project installs what its tests
 /// need; apt waits for dpkg's lock when tests install in parallel).
 pub fn apt(packages: &[&str]) {
