@@ -76,12 +76,7 @@ fn case_ticks(output: &[u8]) -> Option<i64> {
 
 /// mpprof's inclusive ticks of the `timed_run` call made from `window`.
 fn reported(p: &Profile) -> Option<u64> {
-    let windows: Vec<_> = p
-        .call_tree
-        .iter()
-        .filter(|n| p.functions[n.function].name == "window")
-        .map(|n| n.id)
-        .collect();
+    let windows = common::window_nodes(p);
     p.call_tree
         .iter()
         .find(|n| {

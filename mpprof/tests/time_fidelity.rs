@@ -106,12 +106,7 @@ fn check_cases(
 ) -> (usize, Vec<String>) {
     assert!(p.meta.profiler_cost.is_some_and(|c| c.opcode_ticks > 0.0));
     // Each case is called once, from `window`.
-    let windows: Vec<_> = p
-        .call_tree
-        .iter()
-        .filter(|n| p.functions[n.function].name == "window")
-        .map(|n| n.id)
-        .collect();
+    let windows = common::window_nodes(p);
     let mut checked = 0;
     let mut off = Vec::new();
     for n in &p.call_tree {

@@ -1897,17 +1897,23 @@ static uint32_t calib_idle_entry_hook(void) {
 // a known type cost the same there) and a type told. With `miss`, each
 // record finds its set's slots stale, so it is a SITE record (both loops
 // make them stale: the difference is the record's alone).
-static uint64_t calib_record_loop(void *block, uint32_t n, bool pending, bool exact, bool miss) {
-    // What a loop wrote is not the stream's (and a frame holds a loop's).
-    mpprof_wire_reset();
-    mpprof_port_align_ticks();
-    mpprof_pending_t *p = &rt.pending;
+static inline void calib_pending(mpprof_pending_t *p, void *block, bool exact, bool valid) {
     p->ptr = block;
     p->n_bytes = 2 * sizeof(mp_obj_t);
     p->node = 0;
     p->offset = 0;
     p->kind = 0;
     p->exact = exact;
+    p->record_q16 = 0;
+    p->valid = valid;
+}
+
+static uint64_t calib_record_loop(void *block, uint32_t n, bool pending, bool exact, bool miss) {
+    // What a loop wrote is not the stream's (and a frame holds a loop's).
+    mpprof_wire_reset();
+    mpprof_port_align_ticks();
+    mpprof_pending_t *p = &rt.pending;
+    calib_pending(p, block, exact, false);
     uint32_t set = key_set(site_key(p, pending_type(p), 2 * sizeof(mp_obj_t)));
     volatile uint16_t stale = miss ? (uint16_t)(mpprof_wire_epoch + 1) : mpprof_wire_epoch;
     uint64_t hidden0 = rt.hidden;
@@ -1915,14 +1921,7 @@ static uint64_t calib_record_loop(void *block, uint32_t n, bool pending, bool ex
     for (volatile uint32_t i = 0; i < n; i++) {
         slots[set].epoch = stale;
         slots[set + SITE_SETS].epoch = stale;
-        p->ptr = block;
-        p->n_bytes = 2 * sizeof(mp_obj_t);
-        p->node = 0;
-        p->offset = 0;
-        p->kind = 0;
-        p->exact = exact;
-        p->record_q16 = 0;
-        p->valid = pending;
+        calib_pending(p, block, exact, pending);
         flush_pending();
     }
     return mpprof_ticks() - t0 - (rt.hidden - hidden0);

@@ -65,6 +65,16 @@ pub fn record_on_qemu(script: &Path) -> (Output, Profile) {
     (o, p)
 }
 
+/// The ids of the call-tree nodes of `window`, the function the timing
+/// scripts call each timed case from.
+pub fn window_nodes(p: &Profile) -> Vec<mpprof_profile::NodeId> {
+    p.call_tree
+        .iter()
+        .filter(|n| p.functions[n.function].name == "window")
+        .map(|n| n.id)
+        .collect()
+}
+
 /// Install Debian packages for a test (the project installs what its tests
 /// need; apt waits for dpkg's lock when tests install in parallel).
 pub fn apt(packages: &[&str]) {
