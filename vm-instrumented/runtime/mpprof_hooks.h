@@ -15,10 +15,24 @@
 
 struct _mp_code_state_t;
 
-// Non-zero while frames run through the hooked copy of the VM.
-extern uint8_t mpprof_vm_hooked;
+// The runtime's globals that MicroPython's own files read (a call's test,
+// the hooked VM's count) are the executable's own, never a shared
+// library's: on a position-independent build (the unix port's default) each
+// read is then one instruction, not a load of its address first.
+#if defined(__GNUC__) && !defined(_WIN32)
+#define MPPROF_HIDDEN __attribute__((visibility("hidden")))
+#else
+#define MPPROF_HIDDEN
+#endif
 
-bool mpprof_vm_enter(struct _mp_code_state_t *code_state, void *inject_exc, int *kind_out);
+// Non-zero while frames run through the hooked copy of the VM.
+extern uint8_t mpprof_vm_hooked MPPROF_HIDDEN;
+
+// Runs a bytecode frame while profiling is on: through the hooked copy of
+// the VM, or upstream's when the frame cannot be profiled. Returns its
+// mp_vm_return_kind_t (an int here: this header comes before MicroPython's
+// object headers).
+int mpprof_vm_execute(struct _mp_code_state_t *code_state, void *inject_exc);
 void mpprof_gc_alloc(void *ptr, size_t n_bytes);
 void mpprof_gc_alloc_fail(size_t n_bytes);
 void mpprof_gc_free(void *ptr, size_t n_blocks);
@@ -39,7 +53,7 @@ void mpprof_deinit(void);
 // The same few instructions run at every opcode (the countdown is the
 // global opcode count, see mpprof_ops_now), so their cost is one constant
 // the runtime measures at start-up and takes out of every time.
-extern uint32_t mpprof_op_countdown;
+extern uint32_t mpprof_op_countdown MPPROF_HIDDEN;
 void mpprof_op_tick(void);
 #if MPPROF_LINE_TIME && !MPPROF_LINE_SAMPLED
 // Exact line time (mpprof_line.c): every dispatch closes the running
@@ -61,14 +75,15 @@ void mpprof_line_step(const void *ip);
 // BUILD_SLICE fast path consumes) is counted as if it had been dispatched.
 #define MICROPY_VM_HOOK_OPCODE_NO_DISPATCH(ip) MICROPY_VM_HOOK_OPCODE(ip)
 #else
-// The plain copy: when profiling is on, hand the frame to the hooked copy.
-#define MICROPY_VM_HOOK_ENTER(code_state, inject_exc) \
-    if (mpprof_vm_hooked) { \
-        int mpprof_kind_; \
-        if (mpprof_vm_enter((code_state), (void *)(inject_exc), &mpprof_kind_)) { \
-            return (mp_vm_return_kind_t)mpprof_kind_; \
-        } \
-    }
+// The plain copy has no entry hook: its callers (a function's call, a
+// generator's resume) choose, before its prologue runs, whether a frame goes
+// to the hooked copy instead. While profiling is off that choice is the
+// only cost of a call: a load and a branch.
+#define MICROPY_VM_HOOK_ENTER(code_state, inject_exc)
+#define MICROPY_VM_EXECUTE_BYTECODE(code_state, inject_exc) \
+    (mpprof_vm_hooked \
+        ? (mp_vm_return_kind_t)mpprof_vm_execute((code_state), (void *)(inject_exc)) \
+        : mp_execute_bytecode((code_state), (inject_exc)))
 #endif
 
 #define MICROPY_GC_HOOK_ALLOC(ptr, n_bytes) mpprof_gc_alloc((ptr), (n_bytes))
@@ -120,12 +135,15 @@ void mpprof_extra_end(mpprof_extra_frame_t *x);
     }
 // A call of a native or viper function (py/objfun.c): while profiling, the
 // runtime makes the call itself between its two hooks, one function where
-// the two sides of the frame share what they looked up. Declared where it
-// is used: mp_obj_t and mp_call_fun_t are MicroPython's, not known here.
+// the two sides of the frame share what they looked up; one function for
+// each kind, so the kind is no argument (`self` is self_in's pointer).
+// Declared where it is used: mp_obj_t and mp_call_fun_t are MicroPython's,
+// not known here.
 #define MICROPY_NATIVE_HOOK_CALL(self, viper, fun, self_in, n_args, n_kw, args) \
     if (mpprof_vm_hooked) { \
-        mp_obj_t mpprof_native_call(mp_call_fun_t, const void *, bool, mp_obj_t, size_t, size_t, const mp_obj_t *); \
-        return mpprof_native_call((fun), (self), (viper), (self_in), (n_args), (n_kw), (args)); \
+        mp_obj_t mpprof_native_call(mp_call_fun_t, mp_obj_t, size_t, size_t, const mp_obj_t *); \
+        mp_obj_t mpprof_viper_call(mp_call_fun_t, mp_obj_t, size_t, size_t, const mp_obj_t *); \
+        return ((viper) ? mpprof_viper_call : mpprof_native_call)((fun), (self_in), (n_args), (n_kw), (args)); \
     }
 
 #define MICROPY_PORT_INIT_FUNC mpprof_init()

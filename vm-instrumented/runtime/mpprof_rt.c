@@ -24,7 +24,7 @@
 uint8_t mpprof_vm_hooked;
 mpprof_frame_t *mpprof_top_frame;
 // Opcodes until the next look at the clock (flushes, Ctrl-C polling); the
-// global opcode count is rt.ops_base + OP_TICK_PERIOD - countdown (32 bits:
+// global opcode count is rt.ops_end - countdown (32 bits:
 // only differences are used, and a node's opcodes are 32 bits too).
 #define OP_TICK_PERIOD (4096)
 uint32_t mpprof_op_countdown = OP_TICK_PERIOD;
@@ -104,7 +104,7 @@ static struct {
     uint64_t offset_q16;
     uint64_t hidden;        // the bracketed part alone (calibration reads it)
     uint32_t hiding;        // brackets open: only the outermost counts
-    uint32_t ops_base;      // opcodes counted before the current countdown
+    uint32_t ops_end;       // the count when the current countdown runs out
     uint64_t ops_cost_q16;  // the measured cost of the opcodes counted
                             // before the current countdown, 16.16
     uint32_t calls;         // frames handed to the hooked VM
@@ -192,7 +192,7 @@ static uint32_t known_mul;
 
 // The global count of opcodes the hooked VM has dispatched.
 static inline uint32_t ops_now(void) {
-    return rt.ops_base + (OP_TICK_PERIOD - mpprof_op_countdown);
+    return rt.ops_end - mpprof_op_countdown;
 }
 
 // What the opcodes counted so far cost, in 16.16: the countdowns run out
@@ -980,7 +980,9 @@ static uint8_t outcome_of(mp_vm_return_kind_t kind, mp_code_state_t *code_state)
 // its callees: its node gets the call, its inclusive time and its own
 // opcodes (those its callees ran are theirs).
 static inline void close_frame_ops(uint64_t t, uint32_t ops) {
-    mpprof_frame_t *f = &frames[rt.depth - 1];
+    // The innermost frame by its pointer (mpprof_top_frame is always
+    // &frames[rt.depth - 1]): no index arithmetic on the fast paths.
+    mpprof_frame_t *f = mpprof_top_frame;
     mpprof_node_t *n = &nodes[f->node];
     n->ticks += frame_ticks(t - f->enter_ticks, ops);
     n->calls++;
@@ -993,14 +995,14 @@ static inline void close_frame_ops(uint64_t t, uint32_t ops) {
     #if MPPROF_LINE_TIME
     // A native or compile frame's time is its caller's line's callee time
     // (a bytecode frame's is added by mpprof_line_leave()).
-    if (f->code_state == NULL && rt.depth > 1) {
-        frames[rt.depth - 2].line_child += t - f->enter_ticks;
+    if (f->code_state == NULL && f != frames) {
+        f[-1].line_child += t - f->enter_ticks;
     }
     #endif
     rt.depth--;
-    if (rt.depth != 0) {
-        frames[rt.depth - 1].child_ops += ops;
-        mpprof_top_frame = &frames[rt.depth - 1];
+    if (f != frames) {
+        f[-1].child_ops += ops;
+        mpprof_top_frame = f - 1;
     } else {
         mpprof_top_frame = NULL;
     }
@@ -1014,7 +1016,7 @@ static inline uint32_t frame_ops(const mpprof_frame_t *f) {
 }
 
 static inline void close_frame(uint64_t t) {
-    close_frame_ops(t, frame_ops(&frames[rt.depth - 1]));
+    close_frame_ops(t, frame_ops(mpprof_top_frame));
 }
 
 // A frozen module's top level run by a profiled import: told once per import
@@ -1067,16 +1069,52 @@ static void note_frozen_import(const mpprof_code_t *code) {
 // Frames the hooked VM cannot profile run on the plain VM: everything the
 // hook did since `h0` is hidden (less what slow paths inside it hid already),
 // as no measured cost covers it.
-static bool run_plain(uint64_t h0, uint64_t hidden0) {
+static void run_plain(uint64_t h0, uint64_t hidden0) {
     rt.unprofiled_frames++;
     uint64_t spent = mpprof_ticks() - h0, inner = rt.hidden - hidden0;
     add_hidden(spent > inner ? spent - inner : 0);
-    return false;
 }
 
-bool mpprof_vm_enter(mp_code_state_t *code_state, void *inject_exc, int *kind_out) {
+// The node of a call whose callee is not the parent's most recent: the
+// code's hash lookup and the scan of the parent's callees take as long as
+// the tables make them (a loop calling several functions in turn meets this
+// at every call: pystone read +5% before it was hidden). Hidden, and the
+// bracket's own edges taken out as measured (calibrate()). Out of line, so
+// the fast path keeps its registers. 0: run the frame plain.
+static MP_NOINLINE uint32_t enter_new_callee(uint32_t parent, mp_code_state_t *code_state) {
+    uint64_t h0 = hide_begin();
+    mpprof_code_t *code = code_lookup(code_state->fun_bc);
+    if (code == NULL || code->counts == NULL) {
+        // Bytecode outside the GC heap (frozen) or tables full: run
+        // plain, the whole hook hidden.
+        if (code != NULL) {
+            note_frozen_import(code);
+        }
+        hide_end(h0);
+        rt.unprofiled_frames++;
+        return 0;
+    }
+    uint32_t node = node_child(parent, code);
+    hide_end(h0);
+    if (node == 0) {
+        rt.unprofiled_frames++;
+        return 0;
+    }
+    rt.offset_q16 += rt.node_miss_q16;
+    return node;
+}
+
+// Extra frames left open above the bytecode frame `f` (none should
+// be: each closes itself, or its unwind callback does) end with it.
+static MP_NOINLINE void close_frames_above(const mpprof_frame_t *f, uint64_t t) {
+    while (mpprof_top_frame != f) {
+        close_frame(t);
+    }
+}
+
+int mpprof_vm_execute(mp_code_state_t *code_state, void *inject_exc) {
     if (!(rt.gates & GATE_FRAMES) || !mpprof_main_thread()) {
-        return false;
+        return mp_execute_bytecode(code_state, (mp_obj_t)inject_exc);
     }
     // From here to the frame's first opcode, and from its last to the
     // return, the hook runs the same instructions at every call (its slow
@@ -1088,53 +1126,33 @@ bool mpprof_vm_enter(mp_code_state_t *code_state, void *inject_exc, int *kind_ou
     // (the few instructions before it, the same each time, are its
     // caller's); read only there, not on the fast path.
     if (rt.depth >= MPPROF_MAX_DEPTH) {
-        return run_plain(mpprof_ticks(), rt.hidden);
+        run_plain(mpprof_ticks(), rt.hidden);
+        return mp_execute_bytecode(code_state, (mp_obj_t)inject_exc);
     }
     flush_pending();
-    uint32_t parent = rt.depth != 0 ? frames[rt.depth - 1].node : 0;
+    mpprof_frame_t *caller = mpprof_top_frame;
+    uint32_t parent = caller != NULL ? caller->node : 0;
     uint32_t node = node_recent(parent, code_state->fun_bc->bytecode, MPPROF_CODE_BYTECODE);
-    mpprof_code_t *code;
-    if (node != 0) {
-        code = nodes[node].code;
-    } else {
-        // Not the parent's most recent callee: the code's hash lookup and
-        // the scan of the parent's callees take as long as the tables make
-        // them (a loop calling several functions in turn meets this at
-        // every call: pystone read +5% before it was hidden). Hidden, and
-        // the bracket's own edges taken out as measured (calibrate()).
-        uint64_t h0 = hide_begin();
-        code = code_lookup(code_state->fun_bc);
-        if (code == NULL || code->counts == NULL) {
-            // Bytecode outside the GC heap (frozen) or tables full: run
-            // plain, the whole hook hidden.
-            if (code != NULL) {
-                note_frozen_import(code);
-            }
-            hide_end(h0);
-            rt.unprofiled_frames++;
-            return false;
-        }
-        node = node_child(parent, code);
-        hide_end(h0);
+    if (node == 0) {
+        node = enter_new_callee(parent, code_state);
         if (node == 0) {
-            rt.unprofiled_frames++;
-            return false;
+            return mp_execute_bytecode(code_state, (mp_obj_t)inject_exc);
         }
-        rt.offset_q16 += rt.node_miss_q16;
     }
+    mpprof_code_t *code = nodes[node].code;
     if (!code->dirty) {
         code->dirty = 1;
         code->next_dirty = rt.dirty_codes;
         rt.dirty_codes = code;
     }
-    if (rt.depth == 0 && !rt.calibrating) {
+    if (caller == NULL && !rt.calibrating) {
         // Count flush intervals from the script's start too: where flushes
         // fall must not depend on how long the board idled before.
         mpprof_port_align_ticks();
         rt.last_flush = now();
     }
-    uint32_t index = rt.depth++;
-    mpprof_frame_t *f = &frames[index];
+    rt.depth++;
+    mpprof_frame_t *f = caller != NULL ? caller + 1 : frames;
     f->counts_bias = code->counts_bias;
     f->base = code->bytecode;
     f->node = node;
@@ -1149,22 +1167,19 @@ bool mpprof_vm_enter(mp_code_state_t *code_state, void *inject_exc, int *kind_ou
     mp_vm_return_kind_t kind = mpprof_vm_execute_hooked(code_state, inject_exc);
 
     uint64_t t = frame_now();
-    // An extra frame left open above this one (none should be: each closes
-    // itself, or its unwind callback does) ends with it.
-    while (rt.depth - 1 != index) {
-        close_frame(t);
+    if (mpprof_top_frame != f) {
+        close_frames_above(f, t);
     }
-    MPPROF_LINE(mpprof_line_leave(f, rt.depth > 1 ? &frames[rt.depth - 2] : NULL, t));
+    MPPROF_LINE(mpprof_line_leave(f, f != frames ? f - 1 : NULL, t));
     close_frame_ops(t, ops_now() - f->enter_ops);
-    if (rt.depth == 0) {
+    if (f == frames) {
         rt.end_reason = outcome_of(kind, code_state);
     }
     // No look at the flush clock here: the opcode tick looks every
     // OP_TICK_PERIOD opcodes, and a frame runs some of its own.
     rt.calls++;
     rt.offset_q16 += rt.call_cost_q16;
-    *kind_out = kind;
-    return true;
+    return kind;
 }
 
 void mpprof_op_tick(void) {
@@ -1172,7 +1187,7 @@ void mpprof_op_tick(void) {
     // The opcodes of the countdown just run out are costed before it
     // starts again (see ops_cost_now()).
     rt.ops_cost_q16 += (uint64_t)OP_TICK_PERIOD * rt.op_cost_q16;
-    rt.ops_base += OP_TICK_PERIOD;
+    rt.ops_end += OP_TICK_PERIOD;
     mpprof_op_countdown = OP_TICK_PERIOD;
     #ifdef MPPROF_PORT_POLL
     // A port that cannot otherwise notice Ctrl-C while a script runs (and
@@ -1323,8 +1338,10 @@ static void extra_unwound(void *ctx);
 // Open an extra frame at `node`: all but its enter stamp, which the caller
 // takes last.
 static inline void extra_push(mpprof_extra_frame_t *x, uint32_t node, uint32_t site_offset) {
-    mpprof_frame_t *f = &frames[rt.depth++];
-    f->counts_bias = 0;
+    mpprof_frame_t *f = mpprof_top_frame != NULL ? mpprof_top_frame + 1 : frames;
+    rt.depth++;
+    // No counts_bias: only the hooked VM reads it, from the bytecode frame
+    // it runs (pushed above this one).
     f->site_offset = site_offset;
     f->node = node;
     f->code_state = NULL;
@@ -1400,17 +1417,16 @@ void mpprof_compile_begin(mpprof_extra_frame_t *x, size_t source_name) {
 // cost per call, and only the frame's own stamps read the clock.
 static inline void native_begin(mpprof_extra_frame_t *x, const void *fun_in, bool viper) {
     x->depth = 0;
-    x->native = true;
     if (!extra_wanted(true)) {
         return;
     }
     flush_pending();
     const mp_obj_fun_bc_t *fun = fun_in;
     uint8_t kind = viper ? MPPROF_CODE_VIPER : MPPROF_CODE_NATIVE;
-    uint32_t parent = rt.depth != 0 ? frames[rt.depth - 1].node : 0;
+    uint32_t parent = mpprof_top_frame != NULL ? mpprof_top_frame->node : 0;
     uint32_t node = node_recent(parent, fun->bytecode, kind);
     if (node == 0) {
-        // Hidden, as for a bytecode call (mpprof_vm_enter()).
+        // Hidden, as for a bytecode call (mpprof_vm_execute()).
         uint64_t h0 = hide_begin();
         mpprof_code_t *code = extra_code(kind, fun->bytecode, fun, 0);
         node = code != NULL ? node_child(parent, code) : 0;
@@ -1421,7 +1437,12 @@ static inline void native_begin(mpprof_extra_frame_t *x, const void *fun_in, boo
         rt.offset_q16 += rt.node_miss_q16;
     }
     extra_push(x, node, 0);
-    frames[rt.depth - 1].enter_ticks = frame_now();
+    mpprof_top_frame->enter_ticks = frame_now();
+}
+
+// Out of line: the fast path below keeps its registers.
+static MP_NOINLINE void extra_close_all(const mpprof_extra_frame_t *x, uint64_t t) {
+    extra_close(x, t);
 }
 
 static inline void native_end(mpprof_extra_frame_t *x) {
@@ -1430,9 +1451,9 @@ static inline void native_end(mpprof_extra_frame_t *x) {
     uint64_t t = frame_now();
     if (rt.depth == x->depth) {
         // The usual case: nothing left open above it.
-        close_frame_ops(t, frames[rt.depth - 1].child_ops);
+        close_frame_ops(t, mpprof_top_frame->child_ops);
     } else {
-        extra_close(x, t);
+        extra_close_all(x, t);
     }
     rt.native_calls++;
     rt.offset_q16 += rt.native_cost_q16;
@@ -1440,9 +1461,9 @@ static inline void native_end(mpprof_extra_frame_t *x) {
 
 // A call of a native or viper function (MICROPY_NATIVE_HOOK_CALL): both
 // hooks and the call in one function.
-mp_obj_t mpprof_native_call(mp_call_fun_t fun, const void *self, bool viper, mp_obj_t self_in, size_t n_args, size_t n_kw, const mp_obj_t *args) {
+static inline mp_obj_t native_call(mp_call_fun_t fun, bool viper, mp_obj_t self_in, size_t n_args, size_t n_kw, const mp_obj_t *args) {
     mpprof_extra_frame_t x;
-    native_begin(&x, self, viper);
+    native_begin(&x, MP_OBJ_TO_PTR(self_in), viper);
     mp_obj_t ret = fun(self_in, n_args, n_kw, args);
     if (x.depth != 0) {
         native_end(&x);
@@ -1450,8 +1471,19 @@ mp_obj_t mpprof_native_call(mp_call_fun_t fun, const void *self, bool viper, mp_
     return ret;
 }
 
+mp_obj_t mpprof_native_call(mp_call_fun_t fun, mp_obj_t self_in, size_t n_args, size_t n_kw, const mp_obj_t *args) {
+    return native_call(fun, false, self_in, n_args, n_kw, args);
+}
+
+mp_obj_t mpprof_viper_call(mp_call_fun_t fun, mp_obj_t self_in, size_t n_args, size_t n_kw, const mp_obj_t *args) {
+    return native_call(fun, true, self_in, n_args, n_kw, args);
+}
+
 // A native generator's resume (MICROPY_NATIVE_HOOK_ENTER/EXIT).
 void mpprof_native_begin(mpprof_extra_frame_t *x, const void *fun_in, bool viper) {
+    // What mpprof_extra_end() closes (a call's frame is closed where it
+    // was opened, native_call()).
+    x->native = true;
     native_begin(x, fun_in, viper);
 }
 
@@ -1854,8 +1886,9 @@ static uint32_t calib_idle_alloc_hook(void) {
     return cost;
 }
 
-// The VM's entry hook while profiling is off (MICROPY_VM_HOOK_ENTER, at
-// every call and generator resume: the flag loaded, tested, a branch): in
+// The test whether a frame goes to the hooked VM while profiling is off
+// (MICROPY_VM_EXECUTE_BYTECODE, at every call and generator resume: the
+// flag loaded, tested, a branch): in
 // the plain runs too, so their difference misses it, but a build without
 // hooks has none of it (without this, calls on the emulated board read
 // some 1.8 ticks each too long against the plain firmware: +0.74% on a
@@ -2179,7 +2212,7 @@ void mpprof_init(void) {
     rt.allocs_seen = 0;
     rt.alloc_count = 0;
     rt.alloc_bytes = 0;
-    rt.ops_base = 0;
+    rt.ops_end = OP_TICK_PERIOD;
     rt.ops_cost_q16 = 0;
     mpprof_op_countdown = OP_TICK_PERIOD;
     // Time starts now: stamps count from here.

@@ -108,7 +108,7 @@ typedef struct _mpprof_frame_t {
     #endif
 } mpprof_frame_t;
 
-extern mpprof_frame_t *mpprof_top_frame;
+extern mpprof_frame_t *mpprof_top_frame MPPROF_HIDDEN;
 
 // The hooked copy of the VM (mpprof_vm.c).
 mp_vm_return_kind_t mpprof_vm_execute_hooked(mp_code_state_t *code_state, volatile mp_obj_t inject_exc);
