@@ -104,7 +104,7 @@ void mpprof_line_step(const void *ip);
 typedef struct _mpprof_extra_frame_t {
     struct _mpprof_extra_frame_t *prev; // as nlr_jump_callback_node_t
     void (*fun)(void *ctx);
-    uint32_t depth;                     // the shadow frame's index + 1, 0: none
+    void *frame;                        // its shadow frame, NULL: none
     bool native;                        // native or viper (else compiling)
 } mpprof_extra_frame_t;
 void mpprof_compile_begin(mpprof_extra_frame_t *x, size_t source_name);
@@ -115,22 +115,22 @@ void mpprof_extra_end(mpprof_extra_frame_t *x);
 // viper function hundreds of thousands of times.
 #define MICROPY_COMPILE_HOOK_BEGIN(source_name) \
     mpprof_extra_frame_t mpprof_extra_; \
-    mpprof_extra_.depth = 0; \
+    mpprof_extra_.frame = NULL; \
     if (mpprof_vm_hooked) { \
         mpprof_compile_begin(&mpprof_extra_, (source_name)); \
     }
 #define MICROPY_COMPILE_HOOK_END() \
-    if (mpprof_extra_.depth != 0) { \
+    if (mpprof_extra_.frame != NULL) { \
         mpprof_extra_end(&mpprof_extra_); \
     }
 #define MICROPY_NATIVE_HOOK_ENTER(fun, viper) \
     mpprof_extra_frame_t mpprof_extra_; \
-    mpprof_extra_.depth = 0; \
+    mpprof_extra_.frame = NULL; \
     if (mpprof_vm_hooked) { \
         mpprof_native_begin(&mpprof_extra_, (fun), (viper)); \
     }
 #define MICROPY_NATIVE_HOOK_EXIT() \
-    if (mpprof_extra_.depth != 0) { \
+    if (mpprof_extra_.frame != NULL) { \
         mpprof_extra_end(&mpprof_extra_); \
     }
 // A call of a native or viper function (py/objfun.c): while profiling, the

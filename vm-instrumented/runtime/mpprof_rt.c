@@ -138,7 +138,6 @@ static struct {
     uint64_t gc_ticks;
     uint64_t gc_start;
     size_t used_before_gc;
-    uint32_t depth;
     uint32_t unprofiled_frames;
     uint8_t end_reason;
     mpprof_pending_t pending;
@@ -173,7 +172,13 @@ static inline void update_gates(void) {
     rt.gates = g;
 }
 
+// The shadow stack. Its top is mpprof_top_frame (NULL: empty), the one
+// thing the fast paths read and write; the depth is derived from it.
 static mpprof_frame_t frames[MPPROF_MAX_DEPTH];
+
+static inline uint32_t depth_now(void) {
+    return mpprof_top_frame != NULL ? (uint32_t)(mpprof_top_frame - frames) + 1 : 0;
+}
 static mpprof_code_t codes[MPPROF_MAX_CODES];
 static mpprof_node_t nodes[MPPROF_MAX_NODES];
 static mpprof_type_t types[MPPROF_MAX_TYPES];
@@ -306,7 +311,7 @@ static inline void hide_end(uint64_t h0) {
 mpprof_frame_t *const mpprof_frames = frames;
 
 uint32_t mpprof_depth(void) {
-    return rt.depth;
+    return depth_now();
 }
 
 uint64_t mpprof_now(void) {
@@ -553,6 +558,50 @@ static inline uint32_t node_recent(uint32_t parent, const void *key, uint8_t kin
         }
     }
     return 0;
+}
+
+// Where a call was made from: a bytecode frame's current opcode, or a native
+// or compile frame's site in its caller (the root: 0).
+static inline uint32_t call_site_of(const mpprof_frame_t *caller) {
+    if (caller == NULL) {
+        return 0;
+    }
+    return caller->code_state != NULL ? (uint32_t)(caller->code_state->ip - caller->base) : (uint32_t)caller->site_offset;
+}
+
+// The callee node last found from each call site, by the caller's node and
+// the site: a loop that calls several functions in turn finds each at its
+// own site, where the parent's list of callees, most recent first, would
+// be scanned to its end at every call (pystone: 7 calls in 10). Looked at
+// only when the parent's most recent callee is not this one, inside the
+// hidden bracket of that slow path. A hit is checked against the node
+// itself (its parent and code), so a slot two sites share is never wrong.
+static uint16_t call_sites[MPPROF_CALL_SITES];
+_Static_assert((MPPROF_CALL_SITES & (MPPROF_CALL_SITES - 1)) == 0 && MPPROF_MAX_NODES <= 65536,
+    "MPPROF_CALL_SITES: a power of two; node indices fit 16 bits");
+
+static inline uint32_t call_site_slot(uint32_t parent, uint32_t site) {
+    return (parent * 0x9e3779b1u ^ site * 0x85ebca77u) * 0xc2b2ae3du >> (32 - __builtin_ctz(MPPROF_CALL_SITES));
+}
+
+// The node the slot holds, if it is `key`'s (of `kind`) called from
+// `parent`, else 0. A node second among the parent's callees goes to the
+// front (a loop calling one function after another was called once finds
+// it first again); one further down stays (a loop calling several in turn
+// would move each to the front only to miss it next time).
+static inline uint32_t call_site_node(uint32_t slot, uint32_t parent, const void *key, uint8_t kind) {
+    uint32_t c = call_sites[slot];
+    if (c == 0 || nodes[c].parent != parent || nodes[c].code->bytecode != key || nodes[c].code->match != kind) {
+        return 0;
+    }
+    mpprof_node_t *p = &nodes[parent];
+    uint32_t first = p->first_child;
+    if (first != c && nodes[first].next_sibling == c) {
+        nodes[first].next_sibling = nodes[c].next_sibling;
+        nodes[c].next_sibling = first;
+        p->first_child = c;
+    }
+    return c;
 }
 
 static mpprof_type_t *type_lookup(const mp_obj_type_t *type) {
@@ -842,12 +891,12 @@ static inline void flush_pending(void) {
 // Where the running bytecode is: the innermost profiled frame and the offset
 // of its current opcode (the VM stores ip at every dispatch).
 static void current_site(uint32_t *node, uint32_t *offset) {
-    if (rt.depth == 0) {
+    mpprof_frame_t *f = mpprof_top_frame;
+    if (f == NULL) {
         *node = 0;
         *offset = 0;
         return;
     }
-    mpprof_frame_t *f = &frames[rt.depth - 1];
     *node = f->node;
     *offset = f->code_state != NULL ? (uint32_t)(f->code_state->ip - f->base) : (uint32_t)f->site_offset;
 }
@@ -901,7 +950,7 @@ static void flush_counts(void) {
     // Frames still running go on counting into their code's counters: keep
     // those codes on the dirty list, or a loop that never returns would be
     // counted only up to the first flush.
-    for (uint32_t d = 0; d < rt.depth; d++) {
+    for (uint32_t d = 0, depth = depth_now(); d < depth; d++) {
         mpprof_code_t *c = nodes[frames[d].node].code;
         if (c != NULL && !c->dirty) {
             c->dirty = 1;
@@ -980,8 +1029,6 @@ static uint8_t outcome_of(mp_vm_return_kind_t kind, mp_code_state_t *code_state)
 // its callees: its node gets the call, its inclusive time and its own
 // opcodes (those its callees ran are theirs).
 static inline void close_frame_ops(uint64_t t, uint32_t ops) {
-    // The innermost frame by its pointer (mpprof_top_frame is always
-    // &frames[rt.depth - 1]): no index arithmetic on the fast paths.
     mpprof_frame_t *f = mpprof_top_frame;
     mpprof_node_t *n = &nodes[f->node];
     n->ticks += frame_ticks(t - f->enter_ticks, ops);
@@ -999,7 +1046,6 @@ static inline void close_frame_ops(uint64_t t, uint32_t ops) {
         f[-1].line_child += t - f->enter_ticks;
     }
     #endif
-    rt.depth--;
     if (f != frames) {
         f[-1].child_ops += ops;
         mpprof_top_frame = f - 1;
@@ -1023,10 +1069,10 @@ static inline void close_frame(uint64_t t) {
 // site (FROZEN_IMPORT, WIRE.md), so the host knows that what this IMPORT_NAME
 // allocated is the module's own objects, nothing compiled.
 static void note_frozen_import(const mpprof_code_t *code) {
-    if (!rt.recording || rt.depth == 0) {
+    mpprof_frame_t *f = mpprof_top_frame;
+    if (!rt.recording || f == NULL) {
         return;
     }
-    mpprof_frame_t *f = &frames[rt.depth - 1];
     if (*f->code_state->ip != MP_BC_IMPORT_NAME) {
         return;
     }
@@ -1083,6 +1129,14 @@ static void run_plain(uint64_t h0, uint64_t hidden0) {
 // the fast path keeps its registers. 0: run the frame plain.
 static MP_NOINLINE uint32_t enter_new_callee(uint32_t parent, mp_code_state_t *code_state) {
     uint64_t h0 = hide_begin();
+    // The caller is still the innermost frame.
+    uint32_t slot = call_site_slot(parent, call_site_of(mpprof_top_frame));
+    uint32_t hit = call_site_node(slot, parent, code_state->fun_bc->bytecode, MPPROF_CODE_BYTECODE);
+    if (hit != 0) {
+        hide_end(h0);
+        rt.offset_q16 += rt.node_miss_q16;
+        return hit;
+    }
     mpprof_code_t *code = code_lookup(code_state->fun_bc);
     if (code == NULL || code->counts == NULL) {
         // Bytecode outside the GC heap (frozen) or tables full: run
@@ -1095,6 +1149,7 @@ static MP_NOINLINE uint32_t enter_new_callee(uint32_t parent, mp_code_state_t *c
         return 0;
     }
     uint32_t node = node_child(parent, code);
+    call_sites[slot] = (uint16_t)node;
     hide_end(h0);
     if (node == 0) {
         rt.unprofiled_frames++;
@@ -1125,12 +1180,12 @@ int mpprof_vm_execute(mp_code_state_t *code_state, void *inject_exc) {
     // A frame run plain hides the hook's time from its first clock read
     // (the few instructions before it, the same each time, are its
     // caller's); read only there, not on the fast path.
-    if (rt.depth >= MPPROF_MAX_DEPTH) {
+    mpprof_frame_t *caller = mpprof_top_frame;
+    if (caller >= &frames[MPPROF_MAX_DEPTH - 1]) {
         run_plain(mpprof_ticks(), rt.hidden);
         return mp_execute_bytecode(code_state, (mp_obj_t)inject_exc);
     }
     flush_pending();
-    mpprof_frame_t *caller = mpprof_top_frame;
     uint32_t parent = caller != NULL ? caller->node : 0;
     uint32_t node = node_recent(parent, code_state->fun_bc->bytecode, MPPROF_CODE_BYTECODE);
     if (node == 0) {
@@ -1151,7 +1206,6 @@ int mpprof_vm_execute(mp_code_state_t *code_state, void *inject_exc) {
         mpprof_port_align_ticks();
         rt.last_flush = now();
     }
-    rt.depth++;
     mpprof_frame_t *f = caller != NULL ? caller + 1 : frames;
     f->counts_bias = code->counts_bias;
     f->base = code->bytecode;
@@ -1339,7 +1393,6 @@ static void extra_unwound(void *ctx);
 // takes last.
 static inline void extra_push(mpprof_extra_frame_t *x, uint32_t node, uint32_t site_offset) {
     mpprof_frame_t *f = mpprof_top_frame != NULL ? mpprof_top_frame + 1 : frames;
-    rt.depth++;
     // No counts_bias: only the hooked VM reads it, from the bytecode frame
     // it runs (pushed above this one).
     f->site_offset = site_offset;
@@ -1347,7 +1400,7 @@ static inline void extra_push(mpprof_extra_frame_t *x, uint32_t node, uint32_t s
     f->code_state = NULL;
     f->child_ops = 0;
     mpprof_top_frame = f;
-    x->depth = rt.depth;
+    x->frame = f;
     // nlr_push_jump_callback(), on the main thread's state directly (extra
     // frames open on the main thread only): on a port with threads, the
     // thread-state lookup cost more than the rest of the hook.
@@ -1357,16 +1410,16 @@ static inline void extra_push(mpprof_extra_frame_t *x, uint32_t node, uint32_t s
     MP_STATE_MAIN_THREAD(nlr_jump_callback_top) = callback;
 }
 
-// Close the extra frame `x` opened (x->depth >= 1), and any frame still
+// Close the extra frame `x` opened (x->frame set), and any frame still
 // open above it.
 static inline void extra_close(const mpprof_extra_frame_t *x, uint64_t t) {
-    if (rt.depth < x->depth) {
+    if (mpprof_top_frame == NULL || mpprof_top_frame < (mpprof_frame_t *)x->frame) {
         return; // closed already, with a frame it was called from
     }
-    while (rt.depth > x->depth) {
+    while (mpprof_top_frame > (mpprof_frame_t *)x->frame) {
         close_frame(t);
     }
-    close_frame_ops(t, frames[rt.depth - 1].child_ops);
+    close_frame_ops(t, mpprof_top_frame->child_ops);
 }
 
 static void extra_unwound(void *ctx) {
@@ -1376,24 +1429,24 @@ static void extra_unwound(void *ctx) {
     mpprof_extra_frame_t *x = ctx;
     uint64_t h = hide_begin();
     extra_close(x, frame_stamp(h));
-    x->depth = 0;
+    x->frame = NULL;
     hide_end(h);
 }
 
 // Native frames are opened while calibrating too: their cost is measured.
 static bool extra_wanted(bool native) {
-    return (rt.gates & (native ? GATE_FRAMES : GATE_COMPILE)) && rt.depth < MPPROF_MAX_DEPTH
+    return (rt.gates & (native ? GATE_FRAMES : GATE_COMPILE)) && mpprof_top_frame < &frames[MPPROF_MAX_DEPTH - 1]
            && mpprof_main_thread();
 }
 
 // Compiling (an import of a .py file, exec, eval) is rare and long: its
 // hooks are bracketed whole.
 void mpprof_compile_begin(mpprof_extra_frame_t *x, size_t source_name) {
-    x->depth = 0;
+    x->frame = NULL;
     x->native = false;
     // The main script's own compile (nothing profiled runs yet) stays out,
     // as before any frame.
-    if (!extra_wanted(false) || rt.depth == 0) {
+    if (!extra_wanted(false) || mpprof_top_frame == NULL) {
         return;
     }
     uint64_t h0 = hide_begin();
@@ -1406,17 +1459,36 @@ void mpprof_compile_begin(mpprof_extra_frame_t *x, size_t source_name) {
     uint32_t child = code != NULL ? node_child(node, code) : 0;
     if (child != 0) {
         extra_push(x, child, offset);
-        frames[rt.depth - 1].enter_ticks = frame_stamp(hide_until(h0));
+        mpprof_top_frame->enter_ticks = frame_stamp(hide_until(h0));
     } else {
         hide_end(h0);
     }
+}
+
+// The node of a native or viper call whose callee is not the parent's most
+// recent: hidden, as for a bytecode call (enter_new_callee()), and out of
+// line. 0: no frame.
+static MP_NOINLINE uint32_t native_new_callee(uint32_t parent, const mp_obj_fun_bc_t *fun, uint8_t kind) {
+    uint64_t h0 = hide_begin();
+    uint32_t slot = call_site_slot(parent, call_site_of(mpprof_top_frame));
+    uint32_t node = call_site_node(slot, parent, fun->bytecode, kind);
+    if (node == 0) {
+        mpprof_code_t *code = extra_code(kind, fun->bytecode, fun, 0);
+        node = code != NULL ? node_child(parent, code) : 0;
+        call_sites[slot] = (uint16_t)node;
+    }
+    hide_end(h0);
+    if (node != 0) {
+        rt.offset_q16 += rt.node_miss_q16;
+    }
+    return node;
 }
 
 // A native or viper call can be as short as a few instructions, and a loop
 // makes many: as for a bytecode call, the hooks' fast path is a measured
 // cost per call, and only the frame's own stamps read the clock.
 static inline void native_begin(mpprof_extra_frame_t *x, const void *fun_in, bool viper) {
-    x->depth = 0;
+    x->frame = NULL;
     if (!extra_wanted(true)) {
         return;
     }
@@ -1426,15 +1498,10 @@ static inline void native_begin(mpprof_extra_frame_t *x, const void *fun_in, boo
     uint32_t parent = mpprof_top_frame != NULL ? mpprof_top_frame->node : 0;
     uint32_t node = node_recent(parent, fun->bytecode, kind);
     if (node == 0) {
-        // Hidden, as for a bytecode call (mpprof_vm_execute()).
-        uint64_t h0 = hide_begin();
-        mpprof_code_t *code = extra_code(kind, fun->bytecode, fun, 0);
-        node = code != NULL ? node_child(parent, code) : 0;
-        hide_end(h0);
+        node = native_new_callee(parent, fun, kind);
         if (node == 0) {
             return;
         }
-        rt.offset_q16 += rt.node_miss_q16;
     }
     extra_push(x, node, 0);
     mpprof_top_frame->enter_ticks = frame_now();
@@ -1449,7 +1516,7 @@ static inline void native_end(mpprof_extra_frame_t *x) {
     // nlr_pop_jump_callback(false), as extra_push() pushed it.
     MP_STATE_MAIN_THREAD(nlr_jump_callback_top) = ((nlr_jump_callback_node_t *)x)->prev;
     uint64_t t = frame_now();
-    if (rt.depth == x->depth) {
+    if (mpprof_top_frame == x->frame) {
         // The usual case: nothing left open above it.
         close_frame_ops(t, mpprof_top_frame->child_ops);
     } else {
@@ -1465,7 +1532,7 @@ static inline mp_obj_t native_call(mp_call_fun_t fun, bool viper, mp_obj_t self_
     mpprof_extra_frame_t x;
     native_begin(&x, MP_OBJ_TO_PTR(self_in), viper);
     mp_obj_t ret = fun(self_in, n_args, n_kw, args);
-    if (x.depth != 0) {
+    if (x.frame != NULL) {
         native_end(&x);
     }
     return ret;
@@ -1488,7 +1555,7 @@ void mpprof_native_begin(mpprof_extra_frame_t *x, const void *fun_in, bool viper
 }
 
 void mpprof_extra_end(mpprof_extra_frame_t *x) {
-    if (x->depth == 0) {
+    if (x->frame == NULL) {
         return;
     }
     if (x->native) {
@@ -1673,7 +1740,7 @@ void mpprof_gc_collect_end(void) {
     forget_dead_codes();
     // Outside every profiled frame (the collection MicroPython makes after
     // a raw-REPL execution, at exit): not the script's, not counted.
-    if (rt.depth != 0 && mpprof_main_thread()) {
+    if (mpprof_top_frame != NULL && mpprof_main_thread()) {
         rt.collections++;
         rt.gc_ticks += duration;
         size_t freed = rt.used_before_gc > info.used ? rt.used_before_gc - info.used : 0;
@@ -2151,6 +2218,7 @@ static void reset_tables(void) {
     memset(types, 0, sizeof(types));
     memset(slots, 0, sizeof(slots));
     memset(slot_recent, 0, sizeof(slot_recent));
+    memset(call_sites, 0, sizeof(call_sites));
     rt.n_codes = 0;
     rt.n_types = 0;
     rt.n_nodes = 1;
@@ -2159,7 +2227,6 @@ static void reset_tables(void) {
     rt.counters_used = 0;
     rt.dirty_codes = NULL;
     rt.dirty_nodes = 0;
-    rt.depth = 0;
     rt.unprofiled_frames = 0;
     memset(&nodes[0], 0, sizeof(nodes[0]));
     mpprof_top_frame = NULL;

@@ -16,6 +16,9 @@
 #ifndef MPPROF_MAX_CODES
 #define MPPROF_MAX_CODES (4096)         // code objects (power of two)
 #endif
+#ifndef MPPROF_CALL_SITES
+#define MPPROF_CALL_SITES (256)         // call-site cache entries (power of two)
+#endif
 #ifndef MPPROF_MAX_NODES
 #define MPPROF_MAX_NODES (65536)        // calling-context tree nodes
 #endif

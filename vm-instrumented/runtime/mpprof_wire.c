@@ -83,11 +83,18 @@ void mpprof_wire_reset(void) {
 
 static void put_uint(uint64_t v) {
     uint8_t *p = &frame[HEADER_LEN + payload_len];
-    while (v >= 0x80) {
+    while (v > 0xffffffffu) {
         *p++ = (uint8_t)(v | 0x80);
         v >>= 7;
     }
-    *p++ = (uint8_t)v;
+    // The rest in 32 bits: nearly every value is (ids, offsets, sizes), and
+    // on a 32-bit core a 64-bit shift is several instructions.
+    uint32_t w = (uint32_t)v;
+    while (w >= 0x80) {
+        *p++ = (uint8_t)(w | 0x80);
+        w >>= 7;
+    }
+    *p++ = (uint8_t)w;
     payload_len = p - &frame[HEADER_LEN];
 }
 

@@ -27,6 +27,13 @@
 #define MPPROF_MAX_NODES (256)
 #endif
 
+// Call-site cache entries, 2 bytes each: 128 bytes. A call whose callee is
+// not its caller's most recent finds its node here by where it was made,
+// before a search of the caller's callees.
+#ifndef MPPROF_CALL_SITES
+#define MPPROF_CALL_SITES (64)
+#endif
+
 // Object types, 12 bytes each: 768 bytes; up to 48 types told apart.
 #ifndef MPPROF_MAX_TYPES
 #define MPPROF_MAX_TYPES (64)
@@ -73,8 +80,8 @@
 // Static RAM of the whole runtime with these sizes, on a 32-bit Cortex-M
 // (.data + .bss of the mpprof objects, measured with arm-none-eabi-size by
 // vm-instrumented's board_ports test, which checks these figures):
-//   UART transport: 35328 bytes (34.5 KiB)
-//   RTT transport: 43609 bytes (42.6 KiB: adds the up-buffer, the control
+//   UART transport: 35468 bytes (34.6 KiB)
+//   RTT transport: 43749 bytes (42.7 KiB: adds the up-buffer, the control
 //   block and a 16-byte down-buffer)
 // On PYBV11, whose GC heap is what is left of its 128 KiB main RAM (about
 // 100 KiB without mpprof), that is a third to two fifths of the heap; the
