@@ -29,16 +29,17 @@ impl Drop for Scratch {
 }
 
 /// The costs a run measures: per opcode, call, allocation, typed
-/// allocation, native call, and an allocation record's own part of an
-/// allocation's cost (its type looked up, its type told).
-const COSTS: usize = 9;
+/// allocation, native call, an allocation record's own part of an
+/// allocation's cost (its type looked up, its type told), what a SITE
+/// record and a call off the recent node add, and per viper call.
+const COSTS: usize = 10;
 
 /// One line of the cost file: the counter rate, then ticks per opcode,
 /// call, allocation, typed allocation, native call, guessed and direct
 /// record, what a SITE record adds to one and what a call adds when its
-/// node is not the caller's most recent callee, in 16.16 fixed point. The
-/// profile has the first five (the records' parts are within the
-/// allocations').
+/// node is not the caller's most recent callee, and per viper call, in 16.16
+/// fixed point. The profile has the first five and the last (the records'
+/// parts are within the allocations').
 #[derive(Debug, Clone, Copy)]
 struct Line {
     hz: u64,
@@ -56,7 +57,7 @@ fn lines(costs: &Path) -> Vec<Line> {
                 2 + COSTS,
                 "a cost line is a tag, the rate and the costs: {l:?}"
             );
-            assert_eq!(f[0], "mpprof-costs-5");
+            assert_eq!(f[0], "mpprof-costs-6");
             let n: Vec<u64> = f[1..].iter().map(|x| x.parse().unwrap()).collect();
             Line {
                 hz: n[0],
@@ -91,13 +92,15 @@ fn run(costs: &Path, out: &Path) -> ProfilerCost {
 /// run-to-run difference (the runtime accepts lines within 0.5%).
 fn assert_same(c: &ProfilerCost, ticks_q16: [u64; COSTS], hz: u64) {
     let got = [
-        c.opcode_ticks,
-        c.call_ticks,
-        c.alloc_ticks,
-        c.typed_alloc_ticks,
-        c.native_call_ticks,
+        (c.opcode_ticks, 0),
+        (c.call_ticks, 1),
+        (c.alloc_ticks, 2),
+        (c.typed_alloc_ticks, 3),
+        (c.native_call_ticks, 4),
+        (c.viper_call_ticks, 9),
     ];
-    for (k, (&g, &q)) in got.iter().zip(ticks_q16.iter()).enumerate() {
+    for (k, &(g, line_index)) in got.iter().enumerate() {
+        let q = ticks_q16[line_index];
         let want = q as f64 / 65536.0 * 1e9 / hz as f64;
         assert!(
             (g - want).abs() <= want * 0.006 + 1e-4,
@@ -145,7 +148,7 @@ fn figures_of_another_clock_rate_are_not_used() {
     let foreign: String = (0..3)
         .map(|k| {
             format!(
-                "mpprof-costs-5 {other} {} {} {} {} {} {} {} {} {}\n",
+                "mpprof-costs-6 {other} {} {} {} {} {} {} {} {} {} {}\n",
                 100 + k,
                 200 + k,
                 300 + k,
@@ -154,7 +157,8 @@ fn figures_of_another_clock_rate_are_not_used() {
                 60 + k,
                 50 + k,
                 20 + k,
-                10 + k
+                10 + k,
+                700 + k
             )
         })
         .collect();

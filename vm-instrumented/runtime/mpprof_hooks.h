@@ -133,17 +133,18 @@ void mpprof_extra_end(mpprof_extra_frame_t *x);
     if (mpprof_extra_.frame != NULL) { \
         mpprof_extra_end(&mpprof_extra_); \
     }
-// A call of a native or viper function (py/objfun.c): while profiling, the
-// runtime makes the call itself between its two hooks, one function where
-// the two sides of the frame share what they looked up; one function for
-// each kind, so the kind is no argument (`self` is self_in's pointer).
-// Declared where it is used: mp_obj_t and mp_call_fun_t are MicroPython's,
-// not known here.
-#define MICROPY_NATIVE_HOOK_CALL(self, viper, fun, self_in, n_args, n_kw, args) \
+// A call of a native or viper function (py/objfun.c, first thing in
+// fun_native_call and fun_viper_call): while profiling, the runtime does the
+// rest of the call itself, hooks included, in one function of each kind
+// with upstream's own arguments (a jump, not a call with them passed
+// again: the executable's own function, as the jump needs on a
+// position-independent build). Declared where it is used: mp_obj_t is
+// MicroPython's, not known here.
+#define MICROPY_NATIVE_HOOK_CALL(viper, self_in, n_args, n_kw, args) \
     if (mpprof_vm_hooked) { \
-        mp_obj_t mpprof_native_call(mp_call_fun_t, mp_obj_t, size_t, size_t, const mp_obj_t *); \
-        mp_obj_t mpprof_viper_call(mp_call_fun_t, mp_obj_t, size_t, size_t, const mp_obj_t *); \
-        return ((viper) ? mpprof_viper_call : mpprof_native_call)((fun), (self_in), (n_args), (n_kw), (args)); \
+        mp_obj_t mpprof_native_call(mp_obj_t, size_t, size_t, const mp_obj_t *) MPPROF_HIDDEN; \
+        mp_obj_t mpprof_viper_call(mp_obj_t, size_t, size_t, const mp_obj_t *) MPPROF_HIDDEN; \
+        return ((viper) ? mpprof_viper_call : mpprof_native_call)((self_in), (n_args), (n_kw), (args)); \
     }
 
 #define MICROPY_PORT_INIT_FUNC mpprof_init()

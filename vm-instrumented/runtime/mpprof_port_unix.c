@@ -178,7 +178,7 @@ uint64_t mpprof_port_wire_time(uint64_t t) {
 // (and MPPROF_CLOCK=monotonic's) apart; the median, a run that calibrated
 // while the machine was busy.
 #define COSTS_RUNS (3)
-#define COSTS_TAG "mpprof-costs-5"
+#define COSTS_TAG "mpprof-costs-6"
 
 static const char *costs_path(void) {
     const char *path = getenv("MPPROF_COSTS_FILE");

@@ -11,24 +11,30 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+// Always inline, also in MicroPython's files built for size (-Os), where
+// the hooks inline them too (mpprof_fast.h).
+#ifndef MP_ALWAYSINLINE
+#define MP_ALWAYSINLINE __attribute__((always_inline))
+#endif
+
 // Ticks are the CPU's constant-rate counter itself where the kernel trusts
 // it as its clock (x86's invariant TSC as the clocksource; AArch64's
 // generic timer), else CLOCK_MONOTONIC nanoseconds (MPPROF_CLOCK=monotonic
 // forces those). The runtime works in these ticks; the wire carries
 // nanoseconds, scaled once per record written (mpprof_port_wire_time), not
 // per reading.
-extern bool mpprof_unix_counter_on;
+extern bool mpprof_unix_counter_on MPPROF_HIDDEN;
 uint64_t mpprof_unix_monotonic_ticks(void);
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <x86intrin.h>
 #define MPPROF_UNIX_HAVE_COUNTER (1)
-static inline uint64_t mpprof_unix_counter(void) {
+static MP_ALWAYSINLINE inline uint64_t mpprof_unix_counter(void) {
     return __rdtsc();
 }
 #elif defined(__aarch64__)
 #define MPPROF_UNIX_HAVE_COUNTER (1)
-static inline uint64_t mpprof_unix_counter(void) {
+static MP_ALWAYSINLINE inline uint64_t mpprof_unix_counter(void) {
     uint64_t v;
     __asm__ volatile ("isb\n\tmrs %0, cntvct_el0" : "=r" (v));
     return v;
@@ -37,7 +43,7 @@ static inline uint64_t mpprof_unix_counter(void) {
 #define MPPROF_UNIX_HAVE_COUNTER (0)
 #endif
 
-static inline uint64_t mpprof_ticks(void) {
+static MP_ALWAYSINLINE inline uint64_t mpprof_ticks(void) {
     #if MPPROF_UNIX_HAVE_COUNTER
     if (__builtin_expect(mpprof_unix_counter_on, 1)) {
         return mpprof_unix_counter();
@@ -52,12 +58,12 @@ static inline uint64_t mpprof_ticks(void) {
 // the 32-bit build's TLS accesses). Other threads' stacks are mapped
 // outside the main stack's reserved range: the main stack is `span` bytes
 // from `low` (span 0: not known, ask pthreads).
-extern uintptr_t mpprof_unix_stack_low, mpprof_unix_stack_span;
+extern uintptr_t mpprof_unix_stack_low MPPROF_HIDDEN, mpprof_unix_stack_span MPPROF_HIDDEN;
 bool mpprof_unix_is_main_thread_slow(void);
 
 // The stack pointer, read directly: __builtin_frame_address(0) would make
 // every hook keep a frame pointer, a register the 32-bit build cannot spare.
-static inline uintptr_t mpprof_unix_sp(void) {
+static MP_ALWAYSINLINE inline uintptr_t mpprof_unix_sp(void) {
     uintptr_t sp;
     #if defined(__i386__)
     __asm__ ("movl %%esp, %0" : "=r" (sp));
@@ -73,10 +79,12 @@ static inline uintptr_t mpprof_unix_sp(void) {
 }
 
 // One unsigned compare on the fast path: every call and allocation asks.
-static inline bool mpprof_main_thread(void) {
+// A known stack has a span above 0; an unknown one has low and span 0,
+// which no stack pointer is within.
+static MP_ALWAYSINLINE inline bool mpprof_main_thread(void) {
     uintptr_t span = mpprof_unix_stack_span;
     if (__builtin_expect(mpprof_unix_sp() - mpprof_unix_stack_low <= span, 1)) {
-        return span != 0 || mpprof_unix_is_main_thread_slow();
+        return true;
     }
     return span == 0 && mpprof_unix_is_main_thread_slow();
 }

@@ -116,7 +116,9 @@ static struct {
                             // from its first word, if it has one)
     uint32_t typed_alloc_cost_q16; // for an object mp_obj_malloc typed,
                             // whose path is another
-    uint32_t native_cost_q16; // the same for a native or viper call
+    uint32_t native_cost_q16; // the same for a native call
+    uint32_t viper_cost_q16; // and for a viper call (its machine code's
+                            // address is found another way: another cost)
     // An allocation's record is written when the next event comes (its type
     // is known only then), often in another line or frame: its part of the
     // allocation's cost is taken out there, the rest by the allocation hook.
@@ -1487,10 +1489,10 @@ static MP_NOINLINE uint32_t native_new_callee(uint32_t parent, const mp_obj_fun_
 // A native or viper call can be as short as a few instructions, and a loop
 // makes many: as for a bytecode call, the hooks' fast path is a measured
 // cost per call, and only the frame's own stamps read the clock.
-static inline void native_begin(mpprof_extra_frame_t *x, const void *fun_in, bool viper) {
-    x->frame = NULL;
+// False: no frame (x untouched).
+static inline bool native_begin(mpprof_extra_frame_t *x, const void *fun_in, bool viper) {
     if (!extra_wanted(true)) {
-        return;
+        return false;
     }
     flush_pending();
     const mp_obj_fun_bc_t *fun = fun_in;
@@ -1500,11 +1502,12 @@ static inline void native_begin(mpprof_extra_frame_t *x, const void *fun_in, boo
     if (node == 0) {
         node = native_new_callee(parent, fun, kind);
         if (node == 0) {
-            return;
+            return false;
         }
     }
     extra_push(x, node, 0);
     mpprof_top_frame->enter_ticks = frame_now();
+    return true;
 }
 
 // Out of line: the fast path below keeps its registers.
@@ -1512,38 +1515,72 @@ static MP_NOINLINE void extra_close_all(const mpprof_extra_frame_t *x, uint64_t 
     extra_close(x, t);
 }
 
-static inline void native_end(mpprof_extra_frame_t *x) {
+// The native frame on top ends at time t: close_frame_ops(), less what a
+// frame that runs no opcodes of its own need not do.
+static inline void close_native_frame(uint64_t t) {
+    mpprof_frame_t *f = mpprof_top_frame;
+    mpprof_node_t *n = &nodes[f->node];
+    uint32_t ops = f->child_ops;
+    n->ticks += frame_ticks(t - f->enter_ticks, ops);
+    n->calls++;
+    if (!n->dirty) {
+        n->dirty = 1;
+        n->next_dirty = rt.dirty_nodes;
+        rt.dirty_nodes = f->node;
+    }
+    if (f != frames) {
+        #if MPPROF_LINE_TIME
+        f[-1].line_child += t - f->enter_ticks;
+        #endif
+        f[-1].child_ops += ops;
+        mpprof_top_frame = f - 1;
+    } else {
+        mpprof_top_frame = NULL;
+    }
+}
+
+static inline void native_end(mpprof_extra_frame_t *x, bool viper) {
     // nlr_pop_jump_callback(false), as extra_push() pushed it.
     MP_STATE_MAIN_THREAD(nlr_jump_callback_top) = ((nlr_jump_callback_node_t *)x)->prev;
     uint64_t t = frame_now();
     if (mpprof_top_frame == x->frame) {
         // The usual case: nothing left open above it.
-        close_frame_ops(t, mpprof_top_frame->child_ops);
+        close_native_frame(t);
     } else {
         extra_close_all(x, t);
     }
     rt.native_calls++;
-    rt.offset_q16 += rt.native_cost_q16;
+    rt.offset_q16 += viper ? rt.viper_cost_q16 : rt.native_cost_q16;
 }
 
-// A call of a native or viper function (MICROPY_NATIVE_HOOK_CALL): both
-// hooks and the call in one function.
-static inline mp_obj_t native_call(mp_call_fun_t fun, bool viper, mp_obj_t self_in, size_t n_args, size_t n_kw, const mp_obj_t *args) {
+// A call of a native or viper function (MICROPY_NATIVE_HOOK_CALL, the
+// first thing fun_native_call and fun_viper_call do while profiling): the
+// rest of upstream's function (the C stack check, the machine code's
+// address), both hooks and the call, in one function that takes upstream's
+// arguments as they are. Upstream's function jumps here before its own
+// prologue (its path while profiling is off keeps upstream's code), and the
+// arguments are not passed again on the way. Each kind finds its machine
+// code its own way: each has its measured cost.
+static inline mp_obj_t native_call(bool viper, mp_obj_t self_in, size_t n_args, size_t n_kw, const mp_obj_t *args) {
+    mp_cstack_check();
+    mp_obj_fun_bc_t *self = MP_OBJ_TO_PTR(self_in);
+    mp_call_fun_t fun = viper ? MICROPY_MAKE_POINTER_CALLABLE((void *)self->bytecode)
+        : mp_obj_fun_native_get_function_start(self);
     mpprof_extra_frame_t x;
-    native_begin(&x, MP_OBJ_TO_PTR(self_in), viper);
-    mp_obj_t ret = fun(self_in, n_args, n_kw, args);
-    if (x.frame != NULL) {
-        native_end(&x);
+    if (!native_begin(&x, self, viper)) {
+        return fun(self_in, n_args, n_kw, args);
     }
+    mp_obj_t ret = fun(self_in, n_args, n_kw, args);
+    native_end(&x, viper);
     return ret;
 }
 
-mp_obj_t mpprof_native_call(mp_call_fun_t fun, mp_obj_t self_in, size_t n_args, size_t n_kw, const mp_obj_t *args) {
-    return native_call(fun, false, self_in, n_args, n_kw, args);
+mp_obj_t mpprof_native_call(mp_obj_t self_in, size_t n_args, size_t n_kw, const mp_obj_t *args) {
+    return native_call(false, self_in, n_args, n_kw, args);
 }
 
-mp_obj_t mpprof_viper_call(mp_call_fun_t fun, mp_obj_t self_in, size_t n_args, size_t n_kw, const mp_obj_t *args) {
-    return native_call(fun, true, self_in, n_args, n_kw, args);
+mp_obj_t mpprof_viper_call(mp_obj_t self_in, size_t n_args, size_t n_kw, const mp_obj_t *args) {
+    return native_call(true, self_in, n_args, n_kw, args);
 }
 
 // A native generator's resume (MICROPY_NATIVE_HOOK_ENTER/EXIT).
@@ -1551,6 +1588,7 @@ void mpprof_native_begin(mpprof_extra_frame_t *x, const void *fun_in, bool viper
     // What mpprof_extra_end() closes (a call's frame is closed where it
     // was opened, native_call()).
     x->native = true;
+    x->frame = NULL;
     native_begin(x, fun_in, viper);
 }
 
@@ -1559,7 +1597,8 @@ void mpprof_extra_end(mpprof_extra_frame_t *x) {
         return;
     }
     if (x->native) {
-        native_end(x);
+        // A native generator (viper has none).
+        native_end(x, false);
         return;
     }
     // nlr_pop_jump_callback(false), as above.
@@ -1806,6 +1845,12 @@ static const char calib_src[] =
     "def pop(end):\n"
     " for key in range(end):\n"
     "  get()\n"
+    "@micropython.viper\n"
+    "def send():\n"
+    " pass\n"
+    "def push(end):\n"
+    " for key in range(end):\n"
+    "  send()\n"
     #endif
 ;
 
@@ -1814,7 +1859,7 @@ static const qstr calib_names[] = {
     MP_QSTR_off, MP_QSTR_on, MP_QSTR_add, MP_QSTR_set, MP_QSTR_copy, MP_QSTR_end, MP_QSTR_key, MP_QSTR_range,
     MP_QSTR_other, MP_QSTR_turn,
     #if MICROPY_EMIT_NATIVE
-    MP_QSTR_micropython, MP_QSTR_native, MP_QSTR_get, MP_QSTR_pop,
+    MP_QSTR_micropython, MP_QSTR_native, MP_QSTR_get, MP_QSTR_pop, MP_QSTR_viper, MP_QSTR_send, MP_QSTR_push,
     #endif
 };
 
@@ -2080,20 +2125,22 @@ static bool calibrate(void) {
     // and its items),
     // per typed allocation (the loop building a tuple, which mp_obj_malloc
     // types), then per native call (the loop calling an empty native
-    // function), each less what the opcode and call costs explain.
+    // function) and per viper call (an empty viper function), each less
+    // what the opcode and call costs explain.
     // Small runs: calibration is part of every start-up, and what it
     // measures grows linearly.
     const mp_int_t small = 100, large = 700;
     #if MICROPY_EMIT_NATIVE
     mp_obj_t pop = mp_obj_dict_get(MP_OBJ_FROM_PTR(globals), MP_OBJ_NEW_QSTR(MP_QSTR_pop));
-    mp_obj_t funs[6] = {off, add, turn, copy, set, pop};
-    const int n_funs = 6;
+    mp_obj_t push = mp_obj_dict_get(MP_OBJ_FROM_PTR(globals), MP_OBJ_NEW_QSTR(MP_QSTR_push));
+    mp_obj_t funs[7] = {off, add, turn, copy, set, pop, push};
+    const int n_funs = 7;
     #else
     mp_obj_t funs[5] = {off, add, turn, copy, set};
     const int n_funs = 5;
     #endif
     // What each run measures, in that order (each uses those before it).
-    enum { BY_OPS, BY_CALLS, BY_NODE_MISSES, BY_ALLOCS, BY_TYPED_ALLOCS, BY_NATIVES };
+    enum { BY_OPS, BY_CALLS, BY_NODE_MISSES, BY_ALLOCS, BY_TYPED_ALLOCS, BY_NATIVES, BY_VIPERS };
     for (int k = 0; k < n_funs; k++) {
         // Allocation runs stay small: what they record must fit one frame.
         bool allocating = k == BY_ALLOCS || k == BY_TYPED_ALLOCS;
@@ -2102,9 +2149,9 @@ static bool calibrate(void) {
         calib_run_t hs = calib_best(funs[k], s_n, true), hl = calib_best(funs[k], l_n, true);
         uint64_t extra_s = calib_unexplained(hs, ps), extra_l = calib_unexplained(hl, pl);
         uint32_t *const cost[] = {&rt.op_cost_q16, &rt.call_cost_q16, &rt.node_miss_q16,
-                                  &rt.alloc_cost_q16, &rt.typed_alloc_cost_q16, &rt.native_cost_q16};
+                                  &rt.alloc_cost_q16, &rt.typed_alloc_cost_q16, &rt.native_cost_q16, &rt.viper_cost_q16};
         const uint64_t units[] = {hl.ops - hs.ops, hl.calls - hs.calls, hl.calls - hs.calls,
-                                  hl.allocs - hs.allocs, hl.allocs - hs.allocs, hl.natives - hs.natives};
+                                  hl.allocs - hs.allocs, hl.allocs - hs.allocs, hl.natives - hs.natives, hl.natives - hs.natives};
         *cost[k] = calib_slope(extra_s, extra_l, units[k]);
     }
     // The idle hook (in the plain runs too) is part of every allocation.
@@ -2116,6 +2163,7 @@ static bool calibrate(void) {
     uint32_t entry = calib_idle_entry_hook();
     rt.call_cost_q16 += entry;
     rt.native_cost_q16 += entry;
+    rt.viper_cost_q16 += entry;
     rt.guessed_record_q16 = calib_record(false, false);
     rt.direct_record_q16 = calib_record(true, false);
     uint32_t miss = calib_record(true, true);
@@ -2151,6 +2199,7 @@ static void find_costs(void) {
         rt.direct_record_q16 = costs[6];
         rt.site_miss_q16 = costs[7];
         rt.node_miss_q16 = costs[8];
+        rt.viper_cost_q16 = costs[9];
     } else if (calibrate()) {
         costs[0] = rt.op_cost_q16;
         costs[1] = rt.call_cost_q16;
@@ -2161,6 +2210,7 @@ static void find_costs(void) {
         costs[6] = rt.direct_record_q16;
         costs[7] = rt.site_miss_q16;
         costs[8] = rt.node_miss_q16;
+        costs[9] = rt.viper_cost_q16;
         mpprof_port_costs_store(costs);
     }
     // What the allocation hooks take out themselves (their record's part
@@ -2234,13 +2284,13 @@ static void reset_tables(void) {
 
 // What calibration measured, for the host to show.
 static void write_cost(void) {
-    uint8_t data[6 * 10];
+    uint8_t data[7 * 10];
     size_t n = 0;
-    uint32_t v[6] = {rt.op_cost_q16, rt.call_cost_q16, rt.alloc_cost_q16, rt.typed_alloc_cost_q16,
-                     rt.native_cost_q16, rt.cost_runs};
-    for (int i = 0; i < 6; i++) {
-        // In the wire's ticks, as every other time (a count of runs last).
-        uint64_t x = i < 5 ? mpprof_port_wire_time(v[i]) : v[i];
+    uint32_t v[7] = {rt.op_cost_q16, rt.call_cost_q16, rt.alloc_cost_q16, rt.typed_alloc_cost_q16,
+                     rt.native_cost_q16, rt.cost_runs, rt.viper_cost_q16};
+    for (int i = 0; i < 7; i++) {
+        // In the wire's ticks, as every other time (but the count of runs).
+        uint64_t x = i != 5 ? mpprof_port_wire_time(v[i]) : v[i];
         do {
             data[n++] = (x & 0x7f) | (x > 0x7f ? 0x80 : 0);
             x >>= 7;

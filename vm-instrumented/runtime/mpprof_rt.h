@@ -118,9 +118,10 @@ mp_vm_return_kind_t mpprof_vm_execute_hooked(mp_code_state_t *code_state, volati
 
 // The profiler's measured costs (calibrate()): per opcode, call,
 // allocation, typed allocation and native call, an allocation record (its
-// type looked up or told), what a SITE record adds to one and what a call
-// adds when its node is not its caller's most recent callee.
-#define MPPROF_COSTS (9)
+// type looked up or told), what a SITE record adds to one, what a call
+// adds when its node is not its caller's most recent callee, and per viper
+// call.
+#define MPPROF_COSTS (10)
 
 // Port layer: each port (unix, qemu, boards) provides these.
 bool mpprof_port_open(void);                          // true: a host is listening, start profiling

@@ -61,8 +61,47 @@ static const uint32_t crc_table[256] = {
     0xb3667a2e, 0xc4614ab8, 0x5d681b02, 0x2a6f2b94, 0xb40bbe37, 0xc30c8ea1, 0x5a05df1b, 0x2d02ef8d,
 };
 
+// Where memory is plentiful (the host: MPPROF_CRC_SLICED), four bytes at a
+// time through three more tables derived from the first at start: some 4
+// instructions a byte instead of 9 (callgrind, i386), and a frame of 4 KiB
+// is some 20,000 instructions cheaper. A board keeps its 1 KiB.
+#ifndef MPPROF_CRC_SLICED
+#define MPPROF_CRC_SLICED (0)
+#endif
+#if MPPROF_CRC_SLICED && !(defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__)
+#undef MPPROF_CRC_SLICED
+#define MPPROF_CRC_SLICED (0) // the word loads below assume little-endian
+#endif
+
+#if MPPROF_CRC_SLICED
+// crc_slices[k][b]: the CRC register after byte b followed by k + 1 zero bytes.
+static uint32_t crc_slices[3][256];
+
+static void crc_slices_init(void) {
+    if (crc_slices[0][1] != 0) {
+        return;
+    }
+    for (int i = 0; i < 256; i++) {
+        uint32_t c = crc_table[i];
+        for (int k = 0; k < 3; k++) {
+            c = (c >> 8) ^ crc_table[c & 0xff];
+            crc_slices[k][i] = c;
+        }
+    }
+}
+#endif
+
 static uint32_t crc32(const uint8_t *p, size_t n) {
     uint32_t crc = 0xffffffff;
+    #if MPPROF_CRC_SLICED
+    for (; n >= 4; n -= 4, p += 4) {
+        uint32_t w;
+        memcpy(&w, p, 4);
+        crc ^= w;
+        crc = crc_slices[2][crc & 0xff] ^ crc_slices[1][(crc >> 8) & 0xff]
+            ^ crc_slices[0][(crc >> 16) & 0xff] ^ crc_table[crc >> 24];
+    }
+    #endif
     while (n--) {
         crc = (crc >> 8) ^ crc_table[(crc ^ *p++) & 0xff];
     }
@@ -70,6 +109,9 @@ static uint32_t crc32(const uint8_t *p, size_t n) {
 }
 
 void mpprof_wire_reset(void) {
+    #if MPPROF_CRC_SLICED
+    crc_slices_init();
+    #endif
     payload_len = 0;
     frame_records = 0;
     frame_seq = 0;

@@ -182,9 +182,13 @@ pub struct ProfilerCost {
     /// Per recorded allocation mp_obj_malloc typed.
     #[serde(default)]
     pub typed_alloc_ticks: f64,
-    /// Per call of a native or viper function.
+    /// Per call of a native function (of a viper function too, in profiles
+    /// without `viper_call_ticks`).
     #[serde(default)]
     pub native_call_ticks: f64,
+    /// Per call of a viper function.
+    #[serde(default)]
+    pub viper_call_ticks: f64,
     /// 0: measured at this run's start; n: the median of n earlier runs'
     /// measurements of the same binary on this machine (docs/time.md).
     #[serde(default)]

@@ -178,6 +178,9 @@ pub struct ProfilerCost {
     /// 0: measured at this start; n: the median of n earlier runs'
     /// measurements, kept by the port (absent from older runtimes: 0).
     pub from_runs: u64,
+    /// Per viper call (absent from older runtimes, whose native figure is
+    /// for both kinds: 0).
+    pub viper_q16: u64,
 }
 
 /// How the target measures time per line (LINE_CLOCK).
@@ -832,6 +835,7 @@ fn plain_record(t: u8, c: &mut Cursor) -> Result<Event, Malformed> {
                 typed_alloc_q16: if d.pos < d.data.len() { d.uint()? } else { 0 },
                 native_q16: if d.pos < d.data.len() { d.uint()? } else { 0 },
                 from_runs: if d.pos < d.data.len() { d.uint()? } else { 0 },
+                viper_q16: if d.pos < d.data.len() { d.uint()? } else { 0 },
             })
         }
         tag::CODE_MORE => {
