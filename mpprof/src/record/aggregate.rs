@@ -1266,7 +1266,11 @@ impl Aggregator {
             alloc_ticks: ticks(c.alloc_q16),
             typed_alloc_ticks: ticks(c.typed_alloc_q16),
             native_call_ticks: ticks(c.native_q16),
-            viper_call_ticks: ticks(if c.viper_q16 != 0 { c.viper_q16 } else { c.native_q16 }),
+            viper_call_ticks: ticks(if c.viper_q16 != 0 {
+                c.viper_q16
+            } else {
+                c.native_q16
+            }),
             from_runs: u32::try_from(c.from_runs).unwrap_or(u32::MAX),
         });
         meta.line_time = self.line_clock.map(|c| match c {
