@@ -35,9 +35,10 @@ ifeq ($(MPPROF_PORT),qemu)
 CFLAGS_USERMOD += -DMPPROF_PORT_QEMU=1
 endif
 # The host's clock is read inline (mpprof_port_unix.h); its frames' CRC
-# takes four bytes a step (mpprof_wire.c).
+# takes four bytes a step (mpprof_wire.c); its known types have room to
+# spread (mpprof_rt.c).
 ifeq ($(MPPROF_PORT),unix)
-CFLAGS_USERMOD += -DMPPROF_PORT_UNIX=1 -DMPPROF_CRC_SLICED=1
+CFLAGS_USERMOD += -DMPPROF_PORT_UNIX=1 -DMPPROF_CRC_SLICED=1 -DMPPROF_KNOWN_SLOTS=1024
 endif
 # The qemu port links through $(CC) up to v1.28 and with $(LD) itself after.
 ifeq ($(MPPROF_SHARED_RTT),1)

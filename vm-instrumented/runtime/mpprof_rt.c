@@ -86,7 +86,14 @@ typedef struct {
 // an allocation's record is a fixed, measured cost (calibration's float
 // hits; a raw buffer misses), which a probe sequence, its length depending
 // on the word, would not be.
-#define KNOWN_SLOTS (128) // 7 bits
+// A power of two; the host has room for more (MPPROF_KNOWN_SLOTS), where a
+// multiplier that spreads the types is found in a few tries at start.
+#ifndef MPPROF_KNOWN_SLOTS
+#define MPPROF_KNOWN_SLOTS (128)
+#endif
+#define KNOWN_SLOTS (MPPROF_KNOWN_SLOTS)
+_Static_assert(KNOWN_SLOTS >= 64 && KNOWN_SLOTS <= 4096 && (KNOWN_SLOTS & (KNOWN_SLOTS - 1)) == 0,
+    "MPPROF_KNOWN_SLOTS: a power of two from 64 to 4096");
 #define KNOWN_TYPES_MAX (48) // of the few dozen types below, at most
 
 static struct {
@@ -164,6 +171,11 @@ enum {
     GATE_ALLOCS = 4,  // allocation records (recording, or calibrating them)
 };
 
+// Whether the tables are as static memory starts them, all zero: nothing
+// has run hooked since they were cleared (reset_tables() then need not
+// clear them again: some 40,000 instructions of every start on the host).
+static bool tables_clean = true;
+
 static inline void update_gates(void) {
     uint8_t g = 0;
     if (!rt.in_hook) {
@@ -172,6 +184,10 @@ static inline void update_gates(void) {
         g |= (rt.recording || rt.calibrating_allocs) ? GATE_ALLOCS : 0;
     }
     rt.gates = g;
+    if (g != 0) {
+        // Hooks may now fill the tables.
+        tables_clean = false;
+    }
 }
 
 // The shadow stack. Its top is mpprof_top_frame (NULL: empty), the one
@@ -627,13 +643,13 @@ static mpprof_type_t *type_lookup(const mp_obj_type_t *type) {
 }
 
 // A multiplicative hash of the pointer folded to 32 bits (on a 64-bit build
-// the high half is mixed in), the top 7 bits kept.
+// the high half is mixed in), the top bits kept (as many as index a slot).
 static inline uint32_t known_slot(const mp_obj_type_t *type, uint32_t mul) {
     uintptr_t p = (uintptr_t)type >> 2;
     #if UINTPTR_MAX > 0xffffffffu
     p ^= p >> 32;
     #endif
-    return (uint32_t)((uint32_t)p * mul) >> 25;
+    return (uint32_t)((uint32_t)p * mul) >> (32 - __builtin_ctz(KNOWN_SLOTS));
 }
 
 typedef struct {
@@ -656,7 +672,8 @@ static void add_known(known_list_t *k, const mp_obj_type_t *type, size_t size) {
 
 // Place the list with the first multiplier (odd, from a Weyl sequence)
 // that gives each type a slot of its own: for some 35 types in 128 slots
-// about one multiplier in 120 does, so a few thousand hashes at start.
+// about one multiplier in 120 does, so a few thousand hashes at start (in
+// 1024, the host's, one in 2).
 // Should none of those tried do, the one with the fewest types sharing a
 // slot is kept, and a type that finds its slot taken is left out (its
 // objects are then raw blocks).
@@ -2263,12 +2280,15 @@ static void write_hello(void) {
 }
 
 static void reset_tables(void) {
-    memset(codes, 0, sizeof(codes));
+    if (!tables_clean) {
+        memset(codes, 0, sizeof(codes));
+        memset(types, 0, sizeof(types));
+        memset(slots, 0, sizeof(slots));
+        memset(slot_recent, 0, sizeof(slot_recent));
+        memset(call_sites, 0, sizeof(call_sites));
+        tables_clean = true;
+    }
     n_extra_codes = 0;
-    memset(types, 0, sizeof(types));
-    memset(slots, 0, sizeof(slots));
-    memset(slot_recent, 0, sizeof(slot_recent));
-    memset(call_sites, 0, sizeof(call_sites));
     rt.n_codes = 0;
     rt.n_types = 0;
     rt.n_nodes = 1;
