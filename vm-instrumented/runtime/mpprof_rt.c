@@ -134,7 +134,9 @@ static struct {
     uint32_t site_miss_q16;      // what a SITE record adds to a repeat's cost, unhidden
     uint32_t node_miss_q16;      // what a call adds when its node is not the recent one, unhidden
     uint32_t alloc_note_q16;     // alloc_cost_q16 less guessed_record_q16
-    uint32_t typed_note_q16;     // typed_alloc_cost_q16 less direct_record_q16
+    uint32_t typed_record_q16;   // a typed allocation's record: its own
+                                 // cost and what the typed path costs
+                                 // beside the allocation hook's note
     uint32_t cost_runs;     // the costs are the median of this many earlier
                             // runs' calibrations (0: measured at this start)
     bool calibrating;       // frames run hooked, nothing is recorded
@@ -1654,15 +1656,15 @@ void mpprof_gc_alloc(void *ptr, size_t n_bytes) {
     rt.offset_q16 += rt.alloc_note_q16;
 }
 
-// An object mp_obj_malloc made: its type is exact, and its path through the
+// An object mp_obj_malloc made: its type is exact. Its path through the
 // hooks (this call, no type guessed from the first word) has a measured
-// cost of its own, which replaces the one the allocation hook took out
-// (no stamp comes between the two).
+// cost of its own: the allocation hook took out a plain allocation's
+// note, and the record, when it is written, takes out the rest
+// (typed_record_q16; no 64-bit sum here, at every typed allocation).
 void mpprof_obj_typed(void *base) {
     if (rt.pending.valid && rt.pending.ptr == base) {
         rt.pending.exact = true;
-        rt.pending.record_q16 = rt.direct_record_q16;
-        rt.offset_q16 += (uint64_t)((int64_t)rt.typed_note_q16 - (int64_t)rt.alloc_note_q16);
+        rt.pending.record_q16 = rt.typed_record_q16;
     }
 }
 
@@ -2233,7 +2235,11 @@ static void find_costs(void) {
     // What the allocation hooks take out themselves (their record's part
     // is taken out where it is written); never below nothing.
     rt.alloc_note_q16 = rt.alloc_cost_q16 > rt.guessed_record_q16 ? rt.alloc_cost_q16 - rt.guessed_record_q16 : 0;
-    rt.typed_note_q16 = rt.typed_alloc_cost_q16 > rt.direct_record_q16 ? rt.typed_alloc_cost_q16 - rt.direct_record_q16 : 0;
+    // A typed allocation: the hook's note as for any allocation, the rest
+    // with its record (the record's own cost and the typed path's
+    // difference, never below nothing).
+    int64_t typed_rest = (int64_t)rt.typed_alloc_cost_q16 - (int64_t)rt.alloc_note_q16;
+    rt.typed_record_q16 = typed_rest > 0 ? (uint32_t)typed_rest : 0;
 }
 
 /******************************************************************************/
