@@ -1576,9 +1576,9 @@ static inline void native_end(mpprof_extra_frame_t *x, bool viper) {
 // first thing fun_native_call and fun_viper_call do while profiling): the
 // rest of upstream's function (the C stack check, the machine code's
 // address), both hooks and the call, in one function that takes upstream's
-// arguments as they are. Upstream's function jumps here before its own
-// prologue (its path while profiling is off keeps upstream's code), and the
-// arguments are not passed again on the way. Each kind finds its machine
+// arguments as they are. Upstream's function jumps here first thing (a
+// sibling call; its path while profiling is off keeps upstream's code),
+// and the arguments are not passed again on the way. Each kind finds its machine
 // code its own way: each has its measured cost.
 static inline mp_obj_t native_call(bool viper, mp_obj_t self_in, size_t n_args, size_t n_kw, const mp_obj_t *args) {
     mp_cstack_check();
