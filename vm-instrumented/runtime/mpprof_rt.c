@@ -1048,13 +1048,16 @@ static uint8_t outcome_of(mp_vm_return_kind_t kind, mp_code_state_t *code_state)
 
 // The innermost shadow frame ends at time t, `ops` opcodes run in it and
 // its callees: its node gets the call, its inclusive time and its own
-// opcodes (those its callees ran are theirs).
-static inline void close_frame_ops(uint64_t t, uint32_t ops) {
+// opcodes (those its callees ran are theirs). A native frame runs none of
+// its own (`own_ops` false, a constant where it is inlined): nothing to add.
+static inline void close_top_frame(uint64_t t, uint32_t ops, bool own_ops) {
     mpprof_frame_t *f = mpprof_top_frame;
     mpprof_node_t *n = &nodes[f->node];
     n->ticks += frame_ticks(t - f->enter_ticks, ops);
     n->calls++;
-    n->opcodes += ops - f->child_ops;
+    if (own_ops) {
+        n->opcodes += ops - f->child_ops;
+    }
     if (!n->dirty) {
         n->dirty = 1;
         n->next_dirty = rt.dirty_nodes;
@@ -1063,7 +1066,7 @@ static inline void close_frame_ops(uint64_t t, uint32_t ops) {
     #if MPPROF_LINE_TIME
     // A native or compile frame's time is its caller's line's callee time
     // (a bytecode frame's is added by mpprof_line_leave()).
-    if (f->code_state == NULL && f != frames) {
+    if ((!own_ops || f->code_state == NULL) && f != frames) {
         f[-1].line_child += t - f->enter_ticks;
     }
     #endif
@@ -1073,6 +1076,10 @@ static inline void close_frame_ops(uint64_t t, uint32_t ops) {
     } else {
         mpprof_top_frame = NULL;
     }
+}
+
+static inline void close_frame_ops(uint64_t t, uint32_t ops) {
+    close_top_frame(t, ops, true);
 }
 
 // The opcodes the innermost frame and its callees ran: a bytecode frame's
@@ -1534,37 +1541,13 @@ static MP_NOINLINE void extra_close_all(const mpprof_extra_frame_t *x, uint64_t 
     extra_close(x, t);
 }
 
-// The native frame on top ends at time t: close_frame_ops(), less what a
-// frame that runs no opcodes of its own need not do.
-static inline void close_native_frame(uint64_t t) {
-    mpprof_frame_t *f = mpprof_top_frame;
-    mpprof_node_t *n = &nodes[f->node];
-    uint32_t ops = f->child_ops;
-    n->ticks += frame_ticks(t - f->enter_ticks, ops);
-    n->calls++;
-    if (!n->dirty) {
-        n->dirty = 1;
-        n->next_dirty = rt.dirty_nodes;
-        rt.dirty_nodes = f->node;
-    }
-    if (f != frames) {
-        #if MPPROF_LINE_TIME
-        f[-1].line_child += t - f->enter_ticks;
-        #endif
-        f[-1].child_ops += ops;
-        mpprof_top_frame = f - 1;
-    } else {
-        mpprof_top_frame = NULL;
-    }
-}
-
 static inline void native_end(mpprof_extra_frame_t *x, bool viper) {
     // nlr_pop_jump_callback(false), as extra_push() pushed it.
     MP_STATE_MAIN_THREAD(nlr_jump_callback_top) = ((nlr_jump_callback_node_t *)x)->prev;
     uint64_t t = frame_now();
     if (mpprof_top_frame == x->frame) {
         // The usual case: nothing left open above it.
-        close_native_frame(t);
+        close_top_frame(t, mpprof_top_frame->child_ops, false);
     } else {
         extra_close_all(x, t);
     }
@@ -1578,8 +1561,8 @@ static inline void native_end(mpprof_extra_frame_t *x, bool viper) {
 // address), both hooks and the call, in one function that takes upstream's
 // arguments as they are. Upstream's function jumps here first thing (a
 // sibling call; its path while profiling is off keeps upstream's code),
-// and the arguments are not passed again on the way. Each kind finds its machine
-// code its own way: each has its measured cost.
+// and the arguments are not passed again on the way. Each kind finds its
+// machine code its own way: each has its measured cost.
 static inline mp_obj_t native_call(bool viper, mp_obj_t self_in, size_t n_args, size_t n_kw, const mp_obj_t *args) {
     mp_cstack_check();
     mp_obj_fun_bc_t *self = MP_OBJ_TO_PTR(self_in);
@@ -2206,30 +2189,22 @@ static bool calibrate(void) {
 // calibrating is some 12 M instructions, more than many scripts run), else
 // measured now and kept.
 static void find_costs(void) {
+    // The cost file's order (mpprof_port_costs_load()).
+    uint32_t *const fields[MPPROF_COSTS] = {
+        &rt.op_cost_q16, &rt.call_cost_q16, &rt.alloc_cost_q16, &rt.typed_alloc_cost_q16,
+        &rt.native_cost_q16, &rt.guessed_record_q16, &rt.direct_record_q16, &rt.site_miss_q16,
+        &rt.node_miss_q16, &rt.viper_cost_q16,
+    };
     uint32_t costs[MPPROF_COSTS];
     rt.cost_runs = mpprof_port_costs_load(costs);
     if (rt.cost_runs != 0) {
-        rt.op_cost_q16 = costs[0];
-        rt.call_cost_q16 = costs[1];
-        rt.alloc_cost_q16 = costs[2];
-        rt.typed_alloc_cost_q16 = costs[3];
-        rt.native_cost_q16 = costs[4];
-        rt.guessed_record_q16 = costs[5];
-        rt.direct_record_q16 = costs[6];
-        rt.site_miss_q16 = costs[7];
-        rt.node_miss_q16 = costs[8];
-        rt.viper_cost_q16 = costs[9];
+        for (int k = 0; k < MPPROF_COSTS; k++) {
+            *fields[k] = costs[k];
+        }
     } else if (calibrate()) {
-        costs[0] = rt.op_cost_q16;
-        costs[1] = rt.call_cost_q16;
-        costs[2] = rt.alloc_cost_q16;
-        costs[3] = rt.typed_alloc_cost_q16;
-        costs[4] = rt.native_cost_q16;
-        costs[5] = rt.guessed_record_q16;
-        costs[6] = rt.direct_record_q16;
-        costs[7] = rt.site_miss_q16;
-        costs[8] = rt.node_miss_q16;
-        costs[9] = rt.viper_cost_q16;
+        for (int k = 0; k < MPPROF_COSTS; k++) {
+            costs[k] = *fields[k];
+        }
         mpprof_port_costs_store(costs);
     }
     // What the allocation hooks take out themselves (their record's part
