@@ -2,8 +2,10 @@
 //!
 //! The profile stream travels through a pipe whose write end the process gets
 //! as file descriptor 3 (named by `MPPROF_FD`), so the script's stdin, stdout,
-//! stderr and exit status stay its own. Its stderr passes through us on its
-//! way to ours, byte for byte, so the end of it (a traceback) is known.
+//! stderr and exit status stay its own. Its stdout and stderr pass through
+//! us on their way to ours, byte for byte, so the end of each is known: an
+//! uncaught exception's traceback is on stderr up to v1.26, on stdout from
+//! v1.27 (the unix port runs a script through upstream's shared pyexec).
 
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -69,12 +71,10 @@ impl HostProcess {
             cmd.env("MICROPYPATH", path);
         }
         cmd.stdin(Stdio::inherit());
-        // stderr always comes through us, to keep its end (the traceback)
-        // while it goes on to ours.
+        // Both come through us, to keep their ends (the traceback) while
+        // they go on to ours (or to the captured output).
         cmd.stderr(Stdio::piped());
-        if req.capture_output {
-            cmd.stdout(Stdio::piped());
-        }
+        cmd.stdout(Stdio::piped());
         // SAFETY: only async-signal-safe calls (dup2, fcntl) between fork and exec.
         unsafe {
             cmd.pre_exec(move || {
@@ -99,33 +99,62 @@ impl HostProcess {
         // Our copy of the write end must close, or the stream never ends.
         drop(writer);
         let tail = ErrorTail::default();
+        let out_tail = ErrorTail::default();
         let err = child.stderr.take();
-        let (output, err_sink): (_, Box<dyn Write + Send>) = if let Some((reader, writer)) = merged
-        {
-            let out = child.stdout.take();
+        let out = child.stdout.take();
+        // Into the captured output's one pipe (each stream's order kept),
+        // else on to ours.
+        let (output, err_sink, out_sink): (
+            _,
+            Box<dyn Write + Send>,
+            Option<Box<dyn Write + Send>>,
+        ) = if let Some((reader, writer)) = merged {
+            let out_sink = writer
+                .try_clone()
+                .ok()
+                .map(|w| Box::new(w) as Box<dyn Write + Send>);
             (
-                Some(merge_output(reader, writer.try_clone().ok(), out)),
+                Some(Box::new(reader) as Box<dyn Read + Send>),
                 Box::new(writer),
+                out_sink,
             )
         } else {
-            (None, Box::new(std::io::stderr()))
+            (
+                None,
+                Box::new(std::io::stderr()),
+                Some(Box::new(std::io::stdout())),
+            )
         };
-        let err_copier = err.map(|e| {
-            let tail = tail.clone();
-            std::thread::spawn(move || copy_keeping_tail(e, err_sink, &tail))
-        });
+        let copiers = [
+            err.map(|e| {
+                let tail = tail.clone();
+                std::thread::spawn(move || copy_keeping_tail(e, err_sink, &tail))
+            }),
+            out.zip(out_sink).map(|(o, sink)| {
+                let tail = out_tail.clone();
+                std::thread::spawn(move || copy_keeping_tail(o, sink, &tail))
+            }),
+        ];
         Ok(HostSession {
             child,
             stream: Some(Box::new(reader)),
             output,
             exit: None,
             tail,
-            err_copier,
+            out_tail,
+            copiers,
         })
     }
 }
 
-/// Copy the script's stderr on, keeping its end.
+/// How MicroPython's traceback of an uncaught exception begins.
+const TRACEBACK: &str = "Traceback (most recent call last):";
+
+fn has_traceback(text: &str) -> bool {
+    text.contains(TRACEBACK)
+}
+
+/// Copy the script's stderr or stdout on, keeping its end.
 fn copy_keeping_tail(mut from: impl Read, mut to: Box<dyn Write + Send>, tail: &ErrorTail) {
     let mut buf = [0u8; 4096];
     while let Ok(n) = from.read(&mut buf) {
@@ -140,29 +169,17 @@ fn copy_keeping_tail(mut from: impl Read, mut to: Box<dyn Write + Send>, tail: &
     }
 }
 
-/// One reader of the captured output: `reader` gets what `writer` (the
-/// stderr copier's end) and `out`'s copier write (order within each kept).
-fn merge_output(
-    reader: std::io::PipeReader,
-    writer: Option<std::io::PipeWriter>,
-    out: Option<std::process::ChildStdout>,
-) -> Box<dyn Read + Send> {
-    if let (Some(mut out), Some(mut w)) = (out, writer) {
-        std::thread::spawn(move || {
-            let _ = std::io::copy(&mut out, &mut w);
-        });
-    }
-    Box::new(reader)
-}
-
 /// A script running as a local process.
 pub struct HostSession {
     child: Child,
     stream: Option<Box<dyn Read + Send>>,
     output: Option<Box<dyn Read + Send>>,
     exit: Option<ExitInfo>,
+    /// The ends of its stderr and its stdout.
     tail: ErrorTail,
-    err_copier: Option<std::thread::JoinHandle<()>>,
+    out_tail: ErrorTail,
+    /// The stderr and stdout copiers.
+    copiers: [Option<std::thread::JoinHandle<()>>; 2],
 }
 
 impl HostSession {
@@ -170,18 +187,21 @@ impl HostSession {
         self.child.id()
     }
 
-    /// After the exit: let the stderr copier finish (bounded, since a
-    /// process the script started may hold stderr open).
-    fn settle_stderr(&mut self) {
+    /// After the exit: let the copiers finish (bounded, since a process
+    /// the script started may hold stdout or stderr open).
+    fn settle_output(&mut self) {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
-        while self.err_copier.as_ref().is_some_and(|h| !h.is_finished())
-            && std::time::Instant::now() < deadline
-        {
+        let running = |c: &[Option<std::thread::JoinHandle<()>>; 2]| {
+            c.iter().flatten().any(|h| !h.is_finished())
+        };
+        while running(&self.copiers) && std::time::Instant::now() < deadline {
             std::thread::sleep(std::time::Duration::from_millis(2));
         }
-        if self.err_copier.as_ref().is_some_and(|h| h.is_finished()) {
-            if let Some(h) = self.err_copier.take() {
-                let _ = h.join();
+        for c in &mut self.copiers {
+            if c.as_ref().is_some_and(|h| h.is_finished()) {
+                if let Some(h) = c.take() {
+                    let _ = h.join();
+                }
             }
         }
     }
@@ -224,7 +244,18 @@ impl Session for HostSession {
     }
 
     fn error_text(&self) -> Option<String> {
-        self.tail.text()
+        // Where this version printed the traceback (an exception raised
+        // with no frame, as while compiling, has only its last line); else
+        // stderr's end, else stdout's.
+        let err = self.tail.text();
+        if err.as_deref().is_some_and(has_traceback) {
+            return err;
+        }
+        let out = self.out_tail.text();
+        if let Some(i) = out.as_deref().and_then(|o| o.rfind(TRACEBACK)) {
+            return out.map(|o| o[i..].to_string());
+        }
+        err.or(out)
     }
 
     fn interrupt(&mut self) -> Result<(), AgentError> {
@@ -245,7 +276,7 @@ impl Session for HostSession {
         })?;
         self.exit = status.map(exit_info);
         if self.exit.is_some() {
-            self.settle_stderr();
+            self.settle_output();
         }
         Ok(self.exit)
     }
@@ -260,7 +291,7 @@ impl Session for HostSession {
         })?;
         let e = exit_info(status);
         self.exit = Some(e);
-        self.settle_stderr();
+        self.settle_output();
         Ok(e)
     }
 }

@@ -265,10 +265,8 @@ fn the_scripts_output_is_the_same_byte_for_byte_on_every_target() {
     let upstream = Command::new(&plain).arg(&script).output().unwrap();
     assert_eq!(upstream.status.code(), Some(1));
     let expected = "plain text\nnon-ASCII: h\u{e9}llo w\u{f6}rld \u{2713} \u{1f600}\ntab\there 1 2.5\nits own CR\r\nno newline at the end";
-    // v1.25's unix port prints tracebacks to stderr (from v1.27 to stdout:
-    // then only the text before the traceback compares).
-    assert_eq!(String::from_utf8_lossy(&upstream.stdout), expected);
-    let upstream_err = String::from_utf8_lossy(&upstream.stderr).into_owned();
+    let (upstream_text, upstream_err) = common::split_traceback(&upstream);
+    assert_eq!(upstream_text, expected);
     assert!(
         upstream_err.ends_with("ValueError: boom \u{e9}\n"),
         "{upstream_err}"
@@ -281,11 +279,24 @@ fn the_scripts_output_is_the_same_byte_for_byte_on_every_target() {
             .output()
             .unwrap();
         assert_eq!(o.status.code(), Some(1), "{target}");
-        assert_eq!(o.stdout, upstream.stdout, "{target}: stdout differs");
-        // The traceback is on stderr, upstream's to the byte: LF line ends,
-        // and the script's file named as given (a board compiles the script
-        // it got through the REPL as `<stdin>`: mpprof names it back).
-        let err = String::from_utf8_lossy(&o.stderr);
+        // The host runs upstream's own binary: its output is upstream's
+        // on both streams, the traceback where that version puts it. The
+        // board's raw REPL keeps the traceback apart from the output:
+        // mpprof writes it on stderr.
+        let (text, err) = if target == "host" {
+            assert_eq!(o.stdout, upstream.stdout, "{target}: stdout differs");
+            common::split_traceback(&o)
+        } else {
+            let err = String::from_utf8_lossy(&o.stderr).into_owned();
+            (String::from_utf8_lossy(&o.stdout).into_owned(), err)
+        };
+        assert_eq!(
+            text, upstream_text,
+            "{target}: the output before the traceback differs"
+        );
+        // The traceback is upstream's to the byte: LF line ends, and the
+        // script's file named as given (a board compiles the script it got
+        // through the REPL as `<stdin>`: mpprof names it back).
         assert!(!err.contains('\r'), "{target}: {err:?}");
         let tb = &err[err.find("Traceback").expect("a traceback")..];
         assert_eq!(tb, upstream_err, "{target}");
@@ -384,10 +395,11 @@ fn a_traceback_from_a_copied_module_names_the_hosts_files() {
         .unwrap();
     assert_eq!(o.status.code(), Some(1));
     // The same traceback as plain MicroPython's on the host, file names
-    // and all.
+    // and all (on stderr: the board's raw REPL keeps it apart from the
+    // output, wherever the host's version prints it).
     assert_eq!(
         String::from_utf8_lossy(&o.stderr),
-        String::from_utf8_lossy(&upstream.stderr)
+        common::split_traceback(&upstream).1
     );
     assert!(String::from_utf8_lossy(&o.stderr).contains("pkg/__init__.py\", line 2, in boom"));
 }
@@ -679,8 +691,13 @@ fn the_boards_clock_gives_time_and_asyncio_what_they_need() {
     std::fs::create_dir_all(&d).unwrap();
     let script = d.join("clock.py");
     // The guest's own clock (SysTick under -icount): sleep_ms never returns
-    // early, ticks_us never goes back and agrees with ticks_ms, and the
-    // ticks arithmetic works on its values.
+    // early by its own clock, ticks_us never goes back and agrees with
+    // ticks_ms, and the ticks arithmetic works on its values. From v1.27
+    // the port's own delay counts whole millisecond ticks, so a sleep that
+    // starts inside one may end up to a tick early by ticks_us (upstream's
+    // own behaviour, the same with profiling stopped: 29,815-29,968 us for
+    // sleep_ms(30) on 1.28.0); v1.25's and v1.26's clock (ours) waits out
+    // the whole 30 ms.
     std::fs::write(
         &script,
         "import time\n\
@@ -689,7 +706,7 @@ fn the_boards_clock_gives_time_and_asyncio_what_they_need() {
          time.sleep_ms(30)\n\
          dt = time.ticks_diff(time.ticks_ms(), t0)\n\
          du = time.ticks_diff(time.ticks_us(), u0)\n\
-         print('slept', dt >= 30, du >= 30000, abs(du // 1000 - dt) <= 1)\n\
+         print('slept', dt >= 30, du > 29000, abs(du // 1000 - dt) <= 1)\n\
          back = 0\n\
          last = time.ticks_us()\n\
          for _ in range(2000):\n\

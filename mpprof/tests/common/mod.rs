@@ -504,3 +504,15 @@ pub fn project_on_plain_micropython() -> (PathBuf, PathBuf, PathBuf, Output) {
     assert!(upstream.status.success(), "{upstream:?}");
     (programs, script, lib, upstream)
 }
+
+/// A finished run's output before its traceback, and the traceback: the
+/// unix port prints an uncaught exception's on stderr up to v1.26, on
+/// stdout from v1.27 (its `micropython script.py` runs through upstream's
+/// shared pyexec). Either way the two parts come apart here.
+pub fn split_traceback(run: &Output) -> (String, String) {
+    let out = String::from_utf8_lossy(&run.stdout).into_owned();
+    match out.find("Traceback (most recent call last):") {
+        Some(i) => (out[..i].to_string(), out[i..].to_string()),
+        None => (out, String::from_utf8_lossy(&run.stderr).into_owned()),
+    }
+}
