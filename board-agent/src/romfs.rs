@@ -12,8 +12,9 @@
 //! nested records; a file's bytes are a verbatim-data record (2). The whole
 //! image has an even length.
 
-/// Where the firmware looks for the image (`mpprof_qemu_hal.c`) and how
-/// much room it has.
+/// Where the firmware looks for the image (our `mpprof_qemu_romfs.c`, or
+/// the port's own ROMFS partition, moved here by the vm-instrumented crate
+/// where the port has one) and how much room it has.
 pub const ROMFS_ADDR: u32 = 0x2180_0000;
 pub const ROMFS_MAX: usize = 8 * 1024 * 1024;
 

@@ -1158,6 +1158,11 @@ pub fn build_host(
             cmd.arg("MPPROF_LINE_TIME=1");
         }
     }
+    // What a failed build left was compiled with that build's flags, which
+    // make does not compare: start again from nothing.
+    if build_dir.exists() {
+        std::fs::remove_dir_all(&build_dir).map_err(io("cannot clear a failed build"))?;
+    }
     std::fs::create_dir_all(&build_dir).map_err(io("cannot create the build directory"))?;
     run_quiet(
         &mut cmd,
@@ -1172,6 +1177,29 @@ pub fn build_host(
         source_dir: tree,
         version,
     })
+}
+
+/// Where the firmware finds the ROMFS segment the host writes the script's
+/// modules into (`board_agent::romfs::ROMFS_ADDR`, 8 MiB): above the RTT
+/// block at the start of the MPS2's 16 MiB RAM.
+const QEMU_ROMFS_START: &str = "0x21800000";
+const QEMU_ROMFS_SIZE: &str = "0x00800000";
+
+/// How a qemu firmware gets that segment. A port without ROMFS support of
+/// its own (up to v1.28: VfsRom, but no segment) gets ours
+/// (`ports/qemu/clock/mpprof_qemu_romfs.c`). A port with its own
+/// (`ports/qemu/vfs_rom_ioctl.c`, on master after v1.28) has its board's
+/// partition moved there: the MPS2-AN385's default, 0x21000000, is where
+/// the RTT block is.
+fn qemu_romfs_args(tree: &Path) -> Vec<String> {
+    if tree.join("ports/qemu/vfs_rom_ioctl.c").exists() {
+        vec![
+            format!("MICROPY_HW_ROMFS_PART0_START={QEMU_ROMFS_START}"),
+            format!("MICROPY_HW_ROMFS_PART0_SIZE={QEMU_ROMFS_SIZE}"),
+        ]
+    } else {
+        vec!["MPPROF_QEMU_ROMFS=1".into()]
+    }
 }
 
 /// Build the qemu-port firmware for MPS2-AN385 (Cortex-M3), the emulated board.
@@ -1238,7 +1266,7 @@ pub fn build_qemu(
             }
             // The script's modules' ROMFS on every version; from v1.27
             // asyncio over the port's own clock (the port leaves it off).
-            extra.push("MPPROF_QEMU_ROMFS=1".into());
+            extra.extend(qemu_romfs_args(&tree));
             if port_us_clock {
                 extra.push("MPPROF_QEMU_ASYNCIO=1".into());
             }
@@ -1262,9 +1290,9 @@ pub fn build_qemu(
                     "USER_C_MODULES={}",
                     tree.join("mpprof-qemu-plain").display()
                 ),
-                "MPPROF_QEMU_ROMFS=1".into(),
                 "CFLAGS_EXTRA=-DMP_CONFIGFILE=\"<mpprof_qemu_plain_config.h>\"".into(),
             ]);
+            extra.extend(qemu_romfs_args(&tree));
             if (version.major, version.minor) < (1, 27) {
                 extra.push("MPPROF_QEMU_HAL=1".into());
             } else {
@@ -1287,6 +1315,11 @@ pub fn build_qemu(
     progress(&format!(
         "building {flavour_name} qemu firmware (MPS2-AN385), about 15 s"
     ));
+    // What a failed build left was compiled with that build's flags, which
+    // make does not compare: start again from nothing.
+    if build_dir.exists() {
+        std::fs::remove_dir_all(&build_dir).map_err(io("cannot clear a failed build"))?;
+    }
     std::fs::create_dir_all(&build_dir).map_err(io("cannot create the build directory"))?;
     ensure_mpy_cross(&tree, opts.jobs)?;
     let mut cmd = make_command(&tree);
