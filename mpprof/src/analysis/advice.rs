@@ -23,6 +23,14 @@ pub struct SiteContext<'a> {
     pub source_line: Option<&'a str>,
     /// For a raw buffer that is an object's storage: that object's type.
     pub companion_type: Option<&'a str>,
+    /// The opcode after the allocating one: a BUILD_SLICE followed by
+    /// STORE_SUBSCR makes the slice an assignment stores into, one followed
+    /// by LOAD_SUBSCR the slice a copy is taken with.
+    pub next_opcode: Option<u8>,
+    /// The line calls a bytecode function of the program: a tuple made at
+    /// its call is that function's `*args`, where a tuple made at a call of
+    /// a C function only (`struct.unpack`) is what the function returned.
+    pub calls_bytecode: bool,
     /// How many times the allocating opcode ran (0: unknown).
     pub executions: u64,
     /// The running code object's name: `<module>`, a function's name, or a
@@ -93,7 +101,7 @@ pub fn what(c: &SiteContext) -> String {
         Some("generator") if op.is_some_and(opcodes::is_make_function) => {
             "generator function".into()
         }
-        Some("tuple") => tuple_what(op, src).into(),
+        Some("tuple") => tuple_what(op, src, c.calls_bytecode).into(),
         Some(t) if matches!(c.cause, Cause::Instance) => format!("{t} instance"),
         Some(t) => t.to_string(),
         None if c.growth || matches!(c.cause, Cause::Growth) => growth_what(op, src).into(),
@@ -108,10 +116,11 @@ pub fn what(c: &SiteContext) -> String {
     }
 }
 
-fn tuple_what(op: Option<u8>, src: &str) -> &'static str {
+fn tuple_what(op: Option<u8>, src: &str, calls_bytecode: bool) -> &'static str {
     match op {
         Some(o) if opcodes::is_star_call(o) => "*args unpacking",
-        Some(o) if opcodes::is_call(o) => "*args tuple",
+        Some(o) if opcodes::is_call(o) && calls_bytecode => "*args tuple",
+        Some(o) if opcodes::is_call(o) => "returned tuple",
         Some(opcodes::BUILD_TUPLE) if src.starts_with("return") || src.starts_with("yield") => {
             "returned tuple"
         }
@@ -180,6 +189,12 @@ pub fn fix(c: &SiteContext) -> String {
             c.executions
         );
     }
+    if let Some(h) = slice_target_hint(c, src) {
+        return h;
+    }
+    if let Some(h) = returned_tuple_hint(c, src) {
+        return h;
+    }
     let hint = classify::hint(c.cause, c.opcode, c.source_line);
     match (c.cause, c.type_name) {
         // A function object that captures nothing is no closure.
@@ -188,6 +203,50 @@ pub fn fix(c: &SiteContext) -> String {
         }
         _ => hint,
     }
+}
+
+/// The slice object of a slice assignment (`buf[:] = data`): built on the
+/// heap by MicroPython 1.25 and earlier (1.26's VM builds a subscript's
+/// slice on the C stack); nothing is copied out of `buf`.
+fn slice_target_hint(c: &SiteContext, src: &str) -> Option<String> {
+    if !matches!(c.cause, Cause::Other(t) if t == "slice")
+        || c.next_opcode != Some(opcodes::STORE_SUBSCR)
+    {
+        return None;
+    }
+    let target = classify::slice_target(src).unwrap_or("x[a:b]");
+    Some(format!(
+        "the slice assignment `{target} = ...` builds a slice object on every pass (MicroPython 1.25 and earlier; 1.26 and later build none for a subscript): upgrade, or assign the items by index"
+    ))
+}
+
+/// A tuple made at a call of a C function (no bytecode function of the
+/// program is called on the line): the function's result, not `*args`.
+fn returned_tuple_hint(c: &SiteContext, src: &str) -> Option<String> {
+    let at_call = c
+        .opcode
+        .is_some_and(|o| opcodes::is_call(o) && !opcodes::is_star_call(o));
+    if !matches!(c.cause, Cause::Tuple)
+        || c.type_name != Some("tuple")
+        || !at_call
+        || c.calls_bytecode
+    {
+        return None;
+    }
+    if let Some(call) = classify::find_method_call(src, "unpack")
+        .or_else(|| classify::find_method_call(src, "unpack_from"))
+    {
+        return Some(format!(
+            "`{call}` returns a new tuple on every call: for a field or two, read the bytes directly (`buf[0] << 8 | buf[1]`, less 0x10000 when a signed value is 0x8000 or more); for a record, `uctypes.struct` over the buffer reads fields in place"
+        ));
+    }
+    let callee = classify::called_names(src).into_iter().next().map_or_else(
+        || "the function called here".to_string(),
+        |n| format!("`{n}`"),
+    );
+    Some(format!(
+        "{callee} returns a new tuple on every call (a built-in's result, not `*args`): call it less often, or keep the values it gives in variables"
+    ))
 }
 
 /// An object's attribute table grown (rehashed into a bigger one, or
@@ -250,6 +309,8 @@ mod tests {
             growth: false,
             source_line: Some(src),
             companion_type: None,
+            next_opcode: None,
+            calls_bytecode: false,
             executions,
             code_name: code,
             module_file: None,
@@ -313,6 +374,57 @@ mod tests {
         assert!(fix(&c).contains("preallocated list"), "{}", fix(&c));
         c.opcode = Some(opcodes::CALL_FUNCTION);
         c.source_line = Some("    t += total(i, i)");
+        c.calls_bytecode = true;
         assert_eq!(what(&c), "*args tuple");
+        // A C function's tuple is its result.
+        c.calls_bytecode = false;
+        c.opcode = Some(opcodes::CALL_METHOD);
+        c.source_line = Some("        v = struct.unpack('>h', raw)[0]");
+        assert_eq!(what(&c), "returned tuple");
+        let f = fix(&c);
+        assert!(
+            f.contains("`struct.unpack('>h', raw)` returns a new tuple"),
+            "{f}"
+        );
+        assert!(!f.contains("*args"), "{f}");
+        c.source_line = Some("        q, r = divmod(a, b)");
+        let f = fix(&c);
+        assert!(f.contains("`divmod` returns a new tuple"), "{f}");
+    }
+
+    #[test]
+    fn a_slice_assignment_copies_out_of_its_value_not_its_target() {
+        let b = Cause::Bytes;
+        let mut c = ctx(
+            &b,
+            "        buf[:] = self.regs[reg:reg + len(buf)]",
+            300,
+            "f",
+        );
+        c.type_name = Some("bytearray");
+        c.opcode = Some(opcodes::LOAD_SUBSCR);
+        let f = fix(&c);
+        assert!(f.contains("`self.regs[reg:reg + len(buf)]` copies"), "{f}");
+        assert!(f.contains("memoryview(self.regs)"), "{f}");
+        // The target's slice object (a 1.25 heap object) is no copy.
+        let s = Cause::Other("slice".into());
+        let mut c = ctx(
+            &s,
+            "        buf[:] = self.regs[reg:reg + len(buf)]",
+            300,
+            "f",
+        );
+        c.type_name = Some("slice");
+        c.opcode = Some(opcodes::BUILD_SLICE);
+        c.next_opcode = Some(opcodes::STORE_SUBSCR);
+        let f = fix(&c);
+        assert!(f.contains("slice assignment `buf[:] = ...`"), "{f}");
+        assert!(!f.contains("copy"), "{f}");
+        c.next_opcode = Some(opcodes::LOAD_SUBSCR);
+        let f = fix(&c);
+        assert!(
+            f.contains("`self.regs[reg:reg + len(buf)]` builds a slice object"),
+            "{f}"
+        );
     }
 }

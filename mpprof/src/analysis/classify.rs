@@ -415,7 +415,7 @@ fn bytes_hint(opcode: Option<u8>, src: &str) -> Option<String> {
     if let Some(slice) = slice_expression(src) {
         let (base, bounds) = slice.split_once('[').unwrap_or((slice, "a:b]"));
         return Some(format!(
-            "`{slice}` copies into a new object: make `mv = memoryview({base})` once, before the loop, and take `mv[{bounds}` (no copy), or pass offsets"
+            "`{slice}` copies into a new object: make `mv = memoryview({base})` once, before the loop, and take `mv[{bounds}` (a small view object, not a copy of the data), or pass offsets"
         ));
     }
     if let Some(call) = find_method_call(src, "read") {
@@ -592,10 +592,12 @@ fn growth_hint(opcode: Option<u8>, src: &str) -> Option<String> {
 fn other_hint(type_name: &str, opcode: Option<u8>, src: &str) -> Option<String> {
     match type_name {
         "slice" => {
+            // Only MicroPython 1.25 and earlier put a subscript's slice
+            // object on the heap (1.26's VM builds it on the C stack).
             let slice = slice_expression(src).unwrap_or("x[a:b]");
             let (base, bounds) = slice.split_once('[').unwrap_or(("x", "a:b]"));
             Some(format!(
-                "`{slice}` builds a slice object and a copy on every pass: make `mv = memoryview({base})` once and take `mv[{bounds}` (no copy), or keep indexes (a ring buffer over a preallocated list)"
+                "`{slice}` builds a slice object (on MicroPython 1.25 and earlier; 1.26 and later build none for a subscript) and a copy on every pass: make `mv = memoryview({base})` once and take `mv[{bounds}` (a small view object, not a copy of the data), or keep indexes (a ring buffer over a preallocated list)"
             ))
         }
         RAW_BUFFER if opcode.is_some_and(opcodes::is_call) => Some(
@@ -855,8 +857,16 @@ fn call_end(code: &str, open: usize) -> usize {
 
 /// The first `name[a:b]` slice on the line, as written.
 fn slice_expression(src: &str) -> Option<&str> {
+    // A slice assignment (`buf[:] = data`) copies nothing out of `buf`: the
+    // copy the line makes is a slice of the value assigned.
+    let value_at = assignment_value_start(src).unwrap_or(0);
+    slice_expression_from(src, value_at)
+}
+
+/// The first slice of the line that starts at `from` or later.
+fn slice_expression_from(src: &str, from: usize) -> Option<&str> {
     let code = blank_strings(src);
-    let mut from = 0;
+    let mut from = from;
     while let Some(p) = code[from..].find('[') {
         let open = from + p;
         from = open + 1;
@@ -872,6 +882,41 @@ fn slice_expression(src: &str) -> Option<&str> {
             .last()
             .map(|(i, _)| i)?;
         return src.get(start..=close);
+    }
+    None
+}
+
+/// The slice an assignment stores into (`buf[2:4]` of `buf[2:4] = data`).
+pub(crate) fn slice_target(src: &str) -> Option<&str> {
+    let value_at = assignment_value_start(src)?;
+    slice_expression_from(src, 0).filter(|t| {
+        let at = t.as_ptr() as usize - src.as_ptr() as usize;
+        at < value_at
+    })
+}
+
+/// Where the value of an assignment (`target = value`, `target += value`)
+/// begins: the byte after its `=`, outside brackets and strings; `None` for
+/// a line that is no assignment (`==`, `<=`, `>=`, `!=` are comparisons).
+fn assignment_value_start(src: &str) -> Option<usize> {
+    let code = blank_strings(src);
+    let b = code.as_bytes();
+    let mut depth = 0i32;
+    for (i, &c) in b.iter().enumerate() {
+        match c {
+            b'(' | b'[' | b'{' => depth += 1,
+            b')' | b']' | b'}' => depth -= 1,
+            b'=' if depth == 0 => {
+                let prev = i.checked_sub(1).map(|j| b[j]);
+                let next = b.get(i + 1).copied();
+                let comparison =
+                    next == Some(b'=') || matches!(prev, Some(b'=' | b'<' | b'>' | b'!'));
+                if !comparison {
+                    return Some(i + 1);
+                }
+            }
+            _ => {}
+        }
     }
     None
 }

@@ -1009,6 +1009,8 @@ impl Aggregator {
                 companion_type: (k.companion != 0)
                     .then(|| self.types.get(&k.companion).map(|t| t.name.as_str()))
                     .flatten(),
+                next_opcode: code_id.and_then(|c| self.next_opcode(c, k.offset)),
+                calls_bytecode,
                 executions,
                 code_name: place.map_or("", |p| p.name.as_str()),
                 module_file: module_file.as_deref(),
@@ -1037,6 +1039,15 @@ impl Aggregator {
             });
         }
         unknown_ids
+    }
+
+    /// The opcode after the one at `offset` (an offset from the start of
+    /// the code's data, as sites give it).
+    fn next_opcode(&self, code_id: u32, offset: u32) -> Option<u8> {
+        let c = self.codes.get(&code_id)?;
+        let rel = usize::try_from(offset.checked_sub(c.bc_start)?).ok()?;
+        let next = opcodes::decode(&c.bytecode, rel).ok()?.end();
+        c.bytecode.get(next).copied()
     }
 
     /// The short file name of the module an import line imports, when that
