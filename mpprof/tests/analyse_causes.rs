@@ -124,6 +124,8 @@ fn growth_is_growth_whatever_else_is_known() {
             companion_of: Some(&Cause::Str),
             type_flags: FLAG_EXCEPTION,
             calls_bytecode: true,
+            frozen_import: false,
+            heap_frame: false,
         };
         assert_eq!(classify(&f), Cause::Growth, "{type_name:?}");
     }
@@ -141,6 +143,15 @@ fn imports_and_heap_frames_are_named() {
             };
             assert_eq!(classify(&f), Cause::Import, "{type_name:?}");
         }
+        // A frozen module run from an attribute load (asyncio's lazy
+        // submodules) is an import too.
+        let lazy = AllocFacts {
+            type_name,
+            opcode: Some(opcodes::LOAD_METHOD),
+            frozen_import: true,
+            ..AllocFacts::default()
+        };
+        assert_eq!(classify(&lazy), Cause::Import, "{type_name:?}");
     }
     // An untyped block at a call of the program's own function is its frame;
     // at a call of something else it stays unexplained.

@@ -568,6 +568,97 @@ fn asyncio_is_frozen_in_and_the_scripts_coroutines_are_profiled() {
         "{}",
         import.fix
     );
+    // `asyncio.Event` is asyncio's lazily: its first use imports the
+    // frozen asyncio/event.py (asyncio's __getattr__). What that line
+    // allocated is told as that import, not as the Event: on the plain
+    // build the submodule is absent before the line and loaded after it.
+    let lazy_probe = out_dir("asyncio-lazy").join("lazy.py");
+    std::fs::write(
+        &lazy_probe,
+        "import sys\nimport asyncio\nprint('asyncio.event' in sys.modules)\nasyncio.Event()\nprint('asyncio.event' in sys.modules)\n",
+    )
+    .unwrap();
+    let lazy = Command::new(&plain).arg(&lazy_probe).output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&lazy.stdout),
+        "False\nTrue\n",
+        "{lazy:?}"
+    );
+    let line_of = |text: &str| {
+        std::fs::read_to_string(&script)
+            .unwrap()
+            .lines()
+            .position(|l| l.contains(text))
+            .map(|i| i as u32 + 1)
+            .unwrap()
+    };
+    let event_line = line_of("asyncio.Event()");
+    let event = p
+        .lines
+        .iter()
+        .find(|l| l.line == event_line && p.files[l.file].path.ends_with("asyncio_tasks.py"))
+        .expect("the Event line allocates");
+    assert_eq!(event.scope, mpprof_profile::Scope::Import, "{event:?}");
+    assert_eq!(
+        event.what.as_deref(),
+        Some("importing frozen asyncio/event.py on first use")
+    );
+    let event_fix = event.fix.as_deref().unwrap_or("");
+    assert!(
+        event_fix.contains("the first `asyncio.Event` imported asyncio/event.py")
+            && !event_fix.contains("mpy-cross"),
+        "{event_fix}"
+    );
+    // `asyncio.run(main())` ran once, but the event loop inside it (frozen,
+    // unprofiled, so charged to that call) allocates as it runs the tasks:
+    // a heap frame each time it polls, at least once per task resume
+    // (settrace's 'call' events of the three tasks count those).
+    let run_line = line_of("asyncio.run(main())");
+    let run = p
+        .lines
+        .iter()
+        .find(|l| l.line == run_line && p.files[l.file].path.ends_with("asyncio_tasks.py"))
+        .expect("the event loop's line allocates");
+    assert!(run.event_loop, "{run:?}");
+    assert_eq!(run.scope, mpprof_profile::Scope::PerPass, "{run:?}");
+    assert!(
+        run.fix
+            .as_deref()
+            .unwrap_or("")
+            .contains("asyncio's event loop"),
+        "{:?}",
+        run.fix
+    );
+    let frame_site = p
+        .alloc_sites
+        .iter()
+        .find(|s| s.line == run_line && s.what == "heap frame")
+        .expect("the loop's heap frames");
+    assert!(frame_site.event_loop && frame_site.executions == 1);
+    assert!(
+        frame_site
+            .fix
+            .contains("`IOQueue.wait_io_event` takes a heap frame"),
+        "{}",
+        frame_site.fix
+    );
+    let resumes: u64 = oracle
+        .iter()
+        .filter(|((_, name), _)| ["main", "producer", "consumer"].contains(&name.as_str()))
+        .map(|(_, &n)| n)
+        .sum();
+    let frames: u64 = p
+        .alloc_sites
+        .iter()
+        .filter(|s| s.line == run_line && s.what == "heap frame")
+        .map(|s| s.count)
+        .sum();
+    eprintln!("the event loop: {frames} heap frames, {resumes} task resumes");
+    assert!(
+        resumes > 10 && frames >= resumes,
+        "{frames} heap frames, {resumes} resumes"
+    );
+    assert!(summary.contains("asyncio's event loop:"), "{summary}");
     // And the same again: resumes are exact.
     let (_, path) = mpprof_run(&script, &[], "asyncio-again");
     assert_eq!(coroutines(&Profile::from_json_file(&path).unwrap()), c);

@@ -90,6 +90,9 @@ pub struct AllocLineRow {
     /// How many times the line ran, when known.
     pub executions: Option<u64>,
     pub scope: Scope,
+    /// For a line whose allocations are asyncio's event loop's: how many
+    /// times the loop resumed a task (all tasks), what they repeat with.
+    pub task_resumes: Option<u64>,
 }
 
 impl AllocLineRow {
@@ -102,20 +105,30 @@ impl AllocLineRow {
         }
     }
 
-    /// `ran 100x, 2/run`, or nothing when the executions are unknown.
+    /// `ran 100x, 2/run`, or nothing when the executions are unknown; for
+    /// asyncio's event loop, its allocations per task resume.
     pub fn runs(&self) -> String {
+        if let Some(resumes) = self.task_resumes.filter(|&r| r > 0) {
+            return format!(
+                "ran once, asyncio's event loop: {} per task resume ({} resumes)",
+                per_run(self.count, resumes),
+                count(resumes)
+            );
+        }
         match self.executions {
-            Some(n) if n > 0 => {
-                let per = self.count as f64 / n as f64;
-                let per = if (per - per.round()).abs() < 0.05 {
-                    format!("{}", per.round() as u64)
-                } else {
-                    format!("{per:.1}")
-                };
-                format!("ran {}x, {per}/run", count(n))
-            }
+            Some(n) if n > 0 => format!("ran {}x, {}/run", count(n), per_run(self.count, n)),
             _ => String::new(),
         }
+    }
+}
+
+/// `count / n`, whole when within 0.05 of a whole number, else to a tenth.
+fn per_run(count: u64, n: u64) -> String {
+    let per = count as f64 / n as f64;
+    if (per - per.round()).abs() < 0.05 {
+        format!("{}", per.round() as u64)
+    } else {
+        format!("{per:.1}")
     }
 }
 
@@ -139,6 +152,11 @@ fn row(p: &Profile, l: &Line) -> AllocLineRow {
         }),
         executions: l.executions,
         scope: l.scope,
+        task_resumes: p
+            .asyncio
+            .as_ref()
+            .filter(|_| l.event_loop)
+            .map(|a| a.tasks.iter().map(|t| t.resumes).sum()),
     }
 }
 
@@ -672,6 +690,7 @@ mod tests {
             what: what.into(),
             fix: fix.into(),
             executions: runs,
+            event_loop: false,
         }
     }
 

@@ -40,6 +40,7 @@ void mpprof_gc_realloc(void *old_ptr, void *new_ptr, size_t old_blocks, size_t n
 void mpprof_gc_collect_start(void);
 void mpprof_gc_collect_end(void);
 void mpprof_obj_typed(void *base);
+void mpprof_obj_frame(void *code_state);
 void mpprof_init(void);
 void mpprof_deinit(void);
 
@@ -94,6 +95,7 @@ void mpprof_line_step(const void *ip);
 #define MICROPY_GC_HOOK_COLLECT_START() mpprof_gc_collect_start()
 #define MICROPY_GC_HOOK_COLLECT_END() mpprof_gc_collect_end()
 #define MICROPY_OBJ_HOOK_MALLOC_TYPED(base) mpprof_obj_typed(base)
+#define MICROPY_OBJ_HOOK_MALLOC_FRAME(code_state) mpprof_obj_frame(code_state)
 
 // Frames for what runs outside the bytecode VM: compiling source (an
 // import of a .py file, exec, eval) and a call into native or viper code.

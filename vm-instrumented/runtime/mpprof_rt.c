@@ -64,7 +64,7 @@ typedef struct {
     size_t n_bytes;
     uint32_t node;
     uint32_t offset;
-    uint8_t kind;       // 0 new, 1 growth
+    uint8_t kind;       // 0 new, 1 growth, 2 a heap frame (fun_bc_call)
     bool exact;         // mp_obj_malloc set the type
     uint32_t record_q16; // the cost of its record: its type looked up or told
     bool valid;
@@ -1093,15 +1093,36 @@ static inline void close_frame(uint64_t t) {
     close_frame_ops(t, frame_ops(mpprof_top_frame));
 }
 
+// The name in a bytecode function's prelude (`<module>`: a module's top
+// level).
+static qstr code_block_name(const mpprof_code_t *code) {
+    const byte *ip = code->bytecode;
+    MP_BC_PRELUDE_SIG_DECODE(ip);
+    MP_BC_PRELUDE_SIZE_DECODE(ip);
+    (void)n_state;
+    (void)n_exc_stack;
+    (void)scope_flags;
+    (void)n_pos_args;
+    (void)n_kwonly_args;
+    (void)n_def_pos_args;
+    (void)n_info;
+    (void)n_cell;
+    qstr name = mp_decode_uint_value(ip);
+    #if MICROPY_EMIT_BYTECODE_USES_QSTR_TABLE
+    name = code->context->constants.qstr_table[name];
+    #endif
+    return name;
+}
+
 // A frozen module's top level run by a profiled import: told once per import
-// site (FROZEN_IMPORT, WIRE.md), so the host knows that what this IMPORT_NAME
-// allocated is the module's own objects, nothing compiled.
+// site (FROZEN_IMPORT, WIRE.md), so the host knows that what this site
+// allocated is the module's own objects, nothing compiled. The site is an
+// IMPORT_NAME, or any other opcode whose (unprofiled, frozen) callee
+// imported a module: asyncio's `__getattr__` imports `asyncio.event` at
+// the first `asyncio.Event`.
 static void note_frozen_import(const mpprof_code_t *code) {
     mpprof_frame_t *f = mpprof_top_frame;
-    if (!rt.recording || f == NULL) {
-        return;
-    }
-    if (*f->code_state->ip != MP_BC_IMPORT_NAME) {
+    if (!rt.recording || f == NULL || f->code_state == NULL) {
         return;
     }
     uint32_t offset = f->code_state->ip - f->base;
@@ -1109,6 +1130,10 @@ static void note_frozen_import(const mpprof_code_t *code) {
         || gc_nbytes(code->bytecode) != 0) {
         // Told already (the module's own imports and calls run under the
         // same site), or on the heap (tables full, not frozen).
+        return;
+    }
+    if (*f->code_state->ip != MP_BC_IMPORT_NAME && code_block_name(code) != MP_QSTR__lt_module_gt_) {
+        // A frozen function called, not a module's top level run.
         return;
     }
     uint64_t h0 = hide_begin();
@@ -1647,6 +1672,18 @@ void mpprof_gc_alloc(void *ptr, size_t n_bytes) {
 void mpprof_obj_typed(void *base) {
     if (rt.pending.valid && rt.pending.ptr == base) {
         rt.pending.exact = true;
+        rt.pending.record_q16 = rt.typed_record_q16;
+    }
+}
+
+// A bytecode frame fun_bc_call put on the heap (more state than the C
+// stack's budget): its record says so (kind 2), so the host need not guess
+// the block from the call it was made at. Its path through the hooks is
+// the typed allocation's twin (a call here, no type guessed from the first
+// word), and so is its measured cost.
+void mpprof_obj_frame(void *code_state) {
+    if (rt.pending.valid && rt.pending.ptr == code_state) {
+        rt.pending.kind = 2;
         rt.pending.record_q16 = rt.typed_record_q16;
     }
 }

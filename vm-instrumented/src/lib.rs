@@ -94,6 +94,7 @@ const P_VM: &str = "common/0002-py-vm-frame-and-opcode-hooks.patch";
 const P_OBJ: &str = "common/0004-py-obj-typed-alloc-hook.patch";
 const P_VM_SLICE: &str = "v1.26/0005-py-vm-slice-fast-path-hook.patch";
 const P_FRAMES: &str = "common/0006-py-compile-and-native-frame-hooks.patch";
+const P_HEAP_FRAME: &str = "common/0007-py-objfun-heap-frame-hook.patch";
 
 /// The supported versions and their patches (docs/versions.md).
 pub const PATCH_SETS: &[PatchSet] = &[
@@ -107,6 +108,7 @@ pub const PATCH_SETS: &[PatchSet] = &[
             "v1.24/0003-py-gc-heap-event-hooks.patch",
             P_OBJ,
             P_FRAMES,
+            P_HEAP_FRAME,
         ],
     },
     PatchSet {
@@ -119,6 +121,7 @@ pub const PATCH_SETS: &[PatchSet] = &[
             "v1.25/0003-py-gc-heap-event-hooks.patch",
             P_OBJ,
             P_FRAMES,
+            P_HEAP_FRAME,
         ],
     },
     // v1.26: the BUILD_SLICE fast path runs LOAD/STORE_SUBSCR without a
@@ -134,6 +137,7 @@ pub const PATCH_SETS: &[PatchSet] = &[
             P_OBJ,
             P_VM_SLICE,
             P_FRAMES,
+            P_HEAP_FRAME,
         ],
     },
     // v1.28: gc_collect_end ends with the weakref sweep.
@@ -148,6 +152,7 @@ pub const PATCH_SETS: &[PatchSet] = &[
             P_OBJ,
             P_VM_SLICE,
             P_FRAMES,
+            P_HEAP_FRAME,
         ],
     },
 ];

@@ -405,19 +405,21 @@ impl ProfileBuilder {
 /// object before raw storage, then the most allocations, then bytes, then
 /// the first), the most executions of any of its allocating opcodes.
 /// A line whose main cause is compiling at import is an import; one that
-/// ran once a one-off; anything else (or unknown) allocates per pass.
+/// ran once a one-off, unless what it allocated is asyncio's event loop's
+/// (which repeats as the tasks run); anything else (or unknown) allocates
+/// per pass.
 pub(crate) fn derive_line_advice(p: &mut Profile) {
     let mut advice = line_advice(p);
     for l in p.lines.iter_mut() {
         if let Some(a) = advice.remove(&(l.file, l.line)) {
-            (l.executions, l.scope, l.what, l.fix) = a;
+            (l.executions, l.scope, l.what, l.fix, l.event_loop) = a;
         }
     }
 }
 
 /// What [`derive_line_advice`] gives each allocating line: executions,
 /// scope, object and fix.
-pub(crate) type LineAdvice = (Option<u64>, Scope, Option<String>, Option<String>);
+pub(crate) type LineAdvice = (Option<u64>, Scope, Option<String>, Option<String>, bool);
 
 pub(crate) fn line_advice(p: &Profile) -> HashMap<(FileId, u32), LineAdvice> {
     // Most executions of any site, per place.
@@ -451,14 +453,16 @@ pub(crate) fn line_advice(p: &Profile) -> HashMap<(FileId, u32), LineAdvice> {
             let runs = executions.get(&place).copied().filter(|&n| n > 0);
             let scope = if s.cause == Cause::Import {
                 Scope::Import
-            } else if runs == Some(1) {
+            } else if runs == Some(1) && !s.event_loop {
+                // asyncio's loop allocates as it runs the tasks, inside the
+                // one call that runs it.
                 Scope::OneOff
             } else {
                 Scope::PerPass
             };
             let what = (!s.what.is_empty()).then(|| s.what.clone());
             let fix = (!s.fix.is_empty()).then(|| s.fix.clone());
-            (place, (runs, scope, what, fix))
+            (place, (runs, scope, what, fix, s.event_loop))
         })
         .collect()
 }

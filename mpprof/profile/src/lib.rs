@@ -376,6 +376,10 @@ pub struct Line {
     /// Per pass, one-off or import (derived from its sites).
     #[serde(default)]
     pub scope: Scope,
+    /// Its main site is asyncio's event loop's ([`AllocSite::event_loop`]):
+    /// per pass of the loop, though the line ran once.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub event_loop: bool,
     /// The exact object and the fix of its main site (the most allocations).
     #[serde(default)]
     pub what: Option<String>,
@@ -459,6 +463,11 @@ pub struct AllocSite {
     /// when unknown, as in version 1 files).
     #[serde(default)]
     pub executions: u64,
+    /// Made by asyncio's event loop (frozen, run unprofiled) inside the one
+    /// call that runs it (`asyncio.run(main())`): the opcode ran once, but
+    /// what the loop allocates repeats as the tasks run.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub event_loop: bool,
 }
 
 /// When a line's allocations happen, for deciding what is worth changing.

@@ -150,13 +150,16 @@ impl Profile {
     fn validate_line_advice(&self) -> Result<(), InvalidProfile> {
         let advice = crate::builder::line_advice(self);
         for l in &self.lines {
-            let Some((executions, scope, what, fix)) = advice.get(&(l.file, l.line)) else {
+            let Some((executions, scope, what, fix, event_loop)) = advice.get(&(l.file, l.line))
+            else {
                 continue;
             };
-            if (&l.executions, &l.scope, &l.what, &l.fix) != (executions, scope, what, fix) {
+            if (&l.executions, &l.scope, &l.what, &l.fix, &l.event_loop)
+                != (executions, scope, what, fix, event_loop)
+            {
                 return fail(format!(
-                    "line {} of file {} has executions/scope/object/fix {:?}/{:?}/{:?}/{:?}, its sites give {executions:?}/{scope:?}/{what:?}/{fix:?}",
-                    l.line, l.file, l.executions, l.scope, l.what, l.fix
+                    "line {} of file {} has executions/scope/object/fix/event loop {:?}/{:?}/{:?}/{:?}/{}, its sites give {executions:?}/{scope:?}/{what:?}/{fix:?}/{event_loop}",
+                    l.line, l.file, l.executions, l.scope, l.what, l.fix, l.event_loop
                 ));
             }
         }

@@ -31,6 +31,7 @@ fn site(
         count,
         bytes,
         executions: 3,
+        event_loop: false,
     }
 }
 
@@ -718,7 +719,16 @@ fn lines_take_their_main_sites_advice_and_scope() {
     let mut hot = site(f, file, 5, None, Cause::Float, 2, 32);
     hot.executions = 100;
     b.add_alloc(hot);
+    // asyncio's event loop, run by a line that ran once, allocates as it
+    // runs the tasks: per pass.
+    let mut event_loop = site(f, file, 9, None, Cause::Frame, 30, 2160);
+    event_loop.executions = 1;
+    event_loop.event_loop = true;
+    b.add_alloc(event_loop);
     let p = b.build();
     let order: Vec<u32> = p.allocating_lines_ranked().iter().map(|l| l.line).collect();
-    assert_eq!(order, [5, 2, 1], "per pass, then one-off, then imports");
+    assert_eq!(order, [9, 5, 2, 1], "per pass, then one-off, then imports");
+    let run = p.lines.iter().find(|l| l.line == 9).unwrap();
+    assert!(run.event_loop && run.scope == mpprof_profile::Scope::PerPass);
+    assert_eq!(run.executions, Some(1));
 }

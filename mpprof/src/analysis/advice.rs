@@ -31,6 +31,9 @@ pub struct SiteContext<'a> {
     /// its call is that function's `*args`, where a tuple made at a call of
     /// a C function only (`struct.unpack`) is what the function returned.
     pub calls_bytecode: bool,
+    /// Made by asyncio's event loop inside the call that runs it
+    /// ([`event_loop_site`]).
+    pub event_loop: bool,
     /// How many times the allocating opcode ran (0: unknown).
     pub executions: u64,
     /// The running code object's name: `<module>`, a function's name, or a
@@ -68,7 +71,10 @@ pub fn what(c: &SiteContext) -> String {
     let src = src(c);
     match c.cause {
         Cause::Import => {
-            if c.frozen_module.is_some() {
+            if let Some(frozen) = c.frozen_module {
+                if lazy_import(c) {
+                    return format!("importing frozen {frozen} on first use");
+                }
                 return match classify::imported_module(src) {
                     Some(m) => format!("running frozen {m} at import"),
                     None => "running a frozen module at import".into(),
@@ -142,6 +148,40 @@ fn growth_what(op: Option<u8>, src: &str) -> &'static str {
     }
 }
 
+/// Whether an allocation is asyncio's event loop's: made at a call that runs
+/// the loop (`asyncio.run(main())`) and ran once, by the loop's own frozen
+/// code, which mpprof runs unprofiled and charges to that call, while it
+/// ran the tasks. An import there (asyncio's first use of a submodule) is
+/// an import.
+pub fn event_loop_site(cause: &Cause, opcode: Option<u8>, src: &str, executions: u64) -> bool {
+    executions == 1
+        && !matches!(cause, Cause::Import)
+        && opcode.is_some_and(opcodes::is_call)
+        && classify::runs_event_loop(src)
+}
+
+/// What asyncio's event loop allocates as it runs: per pass of the loop.
+fn event_loop_fix(c: &SiteContext) -> String {
+    if matches!(c.cause, Cause::Frame) {
+        // Upstream's asyncio (core.py, the same v1.25 to master) calls
+        // IOQueue.wait_io_event each time the loop polls, and its frame (a
+        // `for` over poller.ipoll) is more state than fun_bc_call keeps on
+        // the C stack: allocated and freed at once, at every poll.
+        return "asyncio's event loop runs inside this call (frozen, so its lines are not shown): each time it polls, at least once per task resume, `IOQueue.wait_io_event` takes a heap frame (more state than a frame on the C stack holds) and frees it at once; asyncio's own cost: fewer awaits, more work per resume, make fewer".into();
+    }
+    "made by asyncio's event loop while it ran the tasks (frozen, so its lines are not shown): it repeats as tasks are resumed and end, not a one-off; what each task makes itself is on the task's own lines".into()
+}
+
+/// A frozen module run from a site that is no import statement: a
+/// package's `__getattr__` importing a submodule the first time one of its
+/// names is used.
+fn lazy_import(c: &SiteContext) -> bool {
+    !matches!(
+        c.opcode,
+        Some(opcodes::IMPORT_NAME | opcodes::IMPORT_FROM) | None
+    )
+}
+
 /// Where a one-off line runs, in words.
 fn once_where(c: &SiteContext) -> String {
     let top_level = c.source_line.is_some_and(|l| !l.starts_with([' ', '\t']));
@@ -160,6 +200,21 @@ fn once_where(c: &SiteContext) -> String {
 pub fn fix(c: &SiteContext) -> String {
     let src = src(c);
     if matches!(c.cause, Cause::Import) {
+        if let Some(frozen) = c.frozen_module.filter(|_| lazy_import(c)) {
+            let package = frozen.split('/').next().unwrap_or(frozen);
+            let prefix = format!("{package}.");
+            let name = classify::called_names(src)
+                .into_iter()
+                .chain(classify::attribute_values(src))
+                .find(|a| a.starts_with(&prefix))
+                .map_or_else(
+                    || format!("this use of {package}"),
+                    |a| format!("the first `{a}`"),
+                );
+            return format!(
+                "{package} loads its parts on first use: {name} imported {frozen} (frozen bytecode, nothing compiled); these are that module's functions and classes, made once: a one-off"
+            );
+        }
         if let Some(frozen) = c.frozen_module {
             return format!(
                 "{frozen} is frozen bytecode, built into the interpreter: nothing is compiled; these are the objects its top level makes (functions, classes, tables), a one-off at import"
@@ -171,6 +226,9 @@ pub fn fix(c: &SiteContext) -> String {
     // every time the object is made, however often the line itself runs.
     if attribute_growth(c) && c.code_name != "__init__" {
         return "adding an attribute outside __init__ grows the object's attribute table: assign every attribute in `__init__`".into();
+    }
+    if c.event_loop {
+        return event_loop_fix(c);
     }
     if c.executions == 1 {
         return one_off_fix(c, src);
@@ -311,6 +369,7 @@ mod tests {
             companion_type: None,
             next_opcode: None,
             calls_bytecode: false,
+            event_loop: false,
             executions,
             code_name: code,
             module_file: None,

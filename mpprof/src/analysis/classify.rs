@@ -43,11 +43,18 @@ pub struct AllocFacts<'a> {
     /// profile's code objects have) or runs a class body: an untyped block
     /// at that call with nothing else to explain it is the callee's frame.
     pub calls_bytecode: bool,
+    /// The target said a frozen module's top level ran from this site
+    /// (FROZEN_IMPORT): an import, or a package's `__getattr__` importing a
+    /// submodule on first use (`asyncio.Event`).
+    pub frozen_import: bool,
+    /// The target told the block is a bytecode frame the call put on the
+    /// heap (SITE kind 2).
+    pub heap_frame: bool,
 }
 
 /// The cause of an allocation.
 pub fn classify(f: &AllocFacts) -> Cause {
-    if matches!(f.opcode, Some(opcodes::IMPORT_NAME | opcodes::IMPORT_FROM)) {
+    if f.frozen_import || matches!(f.opcode, Some(opcodes::IMPORT_NAME | opcodes::IMPORT_FROM)) {
         // Whatever IMPORT_NAME allocates is the import: compiling the
         // module's source (its parse tree, bytecode, boxed constants, the
         // file's buffers), the module object and its namespace; IMPORT_FROM
@@ -57,6 +64,9 @@ pub fn classify(f: &AllocFacts) -> Cause {
     if f.growth {
         // Only containers and buffers are ever reallocated larger.
         return Cause::Growth;
+    }
+    if f.heap_frame {
+        return Cause::Frame;
     }
     // Exception first: a Python exception class is also a Python class.
     if f.type_flags & FLAG_EXCEPTION != 0 {
@@ -716,7 +726,7 @@ fn dotted_names(code: &str) -> Vec<(usize, usize)> {
 /// Attribute reads used as values: `a.b` not called (`a.b(`), not assigned
 /// to (`a.b =`), outside strings, imports and comments. `register(self.cb)`
 /// gives `self.cb`.
-fn attribute_values(src: &str) -> Vec<&str> {
+pub(crate) fn attribute_values(src: &str) -> Vec<&str> {
     if src.starts_with("import ") || src.starts_with("from ") {
         return Vec::new();
     }
@@ -884,6 +894,14 @@ fn slice_expression_from(src: &str, from: usize) -> Option<&str> {
         return src.get(start..=close);
     }
     None
+}
+
+/// A call that runs asyncio's event loop until it ends: `asyncio.run(...)`,
+/// `loop.run_until_complete(...)`, `loop.run_forever()`.
+pub(crate) fn runs_event_loop(src: &str) -> bool {
+    called_names(src).iter().any(|n| {
+        *n == "asyncio.run" || n.ends_with(".run_until_complete") || n.ends_with(".run_forever")
+    })
 }
 
 /// The slice an assignment stores into (`buf[2:4]` of `buf[2:4] = data`).

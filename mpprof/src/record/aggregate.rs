@@ -17,7 +17,7 @@ use mpprof_profile::{
     Profile, ProfileBuilder, Region, UNKNOWN_FUNCTION, UNKNOWN_OPCODE,
 };
 
-use crate::analysis::advice::{advise, SiteContext};
+use crate::analysis::advice::{advise, event_loop_site, SiteContext};
 use crate::analysis::classify::{self, AllocFacts};
 use crate::analysis::opcodes;
 use crate::record::lineinfo::LineTable;
@@ -211,6 +211,8 @@ struct SiteKey {
     /// For a raw buffer: the type of the object allocated just before it at
     /// the same place, whose storage it is (0: none).
     companion: u32,
+    /// The target told it is a bytecode frame put on the heap.
+    heap_frame: bool,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -617,6 +619,9 @@ impl Aggregator {
             _ => 0,
         };
         let growth = site.kind == AllocKind::Growth;
+        let heap_frame = site.kind == AllocKind::HeapFrame;
+        // A heap frame is told as one: never another object's storage.
+        let companion = if heap_frame { 0 } else { companion };
         if !raw {
             self.last_typed = Some((site.node_id, site.offset, site.type_id));
             if let Some((before, bytes)) = self.last_raw.take() {
@@ -631,8 +636,10 @@ impl Aggregator {
             type_id: site.type_id,
             growth,
             companion,
+            heap_frame,
         };
-        self.last_raw = (raw && !growth && companion == 0).then_some((key, site.bytes));
+        self.last_raw =
+            (raw && !growth && !heap_frame && companion == 0).then_some((key, site.bytes));
         let acc = self.sites.entry(key).or_default();
         add(&mut acc.count, 1);
         add(&mut acc.bytes, site.bytes);
@@ -943,7 +950,16 @@ impl Aggregator {
         };
         let mut sources = self.sources.borrow_mut();
         let mut keys: Vec<&SiteKey> = self.sites.keys().collect();
-        keys.sort_unstable_by_key(|k| (k.node, k.offset, k.type_id, k.growth, k.companion));
+        keys.sort_unstable_by_key(|k| {
+            (
+                k.node,
+                k.offset,
+                k.type_id,
+                k.growth,
+                k.companion,
+                k.heap_frame,
+            )
+        });
         for k in keys {
             let acc = self.sites[k];
             // What a compile frame allocates is at the importing line: its
@@ -982,6 +998,7 @@ impl Aggregator {
                 || classify::called_names(src)
                     .iter()
                     .any(|n| code_names.contains(n.rsplit('.').next().unwrap_or(n)));
+            let frozen_site = self.frozen_imports.get(&(k.node, k.offset));
             let cause = (self.classify)(&AllocFacts {
                 type_name: t.map(|t| t.name.as_str()),
                 type_flags: t.map_or(0, |t| t.flags),
@@ -989,10 +1006,13 @@ impl Aggregator {
                 opcode: op,
                 companion_of: companion.as_ref(),
                 calls_bytecode,
+                frozen_import: frozen_site.is_some(),
+                heap_frame: k.heap_frame,
             });
             let executions = code_id.map_or(0, |c| executions_at(c, k.offset));
+            let event_loop = event_loop_site(&cause, op, src, executions);
             let frozen_module = (cause == Cause::Import)
-                .then(|| self.frozen_imports.get(&(k.node, k.offset)))
+                .then_some(frozen_site)
                 .flatten()
                 .map(String::as_str);
             let module_file = if cause == Cause::Import && frozen_module.is_none() {
@@ -1011,6 +1031,7 @@ impl Aggregator {
                     .flatten(),
                 next_opcode: code_id.and_then(|c| self.next_opcode(c, k.offset)),
                 calls_bytecode,
+                event_loop,
                 executions,
                 code_name: place.map_or("", |p| p.name.as_str()),
                 module_file: module_file.as_deref(),
@@ -1036,6 +1057,7 @@ impl Aggregator {
                 what: advice.what,
                 fix: advice.fix,
                 executions,
+                event_loop,
             });
         }
         unknown_ids

@@ -219,7 +219,14 @@ impl FrameWriter {
         for v in [s.node_id as u64, s.offset as u64, s.type_id as u64, s.bytes] {
             put_uint(&mut r, v);
         }
-        put_uint(&mut r, matches!(s.kind, AllocKind::Growth) as u64);
+        put_uint(
+            &mut r,
+            match s.kind {
+                AllocKind::New => 0,
+                AllocKind::Growth => 1,
+                AllocKind::HeapFrame => 2,
+            },
+        );
         self.record(&r);
     }
 

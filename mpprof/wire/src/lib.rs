@@ -84,6 +84,8 @@ pub mod tag {
 pub enum AllocKind {
     New,
     Growth,
+    /// A bytecode frame the call at the site put on the heap.
+    HeapFrame,
 }
 
 /// Where and what one allocation was.
@@ -716,6 +718,7 @@ impl Decoder {
             kind: match c.uint()? {
                 0 => AllocKind::New,
                 1 => AllocKind::Growth,
+                2 => AllocKind::HeapFrame,
                 _ => return Err(Malformed),
             },
         };
