@@ -122,9 +122,17 @@ impl AllocLineRow {
     }
 }
 
-/// `count / n`, whole when within 0.05 of a whole number, else to a tenth.
+/// `count / n`, whole when within 0.05 of a whole number, else to a tenth;
+/// below 0.1 to a hundredth (a rare allocation is not "0/run").
 fn per_run(count: u64, n: u64) -> String {
     let per = count as f64 / n as f64;
+    if count > 0 && per < 0.1 {
+        return if per < 0.005 {
+            "<0.01".into()
+        } else {
+            format!("{per:.2}")
+        };
+    }
     if (per - per.round()).abs() < 0.05 {
         format!("{}", per.round() as u64)
     } else {

@@ -401,9 +401,10 @@ impl ProfileBuilder {
 }
 
 /// Each allocating line's executions, scope, object and fix, from its sites:
-/// the object and fix of its main site (of the line's main cause, a typed
-/// object before raw storage, then the most allocations, then bytes, then
-/// the first), the most executions of any of its allocating opcodes.
+/// the executions, object and fix of its main site (of the line's main
+/// cause, a typed object before raw storage, then the most allocations,
+/// then bytes, then the first; the most executions of any of its
+/// allocating opcodes when the main site's are unknown).
 /// A line whose main cause is compiling at import is an import; one that
 /// ran once a one-off, unless what it allocated is asyncio's event loop's
 /// (which repeats as the tasks run); anything else (or unknown) allocates
@@ -422,7 +423,8 @@ pub(crate) fn derive_line_advice(p: &mut Profile) {
 pub(crate) type LineAdvice = (Option<u64>, Scope, Option<String>, Option<String>, bool);
 
 pub(crate) fn line_advice(p: &Profile) -> HashMap<(FileId, u32), LineAdvice> {
-    // Most executions of any site, per place.
+    // Most executions of any site, per place: for a main site that has
+    // none.
     let mut executions: HashMap<(FileId, u32), u64> = HashMap::new();
     for s in p.alloc_sites.iter().filter(|s| s.line != 0) {
         let e = executions.entry((s.file, s.line)).or_default();
@@ -450,7 +452,12 @@ pub(crate) fn line_advice(p: &Profile) -> HashMap<(FileId, u32), LineAdvice> {
     main.into_iter()
         .map(|(place, i)| {
             let s = &p.alloc_sites[i];
-            let runs = executions.get(&place).copied().filter(|&n| n > 0);
+            // The main site's count, whose object and fix the line shows
+            // (`results = await gather(...)`: the call ran once, its await
+            // twice); the most of any site when it has none.
+            let runs = Some(s.executions)
+                .filter(|&n| n > 0)
+                .or_else(|| executions.get(&place).copied().filter(|&n| n > 0));
             let scope = if s.cause == Cause::Import {
                 Scope::Import
             } else if runs == Some(1) && !s.event_loop {

@@ -36,6 +36,8 @@ pub struct SiteContext<'a> {
     pub event_loop: bool,
     /// How many times the allocating opcode ran (0: unknown).
     pub executions: u64,
+    /// How many allocations the site made.
+    pub count: u64,
     /// The running code object's name: `<module>`, a function's name, or a
     /// class body's (the class name).
     pub code_name: &'a str,
@@ -160,6 +162,21 @@ pub fn event_loop_site(cause: &Cause, opcode: Option<u8>, src: &str, executions:
         && classify::runs_event_loop(src)
 }
 
+/// A site that allocated on fewer than one run in ten of its opcode: not a
+/// cost of every pass, whatever the object. Growth has its own advice (a
+/// list regrowing now and then is exactly that), and so does an exception
+/// raised on some passes.
+fn rare_fix(c: &SiteContext) -> Option<String> {
+    let rare = c.executions >= 10 && c.count.saturating_mul(10) < c.executions;
+    if !rare || matches!(c.cause, Cause::Growth | Cause::Exception | Cause::Import) || c.growth {
+        return None;
+    }
+    Some(format!(
+        "rare here: {} in {} runs of this line (made now and then: a table or buffer growing, a cache filling, a first-time set-up inside the call), not a cost of every pass; change it only if those moments matter (an interrupt handler, a timing-critical stretch)",
+        c.count, c.executions
+    ))
+}
+
 /// What asyncio's event loop allocates as it runs: per pass of the loop.
 fn event_loop_fix(c: &SiteContext) -> String {
     if matches!(c.cause, Cause::Frame) {
@@ -232,6 +249,9 @@ pub fn fix(c: &SiteContext) -> String {
     }
     if c.executions == 1 {
         return one_off_fix(c, src);
+    }
+    if let Some(f) = rare_fix(c) {
+        return f;
     }
     if attribute_growth(c) && c.executions > 1 {
         // In __init__, run for every new object.
@@ -371,6 +391,7 @@ mod tests {
             calls_bytecode: false,
             event_loop: false,
             executions,
+            count: 100,
             code_name: code,
             module_file: None,
             frozen_module: None,
@@ -449,6 +470,24 @@ mod tests {
         c.source_line = Some("        q, r = divmod(a, b)");
         let f = fix(&c);
         assert!(f.contains("`divmod` returns a new tuple"), "{f}");
+    }
+
+    #[test]
+    fn a_site_that_allocates_on_few_runs_is_told_rare() {
+        let raw = Cause::Other("raw buffer".into());
+        let mut c = ctx(&raw, "        await asyncio.sleep_ms(5)", 24, "sensor_task");
+        c.count = 1;
+        let f = fix(&c);
+        assert!(f.starts_with("rare here: 1 in 24 runs"), "{f}");
+        // Growth keeps its own advice: regrowing now and then is its nature.
+        let g = Cause::Growth;
+        let mut c = ctx(&g, "    out.append(x)", 300, "f");
+        c.count = 7;
+        assert!(fix(&c).contains("regrows"), "{}", fix(&c));
+        // One allocation every other run is no rarity.
+        let mut c = ctx(&raw, "    x = f(y)", 24, "g");
+        c.count = 12;
+        assert!(!fix(&c).contains("rare"), "{}", fix(&c));
     }
 
     #[test]

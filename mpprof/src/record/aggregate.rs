@@ -1033,6 +1033,7 @@ impl Aggregator {
                 calls_bytecode,
                 event_loop,
                 executions,
+                count: acc.count,
                 code_name: place.map_or("", |p| p.name.as_str()),
                 module_file: module_file.as_deref(),
                 frozen_module,
