@@ -339,6 +339,18 @@ fn list_hint(opcode: Option<u8>, src: &str) -> Option<String> {
             "`{call}` returns a new list of new strings: parse in place with find() and indexes"
         ));
     }
+    if let Some(call) = find_call(src, "sorted") {
+        // list.sort() sorts in place and allocates nothing, with a key
+        // function too (checked with heap_lock on 1.25 and 1.28).
+        let key = if contains_word(src, "lambda") {
+            ", with the key function defined once (a `lambda` here is a new function object on every pass)"
+        } else {
+            ""
+        };
+        return Some(format!(
+            "`{call}` copies the list into a new one each time: keep the list and sort it in place with `.sort()`, which allocates nothing{key}"
+        ));
+    }
     if let Some(slice) = slice_expression(src) {
         return Some(format!(
             "`{slice}` copies the list on every pass: keep an index into a list preallocated once (a ring buffer) instead of slicing"
@@ -1000,9 +1012,34 @@ mod tests {
         );
         assert_eq!(slice_expression("chunk = buf[2:6]"), Some("buf[2:6]"));
         assert_eq!(slice_expression("x = d['a:b']"), None);
+        // A slice assignment copies out of its value, not its target.
+        assert_eq!(slice_expression("buf[:] = regs[0:2]"), Some("regs[0:2]"));
+        assert_eq!(slice_target("buf[:] = regs[0:2]"), Some("buf[:]"));
+        assert_eq!(slice_expression("buf[0:2] = data"), None);
+        assert_eq!(slice_expression("ok = a[1:3] == b[0:2]"), Some("a[1:3]"));
+        assert_eq!(slice_target("if a[1:3] == b:"), None);
         assert_eq!(code_part("  x = a + b  # ALLOC: str"), "x = a + b");
         assert_eq!(code_part("s = '#' + t"), "s = '#' + t");
         assert!(has_true_division("y = x / 3"));
         assert!(!has_true_division("y = x // 3"));
+    }
+
+    #[test]
+    fn sorted_is_told_to_sort_in_place() {
+        let h = hint(
+            &Cause::List,
+            Some(opcodes::CALL_FUNCTION),
+            Some("    top = sorted(values, key=lambda v: -v)[:3]"),
+        );
+        assert!(
+            h.contains("`sorted(values, key=lambda v: -v)` copies the list"),
+            "{h}"
+        );
+        assert!(h.contains("`.sort()`") && h.contains("defined once"), "{h}");
+        let h = hint(&Cause::List, None, Some("    s = sorted(xs)"));
+        assert!(
+            h.contains("sort it in place") && !h.contains("lambda"),
+            "{h}"
+        );
     }
 }
