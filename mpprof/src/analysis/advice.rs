@@ -283,9 +283,9 @@ pub fn fix(c: &SiteContext) -> String {
     }
 }
 
-/// The slice object of a slice assignment (`buf[:] = data`): built on the
-/// heap by MicroPython 1.25 and earlier (1.26's VM builds a subscript's
-/// slice on the C stack); nothing is copied out of `buf`.
+/// The slice object of a slice assignment (`buf[:] = data`): on the heap,
+/// except from 1.26 for a bytearray or memoryview (whose subscript's
+/// slice the VM builds on the C stack); nothing is copied out of `buf`.
 fn slice_target_hint(c: &SiteContext, src: &str) -> Option<String> {
     if !matches!(c.cause, Cause::Other(t) if t == "slice")
         || c.next_opcode != Some(opcodes::STORE_SUBSCR)
@@ -294,7 +294,7 @@ fn slice_target_hint(c: &SiteContext, src: &str) -> Option<String> {
     }
     let target = classify::slice_target(src).unwrap_or("x[a:b]");
     Some(format!(
-        "the slice assignment `{target} = ...` builds a slice object on every pass (MicroPython 1.25 and earlier; 1.26 and later build none for a subscript): upgrade, or assign the items by index"
+        "the slice assignment `{target} = ...` builds a slice object on every pass (MicroPython 1.26 and later build none when it is a bytearray or memoryview): otherwise (1.25, or a list or `array.array`) assign the items by index"
     ))
 }
 

@@ -614,12 +614,14 @@ fn growth_hint(opcode: Option<u8>, src: &str) -> Option<String> {
 fn other_hint(type_name: &str, opcode: Option<u8>, src: &str) -> Option<String> {
     match type_name {
         "slice" => {
-            // Only MicroPython 1.25 and earlier put a subscript's slice
-            // object on the heap (1.26's VM builds it on the C stack).
+            // From 1.26 the VM builds the slice of a bytearray or
+            // memoryview subscript on the C stack (types flagged
+            // MP_TYPE_FLAG_SUBSCR_ALLOWS_STACK_SLICE); a list's, a tuple's,
+            // a str's or a bytes' is still a heap object.
             let slice = slice_expression(src).unwrap_or("x[a:b]");
             let (base, bounds) = slice.split_once('[').unwrap_or(("x", "a:b]"));
             Some(format!(
-                "`{slice}` builds a slice object (on MicroPython 1.25 and earlier; 1.26 and later build none for a subscript) and a copy on every pass: make `mv = memoryview({base})` once and take `mv[{bounds}` (a small view object, not a copy of the data), or keep indexes (a ring buffer over a preallocated list)"
+                "`{slice}` builds a slice object (1.26 and later build none for a bytearray or memoryview) and a copy on every pass: make `mv = memoryview({base})` once and take `mv[{bounds}` (a small view object, not a copy of the data), or keep indexes (a ring buffer over a preallocated list)"
             ))
         }
         RAW_BUFFER if opcode.is_some_and(opcodes::is_call) => Some(
