@@ -34,6 +34,9 @@ pub struct SiteContext<'a> {
     /// Made by asyncio's event loop inside the call that runs it
     /// ([`event_loop_site`]).
     pub event_loop: bool,
+    /// An exception object was made in a function this site's frame
+    /// called (directly or further down): it passed through this frame.
+    pub exception_below: bool,
     /// How many times the allocating opcode ran (0: unknown).
     pub executions: u64,
     /// How many allocations the site made.
@@ -112,6 +115,7 @@ pub fn what(c: &SiteContext) -> String {
         Some("tuple") => tuple_what(op, src, c.calls_bytecode).into(),
         Some(t) if matches!(c.cause, Cause::Instance) => format!("{t} instance"),
         Some(t) => t.to_string(),
+        None if traceback_growth_hint(c, src).is_some() => "traceback regrown".into(),
         None if c.growth || matches!(c.cause, Cause::Growth) => growth_what(op, src).into(),
         None => match c.cause {
             _ if c.companion_type.is_some() => {
@@ -273,6 +277,9 @@ pub fn fix(c: &SiteContext) -> String {
     if let Some(h) = returned_tuple_hint(c, src) {
         return h;
     }
+    if let Some(h) = traceback_growth_hint(c, src) {
+        return h;
+    }
     let hint = classify::hint(c.cause, c.opcode, c.source_line);
     match (c.cause, c.type_name) {
         // A function object that captures nothing is no closure.
@@ -295,6 +302,26 @@ fn slice_target_hint(c: &SiteContext, src: &str) -> Option<String> {
     let target = classify::slice_target(src).unwrap_or("x[a:b]");
     Some(format!(
         "the slice assignment `{target} = ...` builds a slice object on every pass (MicroPython 1.26 and later build none when it is a bytearray or memoryview): otherwise (1.25, or a list or `array.array`) assign the items by index"
+    ))
+}
+
+/// A block regrown at a call that an exception raised below passed
+/// through: the exception's traceback taking this line, unless the line
+/// grows a list itself.
+fn traceback_growth_hint(c: &SiteContext, src: &str) -> Option<String> {
+    let grows_a_list = ["append", "extend", "insert"]
+        .iter()
+        .any(|m| classify::find_method_call(src, m).is_some());
+    let at_call = c.opcode.is_some_and(opcodes::is_call);
+    if !c.growth || c.type_name.is_some() || !at_call || !c.exception_below || grows_a_list {
+        return None;
+    }
+    let callee = classify::called_names(src)
+        .into_iter()
+        .next()
+        .map_or_else(|| "the call here".to_string(), |n| format!("`{n}`"));
+    Some(format!(
+        "an exception raised inside {callee} passes through this line: its traceback grows to take the line (each frame it passes adds one); raising on this path costs the exception, its traceback and a growth per frame every time: return a status value instead"
     ))
 }
 
@@ -390,6 +417,7 @@ mod tests {
             next_opcode: None,
             calls_bytecode: false,
             event_loop: false,
+            exception_below: false,
             executions,
             count: 100,
             code_name: code,
@@ -470,6 +498,25 @@ mod tests {
         c.source_line = Some("        q, r = divmod(a, b)");
         let f = fix(&c);
         assert!(f.contains("`divmod` returns a new tuple"), "{f}");
+    }
+
+    #[test]
+    fn a_traceback_growing_through_a_call_is_told_so() {
+        let g = Cause::Growth;
+        let mut c = ctx(&g, "            return f()", 100, "retry");
+        c.growth = true;
+        c.opcode = Some(opcodes::CALL_FUNCTION);
+        assert!(!fix(&c).contains("traceback"), "{}", fix(&c));
+        c.exception_below = true;
+        let f = fix(&c);
+        assert!(
+            f.starts_with("an exception raised inside `f` passes through"),
+            "{f}"
+        );
+        assert_eq!(what(&c), "traceback regrown");
+        // A list growing at the call is the list.
+        c.source_line = Some("            out.append(f())");
+        assert!(fix(&c).contains("regrows"), "{}", fix(&c));
     }
 
     #[test]

@@ -911,6 +911,31 @@ impl Aggregator {
             }))
         };
         let mut unknown_ids = self.unknown_refs;
+        // The nodes an exception made below them passed through: each
+        // ancestor of a node where an exception object was made. A block
+        // regrown at a call in one is that exception's traceback taking the
+        // calling line (mp_obj_exception_add_traceback reallocates it).
+        let mut exception_above: HashSet<u32> = HashSet::new();
+        for k in self.sites.keys() {
+            let raised = self
+                .types
+                .get(&k.type_id)
+                .is_some_and(|t| t.flags & classify::FLAG_EXCEPTION != 0);
+            if !raised {
+                continue;
+            }
+            let mut at = k.node;
+            // Bounded: a malformed stream's parents could loop.
+            for _ in 0..self.nodes.len() {
+                let Some(parent) = self.nodes.get(&at).map(|n| n.parent) else {
+                    break;
+                };
+                if parent == 0 || !exception_above.insert(parent) {
+                    break;
+                }
+                at = parent;
+            }
+        }
         // Names of the program's bytecode functions (class bodies too).
         let code_names: HashSet<&str> = self
             .codes
@@ -1032,6 +1057,7 @@ impl Aggregator {
                 next_opcode: code_id.and_then(|c| self.next_opcode(c, k.offset)),
                 calls_bytecode,
                 event_loop,
+                exception_below: exception_above.contains(&k.node),
                 executions,
                 count: acc.count,
                 code_name: place.map_or("", |p| p.name.as_str()),
