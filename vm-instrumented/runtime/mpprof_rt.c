@@ -399,11 +399,16 @@ static void send_code_more(uint32_t code_id, unsigned part, const byte *data, si
 
 static void send_extra_code(mpprof_code_t *code);
 
-static void send_code(mpprof_code_t *code) {
-    if (code->kind != MPPROF_CODE_BYTECODE) {
-        send_extra_code(code);
-        return;
-    }
+// Where a bytecode function's prelude puts things: its names (the block's,
+// then its arguments'), the line table after them, and the first opcode.
+typedef struct {
+    const byte *names;
+    const byte *line_info_top;
+    const byte *bytecode_start;
+    size_t n_names;
+} mpprof_prelude_t;
+
+static mpprof_prelude_t code_prelude(const mpprof_code_t *code) {
     const byte *ip = code->bytecode;
     MP_BC_PRELUDE_SIG_DECODE(ip);
     MP_BC_PRELUDE_SIZE_DECODE(ip);
@@ -411,15 +416,40 @@ static void send_code(mpprof_code_t *code) {
     (void)n_exc_stack;
     (void)scope_flags;
     (void)n_def_pos_args;
-    const byte *line_info_top = ip + n_info;
-    const byte *bytecode_start = ip + n_info + n_cell;
-    qstr block_name = mp_decode_uint_value(ip);
-    for (size_t i = 0; i < 1 + n_pos_args + n_kwonly_args; ++i) {
+    mpprof_prelude_t pr = {
+        .names = ip,
+        .line_info_top = ip + n_info,
+        .bytecode_start = ip + n_info + n_cell,
+        .n_names = 1 + n_pos_args + n_kwonly_args,
+    };
+    return pr;
+}
+
+// The name in a bytecode function's prelude (`<module>`: a module's top
+// level).
+static qstr code_block_name(const mpprof_code_t *code) {
+    qstr name = mp_decode_uint_value(code_prelude(code).names);
+    #if MICROPY_EMIT_BYTECODE_USES_QSTR_TABLE
+    name = code->context->constants.qstr_table[name];
+    #endif
+    return name;
+}
+
+static void send_code(mpprof_code_t *code) {
+    if (code->kind != MPPROF_CODE_BYTECODE) {
+        send_extra_code(code);
+        return;
+    }
+    mpprof_prelude_t pr = code_prelude(code);
+    const byte *line_info_top = pr.line_info_top;
+    const byte *bytecode_start = pr.bytecode_start;
+    qstr block_name = code_block_name(code);
+    const byte *ip = pr.names;
+    for (size_t i = 0; i < pr.n_names; ++i) {
         ip = mp_decode_uint_skip(ip);
     }
     const mp_module_context_t *context = code->context;
     #if MICROPY_EMIT_BYTECODE_USES_QSTR_TABLE
-    block_name = context->constants.qstr_table[block_name];
     qstr source_file = context->constants.qstr_table[0];
     #else
     qstr source_file = context->constants.source_file;
@@ -1091,27 +1121,6 @@ static inline uint32_t frame_ops(const mpprof_frame_t *f) {
 
 static inline void close_frame(uint64_t t) {
     close_frame_ops(t, frame_ops(mpprof_top_frame));
-}
-
-// The name in a bytecode function's prelude (`<module>`: a module's top
-// level).
-static qstr code_block_name(const mpprof_code_t *code) {
-    const byte *ip = code->bytecode;
-    MP_BC_PRELUDE_SIG_DECODE(ip);
-    MP_BC_PRELUDE_SIZE_DECODE(ip);
-    (void)n_state;
-    (void)n_exc_stack;
-    (void)scope_flags;
-    (void)n_pos_args;
-    (void)n_kwonly_args;
-    (void)n_def_pos_args;
-    (void)n_info;
-    (void)n_cell;
-    qstr name = mp_decode_uint_value(ip);
-    #if MICROPY_EMIT_BYTECODE_USES_QSTR_TABLE
-    name = code->context->constants.qstr_table[name];
-    #endif
-    return name;
 }
 
 // A frozen module's top level run by a profiled import: told once per import
