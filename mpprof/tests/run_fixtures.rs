@@ -592,12 +592,15 @@ fn asyncio_is_frozen_in_and_the_scripts_coroutines_are_profiled() {
             .map(|i| i as u32 + 1)
             .unwrap()
     };
-    let event_line = line_of("asyncio.Event()");
-    let event = p
-        .lines
-        .iter()
-        .find(|l| l.line == event_line && p.files[l.file].path.ends_with("asyncio_tasks.py"))
-        .expect("the Event line allocates");
+    // The script's line holding `text`, as the profile has it.
+    let profile_line = |text: &str| {
+        let n = line_of(text);
+        p.lines
+            .iter()
+            .find(|l| l.line == n && p.files[l.file].path.ends_with("asyncio_tasks.py"))
+            .unwrap_or_else(|| panic!("`{text}` allocates"))
+    };
+    let event = profile_line("asyncio.Event()");
     assert_eq!(event.scope, mpprof_profile::Scope::Import, "{event:?}");
     assert_eq!(
         event.what.as_deref(),
@@ -613,12 +616,8 @@ fn asyncio_is_frozen_in_and_the_scripts_coroutines_are_profiled() {
     // unprofiled, so charged to that call) allocates as it runs the tasks:
     // a heap frame each time it polls, at least once per task resume
     // (settrace's 'call' events of the three tasks count those).
-    let run_line = line_of("asyncio.run(main())");
-    let run = p
-        .lines
-        .iter()
-        .find(|l| l.line == run_line && p.files[l.file].path.ends_with("asyncio_tasks.py"))
-        .expect("the event loop's line allocates");
+    let run = profile_line("asyncio.run(main())");
+    let run_line = run.line;
     assert!(run.event_loop, "{run:?}");
     assert_eq!(run.scope, mpprof_profile::Scope::PerPass, "{run:?}");
     assert!(
