@@ -307,6 +307,9 @@ fn bound_method_hint(src: &str) -> Option<String> {
 
 fn tuple_hint(opcode: Option<u8>, src: &str) -> Option<String> {
     let op = opcode?;
+    if op == opcodes::FOR_ITER {
+        return Some(iteration_tuple_hint(src));
+    }
     if opcodes::is_star_call(op) {
         return Some(
             "`*` unpacking at this call builds the argument list on every call: pass the arguments one by one".into(),
@@ -326,6 +329,35 @@ fn tuple_hint(opcode: Option<u8>, src: &str) -> Option<String> {
         ));
     }
     None
+}
+
+/// A tuple made at each step of a `for` loop: the iterator yields one per
+/// item (`d.items()`, `enumerate`, `zip`); looping over keys or indexes
+/// makes none (heap_lock on 1.25 and 1.28: `for k in d` and
+/// `for i in range(len(xs))` allocate nothing).
+fn iteration_tuple_hint(src: &str) -> String {
+    if let Some(call) = find_method_call(src, "items") {
+        let dict = call.trim_end_matches(".items()");
+        return format!(
+            "each step of `{call}` makes a new (key, value) tuple: loop over the keys, `for k in {dict}:`, and read `{dict}[k]`, which allocates nothing"
+        );
+    }
+    if let Some(call) = find_call(src, "enumerate") {
+        let seq = call
+            .strip_prefix("enumerate(")
+            .and_then(|r| r.strip_suffix(')'))
+            .filter(|s| !s.contains(','))
+            .unwrap_or("items");
+        return format!(
+            "each step of `{call}` makes a new (index, item) tuple: loop `for i in range(len({seq})):` and index `{seq}[i]`, which allocates nothing"
+        );
+    }
+    if let Some(call) = find_call(src, "zip") {
+        return format!(
+            "each step of `{call}` makes a new tuple of the items: loop over `range(len(...))` and index each sequence, which allocates nothing"
+        );
+    }
+    "each step of this loop's iterator makes a new tuple: loop over indexes with `range()` and read the items by index".into()
 }
 
 fn list_hint(opcode: Option<u8>, src: &str) -> Option<String> {
@@ -1043,5 +1075,23 @@ mod tests {
             h.contains("sort it in place") && !h.contains("lambda"),
             "{h}"
         );
+    }
+
+    #[test]
+    fn a_tuple_per_loop_step_is_the_iterators() {
+        let h = |src| hint(&Cause::Tuple, Some(opcodes::FOR_ITER), Some(src));
+        let items = h("    for k, v in d.items():");
+        assert!(
+            items.contains("`for k in d:`") && items.contains("`d[k]`"),
+            "{items}"
+        );
+        let e = h("    for i, x in enumerate(items):");
+        assert!(
+            e.contains("`for i in range(len(items)):`") && e.contains("`items[i]`"),
+            "{e}"
+        );
+        let z = h("    for a, b in zip(xs, ys):");
+        assert!(z.starts_with("each step of `zip(xs, ys)`"), "{z}");
+        assert!(!z.contains("*args"), "{z}");
     }
 }
