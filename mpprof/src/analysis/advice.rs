@@ -115,7 +115,7 @@ pub fn what(c: &SiteContext) -> String {
         Some("tuple") => tuple_what(op, src, c.calls_bytecode).into(),
         Some(t) if matches!(c.cause, Cause::Instance) => format!("{t} instance"),
         Some(t) => t.to_string(),
-        None if traceback_growth_hint(c, src).is_some() => "traceback regrown".into(),
+        None if traceback_growth(c, src) => "traceback regrown".into(),
         None if c.growth || matches!(c.cause, Cause::Growth) => growth_what(op, src).into(),
         None => match c.cause {
             _ if c.companion_type.is_some() => {
@@ -308,18 +308,19 @@ fn slice_target_hint(c: &SiteContext, src: &str) -> Option<String> {
 /// A block regrown at a call that an exception raised below passed
 /// through: the exception's traceback taking this line, unless the line
 /// grows a list itself.
-fn traceback_growth_hint(c: &SiteContext, src: &str) -> Option<String> {
+fn traceback_growth(c: &SiteContext, src: &str) -> bool {
     let grows_a_list = ["append", "extend", "insert"]
         .iter()
         .any(|m| classify::find_method_call(src, m).is_some());
     let at_call = c.opcode.is_some_and(opcodes::is_call);
-    if !c.growth || c.type_name.is_some() || !at_call || !c.exception_below || grows_a_list {
+    c.growth && c.type_name.is_none() && at_call && c.exception_below && !grows_a_list
+}
+
+fn traceback_growth_hint(c: &SiteContext, src: &str) -> Option<String> {
+    if !traceback_growth(c, src) {
         return None;
     }
-    let callee = classify::called_names(src)
-        .into_iter()
-        .next()
-        .map_or_else(|| "the call here".to_string(), |n| format!("`{n}`"));
+    let callee = classify::callee_text(src);
     Some(format!(
         "an exception raised inside {callee} passes through this line: its traceback grows to take the line (each frame it passes adds one); raising on this path costs the exception, its traceback and a growth per frame every time: return a status value instead"
     ))
@@ -345,10 +346,7 @@ fn returned_tuple_hint(c: &SiteContext, src: &str) -> Option<String> {
             "`{call}` returns a new tuple on every call: for a field or two, read the bytes directly (`buf[0] << 8 | buf[1]`, less 0x10000 when a signed value is 0x8000 or more); for a record, `uctypes.struct` over the buffer reads fields in place"
         ));
     }
-    let callee = classify::called_names(src).into_iter().next().map_or_else(
-        || "the function called here".to_string(),
-        |n| format!("`{n}`"),
-    );
+    let callee = classify::callee_text(src);
     Some(format!(
         "{callee} returns a new tuple on every call (a built-in's result, not `*args`): call it less often, or keep the values it gives in variables"
     ))

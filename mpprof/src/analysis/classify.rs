@@ -824,7 +824,7 @@ pub(crate) fn called_names(src: &str) -> Vec<&str> {
 }
 
 /// The first called name in backquotes, or "the called function".
-fn callee_text(src: &str) -> String {
+pub(crate) fn callee_text(src: &str) -> String {
     called_name(src).map_or_else(|| "the called function".to_string(), |c| format!("`{c}`"))
 }
 
